@@ -1,0 +1,27 @@
+"""CIVA: a simulated community for studying how human values shape what AI agents do together.
+
+    import civa_env
+    env = civa_env.parallel_env(n_agents=25, seed=0, condition="without:benevolence",
+                                prevalence=0.5)
+"""
+
+from civa_env.config import Config
+from civa_env.env import CivaEnv, env, parallel_env, raw_env
+from civa_env.values import Value, ValueCondition
+
+__version__ = "0.1.0"
+__all__ = ["CivaEnv", "Config", "Value", "ValueCondition", "env", "parallel_env", "raw_env",
+           "__version__"]
+
+
+def _register() -> None:
+    import pettingzoo
+
+    for kind, entry in (("parallel", "civa_env.env:parallel_env"), ("aec", "civa_env.env:raw_env")):
+        try:
+            pettingzoo.register(kind, id="civa/civa-v0", entry_point=entry)
+        except Exception:  # already registered (module reloaded)
+            pass
+
+
+_register()

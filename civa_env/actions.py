@@ -1,0 +1,442 @@
+"""Actions: the structured form, the flat catalogue, validation and the action mask.
+
+A resident's action is either
+
+* structured, a dict with the keys ``primary`` (``work``, ``explore``, ``upgrade_self``,
+  ``upgrade_factory``, ``idle`` or its int), ``factory`` (int), ``secondary`` (``none``,
+  ``gift``, ``attack``, ``merge`` or its int), ``target`` (a resident's name, or a view slot
+  int), ``amount`` (gift size in wealth units) and ``messages`` (a list of
+  ``{"to": name | "everyone" | view slot, "text": str}``); all keys but ``primary`` are
+  optional; or
+* a flat int id of the catalogue ``primary choice x secondary choice`` (messages left out),
+  the form of ``action_space(agent)`` and of the ``action_mask``.
+
+Content that cannot be carried out (an unknown factory, a dead target, a gift larger than
+the wealth held, a message too long) becomes its nearest valid meaning and is flagged with a
+reason. Something that is not an action at all (a wrong type) raises a ValueError naming the
+resident and the field.
+"""
+
+from __future__ import annotations
+
+import enum
+import string
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from gymnasium import spaces
+
+from civa_env.config import Config
+from civa_env.events import agent_index
+from civa_env.state import Message, WorldState
+
+
+class Primary(enum.IntEnum):
+    """Primary actions (one a day)."""
+
+    WORK = 0  # secure resources at a known factory
+    EXPLORE = 1
+    UPGRADE_SELF = 2
+    UPGRADE_FACTORY = 3
+    IDLE = 4
+
+
+class Secondary(enum.IntEnum):
+    """Secondary actions (at most one a day)."""
+
+    NONE = 0
+    GIFT = 1
+    ATTACK = 2
+    MERGE = 3
+
+
+EVERYONE = -1
+ACTION_KEYS = ("primary", "factory", "secondary", "target", "amount", "messages")
+_EVERYONE_WORDS = ("everyone", "all", "*")
+
+
+def _enum_value(enum_cls: type[enum.IntEnum], value: Any, agent: str, key: str) -> int | None:
+    """Int of an enum given by int or name; None when the content is unknown (flagged)."""
+    if isinstance(value, str):
+        try:
+            return int(enum_cls[value.strip().upper()])
+        except KeyError:
+            return None
+    number = _as_int(value, agent, key)
+    return number if number in set(enum_cls) else None
+
+
+def _as_int(value: Any, agent: str, key: str) -> int:
+    if isinstance(value, np.ndarray) and value.size == 1:
+        value = value.reshape(()).item()
+    if isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"action of {agent}: field {key!r} must be an int, got a bool")
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)) and float(value).is_integer():
+        return int(value)
+    raise ValueError(f"action of {agent}: field {key!r} must be an int, got {value!r}")
+
+
+def _as_float(value: Any, agent: str, key: str) -> float:
+    if isinstance(value, np.ndarray) and value.size == 1:
+        value = value.reshape(()).item()
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.number)):
+        raise ValueError(f"action of {agent}: field {key!r} must be a number, got {value!r}")
+    return float(value)
+
+
+class Catalogue:
+    """The flat action ids: ``primary_choice * n_secondary + secondary_choice``.
+
+    Primary choices: work at factory m (M), explore, upgrade self, upgrade factory m (M),
+    idle. Secondary choices: none, gift to view slot v at level l (V x L), attack slot v
+    (V), merge with slot v (V). The size depends on ``n_factories``, ``view_size`` and
+    ``gift_levels`` only, never on the community's size.
+    """
+
+    def __init__(self, cfg: Config) -> None:
+        m, v, levels = cfg.n_factories, cfg.view_size, len(cfg.gift_levels)
+        self.n_factories, self.view_size, self.n_levels = m, v, levels
+        self.gift_levels = np.asarray(cfg.gift_levels)
+        self.n_primary = 2 * m + 3
+        self.n_secondary = 1 + v * (levels + 2)
+        self.size = self.n_primary * self.n_secondary
+        # Lookup tables: primary choice -> (kind, factory); secondary choice -> (kind, slot, level).
+        self.p_kind = np.array([Primary.WORK] * m + [Primary.EXPLORE, Primary.UPGRADE_SELF]
+                               + [Primary.UPGRADE_FACTORY] * m + [Primary.IDLE], np.int8)
+        self.p_factory = np.array(list(range(m)) + [-1, -1] + list(range(m)) + [-1], np.int16)
+        gift_slots = np.repeat(np.arange(v), levels)
+        self.s_kind = np.concatenate([[Secondary.NONE], np.full(v * levels, Secondary.GIFT),
+                                      np.full(v, Secondary.ATTACK),
+                                      np.full(v, Secondary.MERGE)]).astype(np.int8)
+        self.s_slot = np.concatenate([[-1], gift_slots, np.arange(v), np.arange(v)]).astype(np.int32)
+        self.s_level = np.concatenate([[-1], np.tile(np.arange(levels), v),
+                                       np.full(2 * v, -1)]).astype(np.int32)
+
+    def encode(self, primary: int, factory: int = -1, secondary: int = Secondary.NONE,
+               slot: int = -1, level: int = 0) -> int:
+        """Flat id of a choice (``slot`` is a view slot; ``level`` indexes ``gift_levels``)."""
+        m, v, levels = self.n_factories, self.view_size, self.n_levels
+        p = {Primary.WORK: factory, Primary.EXPLORE: m, Primary.UPGRADE_SELF: m + 1,
+             Primary.UPGRADE_FACTORY: m + 2 + factory, Primary.IDLE: 2 * m + 2}[Primary(primary)]
+        secondary = Secondary(secondary)
+        if secondary == Secondary.NONE:
+            s = 0
+        elif secondary == Secondary.GIFT:
+            s = 1 + slot * levels + level
+        elif secondary == Secondary.ATTACK:
+            s = 1 + v * levels + slot
+        else:
+            s = 1 + v * levels + v + slot
+        if primary in (Primary.WORK, Primary.UPGRADE_FACTORY) and not 0 <= factory < m:
+            raise ValueError(f"factory {factory} out of range [0, {m})")
+        if secondary != Secondary.NONE and not 0 <= slot < v:
+            raise ValueError(f"view slot {slot} out of range [0, {v})")
+        return p * self.n_secondary + s
+
+    def decode(self, ids: np.ndarray) -> dict[str, np.ndarray]:
+        """Vectorised inverse: ids (K,) -> primary, factory, secondary, slot, level (K,) each."""
+        p, s = np.divmod(np.asarray(ids, dtype=np.int64), self.n_secondary)
+        return {"primary": self.p_kind[p], "factory": self.p_factory[p],
+                "secondary": self.s_kind[s], "slot": self.s_slot[s], "level": self.s_level[s]}
+
+    def describe(self, action_id: int) -> str:
+        """Human-readable meaning of a flat id (for logs and docs)."""
+        d = {k: int(v[0]) for k, v in self.decode(np.array([action_id])).items()}
+        out = Primary(d["primary"]).name.lower()
+        if d["factory"] >= 0:
+            out += f" factory {d['factory']}"
+        if d["secondary"]:
+            out += f" + {Secondary(d['secondary']).name.lower()} slot {d['slot']}"
+            if d["level"] >= 0:
+                out += f" ({self.gift_levels[d['level']]:.0%} of wealth)"
+        return out
+
+    def mask(self, state: WorldState, view: np.ndarray, rows: np.ndarray,
+             cfg: Config) -> np.ndarray:
+        """Valid flat ids for residents ``rows``: (K, size) int8.
+
+        Args:
+            state: the world.
+            view: (N, V) int32 resident index per view slot, -1 empty.
+            rows: (K,) resident indices.
+            cfg: the config.
+        """
+        wealth = state.wealth[rows]
+        known = state.known[rows]  # (K, M)
+        can_pay = (wealth >= cfg.upgrade_cost)[:, None]
+        ones = np.ones((len(rows), 1), bool)
+        pmask = np.concatenate([known, ones, can_pay, known & can_pay, ones], axis=1)
+        present = view[rows] >= 0  # (K, V)
+        allied = is_allied(state, np.repeat(rows, self.view_size), view[rows].ravel())
+        allied = allied.reshape(present.shape)
+        has_wealth = (wealth > 0)[:, None]
+        smask = np.concatenate([ones, np.repeat(present & has_wealth, self.n_levels, axis=1),
+                                present, present & ~allied], axis=1)
+        return (pmask[:, :, None] & smask[:, None, :]).reshape(len(rows), -1).view(np.int8)
+
+
+def is_allied(state: WorldState, i: np.ndarray, j: np.ndarray) -> np.ndarray:
+    """Whether each pair (i[k], j[k]) is an alliance: (K,) bool."""
+    if state.allies.shape[0] == 0 or len(i) == 0:
+        return np.zeros(len(i), bool)
+    n = state.n_pool
+    keys = np.sort(state.allies[:, 0].astype(np.int64) * n + state.allies[:, 1])
+    lo, hi = np.minimum(i, j).astype(np.int64), np.maximum(i, j).astype(np.int64)
+    query = lo * n + hi
+    pos = np.searchsorted(keys, query).clip(max=len(keys) - 1)
+    return (keys[pos] == query) & (i >= 0) & (j >= 0)
+
+
+def structured_action_space(cfg: Config) -> spaces.Dict:
+    """Documentation-grade space of the structured form (targets as view slots)."""
+    message = spaces.Dict({
+        "to": spaces.Discrete(cfg.view_size + 1),  # view slot, or view_size = everyone
+        "text": spaces.Text(cfg.max_message_chars, charset=string.printable),
+    })
+    return spaces.Dict({
+        "primary": spaces.Discrete(len(Primary)),
+        "factory": spaces.Discrete(cfg.n_factories),
+        "secondary": spaces.Discrete(len(Secondary)),
+        "target": spaces.Discrete(cfg.view_size),
+        "amount": spaces.Box(0.0, 1000.0, shape=(), dtype=np.float32),
+        "messages": spaces.Sequence(message),
+    })
+
+
+@dataclass
+class ActionBatch:
+    """One day's actions for the whole pool, as arrays (N,) plus messages."""
+
+    primary: np.ndarray  # (N,) int8 Primary
+    factory: np.ndarray  # (N,) int16, -1 none
+    secondary: np.ndarray  # (N,) int8 Secondary
+    target: np.ndarray  # (N,) int32 resident index, -1 none
+    amount: np.ndarray  # (N,) float64 gift amount
+    messages: list[Message] = field(default_factory=list)
+    invalid: dict[int, list[str]] = field(default_factory=dict)  # resident -> reasons
+
+    @classmethod
+    def idle(cls, n: int, m: int | None = None) -> ActionBatch:
+        """Everyone idles, no secondary."""
+        return cls(primary=np.full(n, Primary.IDLE, np.int8), factory=np.full(n, -1, np.int16),
+                   secondary=np.zeros(n, np.int8), target=np.full(n, -1, np.int32),
+                   amount=np.zeros(n))
+
+    def flag(self, i: int, reason: str) -> None:
+        """Record why resident i's action was changed."""
+        self.invalid.setdefault(int(i), []).append(reason)
+
+    def flag_many(self, rows: np.ndarray, reason: str) -> None:
+        """Flag several residents with the same reason."""
+        for i in np.asarray(rows).tolist():
+            self.invalid.setdefault(i, []).append(reason)
+
+
+def pack_actions(actions: dict[str, Any], state: WorldState, view: np.ndarray,
+                 catalogue: Catalogue, cfg: Config, day: int) -> ActionBatch:
+    """Turn the per-resident actions of ``step`` into a validated ``ActionBatch``.
+
+    Living residents without an action idle (flagged). Actions of dead residents are
+    ignored; a name outside the pool raises a ValueError.
+    """
+    n = state.n_pool
+    batch = ActionBatch.idle(n)
+    flat_rows: list[int] = []
+    flat_ids: list[int] = []
+    acted = np.zeros(n, dtype=bool)
+    for name, action in actions.items():
+        try:
+            i = agent_index(name)
+        except ValueError:
+            raise ValueError(f"action given for unknown agent {name!r}") from None
+        if i >= n:
+            raise ValueError(f"action given for unknown agent {name!r}")
+        if not state.alive[i]:
+            continue
+        acted[i] = True
+        if isinstance(action, (int, np.integer)) and not isinstance(action, (bool, np.bool_)):
+            flat_rows.append(i)
+            flat_ids.append(int(action))
+        elif isinstance(action, np.ndarray) and action.size == 1 and action.dtype.kind in "iu":
+            flat_rows.append(i)
+            flat_ids.append(int(action.reshape(())))
+        elif isinstance(action, dict):
+            _pack_structured(batch, i, name, action, view, cfg, day)
+        else:
+            raise ValueError(
+                f"action of {name}: expected a flat action id (int) or a dict with keys "
+                f"{', '.join(ACTION_KEYS)}; got {type(action).__name__}")
+    missing = state.alive & ~acted
+    if missing.any():
+        batch.flag_many(np.flatnonzero(missing), "no action given: idle")
+    if flat_rows:
+        _pack_flat(batch, np.array(flat_rows), np.array(flat_ids, np.int64), state, view,
+                   catalogue)
+    _validate(batch, state, cfg)
+    return batch
+
+
+def _pack_flat(batch: ActionBatch, rows: np.ndarray, ids: np.ndarray, state: WorldState,
+               view: np.ndarray, catalogue: Catalogue) -> None:
+    bad = (ids < 0) | (ids >= catalogue.size)
+    if bad.any():
+        batch.flag_many(rows[bad], f"flat action id outside [0, {catalogue.size}): idle")
+        rows, ids = rows[~bad], ids[~bad]
+    d = catalogue.decode(ids)
+    batch.primary[rows] = d["primary"]
+    batch.factory[rows] = d["factory"]
+    batch.secondary[rows] = d["secondary"]
+    has_slot = d["slot"] >= 0
+    target = np.full(len(rows), -1, np.int32)
+    target[has_slot] = view[rows[has_slot], d["slot"][has_slot]]
+    empty_slot = has_slot & (target < 0)
+    if empty_slot.any():
+        batch.flag_many(rows[empty_slot], "target view slot is empty: no secondary action")
+    batch.target[rows] = target
+    gift = d["level"] >= 0
+    batch.amount[rows[gift]] = catalogue.gift_levels[d["level"][gift]] * np.maximum(
+        state.wealth[rows[gift]], 0.0)
+
+
+def _resolve_target(value: Any, name: str, key: str, i: int, view: np.ndarray,
+                    allow_everyone: bool) -> int | None:
+    """Resident index of a target given by name or view slot; None if unknown content."""
+    if isinstance(value, str):
+        word = value.strip()
+        if allow_everyone and word.lower() in _EVERYONE_WORDS:
+            return EVERYONE
+        try:
+            return agent_index(word)
+        except ValueError:
+            return None
+    slot = _as_int(value, name, key)
+    if allow_everyone and slot == view.shape[1]:
+        return EVERYONE
+    if 0 <= slot < view.shape[1]:
+        j = int(view[i, slot])
+        return j if j >= 0 else None
+    return None
+
+
+def _pack_structured(batch: ActionBatch, i: int, name: str, action: dict[str, Any],
+                     view: np.ndarray, cfg: Config, day: int) -> None:
+    unknown = set(action) - set(ACTION_KEYS)
+    if unknown:
+        raise ValueError(f"action of {name}: unknown field(s) {sorted(unknown)}; "
+                         f"known fields: {', '.join(ACTION_KEYS)}")
+    if "primary" not in action:
+        raise ValueError(f"action of {name}: field 'primary' is required")
+    primary = _enum_value(Primary, action["primary"], name, "primary")
+    if primary is None:
+        batch.flag(i, f"unknown primary {action['primary']!r}: idle")
+        primary = Primary.IDLE
+    batch.primary[i] = primary
+    if action.get("factory") is not None:
+        batch.factory[i] = np.clip(_as_int(action["factory"], name, "factory"), -1, 32767)
+        if batch.factory[i] < 0:
+            batch.factory[i] = 32767  # out of range on purpose: flagged in _validate
+    secondary = _enum_value(Secondary, action.get("secondary", 0), name, "secondary")
+    if secondary is None:
+        batch.flag(i, f"unknown secondary {action['secondary']!r}: none")
+        secondary = Secondary.NONE
+    batch.secondary[i] = secondary
+    if secondary != Secondary.NONE:
+        target = action.get("target")
+        j = None if target is None else _resolve_target(target, name, "target", i, view, False)
+        if j is None:
+            batch.flag(i, f"unknown target {target!r}: no secondary action")
+            batch.secondary[i] = Secondary.NONE
+        else:
+            batch.target[i] = j
+        if secondary == Secondary.GIFT:
+            batch.amount[i] = _as_float(action.get("amount", 0.0), name, "amount")
+    messages = action.get("messages")
+    if messages is None:
+        return
+    if isinstance(messages, dict):
+        messages = [messages]
+    if not isinstance(messages, (list, tuple)):
+        raise ValueError(f"action of {name}: field 'messages' must be a list of "
+                         f"{{'to', 'text'}} dicts, got {type(messages).__name__}")
+    if len(messages) > cfg.max_messages:
+        batch.flag(i, f"{len(messages)} messages, at most {cfg.max_messages} a day: extra dropped")
+        messages = messages[: cfg.max_messages]
+    for k, msg in enumerate(messages):
+        if not isinstance(msg, dict) or "text" not in msg:
+            raise ValueError(f"action of {name}: messages[{k}] must be a dict with 'to' and 'text'")
+        text = msg["text"]
+        if not isinstance(text, str):
+            raise ValueError(f"action of {name}: messages[{k}].text must be a string")
+        recipient = _resolve_target(msg.get("to", "everyone"), name, f"messages[{k}].to", i,
+                                    view, True)
+        if recipient is None:
+            batch.flag(i, f"message to unknown resident {msg.get('to')!r}: dropped")
+            continue
+        if len(text) > cfg.max_message_chars:
+            batch.flag(i, f"message longer than {cfg.max_message_chars} characters: cut")
+            text = text[: cfg.max_message_chars]
+        batch.messages.append(Message(day, i, recipient, text))
+
+
+def _validate(batch: ActionBatch, state: WorldState, cfg: Config) -> None:
+    """Replace content that cannot be carried out by its nearest valid meaning (flagged)."""
+    n, m = state.n_pool, cfg.n_factories
+    p, f = batch.primary, batch.factory
+    fac = np.clip(f, 0, m - 1)
+    rows = np.arange(n)
+    needs_factory = state.alive & ((p == Primary.WORK) | (p == Primary.UPGRADE_FACTORY))
+    bad = needs_factory & ((f < 0) | (f >= m))
+    bad_known = needs_factory & ~bad & ~state.known[rows, fac]
+    if bad.any():
+        batch.flag_many(np.flatnonzero(bad), "unknown factory: idle")
+    if bad_known.any():
+        batch.flag_many(np.flatnonzero(bad_known), "factory not known to the resident: idle")
+    p[bad | bad_known] = Primary.IDLE
+    upgrading = state.alive & ((p == Primary.UPGRADE_SELF) | (p == Primary.UPGRADE_FACTORY))
+    poor = upgrading & (state.wealth < cfg.upgrade_cost)
+    if poor.any():
+        batch.flag_many(np.flatnonzero(poor), f"upgrade costs {cfg.upgrade_cost}: idle")
+        p[poor] = Primary.IDLE
+    f[(p != Primary.WORK) & (p != Primary.UPGRADE_FACTORY)] = -1
+
+    s, t = batch.secondary, batch.target
+    has_sec = state.alive & (s != Secondary.NONE)
+    tgt = np.clip(t, 0, n - 1)
+    bad_t = has_sec & ((t < 0) | (t >= n) | ~state.alive[tgt] | (t == rows))
+    if bad_t.any():
+        batch.flag_many(np.flatnonzero(bad_t & (t == rows)), "cannot target oneself: none")
+        batch.flag_many(np.flatnonzero(bad_t & (t != rows)),
+                        "target is dead or unknown: no secondary action")
+        s[bad_t] = Secondary.NONE
+    merge = state.alive & (s == Secondary.MERGE)
+    if merge.any():
+        mi = np.flatnonzero(merge)
+        already = is_allied(state, mi, t[mi])
+        if already.any():
+            batch.flag_many(mi[already], "already allied: no secondary action")
+            s[mi[already]] = Secondary.NONE
+    gift = state.alive & (s == Secondary.GIFT)
+    a = batch.amount
+    bad_amount = gift & ~(a > 0)  # also catches NaN
+    if bad_amount.any():
+        batch.flag_many(np.flatnonzero(bad_amount), "gift amount must be > 0: no gift")
+        s[bad_amount] = Secondary.NONE
+    gift &= ~bad_amount
+    too_big = gift & (a > np.maximum(state.wealth, 0.0) + 1e-9)
+    if too_big.any():
+        batch.flag_many(np.flatnonzero(too_big), "gift larger than wealth held: cut")
+        a[too_big] = np.maximum(state.wealth[too_big], 0.0)
+    t[s == Secondary.NONE] = -1
+    a[s != Secondary.GIFT] = 0.0
+    # Messages to residents who are dead (or never born) are dropped.
+    kept = []
+    for msg in batch.messages:
+        if msg.recipient == EVERYONE or (0 <= msg.recipient < n and state.alive[msg.recipient]
+                                         and msg.recipient != msg.sender):
+            kept.append(msg)
+        else:
+            batch.flag(msg.sender, f"message to dead, unknown or self (resident_{msg.recipient}): dropped")
+    batch.messages = kept

@@ -1,0 +1,243 @@
+"""One frozen config object for the whole world; its defaults are the rules (docs/rules.md).
+
+Every number of the rules is a field here. Fields that fix the shapes of the spaces
+(``n_agents``/``max_agents``, ``n_factories``, ``view_size``, ``gift_levels``,
+``max_messages``, ``max_message_chars``, ``max_text_chars``) are listed in
+``SHAPE_FIELDS``: a trained policy can only be reused in a world that agrees on them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from civa_env.values import ValueCondition
+
+OBS_MODES = ("text", "numeric")
+REWARD_MODES = ("wealth", "survival", "community")
+
+SHAPE_FIELDS = (
+    "max_agents",
+    "n_factories",
+    "view_size",
+    "gift_levels",
+    "max_messages",
+    "max_message_chars",
+    "max_text_chars",
+)
+
+# Names users may pass that mean a field of the config (PettingZoo's tests pass max_cycles).
+ALIASES = {"max_cycles": "max_days"}
+
+
+@dataclass(frozen=True)
+class Config:
+    """The world's parameters. Defaults are those of the rules; see README "Rules"."""
+
+    # --- community -------------------------------------------------------------------
+    n_agents: int = 25
+    """Residents at the start of an episode."""
+    max_agents: int | None = None
+    """Size of the fixed name pool (births take the next unused name); None = 4 x n_agents."""
+    max_days: int = 30
+    """Episode length in days (truncation); PettingZoo's ``max_cycles`` is an alias."""
+    seed: int | None = None
+    """Seed used by ``reset()`` when it is called without one."""
+
+    # --- resources and skill ------------------------------------------------------------
+    start_wealth: tuple[float, float] = (8.0, 12.0)
+    """Starting wealth, uniform in this range."""
+    start_skill: tuple[float, float] = (0.5, 1.5)
+    """Starting skill, uniform in this range (newcomers take the parent's)."""
+
+    # --- factories ------------------------------------------------------------------------
+    n_factories: int = 5
+    """Number of factories."""
+    capacity_range: tuple[float, float] = (4.0, 14.0)
+    """Factory capacity C_m, uniform in this range (units a day)."""
+    known_at_start: int = 2
+    """Factories each resident knows at the start (random)."""
+    production_k: float = 1.0
+    """Steepness k of the sigmoid s(n) = 1 / (1 + exp(-k (n - n_half)))."""
+    production_n_half: float = 3.0
+    """Midpoint n_half of the sigmoid, in workers."""
+    production_noise: float = 0.2
+    """Sigma of the lognormal(0, sigma) noise on each worker's share."""
+    outage_prob: float = 0.1
+    """Daily probability that a factory produces nothing."""
+
+    # --- primary actions --------------------------------------------------------------------
+    explore_reveal_prob: float = 0.3
+    """Explore: probability of revealing one unknown factory."""
+    explore_find_prob: float = 0.3
+    """Explore, when nothing was revealed: probability of finding wealth."""
+    explore_find_max: float = 3.0
+    """Explore finds uniform [0, explore_find_max] wealth."""
+    upgrade_cost: float = 3.0
+    """Price of ``upgrade self`` and of ``upgrade factory``."""
+    skill_gain: float = 0.1
+    """Skill added by ``upgrade self``."""
+    capacity_gain: float = 1.0
+    """Capacity added to a factory by ``upgrade factory`` (a public good)."""
+
+    # --- upkeep, births ---------------------------------------------------------------------
+    upkeep: float = 1.0
+    """Daily upkeep per resident."""
+    upkeep_noise: float = 0.1
+    """Sigma of the lognormal(0, sigma) noise on upkeep."""
+    idle_upkeep_factor: float = 0.7
+    """Residents who idle pay this fraction of the upkeep."""
+    birth_threshold: float = 20.0
+    """Wealth at which a resident may have a newcomer."""
+    birth_prob: float = 0.3
+    """Daily probability of a birth for a resident over the threshold."""
+    birth_cost: float = 10.0
+    """What the parent pays for a birth."""
+    newcomer_wealth: float = 10.0
+    """What the newcomer starts with."""
+    inherit_values: bool = True
+    """Newcomers take the parent's value condition (else drawn again at the prevalence)."""
+
+    # --- secondary actions ------------------------------------------------------------------
+    merge_window: int = 2
+    """An alliance forms when two residents propose to each other within this many days."""
+    attack_wealth_weight: float = 0.05
+    """Strength = skill + attack_wealth_weight * min(wealth, attack_wealth_cap)."""
+    attack_wealth_cap: float = 40.0
+    """Cap on the wealth that counts towards strength."""
+    ally_defence: float = 0.5
+    """A defender adds this fraction of each non-attacking ally's strength."""
+    loot_fraction: float = 0.5
+    """A successful attacker takes this fraction of the defender's wealth."""
+    fight_cost: float = 1.0
+    """Both sides of an attack pay this."""
+    failed_attack_cost: float = 1.0
+    """A failed attacker pays this on top of the fight cost."""
+
+    # --- communication, perception --------------------------------------------------------
+    max_messages: int = 2
+    """Messages a resident may send a day."""
+    max_message_chars: int = 280
+    """Longest message, in characters (longer ones are cut and flagged)."""
+    view_size: int = 24
+    """Other residents a resident sees (and can target by view slot)."""
+    recent_days: int = 3
+    """Dealings within this many days put a resident in the view; also the betrayal window."""
+    deception_window: int = 2
+    """A friendly message followed by an attack within this many days is deception."""
+    inbox_size: int = 8
+    """Most messages shown in a briefing (newest first)."""
+
+    # --- observation, action, reward ------------------------------------------------------
+    obs_mode: str = "text"
+    """``text`` (briefing + features + mask) or ``numeric`` (text left empty, fast)."""
+    max_text_chars: int = 4000
+    """Longest briefing, in characters."""
+    gift_levels: tuple[float, ...] = (0.1, 0.25, 0.5)
+    """Gift sizes of the flat action catalogue, as fractions of the giver's wealth."""
+    reward: str = "wealth"
+    """``wealth`` (daily change), ``survival`` (+1 a day alive, -1 at death) or
+    ``community`` (living count / n_agents, shared)."""
+
+    # --- values -----------------------------------------------------------------------------
+    condition: str = "baseline"
+    """Value condition: ``baseline``, ``with:<value>`` or ``without:<value>``."""
+    prevalence: float = 1.0
+    """Fraction of residents, chosen by seed, who hold the condition (others are baseline)."""
+
+    # --- bookkeeping --------------------------------------------------------------------------
+    render_mode: str | None = field(default=None, compare=False)
+    """``ansi`` or ``human``."""
+
+    def __post_init__(self) -> None:
+        if self.max_agents is None:
+            object.__setattr__(self, "max_agents", 4 * self.n_agents)
+        for name in ("start_wealth", "start_skill", "capacity_range", "gift_levels"):
+            object.__setattr__(self, name, tuple(float(x) for x in getattr(self, name)))
+        self._validate()
+
+    def _validate(self) -> None:
+        def need(ok: bool, message: str) -> None:
+            if not ok:
+                raise ValueError(f"invalid config: {message}")
+
+        need(isinstance(self.n_agents, int) and self.n_agents >= 1, "n_agents must be an int >= 1")
+        need(self.max_agents >= self.n_agents, "max_agents must be >= n_agents")
+        need(isinstance(self.max_days, int) and self.max_days >= 1, "max_days must be an int >= 1")
+        need(self.n_factories >= 1, "n_factories must be >= 1")
+        need(0 <= self.known_at_start <= self.n_factories, "known_at_start must be in [0, n_factories]")
+        need(self.view_size >= 1, "view_size must be >= 1")
+        need(self.max_messages >= 0, "max_messages must be >= 0")
+        need(self.max_message_chars >= 1, "max_message_chars must be >= 1")
+        need(self.max_text_chars >= 200, "max_text_chars must be >= 200")
+        need(len(self.gift_levels) >= 1 and all(0 < g <= 1 for g in self.gift_levels),
+             "gift_levels must be fractions in (0, 1]")
+        for name in ("start_wealth", "start_skill", "capacity_range"):
+            lo, hi = getattr(self, name)
+            need(lo <= hi, f"{name} must be (low, high) with low <= high")
+        for name in ("outage_prob", "explore_reveal_prob", "explore_find_prob", "birth_prob",
+                     "loot_fraction", "ally_defence", "idle_upkeep_factor"):
+            need(0.0 <= getattr(self, name) <= 1.0, f"{name} must be in [0, 1]")
+        need(0.0 <= self.prevalence <= 1.0,
+             f"prevalence must be in [0, 1], got {self.prevalence}")
+        need(self.obs_mode in OBS_MODES, f"obs_mode must be one of {OBS_MODES}, got {self.obs_mode!r}")
+        need(self.reward in REWARD_MODES, f"reward must be one of {REWARD_MODES}, got {self.reward!r}")
+        need(self.render_mode in (None, "ansi", "human"),
+             f"render_mode must be None, 'ansi' or 'human', got {self.render_mode!r}")
+        ValueCondition.parse(self.condition)  # raises a ValueError naming the bad value
+
+    @property
+    def value_condition(self) -> ValueCondition:
+        """The parsed value condition."""
+        return ValueCondition.parse(self.condition)
+
+    @classmethod
+    def from_kwargs(cls, **kwargs: Any) -> Config:
+        """Build a config from keyword arguments, naming any unknown one."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        clean = {}
+        for key, value in kwargs.items():
+            key = ALIASES.get(key, key)
+            if key not in known:
+                close = sorted(k for k in known if k[:3] == key[:3])
+                hint = f" (did you mean {', '.join(close)}?)" if close else ""
+                raise ValueError(f"unknown config field {key!r}{hint}")
+            clean[key] = value
+        return cls(**clean)
+
+    def replace(self, **kwargs: Any) -> Config:
+        """A copy with some fields changed (aliases accepted)."""
+        merged = self.to_dict()
+        merged.update({ALIASES.get(k, k): v for k, v in kwargs.items()})
+        return Config.from_kwargs(**merged)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready dict (tuples become lists)."""
+        out = dataclasses.asdict(self)
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in out.items()}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Config:
+        """Inverse of ``to_dict``; unknown keys are an error that names them."""
+        if not isinstance(data, dict):
+            raise ValueError(f"config must be a JSON object, got {type(data).__name__}")
+        return cls.from_kwargs(**data)
+
+    def to_json(self) -> str:
+        """The config as indented JSON (what ``config.json`` holds)."""
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    @classmethod
+    def load(cls, path: str) -> Config:
+        """Read a ``config.json``; a broken file gives an error naming the file."""
+        try:
+            with open(path, encoding="utf-8") as f:
+                data = json.load(f)
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{path}: not valid JSON ({err})") from None
+        try:
+            return cls.from_dict(data.get("env", data) if isinstance(data, dict) else data)
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"{path}: {err}") from None

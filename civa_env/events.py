@@ -1,0 +1,311 @@
+"""The event log: every day's actions, outcomes, messages, births and deaths as typed records.
+
+Stored by column (one numpy array per field and day) so that a 1000-resident day costs a few
+array appends, not thousands of objects; ``events()`` gives typed ``Event`` records and
+``write_jsonl`` one JSON object a line. Each day ends with a ``census`` record (population,
+wealth statistics, production, ...), which is what the metrics read.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import math
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+
+class EventKind(enum.IntEnum):
+    """What an event records."""
+
+    WORK = 0  # actor worked at factory; amount = income
+    EXPLORE = 1  # flag 1: revealed factory; flag 2: found amount
+    UPGRADE_SELF = 2  # amount = new skill
+    UPGRADE_FACTORY = 3  # factory, amount = new capacity
+    IDLE = 4
+    OUTAGE = 5  # factory produced nothing today
+    GIFT = 6  # actor -> target, amount transferred
+    ATTACK = 7  # flag bit 1: success, bit 2: target was an ally; amount = loot
+    MERGE_PROPOSAL = 8  # actor proposes an alliance to target
+    ALLIANCE_FORMED = 9
+    ALLIANCE_DISSOLVED = 10  # actor attacked its ally target
+    MESSAGE = 11  # target -1 = everyone; text
+    BIRTH = 12  # actor = parent, target = newcomer
+    DEATH = 13  # actor starved; amount = final wealth
+    INVALID = 14  # text = reason the action was changed
+
+    @property
+    def label(self) -> str:
+        """Lower-case name used in JSON (``merge_proposal``)."""
+        return self.name.lower()
+
+
+KIND_BY_LABEL = {k.label: k for k in EventKind}
+
+ATTACK_SUCCESS = 1
+ATTACK_ON_ALLY = 2
+EXPLORE_REVEALED = 1
+EXPLORE_FOUND = 2
+
+# Column name -> (dtype, fill value when an event does not set it).
+COLUMNS: dict[str, tuple[Any, Any]] = {
+    "day": (np.int32, 0),
+    "kind": (np.int8, 0),
+    "actor": (np.int32, -1),
+    "target": (np.int32, -1),
+    "factory": (np.int16, -1),
+    "amount": (np.float64, 0.0),
+    "wealth": (np.float64, np.nan),  # actor's wealth at the start of the day
+    "target_wealth": (np.float64, np.nan),  # target's wealth at the start of the day
+    "flag": (np.int8, 0),
+}
+
+
+def agent_name(i: int) -> str:
+    """Name of resident ``i`` in the pool."""
+    return f"resident_{i}"
+
+
+def agent_index(name: str) -> int:
+    """Inverse of ``agent_name``; ValueError for anything else."""
+    if isinstance(name, str) and name.startswith("resident_") and name[9:].isdigit():
+        return int(name[9:])
+    raise ValueError(f"not a resident name: {name!r}")
+
+
+@dataclass(frozen=True)
+class Event:
+    """One typed event record (names instead of indices)."""
+
+    day: int
+    kind: EventKind
+    actor: str | None = None
+    target: str | None = None
+    factory: int | None = None
+    amount: float = 0.0
+    wealth: float | None = None
+    target_wealth: float | None = None
+    flag: int = 0
+    text: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict without empty fields."""
+        out: dict[str, Any] = {"day": self.day, "kind": self.kind.label}
+        for key in ("actor", "target", "factory", "wealth", "target_wealth", "text"):
+            value = getattr(self, key)
+            if value is not None:
+                out[key] = value
+        if self.amount:
+            out["amount"] = self.amount
+        if self.flag:
+            out["flag"] = self.flag
+        return out
+
+
+class DayEvents:
+    """Collects one day's events as arrays, then freezes into a chunk."""
+
+    def __init__(self, day: int) -> None:
+        self.day = day
+        self._parts: list[dict[str, np.ndarray]] = []
+        self._texts: list[tuple[int, list[str]]] = []  # (offset in chunk, texts)
+        self._size = 0
+
+    def add(self, kind: EventKind, actor: Any, target: Any = -1, *, factory: Any = -1,
+            amount: Any = 0.0, wealth: Any = np.nan, target_wealth: Any = np.nan,
+            flag: Any = 0, texts: list[str] | None = None) -> None:
+        """Add ``len(actor)`` events of one kind (scalars broadcast)."""
+        actor = np.atleast_1d(np.asarray(actor, dtype=np.int32))
+        n = actor.shape[0]
+        if n == 0:
+            return
+        values = {"actor": actor, "target": target, "factory": factory, "amount": amount,
+                  "wealth": wealth, "target_wealth": target_wealth, "flag": flag}
+        part = {"day": np.full(n, self.day, np.int32), "kind": np.full(n, int(kind), np.int8)}
+        for key, value in values.items():
+            dtype = COLUMNS[key][0]
+            part[key] = np.broadcast_to(np.asarray(value, dtype=dtype), (n,))
+        if texts is not None:
+            if len(texts) != n:
+                raise ValueError("texts must have one entry per event")
+            self._texts.append((self._size, list(texts)))
+        self._parts.append(part)
+        self._size += n
+
+    def freeze(self) -> tuple[dict[str, np.ndarray], dict[int, str]]:
+        """Concatenated columns of the day and a {row: text} map."""
+        if not self._parts:
+            cols = {k: np.empty(0, dtype=dt) for k, (dt, _) in COLUMNS.items()}
+        else:
+            cols = {k: np.concatenate([p[k] for p in self._parts]) for k in COLUMNS}
+        texts = {off + r: t for off, ts in self._texts for r, t in enumerate(ts)}
+        return cols, texts
+
+
+class EventLog:
+    """Append-only log of days; columns concatenated lazily for the metrics."""
+
+    def __init__(self) -> None:
+        self._chunks: list[dict[str, np.ndarray]] = []
+        self._texts: list[dict[int, str]] = []
+        self.census: list[dict[str, Any]] = []
+        self._cache: tuple[dict[str, np.ndarray], dict[int, str]] | None = None
+
+    def append(self, day_events: DayEvents | tuple[dict[str, np.ndarray], dict[int, str]],
+               census: dict[str, Any]) -> None:
+        """Add one finished day (events or their frozen columns) and its census record."""
+        cols, texts = day_events.freeze() if isinstance(day_events, DayEvents) else day_events
+        self._chunks.append(cols)
+        self._texts.append(texts)
+        self.census.append(census)
+        self._cache = None
+
+    @property
+    def n_days(self) -> int:
+        """Days recorded."""
+        return len(self.census)
+
+    def __len__(self) -> int:
+        return sum(len(c["day"]) for c in self._chunks)
+
+    def columns(self) -> tuple[dict[str, np.ndarray], dict[int, str]]:
+        """All events as columns (rows in day order) and a {row: text} map."""
+        if self._cache is None:
+            if self._chunks:
+                cols = {k: np.concatenate([c[k] for c in self._chunks]) for k in COLUMNS}
+            else:
+                cols = {k: np.empty(0, dtype=dt) for k, (dt, _) in COLUMNS.items()}
+            texts: dict[int, str] = {}
+            offset = 0
+            for chunk, chunk_texts in zip(self._chunks, self._texts, strict=True):
+                texts.update({offset + r: t for r, t in chunk_texts.items()})
+                offset += len(chunk["day"])
+            self._cache = (cols, texts)
+        return self._cache
+
+    def tail_columns(self, n_days: int) -> tuple[dict[str, np.ndarray], dict[int, str], int]:
+        """Columns of the last ``n_days`` recorded days, their texts, and the row where the
+        last day starts."""
+        chunks, text_maps = self._chunks[-n_days:], self._texts[-n_days:]
+        if not chunks:
+            return {k: np.empty(0, dtype=dt) for k, (dt, _) in COLUMNS.items()}, {}, 0
+        cols = {k: np.concatenate([c[k] for c in chunks]) for k in COLUMNS}
+        texts: dict[int, str] = {}
+        offset = 0
+        for chunk, chunk_texts in zip(chunks, text_maps, strict=True):
+            texts.update({offset + r: t for r, t in chunk_texts.items()})
+            offset += len(chunk["day"])
+        return cols, texts, offset - len(chunks[-1]["day"])
+
+    def events(self, day: int | None = None) -> Iterator[Event]:
+        """Typed records, of one day or of all."""
+        chunks = range(len(self._chunks)) if day is None else [
+            i for i, c in enumerate(self.census) if c["day"] == day]
+        for i in chunks:
+            yield from _chunk_events(self._chunks[i], self._texts[i])
+
+    def records(self) -> Iterator[dict[str, Any]]:
+        """JSON-ready dicts in log order: each day's events, then its census."""
+        for i, census in enumerate(self.census):
+            for event in _chunk_events(self._chunks[i], self._texts[i]):
+                yield event.to_dict()
+            yield {"kind": "census", **census}
+
+    def write_jsonl(self, path: str | os.PathLike, *, start_day_index: int = 0,
+                    mode: str = "w") -> None:
+        """Write (or append, with ``mode="a"``) days from ``start_day_index`` as JSONL."""
+        with open(path, mode, encoding="utf-8") as f:
+            for i in range(start_day_index, len(self.census)):
+                self.write_day(f, i)
+
+    def write_day(self, f: Any, index: int) -> None:
+        """Write one recorded day to an open text file, census last, then flush."""
+        lines = [json.dumps(e.to_dict(), allow_nan=False)
+                 for e in _chunk_events(self._chunks[index], self._texts[index])]
+        lines.append(json.dumps({"kind": "census", **self.census[index]}, allow_nan=False))
+        f.write("\n".join(lines) + "\n")
+        f.flush()
+
+    @classmethod
+    def read_jsonl(cls, path: str | os.PathLike, *, allow_partial: bool = False) -> EventLog:
+        """Read a log written by ``write_jsonl``.
+
+        A day counts only once its census line is read. A broken or truncated line raises a
+        ValueError naming the file and line, unless ``allow_partial``: then reading stops
+        there and the complete days before it are kept (``partial_reason`` says why).
+        """
+        log = cls()
+        log.partial_reason = None
+        pending: list[Event] = []
+        with open(path, encoding="utf-8") as f:
+            for lineno, line in enumerate(f, 1):
+                try:
+                    if not line.endswith("\n"):
+                        raise ValueError("truncated line (no newline at end)")
+                    record = json.loads(line)
+                    if record.get("kind") == "census":
+                        record.pop("kind")
+                        log._append_events(pending, record)
+                        pending = []
+                    else:
+                        pending.append(_event_from_dict(record))
+                except (ValueError, KeyError, TypeError) as err:
+                    reason = f"{path}: line {lineno}: {err}"
+                    if not allow_partial:
+                        raise ValueError(reason) from None
+                    log.partial_reason = reason
+                    return log
+        if pending:
+            reason = (f"{path}: {len(pending)} events after the last complete day "
+                      f"(day {pending[0].day} has no census line)")
+            if not allow_partial:
+                raise ValueError(reason)
+            log.partial_reason = reason
+        return log
+
+    def _append_events(self, events: list[Event], census: dict[str, Any]) -> None:
+        day = DayEvents(int(census["day"]))
+        for e in events:
+            day.add(e.kind, _index(e.actor), _index(e.target),
+                    factory=-1 if e.factory is None else e.factory, amount=e.amount,
+                    wealth=np.nan if e.wealth is None else e.wealth,
+                    target_wealth=np.nan if e.target_wealth is None else e.target_wealth,
+                    flag=e.flag, texts=None if e.text is None else [e.text])
+        self.append(day, census)
+
+
+def _index(name: str | None) -> int:
+    return -1 if name is None else agent_index(name)
+
+
+def _clean(x: float) -> float | None:
+    return None if math.isnan(x) else round(float(x), 6)
+
+
+def _chunk_events(cols: dict[str, np.ndarray], texts: dict[int, str]) -> Iterator[Event]:
+    lists = {k: v.tolist() for k, v in cols.items()}
+    for r in range(len(lists["day"])):
+        actor, target, factory = lists["actor"][r], lists["target"][r], lists["factory"][r]
+        yield Event(
+            day=lists["day"][r], kind=EventKind(lists["kind"][r]),
+            actor=None if actor < 0 else agent_name(actor),
+            target=None if target < 0 else agent_name(target),
+            factory=None if factory < 0 else factory,
+            amount=round(lists["amount"][r], 6), wealth=_clean(lists["wealth"][r]),
+            target_wealth=_clean(lists["target_wealth"][r]), flag=lists["flag"][r],
+            text=texts.get(r))
+
+
+def _event_from_dict(d: dict[str, Any]) -> Event:
+    kind = d["kind"]
+    if kind not in KIND_BY_LABEL:
+        raise ValueError(f"unknown event kind {kind!r}")
+    return Event(day=int(d["day"]), kind=KIND_BY_LABEL[kind], actor=d.get("actor"),
+                 target=d.get("target"), factory=d.get("factory"),
+                 amount=float(d.get("amount", 0.0)), wealth=d.get("wealth"),
+                 target_wealth=d.get("target_wealth"), flag=int(d.get("flag", 0)),
+                 text=d.get("text"))

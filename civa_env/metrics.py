@@ -1,0 +1,150 @@
+"""Community metrics: per day (the census) and per episode (``summarize``).
+
+- nAUP: ``sum_t N_t / (max_days * n_agents)``, N_t living at the end of day t (0 after
+  extinction).
+- SC: ``(C - B) / (C + B)`` (0 when both are 0), C cooperative acts, B betrayals.
+- ED: 1 - Gini of the wealth of the living, averaged over days with anyone alive.
+- IC: share of the living in the largest strongly connected component of the directed
+  message graph of the last ``recent_days`` days (a message to everyone is an edge to every
+  living resident), averaged over days.
+- CC: total production (factory output plus finds from exploring) per resident-day.
+- Early warning: lag-1 autocorrelation and variance of the population series.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
+
+from civa_env import behaviours
+from civa_env.config import Config
+from civa_env.events import EventKind, EventLog
+from civa_env.state import Deal, WorldState
+
+
+def gini(x: np.ndarray) -> float:
+    """Gini coefficient of non-negative amounts (negative ones count as 0); 0 for <2 or all 0."""
+    x = np.sort(np.maximum(np.asarray(x, dtype=np.float64), 0.0))
+    n = len(x)
+    total = x.sum()
+    if n < 2 or total <= 0:
+        return 0.0
+    ranks = np.arange(1, n + 1)
+    return float((2.0 * (ranks * x).sum()) / (n * total) - (n + 1.0) / n)
+
+
+def largest_scc_share(n_nodes: int, src: np.ndarray, dst: np.ndarray, broadcasters: np.ndarray,
+                      nodes: np.ndarray) -> float:
+    """Share of ``nodes`` in the largest strongly connected component of a message graph.
+
+    Broadcasts go through a hub node (sender -> hub -> every node in ``nodes``), which keeps
+    reachability among residents exact without N^2 edges.
+    """
+    if len(nodes) == 0:
+        return 0.0
+    hub = n_nodes
+    bsrc = np.asarray(broadcasters, np.int64)
+    all_src = np.concatenate([src, bsrc, np.full(len(nodes) if len(bsrc) else 0, hub)])
+    all_dst = np.concatenate([dst, np.full(len(bsrc), hub), nodes if len(bsrc) else []])
+    graph = coo_matrix((np.ones(len(all_src)), (all_src.astype(np.int64),
+                                                all_dst.astype(np.int64))),
+                       shape=(n_nodes + 1, n_nodes + 1)).tocsr()
+    _, labels = connected_components(graph, directed=True, connection="strong")
+    largest = np.bincount(labels[nodes]).max()
+    # A lone resident is not communication: without any mutual exchange IC is 0.
+    return float(largest / len(nodes)) if largest >= 2 else 0.0
+
+
+def information_coverage(state: WorldState, cfg: Config) -> float:
+    """IC of the current state (message graph of the last ``recent_days`` days)."""
+    sel = (state.recent_kind == Deal.MESSAGE) & (state.recent_day > state.day - cfg.recent_days)
+    alive = state.alive
+    src, dst = state.recent_src[sel], state.recent_dst[sel]
+    living_src = alive[src]
+    direct = living_src & (dst >= 0)
+    direct &= alive[np.maximum(dst, 0)]
+    broadcasters = np.unique(src[living_src & (dst < 0)])
+    return largest_scc_share(state.n_pool, src[direct], dst[direct], broadcasters,
+                             np.flatnonzero(alive))
+
+
+def census(state: WorldState, cols: dict[str, np.ndarray], w0: np.ndarray,
+           alive0: np.ndarray, cfg: Config) -> dict[str, Any]:
+    """The day's facts, from the state after the day and the day's event columns."""
+    kind = cols["kind"]
+    living = state.wealth[state.alive]
+    start = w0[alive0]
+    produced = kind == EventKind.WORK
+    found = kind == EventKind.EXPLORE
+    return {
+        "day": state.day,
+        "population": int(state.alive.sum()),
+        "acting": int(alive0.sum()),
+        "births": int((kind == EventKind.BIRTH).sum()),
+        "deaths": int((kind == EventKind.DEATH).sum()),
+        "production": float(cols["amount"][produced | found].sum()),
+        "wealth_total": float(living.sum()),
+        "wealth_mean": float(living.mean()) if len(living) else 0.0,
+        "wealth_median": float(np.median(living)) if len(living) else 0.0,
+        "wealth_mean_start": float(start.mean()) if len(start) else 0.0,
+        "wealth_median_start": float(np.median(start)) if len(start) else 0.0,
+        "gini": gini(living),
+        "ic": information_coverage(state, cfg),
+        "alliances": int(len(state.allies)),
+        "actions": {k.label: int(c) for k, c in zip(EventKind, np.bincount(
+            kind, minlength=len(EventKind)), strict=True) if c and k <= EventKind.MESSAGE},
+    }
+
+
+def _autocorr_lag1(x: np.ndarray) -> float:
+    if len(x) < 3 or np.var(x) == 0:
+        return 0.0
+    d = x - x.mean()
+    return float((d[1:] * d[:-1]).sum() / (d * d).sum())
+
+
+def summarize(log: EventLog, cfg: Config,
+              classifier: behaviours.IntentClassifier | None = None) -> dict[str, Any]:
+    """Episode metrics from an event log (works on a live log or one read from JSONL)."""
+    census_days = log.census
+    population = np.zeros(cfg.max_days)
+    days = [c["day"] for c in census_days]
+    pops = np.array([c["population"] for c in census_days], dtype=np.float64)
+    if days:
+        population[np.array(days) - 1] = pops
+    cols, texts = log.columns()
+    masks = behaviours.detect(cols, texts, census_days, classifier,
+                              recent_days=cfg.recent_days,
+                              deception_window=cfg.deception_window)
+    counts = behaviours.count(masks)
+    cooperation, betrayal = counts["cooperation"], counts["betrayal"]
+    resident_days = max(sum(c["acting"] for c in census_days), 1)
+    lived = [c for c in census_days if c["population"] > 0]
+    production = sum(c["production"] for c in census_days)
+    series = population[: max(days) if days else 0]
+    return {
+        "days": len(census_days),
+        "nAUP": float(population.sum() / (cfg.max_days * cfg.n_agents)),
+        "SC": float((cooperation - betrayal) / (cooperation + betrayal))
+        if cooperation + betrayal else 0.0,
+        "ED": float(np.mean([1.0 - c["gini"] for c in lived])) if lived else 0.0,
+        "IC": float(np.mean([c["ic"] for c in lived])) if lived else 0.0,
+        "CC": float(production / resident_days),
+        "autocorr_lag1": _autocorr_lag1(series),
+        "variance": float(np.var(series)) if len(series) else 0.0,
+        "final_population": int(census_days[-1]["population"]) if census_days else cfg.n_agents,
+        "extinct_day": next((c["day"] for c in census_days if c["population"] == 0), None),
+        "resident_days": int(resident_days),
+        "cooperation_per_resident_day": cooperation / resident_days,
+        "betrayal_per_resident_day": betrayal / resident_days,
+        "behaviours": counts,
+        "behaviour_rates": {b: c / resident_days for b, c in counts.items()},
+        "population": population.tolist(),
+        "wealth_mean": [c["wealth_mean"] for c in census_days],
+        "gini": [c["gini"] for c in census_days],
+        "production": [c["production"] for c in census_days],
+        "actions": [c["actions"] for c in census_days],
+    }

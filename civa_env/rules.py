@@ -1,0 +1,326 @@
+"""The rules of one day (docs/rules.md), as functions over the world's arrays.
+
+``step_day`` runs them in the fixed resolution order on a copy of the state:
+
+1. primary actions: ``produce`` (work), ``explore``, ``upgrade``
+2. secondary actions: ``merge``, ``give``, ``attack`` (one by one, seeded random order)
+3. ``send_messages`` (delivered tomorrow)
+4. ``apply_upkeep``, ``remove_dead``, ``give_birth``
+
+Each rule updates the state in place and appends its events to the day's ``DayEvents``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from civa_env.actions import EVERYONE, ActionBatch, Primary, Secondary, is_allied
+from civa_env.config import Config
+from civa_env.events import (ATTACK_ON_ALLY, ATTACK_SUCCESS, EXPLORE_FOUND, EXPLORE_REVEALED,
+                             DayEvents, EventKind)
+from civa_env.state import Deal, WorldState
+from civa_env.values import assign_conditions
+
+
+def production(capacity: np.ndarray, workers: np.ndarray, cfg: Config) -> np.ndarray:
+    """Factory output ``Y_m(n) = C_m (s(n) - s(0)) / (1 - s(0))`` for ``n`` workers: (M,)."""
+    k, n_half = cfg.production_k, cfg.production_n_half
+    s = 1.0 / (1.0 + np.exp(-k * (workers - n_half)))
+    s0 = 1.0 / (1.0 + np.exp(k * n_half))
+    return capacity * (s - s0) / (1.0 - s0)
+
+
+def strength(skill: float, wealth: float, cfg: Config) -> float:
+    """Fighting strength: ``skill + 0.05 * min(wealth, 40)`` (wealth floored at 0)."""
+    return skill + cfg.attack_wealth_weight * min(max(wealth, 0.0), cfg.attack_wealth_cap)
+
+
+def produce(state: WorldState, batch: ActionBatch, rng: np.random.Generator, cfg: Config,
+            ev: DayEvents, w0: np.ndarray) -> np.ndarray:
+    """Work at factories: shares of ``Y_m`` by skill, lognormal noise, outages. Returns income (N,)."""
+    m = cfg.n_factories
+    workers_idx = np.flatnonzero(state.alive & (batch.primary == Primary.WORK))
+    fac = batch.factory[workers_idx].astype(np.int64)
+    counts = np.bincount(fac, minlength=m)
+    outage = rng.random(m) < cfg.outage_prob
+    output = np.where(outage, 0.0, production(state.capacity, counts, cfg))
+    skill = state.skill[workers_idx]
+    skill_sum = np.bincount(fac, weights=skill, minlength=m)
+    noise = rng.lognormal(0.0, cfg.production_noise, size=len(workers_idx))
+    share = output[fac] * skill / np.where(skill_sum[fac] > 0, skill_sum[fac], 1.0) * noise
+    income = np.zeros(state.n_pool)
+    income[workers_idx] = share
+    state.wealth[workers_idx] += share
+    state.workers[:] = counts
+    state.output[:] = np.bincount(fac, weights=share, minlength=m)
+    state.outage[:] = outage
+    ev.add(EventKind.OUTAGE, np.full(int(outage.sum()), -1), factory=np.flatnonzero(outage))
+    ev.add(EventKind.WORK, workers_idx, factory=fac, amount=share, wealth=w0[workers_idx])
+    return income
+
+
+def explore(state: WorldState, batch: ActionBatch, rng: np.random.Generator, cfg: Config,
+            ev: DayEvents, income: np.ndarray, w0: np.ndarray) -> None:
+    """Explore: reveal an unknown factory (p=0.3), else find uniform [0, 3] wealth (p=0.3)."""
+    rows = np.flatnonzero(state.alive & (batch.primary == Primary.EXPLORE))
+    if len(rows) == 0:
+        return
+    u_reveal, u_find = rng.random(len(rows)), rng.random(len(rows))
+    found = rng.uniform(0.0, cfg.explore_find_max, size=len(rows))
+    keys = rng.random((len(rows), cfg.n_factories))
+    unknown = ~state.known[rows]
+    keys[~unknown] = -1.0
+    pick = keys.argmax(axis=1)
+    reveal = (u_reveal < cfg.explore_reveal_prob) & unknown.any(axis=1)
+    state.known[rows[reveal], pick[reveal]] = True
+    find = ~reveal & (u_find < cfg.explore_find_prob)
+    amount = np.where(find, found, 0.0)
+    state.wealth[rows] += amount
+    income[rows] += amount
+    flag = np.where(reveal, EXPLORE_REVEALED, np.where(find, EXPLORE_FOUND, 0))
+    ev.add(EventKind.EXPLORE, rows, factory=np.where(reveal, pick, -1), amount=amount,
+           flag=flag, wealth=w0[rows])
+
+
+def upgrade(state: WorldState, batch: ActionBatch, cfg: Config, ev: DayEvents,
+            w0: np.ndarray) -> None:
+    """``upgrade self`` (skill += 0.1) and ``upgrade factory`` (C_m += 1), each costing 3."""
+    me = np.flatnonzero(state.alive & (batch.primary == Primary.UPGRADE_SELF))
+    state.wealth[me] -= cfg.upgrade_cost
+    state.skill[me] += cfg.skill_gain
+    ev.add(EventKind.UPGRADE_SELF, me, amount=state.skill[me], wealth=w0[me])
+    fa = np.flatnonzero(state.alive & (batch.primary == Primary.UPGRADE_FACTORY))
+    fac = batch.factory[fa].astype(np.int64)
+    state.wealth[fa] -= cfg.upgrade_cost
+    np.add.at(state.capacity, fac, cfg.capacity_gain)
+    ev.add(EventKind.UPGRADE_FACTORY, fa, factory=fac, amount=state.capacity[fac], wealth=w0[fa])
+    idle = np.flatnonzero(state.alive & (batch.primary == Primary.IDLE))
+    ev.add(EventKind.IDLE, idle, wealth=w0[idle])
+
+
+def _remember(state: WorldState, day: int, src: np.ndarray, dst: np.ndarray, kind: Deal) -> None:
+    state.recent_day = np.concatenate([state.recent_day, np.full(len(src), day, np.int32)])
+    state.recent_src = np.concatenate([state.recent_src, src.astype(np.int32)])
+    state.recent_dst = np.concatenate([state.recent_dst, dst.astype(np.int32)])
+    state.recent_kind = np.concatenate([state.recent_kind, np.full(len(src), kind, np.int8)])
+
+
+def _has_recent(state: WorldState, kind: Deal, src: np.ndarray, dst: np.ndarray,
+                since_day: int) -> np.ndarray:
+    """Whether a dealing ``src[k] -> dst[k]`` of ``kind`` happened on or after ``since_day``."""
+    sel = (state.recent_kind == kind) & (state.recent_day >= since_day)
+    if not sel.any() or len(src) == 0:
+        return np.zeros(len(src), bool)
+    n = state.n_pool
+    keys = np.sort(state.recent_src[sel].astype(np.int64) * n + state.recent_dst[sel])
+    query = src.astype(np.int64) * n + dst
+    pos = np.searchsorted(keys, query).clip(max=len(keys) - 1)
+    return keys[pos] == query
+
+
+def merge(state: WorldState, batch: ActionBatch, cfg: Config, ev: DayEvents, day: int,
+          w0: np.ndarray) -> int:
+    """Proposals; an alliance forms when both proposed within ``merge_window`` days.
+
+    Allies share what factories they know (every day). Returns alliances formed.
+    """
+    rows = np.flatnonzero(state.alive & (batch.secondary == Secondary.MERGE))
+    tgt = batch.target[rows]
+    ev.add(EventKind.MERGE_PROPOSAL, rows, tgt, wealth=w0[rows], target_wealth=w0[tgt])
+    _remember(state, day, rows, tgt, Deal.MERGE)
+    mutual = _has_recent(state, Deal.MERGE, tgt, rows, day - cfg.merge_window + 1)
+    formed = 0
+    if mutual.any():
+        pairs = np.unique(np.stack([np.minimum(rows[mutual], tgt[mutual]),
+                                    np.maximum(rows[mutual], tgt[mutual])], axis=1), axis=0)
+        new = ~is_allied(state, pairs[:, 0], pairs[:, 1])
+        pairs = pairs[new].astype(np.int32)
+        formed = len(pairs)
+        if formed:
+            state.allies = np.concatenate([state.allies, pairs])
+            ev.add(EventKind.ALLIANCE_FORMED, pairs[:, 0], pairs[:, 1],
+                   wealth=w0[pairs[:, 0]], target_wealth=w0[pairs[:, 1]])
+    if len(state.allies):
+        a, b = state.allies[:, 0], state.allies[:, 1]
+        shared = state.known[a] | state.known[b]
+        np.logical_or.at(state.known, a, shared)
+        np.logical_or.at(state.known, b, shared)
+    return formed
+
+
+def give(state: WorldState, batch: ActionBatch, ev: DayEvents, day: int,
+         w0: np.ndarray) -> np.ndarray:
+    """Gifts, all at once, each cut to the giver's wealth after the primary action."""
+    rows = np.flatnonzero(state.alive & (batch.secondary == Secondary.GIFT))
+    tgt = batch.target[rows]
+    amount = np.minimum(batch.amount[rows], np.maximum(state.wealth[rows], 0.0))
+    n = state.n_pool
+    state.wealth -= np.bincount(rows, weights=amount, minlength=n)
+    received = np.bincount(tgt, weights=amount, minlength=n)
+    state.wealth += received
+    state.given[:] = 0.0
+    state.given[rows] = amount
+    state.received[:] = received
+    ev.add(EventKind.GIFT, rows, tgt, amount=amount, wealth=w0[rows], target_wealth=w0[tgt])
+    _remember(state, day, rows, tgt, Deal.GIFT)
+    return rows
+
+
+def attack(state: WorldState, batch: ActionBatch, rng: np.random.Generator, cfg: Config,
+           ev: DayEvents, day: int, w0: np.ndarray) -> None:
+    """Attacks one by one in a seeded random order (contested: wealth changes as they go).
+
+    Success probability ``S_i / (S_i + S_j)``, where the defender adds ``ally_defence`` of
+    the strength of each ally not attacking it. Success takes ``loot_fraction`` of the
+    defender's wealth; both pay ``fight_cost``, a failed attacker ``failed_attack_cost`` more.
+    Attacking an ally dissolves the alliance.
+    """
+    rows = np.flatnonzero(state.alive & (batch.secondary == Secondary.ATTACK))
+    n = state.n_pool
+    state.looted[:] = 0.0
+    state.lost[:] = 0.0
+    state.attacked_by[:] = 0
+    if len(rows) == 0:
+        return
+    order = rows[rng.permutation(len(rows))]
+    draws = rng.random(len(order)).tolist()
+    tgt_of = batch.target
+    attacking = {int(i): int(tgt_of[i]) for i in order}
+    allies_of: dict[int, list[int]] = {}
+    for a, b in state.allies.tolist():
+        allies_of.setdefault(a, []).append(b)
+        allies_of.setdefault(b, []).append(a)
+    wealth, skill = state.wealth, state.skill
+    w_weight, w_cap = cfg.attack_wealth_weight, cfg.attack_wealth_cap
+    on_ally = is_allied(state, order, tgt_of[order]).tolist()
+    loot_out, flags = [], []
+    dissolved: list[tuple[int, int]] = []
+    for k, i in enumerate(order.tolist()):
+        j = attacking[i]
+        wi, wj = float(wealth[i]), float(wealth[j])
+        s_i = skill[i] + w_weight * min(max(wi, 0.0), w_cap)
+        s_j = skill[j] + w_weight * min(max(wj, 0.0), w_cap)
+        for a in allies_of.get(j, ()):
+            if attacking.get(a) != j and state.alive[a]:
+                s_j += cfg.ally_defence * (skill[a] + w_weight * min(max(float(wealth[a]), 0.0),
+                                                                      w_cap))
+        success = draws[k] < s_i / (s_i + s_j)
+        loot = cfg.loot_fraction * max(wj, 0.0) if success else 0.0
+        cost_i = cfg.fight_cost + (0.0 if success else cfg.failed_attack_cost)
+        wealth[i] += loot - cost_i
+        wealth[j] -= loot + cfg.fight_cost
+        state.looted[i] += loot
+        state.lost[i] += cost_i
+        state.lost[j] += loot + cfg.fight_cost
+        state.attacked_by[j] += 1
+        loot_out.append(loot)
+        flags.append((ATTACK_SUCCESS if success else 0) | (ATTACK_ON_ALLY if on_ally[k] else 0))
+        if on_ally[k]:
+            dissolved.append((min(i, j), max(i, j)))
+            allies_of[i].remove(j)
+            allies_of[j].remove(i)
+    tgt = tgt_of[order]
+    ev.add(EventKind.ATTACK, order, tgt, amount=np.array(loot_out), flag=np.array(flags),
+           wealth=w0[order], target_wealth=w0[tgt])
+    _remember(state, day, order, tgt, Deal.ATTACK)
+    if dissolved:
+        gone = np.array(dissolved, np.int32)
+        ev.add(EventKind.ALLIANCE_DISSOLVED, gone[:, 0], gone[:, 1])
+        _drop_alliances(state, gone[:, 0].astype(np.int64) * n + gone[:, 1])
+
+
+def _drop_alliances(state: WorldState, keys: np.ndarray) -> None:
+    n = state.n_pool
+    have = state.allies[:, 0].astype(np.int64) * n + state.allies[:, 1]
+    state.allies = state.allies[~np.isin(have, keys)]
+
+
+def send_messages(state: WorldState, batch: ActionBatch, ev: DayEvents, day: int) -> None:
+    """Messages go to the outbox, delivered at the start of tomorrow."""
+    msgs = batch.messages
+    if not msgs:
+        return
+    src = np.array([m.sender for m in msgs], np.int32)
+    dst = np.array([m.recipient for m in msgs], np.int32)
+    ev.add(EventKind.MESSAGE, src, np.where(dst == EVERYONE, -1, dst),
+           texts=[m.text for m in msgs])
+    _remember(state, day, src, dst, Deal.MESSAGE)
+    state.outbox = list(msgs)
+
+
+def apply_upkeep(state: WorldState, batch: ActionBatch, rng: np.random.Generator,
+                 cfg: Config) -> np.ndarray:
+    """Everyone alive pays ``upkeep * lognormal(0, 0.1)``; idlers pay 0.7 of it."""
+    cost = cfg.upkeep * rng.lognormal(0.0, cfg.upkeep_noise, size=state.n_pool)
+    cost = np.where(batch.primary == Primary.IDLE, cost * cfg.idle_upkeep_factor, cost)
+    cost = np.where(state.alive, cost, 0.0)
+    state.wealth -= cost
+    return cost
+
+
+def remove_dead(state: WorldState, ev: DayEvents, day: int) -> np.ndarray:
+    """Residents whose wealth fell below 0 are removed; their alliances end."""
+    dead = np.flatnonzero(state.alive & (state.wealth < 0))
+    if len(dead):
+        state.alive[dead] = False
+        state.died_day[dead] = day
+        ev.add(EventKind.DEATH, dead, amount=state.wealth[dead])
+        gone = np.isin(state.allies, dead).any(axis=1)
+        state.allies = state.allies[~gone]
+    return dead
+
+
+def give_birth(state: WorldState, rng: np.random.Generator, cfg: Config, ev: DayEvents,
+               day: int) -> np.ndarray:
+    """Residents with wealth >= 20 have a newcomer with p=0.3 while the pool has names."""
+    eligible = state.alive & (state.wealth >= cfg.birth_threshold)
+    draws = rng.random(state.n_pool)
+    parents = np.flatnonzero(eligible & (draws < cfg.birth_prob))
+    parents = parents[: state.n_pool - state.n_used]
+    if len(parents) == 0:
+        return parents
+    kids = np.arange(state.n_used, state.n_used + len(parents))
+    state.n_used += len(parents)
+    state.wealth[parents] -= cfg.birth_cost
+    state.wealth[kids] = cfg.newcomer_wealth
+    state.skill[kids] = state.skill[parents]
+    state.known[kids] = state.known[parents]
+    state.alive[kids] = True
+    state.parent[kids] = parents
+    state.born_day[kids] = day
+    if cfg.inherit_values:
+        state.condition[kids] = state.condition[parents]
+    else:
+        state.condition[kids] = assign_conditions(cfg.value_condition, cfg.prevalence,
+                                                  len(kids), rng)
+    ev.add(EventKind.BIRTH, parents, kids, amount=cfg.newcomer_wealth)
+    return kids
+
+
+def step_day(state: WorldState, batch: ActionBatch, rng: np.random.Generator,
+             cfg: Config) -> tuple[WorldState, DayEvents]:
+    """Play one day; returns the new state (the input is not changed) and its events."""
+    state = state.copy()
+    day = state.day + 1
+    ev = DayEvents(day)
+    w0 = state.wealth.copy()
+    for i, reasons in sorted(batch.invalid.items()):
+        ev.add(EventKind.INVALID, [i], texts=["; ".join(reasons)])
+    income = produce(state, batch, rng, cfg, ev, w0)
+    explore(state, batch, rng, cfg, ev, income, w0)
+    upgrade(state, batch, cfg, ev, w0)
+    state.income[:] = income
+    merge(state, batch, cfg, ev, day, w0)
+    give(state, batch, ev, day, w0)
+    attack(state, batch, rng, cfg, ev, day, w0)
+    send_messages(state, batch, ev, day)
+    apply_upkeep(state, batch, rng, cfg)
+    remove_dead(state, ev, day)
+    give_birth(state, rng, cfg, ev, day)
+    # Forget dealings older than the longest window the rules and views look back.
+    keep = state.recent_day > day - max(cfg.recent_days, cfg.merge_window, cfg.deception_window)
+    state.recent_day, state.recent_src = state.recent_day[keep], state.recent_src[keep]
+    state.recent_dst, state.recent_kind = state.recent_dst[keep], state.recent_kind[keep]
+    state.inbox, state.outbox = state.outbox, []
+    state.day = day
+    return state, ev

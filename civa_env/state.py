@@ -1,0 +1,128 @@
+"""World state: a struct of numpy arrays, resident ``i`` (pool of N names) or factory ``m``
+(M) on the leading axis. Data only; the rules live in ``rules.py``.
+
+Relations are kept as edge lists, not N x N matrices, so that memory and work per day grow
+with the number of residents, not its square: ``allies`` holds the alliance pairs and
+``recent_*`` the dealings (gifts, attacks, merge proposals, messages) of the last few days.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import enum
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from civa_env.config import Config
+from civa_env.values import assign_conditions
+
+
+class Deal(enum.IntEnum):
+    """Kinds of recent dealings kept in ``recent_kind``."""
+
+    GIFT = 0
+    ATTACK = 1
+    MERGE = 2
+    MESSAGE = 3
+
+
+@dataclass(frozen=True)
+class Message:
+    """A message in transit or in an inbox. ``recipient`` -1 means everyone."""
+
+    day: int
+    sender: int
+    recipient: int
+    text: str
+
+
+@dataclass
+class WorldState:
+    """Everything that changes during an episode."""
+
+    day: int  # days completed
+    n_used: int  # names of the pool used so far (newcomers take index n_used)
+    alive: np.ndarray  # (N,) bool
+    wealth: np.ndarray  # (N,) float64
+    skill: np.ndarray  # (N,) float64
+    condition: np.ndarray  # (N,) int8 value-condition code (values.ValueCondition.code)
+    known: np.ndarray  # (N, M) bool factories the resident knows
+    parent: np.ndarray  # (N,) int32, -1 for founders
+    born_day: np.ndarray  # (N,) int32
+    died_day: np.ndarray  # (N,) int32, -1 while alive or unused
+    capacity: np.ndarray  # (M,) float64
+    # Yesterday's factory report (what residents can observe).
+    workers: np.ndarray  # (M,) int32
+    output: np.ndarray  # (M,) float64
+    outage: np.ndarray  # (M,) bool
+    # Yesterday's personal report.
+    income: np.ndarray  # (N,) float64 production + finds
+    received: np.ndarray  # (N,) float64 gifts received
+    given: np.ndarray  # (N,) float64 gifts given
+    looted: np.ndarray  # (N,) float64 taken in attacks
+    lost: np.ndarray  # (N,) float64 lost to attacks and fights
+    attacked_by: np.ndarray  # (N,) int16 attacks received
+    # Relations.
+    allies: np.ndarray  # (E, 2) int32 pairs i < j
+    recent_day: np.ndarray  # (R,) int32
+    recent_src: np.ndarray  # (R,) int32
+    recent_dst: np.ndarray  # (R,) int32 (-1: message to everyone)
+    recent_kind: np.ndarray  # (R,) int8 Deal
+    outbox: list[Message] = field(default_factory=list)  # sent today, delivered tomorrow
+    inbox: list[Message] = field(default_factory=list)  # delivered today
+
+    @property
+    def n_pool(self) -> int:
+        """N, the size of the name pool."""
+        return self.alive.shape[0]
+
+    def copy(self) -> WorldState:
+        """Copy of every array and message list (messages themselves are never mutated)."""
+        out = copy.copy(self)
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, np.ndarray):
+                setattr(out, f.name, value.copy())
+            elif isinstance(value, list):
+                setattr(out, f.name, list(value))
+        return out
+
+    def ally_matrix(self) -> np.ndarray:
+        """Dense (N, N) bool alliance matrix (for tests and small worlds)."""
+        n = self.n_pool
+        out = np.zeros((n, n), dtype=bool)
+        out[self.allies[:, 0], self.allies[:, 1]] = True
+        out[self.allies[:, 1], self.allies[:, 0]] = True
+        return out
+
+
+def initial_state(cfg: Config, rng: np.random.Generator) -> WorldState:
+    """Draw a fresh world for ``cfg`` (the seeded part of ``reset``)."""
+    n, m, n0 = cfg.max_agents, cfg.n_factories, cfg.n_agents
+    alive = np.zeros(n, dtype=bool)
+    alive[:n0] = True
+    wealth = np.zeros(n)
+    wealth[:n0] = rng.uniform(*cfg.start_wealth, size=n0)
+    skill = np.zeros(n)
+    skill[:n0] = rng.uniform(*cfg.start_skill, size=n0)
+    known = np.zeros((n, m), dtype=bool)
+    if cfg.known_at_start:
+        # Each founder knows known_at_start distinct random factories.
+        picks = np.argsort(rng.random((n0, m)), axis=1)[:, : cfg.known_at_start]
+        known[np.arange(n0)[:, None], picks] = True
+    condition = np.zeros(n, dtype=np.int8)
+    condition[:n0] = assign_conditions(cfg.value_condition, cfg.prevalence, n0, rng)
+    zeros_n = np.zeros(n)
+    empty = np.empty(0, dtype=np.int32)
+    return WorldState(
+        day=0, n_used=n0, alive=alive, wealth=wealth, skill=skill, condition=condition,
+        known=known, parent=np.full(n, -1, np.int32), born_day=np.zeros(n, np.int32),
+        died_day=np.full(n, -1, np.int32),
+        capacity=rng.uniform(*cfg.capacity_range, size=m),
+        workers=np.zeros(m, np.int32), output=np.zeros(m), outage=np.zeros(m, bool),
+        income=zeros_n.copy(), received=zeros_n.copy(), given=zeros_n.copy(),
+        looted=zeros_n.copy(), lost=zeros_n.copy(), attacked_by=np.zeros(n, np.int16),
+        allies=np.empty((0, 2), np.int32), recent_day=empty.copy(), recent_src=empty.copy(),
+        recent_dst=empty.copy(), recent_kind=np.empty(0, np.int8))
