@@ -186,17 +186,17 @@ def attack(state: WorldState, batch: ActionBatch, rng: np.random.Generator, cfg:
     draws = rng.random(len(order)).tolist()
     tgt_of = batch.target
     attacking = {int(i): int(tgt_of[i]) for i in order}
-    allies_of: dict[int, list[int]] = {}
+    allies_of: dict[int, set[int]] = {}
     for a, b in state.allies.tolist():
-        allies_of.setdefault(a, []).append(b)
-        allies_of.setdefault(b, []).append(a)
+        allies_of.setdefault(a, set()).add(b)
+        allies_of.setdefault(b, set()).add(a)
     wealth, skill = state.wealth, state.skill
     w_weight, w_cap = cfg.attack_wealth_weight, cfg.attack_wealth_cap
-    on_ally = is_allied(state, order, tgt_of[order]).tolist()
     loot_out, flags = [], []
     dissolved: list[tuple[int, int]] = []
     for k, i in enumerate(order.tolist()):
         j = attacking[i]
+        on_ally = j in allies_of.get(i, ())
         wi, wj = float(wealth[i]), float(wealth[j])
         s_i = skill[i] + w_weight * min(max(wi, 0.0), w_cap)
         s_j = skill[j] + w_weight * min(max(wj, 0.0), w_cap)
@@ -214,11 +214,11 @@ def attack(state: WorldState, batch: ActionBatch, rng: np.random.Generator, cfg:
         state.lost[j] += loot + cfg.fight_cost
         state.attacked_by[j] += 1
         loot_out.append(loot)
-        flags.append((ATTACK_SUCCESS if success else 0) | (ATTACK_ON_ALLY if on_ally[k] else 0))
-        if on_ally[k]:
+        flags.append((ATTACK_SUCCESS if success else 0) | (ATTACK_ON_ALLY if on_ally else 0))
+        if on_ally:
             dissolved.append((min(i, j), max(i, j)))
-            allies_of[i].remove(j)
-            allies_of[j].remove(i)
+            allies_of[i].discard(j)
+            allies_of[j].discard(i)
     tgt = tgt_of[order]
     ev.add(EventKind.ATTACK, order, tgt, amount=np.array(loot_out), flag=np.array(flags),
            wealth=w0[order], target_wealth=w0[tgt])

@@ -42,7 +42,7 @@ from typing import Any
 
 import numpy as np
 from gymnasium import spaces
-from pettingzoo import ParallelEnv
+from pettingzoo import AECEnv, ParallelEnv
 from pettingzoo.utils.conversions import parallel_to_aec
 
 from civa_env import behaviours, metrics
@@ -130,10 +130,12 @@ class CivaEnv(ParallelEnv):
             cfg.max_days * cfg.n_agents)
 
         acted = np.flatnonzero(old.alive)
-        born = np.flatnonzero(new.alive & ~old.alive)
+        truncated = new.day >= cfg.max_days
+        # Newcomers join the dicts to get their first observation; one born on the last day
+        # never acts, so it is left out (it still counts in the census).
+        born = np.flatnonzero(new.alive & ~old.alive) if not truncated else np.empty(0, int)
         rows = np.concatenate([acted, born])
         dead = ~new.alive[acted]
-        truncated = new.day >= cfg.max_days
         names = self.possible_agents
         rewards = self._rewards(old, new, acted)
         terminations = {names[i]: bool(d) for i, d in zip(acted.tolist(), dead.tolist(),
@@ -268,7 +270,7 @@ def parallel_env(config: Config | None = None, **kwargs: Any) -> CivaEnv:
     return CivaEnv(config, **kwargs)
 
 
-def raw_env(config: Config | None = None, **kwargs: Any):
+def raw_env(config: Config | None = None, **kwargs: Any) -> AECEnv:
     """The AEC form, through PettingZoo's ``parallel_to_aec``."""
     return parallel_to_aec(parallel_env(config, **kwargs))
 

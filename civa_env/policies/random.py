@@ -1,0 +1,37 @@
+"""Uniformly random valid actions (from the action mask)."""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Mapping
+from typing import Any
+
+import numpy as np
+
+from civa_env.config import Config
+from civa_env.policies.base import Policy
+
+
+class RandomPolicy(Policy):
+    """Picks a uniformly random valid flat action for each resident, vectorised."""
+
+    name = "random"
+
+    def __init__(self, seed: int | None = None) -> None:
+        self._seed = seed
+        self.rng = np.random.default_rng(seed)
+
+    def reset(self, cfg: Config, seed: int | None = None) -> None:
+        """Reseed (with ``seed`` if given)."""
+        if seed is not None:
+            self.rng = np.random.default_rng(seed)
+
+    def act(self, observations: Mapping[Hashable, dict],
+            infos: Mapping[Hashable, dict]) -> dict[Hashable, Any]:
+        """A random valid flat id per key."""
+        keys = list(observations)
+        if not keys:
+            return {}
+        masks = np.stack([observations[k]["action_mask"] for k in keys]).astype(bool)
+        scores = self.rng.random(masks.shape)
+        scores[~masks] = -1.0
+        return dict(zip(keys, scores.argmax(axis=1).tolist(), strict=True))
