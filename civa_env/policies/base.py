@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Callable, Hashable, Mapping
+from pathlib import Path
 from typing import Any
 
 from civa_env.config import Config
@@ -31,6 +32,12 @@ class Policy(abc.ABC):
     def act(self, observations: Mapping[Hashable, dict],
             infos: Mapping[Hashable, dict]) -> dict[Hashable, Any]:
         """One action per key of ``observations`` (flat id or structured dict)."""
+
+    def open_run(self, run_dir: Path | None) -> None:  # noqa: B027
+        """Called by the runner before an episode with the run folder (None: not saving).
+
+        Policies that keep files of their own (an LLM transcript) write them there.
+        """
 
     def close(self) -> None:  # noqa: B027
         """Release models, files, processes."""
