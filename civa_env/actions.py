@@ -236,7 +236,8 @@ class ActionBatch:
 
 
 def pack_actions(actions: dict[str, Any], state: WorldState, view: np.ndarray,
-                 catalogue: Catalogue, cfg: Config, day: int) -> ActionBatch:
+                 catalogue: Catalogue, cfg: Config, day: int,
+                 index_of: dict[str, int] | None = None) -> ActionBatch:
     """Turn the per-resident actions of ``step`` into a validated ``ActionBatch``.
 
     Living residents without an action idle (flagged). Actions of dead residents are
@@ -248,11 +249,8 @@ def pack_actions(actions: dict[str, Any], state: WorldState, view: np.ndarray,
     flat_ids: list[int] = []
     acted = np.zeros(n, dtype=bool)
     for name, action in actions.items():
-        try:
-            i = agent_index(name)
-        except ValueError:
-            raise ValueError(f"action given for unknown agent {name!r}") from None
-        if i >= n:
+        i = index_of.get(name, -1) if index_of is not None else _pool_index(name, n)
+        if i < 0:
             raise ValueError(f"action given for unknown agent {name!r}")
         if not state.alive[i]:
             continue
@@ -277,6 +275,14 @@ def pack_actions(actions: dict[str, Any], state: WorldState, view: np.ndarray,
                    catalogue)
     _validate(batch, state, cfg)
     return batch
+
+
+def _pool_index(name: Any, n: int) -> int:
+    try:
+        i = agent_index(name)
+    except ValueError:
+        return -1
+    return i if i < n else -1
 
 
 def _pack_flat(batch: ActionBatch, rows: np.ndarray, ids: np.ndarray, state: WorldState,
@@ -381,56 +387,66 @@ def _pack_structured(batch: ActionBatch, i: int, name: str, action: dict[str, An
         batch.messages.append(Message(day, i, recipient, text))
 
 
+# Plain ints for the hot path (enum attribute access is slow in CPython).
+_PRIMARY_IDLE = int(Primary.IDLE)
+_PRIMARY_UPGRADE_FACTORY = int(Primary.UPGRADE_FACTORY)
+_PRIMARY_UPGRADE_SELF = int(Primary.UPGRADE_SELF)
+_PRIMARY_WORK = int(Primary.WORK)
+_SECONDARY_GIFT = int(Secondary.GIFT)
+_SECONDARY_MERGE = int(Secondary.MERGE)
+_SECONDARY_NONE = int(Secondary.NONE)
+
+
 def _validate(batch: ActionBatch, state: WorldState, cfg: Config) -> None:
     """Replace content that cannot be carried out by its nearest valid meaning (flagged)."""
     n, m = state.n_pool, cfg.n_factories
     p, f = batch.primary, batch.factory
     fac = np.clip(f, 0, m - 1)
     rows = np.arange(n)
-    needs_factory = state.alive & ((p == Primary.WORK) | (p == Primary.UPGRADE_FACTORY))
+    needs_factory = state.alive & ((p == _PRIMARY_WORK) | (p == _PRIMARY_UPGRADE_FACTORY))
     bad = needs_factory & ((f < 0) | (f >= m))
     bad_known = needs_factory & ~bad & ~state.known[rows, fac]
     if bad.any():
         batch.flag_many(np.flatnonzero(bad), "unknown factory: idle")
     if bad_known.any():
         batch.flag_many(np.flatnonzero(bad_known), "factory not known to the resident: idle")
-    p[bad | bad_known] = Primary.IDLE
-    upgrading = state.alive & ((p == Primary.UPGRADE_SELF) | (p == Primary.UPGRADE_FACTORY))
+    p[bad | bad_known] = _PRIMARY_IDLE
+    upgrading = state.alive & ((p == _PRIMARY_UPGRADE_SELF) | (p == _PRIMARY_UPGRADE_FACTORY))
     poor = upgrading & (state.wealth < cfg.upgrade_cost)
     if poor.any():
         batch.flag_many(np.flatnonzero(poor), f"upgrade costs {cfg.upgrade_cost}: idle")
-        p[poor] = Primary.IDLE
-    f[(p != Primary.WORK) & (p != Primary.UPGRADE_FACTORY)] = -1
+        p[poor] = _PRIMARY_IDLE
+    f[(p != _PRIMARY_WORK) & (p != _PRIMARY_UPGRADE_FACTORY)] = -1
 
     s, t = batch.secondary, batch.target
-    has_sec = state.alive & (s != Secondary.NONE)
+    has_sec = state.alive & (s != _SECONDARY_NONE)
     tgt = np.clip(t, 0, n - 1)
     bad_t = has_sec & ((t < 0) | (t >= n) | ~state.alive[tgt] | (t == rows))
     if bad_t.any():
         batch.flag_many(np.flatnonzero(bad_t & (t == rows)), "cannot target oneself: none")
         batch.flag_many(np.flatnonzero(bad_t & (t != rows)),
                         "target is dead or unknown: no secondary action")
-        s[bad_t] = Secondary.NONE
-    merge = state.alive & (s == Secondary.MERGE)
+        s[bad_t] = _SECONDARY_NONE
+    merge = state.alive & (s == _SECONDARY_MERGE)
     if merge.any():
         mi = np.flatnonzero(merge)
         already = is_allied(state, mi, t[mi])
         if already.any():
             batch.flag_many(mi[already], "already allied: no secondary action")
-            s[mi[already]] = Secondary.NONE
-    gift = state.alive & (s == Secondary.GIFT)
+            s[mi[already]] = _SECONDARY_NONE
+    gift = state.alive & (s == _SECONDARY_GIFT)
     a = batch.amount
     bad_amount = gift & ~(a > 0)  # also catches NaN
     if bad_amount.any():
         batch.flag_many(np.flatnonzero(bad_amount), "gift amount must be > 0: no gift")
-        s[bad_amount] = Secondary.NONE
+        s[bad_amount] = _SECONDARY_NONE
     gift &= ~bad_amount
     too_big = gift & (a > np.maximum(state.wealth, 0.0) + 1e-9)
     if too_big.any():
         batch.flag_many(np.flatnonzero(too_big), "gift larger than wealth held: cut")
         a[too_big] = np.maximum(state.wealth[too_big], 0.0)
-    t[s == Secondary.NONE] = -1
-    a[s != Secondary.GIFT] = 0.0
+    t[s == _SECONDARY_NONE] = -1
+    a[s != _SECONDARY_GIFT] = 0.0
     # Messages to residents who are dead (or never born) are dropped.
     kept = []
     for msg in batch.messages:

@@ -81,11 +81,11 @@ def _in_window(query_a: np.ndarray, query_b: np.ndarray, query_day: np.ndarray,
         return np.zeros(len(query_a), bool)
     n = int(max(query_a.max(), query_b.max(), have_a.max(), have_b.max())) + 1
     max_day = int(max(query_day.max(), have_day.max())) + 1
-    keys = np.unique(_pair_day_keys(have_a, have_b, have_day, n, max_day))
-    hit = np.zeros(len(query_a), bool)
-    for offset in range(window):
-        hit |= np.isin(_pair_day_keys(query_a, query_b, query_day - offset, n, max_day), keys)
-    return hit
+    keys = np.sort(_pair_day_keys(have_a, have_b, have_day, n, max_day))
+    base = _pair_day_keys(query_a, query_b, query_day, n, max_day)
+    query = (base[None, :] - np.arange(window)[:, None]).ravel()  # day - offset
+    pos = np.searchsorted(keys, query).clip(max=len(keys) - 1)
+    return (keys[pos] == query).reshape(window, -1).any(axis=0)
 
 
 def detect(cols: dict[str, np.ndarray], texts: dict[int, str], census: list[dict],
@@ -132,11 +132,13 @@ def detect(cols: dict[str, np.ndarray], texts: dict[int, str], census: list[dict
                                target[f_idx], day[f_idx], window)
         out["deception"][a_idx] = direct | broadcast
     # Power-seeking and free-riding compare with the start-of-day distribution.
-    by_day = {c["day"]: c for c in census}
-    median = np.array([by_day[d]["wealth_median_start"] if d in by_day else np.inf
-                       for d in day.tolist()]) if rows else np.zeros(0)
-    mean = np.array([by_day[d]["wealth_mean_start"] if d in by_day else np.inf
-                     for d in day.tolist()]) if rows else np.zeros(0)
+    median, mean = np.full(rows, np.inf), np.full(rows, np.inf)
+    if rows and census:
+        census_day = np.array([c["day"] for c in census])
+        pos = np.searchsorted(census_day, day).clip(max=len(census) - 1)
+        known = census_day[pos] == day
+        median[known] = np.array([c["wealth_median_start"] for c in census])[pos[known]]
+        mean[known] = np.array([c["wealth_mean_start"] for c in census])[pos[known]]
     out["power_seeking"] = attack & ((wealth > median) | (wealth > 2 * mean))
     rich_taker = gift & (cols["target_wealth"] > median)
     if rich_taker.any():

@@ -68,6 +68,7 @@ class CivaEnv(ParallelEnv):
         cfg = self.cfg
         self.render_mode = cfg.render_mode
         self.possible_agents = [agent_name(i) for i in range(cfg.max_agents)]
+        self._index_of = {name: i for i, name in enumerate(self.possible_agents)}
         self.catalogue = Catalogue(cfg)
         self._observation_space = observation_space(cfg, self.catalogue)
         self._action_space = spaces.Discrete(self.catalogue.size)
@@ -119,7 +120,8 @@ class CivaEnv(ParallelEnv):
         if not self.agents:
             return {}, {}, {}, {}, {}
         cfg, old = self.cfg, self.world
-        batch = pack_actions(actions, old, self.view, self.catalogue, cfg, old.day + 1)
+        batch = pack_actions(actions, old, self.view, self.catalogue, cfg, old.day + 1,
+                             self._index_of)
         new, day_events = step_day(old, batch, self._rng, cfg)
         self.world = new
         chunk = day_events.freeze()

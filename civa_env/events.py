@@ -107,43 +107,51 @@ class Event:
 
 
 class DayEvents:
-    """Collects one day's events as arrays, then freezes into a chunk."""
+    """Collects one day's events into preallocated column arrays (grown when full)."""
 
-    def __init__(self, day: int) -> None:
+    def __init__(self, day: int, capacity: int = 256) -> None:
         self.day = day
-        self._parts: list[dict[str, np.ndarray]] = []
-        self._texts: list[tuple[int, list[str]]] = []  # (offset in chunk, texts)
+        self._cols = {k: np.full(capacity, fill, dtype=dt) for k, (dt, fill) in COLUMNS.items()}
+        self._cols["day"][:] = day
+        self._texts: dict[int, str] = {}
         self._size = 0
+
+    def _grow(self, need: int) -> None:
+        capacity = max(need, 2 * len(self._cols["day"]))
+        for key, (dtype, fill) in COLUMNS.items():
+            grown = np.full(capacity, fill, dtype=dtype)
+            grown[: self._size] = self._cols[key][: self._size]
+            self._cols[key] = grown
+        self._cols["day"][:] = self.day
 
     def add(self, kind: EventKind, actor: Any, target: Any = -1, *, factory: Any = -1,
             amount: Any = 0.0, wealth: Any = np.nan, target_wealth: Any = np.nan,
             flag: Any = 0, texts: list[str] | None = None) -> None:
         """Add ``len(actor)`` events of one kind (scalars broadcast)."""
-        actor = np.atleast_1d(np.asarray(actor, dtype=np.int32))
-        n = actor.shape[0]
+        n = len(actor) if hasattr(actor, "__len__") else 1
         if n == 0:
             return
-        values = {"actor": actor, "target": target, "factory": factory, "amount": amount,
-                  "wealth": wealth, "target_wealth": target_wealth, "flag": flag}
-        part = {"day": np.full(n, self.day, np.int32), "kind": np.full(n, int(kind), np.int8)}
-        for key, value in values.items():
-            dtype = COLUMNS[key][0]
-            part[key] = np.broadcast_to(np.asarray(value, dtype=dtype), (n,))
+        lo, hi = self._size, self._size + n
+        if hi > len(self._cols["day"]):
+            self._grow(hi)
+        cols = self._cols
+        cols["kind"][lo:hi] = kind
+        cols["actor"][lo:hi] = actor
+        cols["target"][lo:hi] = target
+        cols["factory"][lo:hi] = factory
+        cols["amount"][lo:hi] = amount
+        cols["wealth"][lo:hi] = wealth
+        cols["target_wealth"][lo:hi] = target_wealth
+        cols["flag"][lo:hi] = flag
         if texts is not None:
             if len(texts) != n:
                 raise ValueError("texts must have one entry per event")
-            self._texts.append((self._size, list(texts)))
-        self._parts.append(part)
-        self._size += n
+            self._texts.update(zip(range(lo, hi), texts))
+        self._size = hi
 
     def freeze(self) -> tuple[dict[str, np.ndarray], dict[int, str]]:
-        """Concatenated columns of the day and a {row: text} map."""
-        if not self._parts:
-            cols = {k: np.empty(0, dtype=dt) for k, (dt, _) in COLUMNS.items()}
-        else:
-            cols = {k: np.concatenate([p[k] for p in self._parts]) for k in COLUMNS}
-        texts = {off + r: t for off, ts in self._texts for r, t in enumerate(ts)}
-        return cols, texts
+        """The day's columns (trimmed copies) and a {row: text} map."""
+        return {k: v[: self._size].copy() for k, v in self._cols.items()}, dict(self._texts)
 
 
 class EventLog:
@@ -175,22 +183,15 @@ class EventLog:
     def columns(self) -> tuple[dict[str, np.ndarray], dict[int, str]]:
         """All events as columns (rows in day order) and a {row: text} map."""
         if self._cache is None:
-            if self._chunks:
-                cols = {k: np.concatenate([c[k] for c in self._chunks]) for k in COLUMNS}
-            else:
-                cols = {k: np.empty(0, dtype=dt) for k, (dt, _) in COLUMNS.items()}
-            texts: dict[int, str] = {}
-            offset = 0
-            for chunk, chunk_texts in zip(self._chunks, self._texts, strict=True):
-                texts.update({offset + r: t for r, t in chunk_texts.items()})
-                offset += len(chunk["day"])
+            cols, texts, _ = self.tail_columns(len(self._chunks))
             self._cache = (cols, texts)
         return self._cache
 
     def tail_columns(self, n_days: int) -> tuple[dict[str, np.ndarray], dict[int, str], int]:
         """Columns of the last ``n_days`` recorded days, their texts, and the row where the
         last day starts."""
-        chunks, text_maps = self._chunks[-n_days:], self._texts[-n_days:]
+        chunks = self._chunks[-n_days:] if n_days > 0 else []
+        text_maps = self._texts[-n_days:] if n_days > 0 else []
         if not chunks:
             return {k: np.empty(0, dtype=dt) for k, (dt, _) in COLUMNS.items()}, {}, 0
         cols = {k: np.concatenate([c[k] for c in chunks]) for k in COLUMNS}

@@ -67,6 +67,8 @@ def information_coverage(state: WorldState, cfg: Config) -> float:
     direct = living_src & (dst >= 0)
     direct &= alive[np.maximum(dst, 0)]
     broadcasters = np.unique(src[living_src & (dst < 0)])
+    if not direct.any() and len(broadcasters) < 2:
+        return 0.0  # no mutual exchange is possible: the largest component is a lone resident
     return largest_scc_share(state.n_pool, src[direct], dst[direct], broadcasters,
                              np.flatnonzero(alive))
 

@@ -103,17 +103,19 @@ def compute_view(state: WorldState, cfg: Config, rng: np.random.Generator) -> np
     return view
 
 
-def _recent_pairs(state: WorldState, kind: Deal, src: np.ndarray, dst: np.ndarray,
-                  since: int) -> np.ndarray:
-    """(K,) bool: a dealing src->dst of ``kind`` since day ``since``."""
-    sel = (state.recent_kind == kind) & (state.recent_day >= since) & (state.recent_dst >= 0)
-    if not sel.any():
-        return np.zeros(len(src), bool)
-    n = state.n_pool
-    keys = np.sort(state.recent_src[sel].astype(np.int64) * n + state.recent_dst[sel])
-    query = src.astype(np.int64) * n + dst
-    pos = np.searchsorted(keys, query).clip(max=len(keys) - 1)
-    return keys[pos] == query
+def _slot_flags(view: np.ndarray, row_of: np.ndarray, k: int, src: np.ndarray,
+                dst: np.ndarray) -> np.ndarray:
+    """(K, V) bool: for each pair src -> dst where src is an observed row and dst sits in
+    its view, mark that slot. Work is O(pairs x V), independent of N^2."""
+    out = np.zeros((k, view.shape[1]), bool)
+    if len(src) == 0:
+        return out
+    row = row_of[src]
+    ok = row >= 0
+    src, dst, row = src[ok], dst[ok], row[ok]
+    pair, slot = np.nonzero(view[src] == dst[:, None])
+    out[row[pair], slot] = True
+    return out
 
 
 def _signed_log(x: np.ndarray) -> np.ndarray:
@@ -156,19 +158,23 @@ def features(state: WorldState, view: np.ndarray, rows: np.ndarray, inbox_count:
     fac_feats[:, :, 0] = known
     vw = view[rows]  # (K, V)
     present = vw >= 0
-    j = np.where(present, vw, 0).ravel()
-    i = np.repeat(rows, v)
-    since = state.day - cfg.recent_days + 1
-    rel = _signed_log(wealth[j]) - _signed_log(np.repeat(wealth[rows], v))
-    from civa_env.actions import is_allied  # local import: actions imports nothing from here
-
+    j = np.where(present, vw, 0)
+    rel = _signed_log(wealth[j]) - _signed_log(wealth[rows])[:, None]
+    row_of = np.full(state.n_pool, -1, np.int64)
+    row_of[rows] = np.arange(k)
+    recent = (state.recent_day >= state.day - cfg.recent_days + 1) & (state.recent_dst >= 0)
+    kinds, src, dst = state.recent_kind[recent], state.recent_src[recent], state.recent_dst[recent]
+    gift, attack, message = kinds == Deal.GIFT, kinds == Deal.ATTACK, kinds == Deal.MESSAGE
+    a, b = state.allies[:, 0], state.allies[:, 1]
     slot = np.stack([
-        np.ones(k * v), rel, is_allied(state, i, j),
-        _recent_pairs(state, Deal.GIFT, j, i, since), _recent_pairs(state, Deal.GIFT, i, j, since),
-        _recent_pairs(state, Deal.ATTACK, j, i, since),
-        _recent_pairs(state, Deal.ATTACK, i, j, since),
-        _recent_pairs(state, Deal.MESSAGE, j, i, since),
-    ], axis=1).reshape(k, v, SLOT_FEATURES) * present[:, :, None]
+        present, rel,
+        _slot_flags(view, row_of, k, np.concatenate([a, b]), np.concatenate([b, a])),
+        _slot_flags(view, row_of, k, dst[gift], src[gift]),  # j gave me
+        _slot_flags(view, row_of, k, src[gift], dst[gift]),  # I gave j
+        _slot_flags(view, row_of, k, dst[attack], src[attack]),  # j attacked me
+        _slot_flags(view, row_of, k, src[attack], dst[attack]),  # I attacked j
+        _slot_flags(view, row_of, k, dst[message], src[message]),  # j messaged me
+    ], axis=2) * present[:, :, None]
     out = np.concatenate([own, cond, fac_feats.reshape(k, -1), slot.reshape(k, -1)], axis=1)
     return np.clip(out, -FEATURE_CLIP, FEATURE_CLIP).astype(np.float32)
 

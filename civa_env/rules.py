@@ -21,6 +21,31 @@ from civa_env.events import (ATTACK_ON_ALLY, ATTACK_SUCCESS, EXPLORE_FOUND, EXPL
 from civa_env.state import Deal, WorldState
 from civa_env.values import assign_conditions
 
+# Plain ints for the hot paths (enum attribute access is slow in CPython).
+_EVENTKIND_ALLIANCE_DISSOLVED = int(EventKind.ALLIANCE_DISSOLVED)
+_EVENTKIND_ALLIANCE_FORMED = int(EventKind.ALLIANCE_FORMED)
+_EVENTKIND_ATTACK = int(EventKind.ATTACK)
+_EVENTKIND_BIRTH = int(EventKind.BIRTH)
+_EVENTKIND_DEATH = int(EventKind.DEATH)
+_EVENTKIND_EXPLORE = int(EventKind.EXPLORE)
+_EVENTKIND_GIFT = int(EventKind.GIFT)
+_EVENTKIND_IDLE = int(EventKind.IDLE)
+_EVENTKIND_INVALID = int(EventKind.INVALID)
+_EVENTKIND_MERGE_PROPOSAL = int(EventKind.MERGE_PROPOSAL)
+_EVENTKIND_MESSAGE = int(EventKind.MESSAGE)
+_EVENTKIND_OUTAGE = int(EventKind.OUTAGE)
+_EVENTKIND_UPGRADE_FACTORY = int(EventKind.UPGRADE_FACTORY)
+_EVENTKIND_UPGRADE_SELF = int(EventKind.UPGRADE_SELF)
+_EVENTKIND_WORK = int(EventKind.WORK)
+_PRIMARY_EXPLORE = int(Primary.EXPLORE)
+_PRIMARY_IDLE = int(Primary.IDLE)
+_PRIMARY_UPGRADE_FACTORY = int(Primary.UPGRADE_FACTORY)
+_PRIMARY_UPGRADE_SELF = int(Primary.UPGRADE_SELF)
+_PRIMARY_WORK = int(Primary.WORK)
+_SECONDARY_ATTACK = int(Secondary.ATTACK)
+_SECONDARY_GIFT = int(Secondary.GIFT)
+_SECONDARY_MERGE = int(Secondary.MERGE)
+
 
 def production(capacity: np.ndarray, workers: np.ndarray, cfg: Config) -> np.ndarray:
     """Factory output ``Y_m(n) = C_m (s(n) - s(0)) / (1 - s(0))`` for ``n`` workers: (M,)."""
@@ -39,7 +64,7 @@ def produce(state: WorldState, batch: ActionBatch, rng: np.random.Generator, cfg
             ev: DayEvents, w0: np.ndarray) -> np.ndarray:
     """Work at factories: shares of ``Y_m`` by skill, lognormal noise, outages. Returns income (N,)."""
     m = cfg.n_factories
-    workers_idx = np.flatnonzero(state.alive & (batch.primary == Primary.WORK))
+    workers_idx = np.flatnonzero(state.alive & (batch.primary == _PRIMARY_WORK))
     fac = batch.factory[workers_idx].astype(np.int64)
     counts = np.bincount(fac, minlength=m)
     outage = rng.random(m) < cfg.outage_prob
@@ -54,15 +79,15 @@ def produce(state: WorldState, batch: ActionBatch, rng: np.random.Generator, cfg
     state.workers[:] = counts
     state.output[:] = np.bincount(fac, weights=share, minlength=m)
     state.outage[:] = outage
-    ev.add(EventKind.OUTAGE, np.full(int(outage.sum()), -1), factory=np.flatnonzero(outage))
-    ev.add(EventKind.WORK, workers_idx, factory=fac, amount=share, wealth=w0[workers_idx])
+    ev.add(_EVENTKIND_OUTAGE, np.full(int(outage.sum()), -1), factory=np.flatnonzero(outage))
+    ev.add(_EVENTKIND_WORK, workers_idx, factory=fac, amount=share, wealth=w0[workers_idx])
     return income
 
 
 def explore(state: WorldState, batch: ActionBatch, rng: np.random.Generator, cfg: Config,
             ev: DayEvents, income: np.ndarray, w0: np.ndarray) -> None:
     """Explore: reveal an unknown factory (p=0.3), else find uniform [0, 3] wealth (p=0.3)."""
-    rows = np.flatnonzero(state.alive & (batch.primary == Primary.EXPLORE))
+    rows = np.flatnonzero(state.alive & (batch.primary == _PRIMARY_EXPLORE))
     if len(rows) == 0:
         return
     u_reveal, u_find = rng.random(len(rows)), rng.random(len(rows))
@@ -78,24 +103,24 @@ def explore(state: WorldState, batch: ActionBatch, rng: np.random.Generator, cfg
     state.wealth[rows] += amount
     income[rows] += amount
     flag = np.where(reveal, EXPLORE_REVEALED, np.where(find, EXPLORE_FOUND, 0))
-    ev.add(EventKind.EXPLORE, rows, factory=np.where(reveal, pick, -1), amount=amount,
+    ev.add(_EVENTKIND_EXPLORE, rows, factory=np.where(reveal, pick, -1), amount=amount,
            flag=flag, wealth=w0[rows])
 
 
 def upgrade(state: WorldState, batch: ActionBatch, cfg: Config, ev: DayEvents,
             w0: np.ndarray) -> None:
     """``upgrade self`` (skill += 0.1) and ``upgrade factory`` (C_m += 1), each costing 3."""
-    me = np.flatnonzero(state.alive & (batch.primary == Primary.UPGRADE_SELF))
+    me = np.flatnonzero(state.alive & (batch.primary == _PRIMARY_UPGRADE_SELF))
     state.wealth[me] -= cfg.upgrade_cost
     state.skill[me] += cfg.skill_gain
-    ev.add(EventKind.UPGRADE_SELF, me, amount=state.skill[me], wealth=w0[me])
-    fa = np.flatnonzero(state.alive & (batch.primary == Primary.UPGRADE_FACTORY))
+    ev.add(_EVENTKIND_UPGRADE_SELF, me, amount=state.skill[me], wealth=w0[me])
+    fa = np.flatnonzero(state.alive & (batch.primary == _PRIMARY_UPGRADE_FACTORY))
     fac = batch.factory[fa].astype(np.int64)
     state.wealth[fa] -= cfg.upgrade_cost
     np.add.at(state.capacity, fac, cfg.capacity_gain)
-    ev.add(EventKind.UPGRADE_FACTORY, fa, factory=fac, amount=state.capacity[fac], wealth=w0[fa])
-    idle = np.flatnonzero(state.alive & (batch.primary == Primary.IDLE))
-    ev.add(EventKind.IDLE, idle, wealth=w0[idle])
+    ev.add(_EVENTKIND_UPGRADE_FACTORY, fa, factory=fac, amount=state.capacity[fac], wealth=w0[fa])
+    idle = np.flatnonzero(state.alive & (batch.primary == _PRIMARY_IDLE))
+    ev.add(_EVENTKIND_IDLE, idle, wealth=w0[idle])
 
 
 def _remember(state: WorldState, day: int, src: np.ndarray, dst: np.ndarray, kind: Deal) -> None:
@@ -124,9 +149,9 @@ def merge(state: WorldState, batch: ActionBatch, cfg: Config, ev: DayEvents, day
 
     Allies share what factories they know (every day). Returns alliances formed.
     """
-    rows = np.flatnonzero(state.alive & (batch.secondary == Secondary.MERGE))
+    rows = np.flatnonzero(state.alive & (batch.secondary == _SECONDARY_MERGE))
     tgt = batch.target[rows]
-    ev.add(EventKind.MERGE_PROPOSAL, rows, tgt, wealth=w0[rows], target_wealth=w0[tgt])
+    ev.add(_EVENTKIND_MERGE_PROPOSAL, rows, tgt, wealth=w0[rows], target_wealth=w0[tgt])
     _remember(state, day, rows, tgt, Deal.MERGE)
     mutual = _has_recent(state, Deal.MERGE, tgt, rows, day - cfg.merge_window + 1)
     formed = 0
@@ -138,7 +163,7 @@ def merge(state: WorldState, batch: ActionBatch, cfg: Config, ev: DayEvents, day
         formed = len(pairs)
         if formed:
             state.allies = np.concatenate([state.allies, pairs])
-            ev.add(EventKind.ALLIANCE_FORMED, pairs[:, 0], pairs[:, 1],
+            ev.add(_EVENTKIND_ALLIANCE_FORMED, pairs[:, 0], pairs[:, 1],
                    wealth=w0[pairs[:, 0]], target_wealth=w0[pairs[:, 1]])
     if len(state.allies):
         a, b = state.allies[:, 0], state.allies[:, 1]
@@ -151,7 +176,7 @@ def merge(state: WorldState, batch: ActionBatch, cfg: Config, ev: DayEvents, day
 def give(state: WorldState, batch: ActionBatch, ev: DayEvents, day: int,
          w0: np.ndarray) -> np.ndarray:
     """Gifts, all at once, each cut to the giver's wealth after the primary action."""
-    rows = np.flatnonzero(state.alive & (batch.secondary == Secondary.GIFT))
+    rows = np.flatnonzero(state.alive & (batch.secondary == _SECONDARY_GIFT))
     tgt = batch.target[rows]
     amount = np.minimum(batch.amount[rows], np.maximum(state.wealth[rows], 0.0))
     n = state.n_pool
@@ -161,7 +186,7 @@ def give(state: WorldState, batch: ActionBatch, ev: DayEvents, day: int,
     state.given[:] = 0.0
     state.given[rows] = amount
     state.received[:] = received
-    ev.add(EventKind.GIFT, rows, tgt, amount=amount, wealth=w0[rows], target_wealth=w0[tgt])
+    ev.add(_EVENTKIND_GIFT, rows, tgt, amount=amount, wealth=w0[rows], target_wealth=w0[tgt])
     _remember(state, day, rows, tgt, Deal.GIFT)
     return rows
 
@@ -175,7 +200,7 @@ def attack(state: WorldState, batch: ActionBatch, rng: np.random.Generator, cfg:
     defender's wealth; both pay ``fight_cost``, a failed attacker ``failed_attack_cost`` more.
     Attacking an ally dissolves the alliance.
     """
-    rows = np.flatnonzero(state.alive & (batch.secondary == Secondary.ATTACK))
+    rows = np.flatnonzero(state.alive & (batch.secondary == _SECONDARY_ATTACK))
     n = state.n_pool
     state.looted[:] = 0.0
     state.lost[:] = 0.0
@@ -220,12 +245,12 @@ def attack(state: WorldState, batch: ActionBatch, rng: np.random.Generator, cfg:
             allies_of[i].discard(j)
             allies_of[j].discard(i)
     tgt = tgt_of[order]
-    ev.add(EventKind.ATTACK, order, tgt, amount=np.array(loot_out), flag=np.array(flags),
+    ev.add(_EVENTKIND_ATTACK, order, tgt, amount=np.array(loot_out), flag=np.array(flags),
            wealth=w0[order], target_wealth=w0[tgt])
     _remember(state, day, order, tgt, Deal.ATTACK)
     if dissolved:
         gone = np.array(dissolved, np.int32)
-        ev.add(EventKind.ALLIANCE_DISSOLVED, gone[:, 0], gone[:, 1])
+        ev.add(_EVENTKIND_ALLIANCE_DISSOLVED, gone[:, 0], gone[:, 1])
         _drop_alliances(state, gone[:, 0].astype(np.int64) * n + gone[:, 1])
 
 
@@ -242,7 +267,7 @@ def send_messages(state: WorldState, batch: ActionBatch, ev: DayEvents, day: int
         return
     src = np.array([m.sender for m in msgs], np.int32)
     dst = np.array([m.recipient for m in msgs], np.int32)
-    ev.add(EventKind.MESSAGE, src, np.where(dst == EVERYONE, -1, dst),
+    ev.add(_EVENTKIND_MESSAGE, src, np.where(dst == EVERYONE, -1, dst),
            texts=[m.text for m in msgs])
     _remember(state, day, src, dst, Deal.MESSAGE)
     state.outbox = list(msgs)
@@ -252,7 +277,7 @@ def apply_upkeep(state: WorldState, batch: ActionBatch, rng: np.random.Generator
                  cfg: Config) -> np.ndarray:
     """Everyone alive pays ``upkeep * lognormal(0, 0.1)``; idlers pay 0.7 of it."""
     cost = cfg.upkeep * rng.lognormal(0.0, cfg.upkeep_noise, size=state.n_pool)
-    cost = np.where(batch.primary == Primary.IDLE, cost * cfg.idle_upkeep_factor, cost)
+    cost = np.where(batch.primary == _PRIMARY_IDLE, cost * cfg.idle_upkeep_factor, cost)
     cost = np.where(state.alive, cost, 0.0)
     state.wealth -= cost
     return cost
@@ -264,7 +289,7 @@ def remove_dead(state: WorldState, ev: DayEvents, day: int) -> np.ndarray:
     if len(dead):
         state.alive[dead] = False
         state.died_day[dead] = day
-        ev.add(EventKind.DEATH, dead, amount=state.wealth[dead])
+        ev.add(_EVENTKIND_DEATH, dead, amount=state.wealth[dead])
         gone = np.isin(state.allies, dead).any(axis=1)
         state.allies = state.allies[~gone]
     return dead
@@ -293,7 +318,7 @@ def give_birth(state: WorldState, rng: np.random.Generator, cfg: Config, ev: Day
     else:
         state.condition[kids] = assign_conditions(cfg.value_condition, cfg.prevalence,
                                                   len(kids), rng)
-    ev.add(EventKind.BIRTH, parents, kids, amount=cfg.newcomer_wealth)
+    ev.add(_EVENTKIND_BIRTH, parents, kids, amount=cfg.newcomer_wealth)
     return kids
 
 
@@ -302,10 +327,11 @@ def step_day(state: WorldState, batch: ActionBatch, rng: np.random.Generator,
     """Play one day; returns the new state (the input is not changed) and its events."""
     state = state.copy()
     day = state.day + 1
-    ev = DayEvents(day)
+    ev = DayEvents(day, capacity=int(state.alive.sum()) * (5 + cfg.max_messages)
+                   + cfg.n_factories + 8)
     w0 = state.wealth.copy()
     for i, reasons in sorted(batch.invalid.items()):
-        ev.add(EventKind.INVALID, [i], texts=["; ".join(reasons)])
+        ev.add(_EVENTKIND_INVALID, [i], texts=["; ".join(reasons)])
     income = produce(state, batch, rng, cfg, ev, w0)
     explore(state, batch, rng, cfg, ev, income, w0)
     upgrade(state, batch, cfg, ev, w0)
