@@ -1,0 +1,87 @@
+"""Shared fixtures: small and exact configs, seeded envs, hand-built world states."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pytest
+
+import civa_env
+from civa_env.actions import ActionBatch
+from civa_env.config import Config
+from civa_env.state import WorldState, initial_state
+
+# Config overrides that take the randomness out of the rules, so that tests can compute
+# exact answers: no production or upkeep noise, no outages, no births, nothing found.
+EXACT = {
+    "production_noise": 0.0,
+    "upkeep_noise": 0.0,
+    "outage_prob": 0.0,
+    "birth_prob": 0.0,
+    "explore_reveal_prob": 0.0,
+    "explore_find_prob": 0.0,
+}
+
+
+@pytest.fixture
+def small_cfg() -> Config:
+    """Three residents, five days, text on."""
+    return Config(n_agents=3, max_days=5, seed=0)
+
+
+@pytest.fixture
+def exact_cfg() -> Callable[..., Config]:
+    """Factory of noise-free configs: ``exact_cfg(n_agents=4, upkeep=2.0)``."""
+
+    def make(**overrides: Any) -> Config:
+        fields = {"n_agents": 3, "max_days": 30, "seed": 0, **EXACT, **overrides}
+        return Config.from_kwargs(**fields)
+
+    return make
+
+
+def build_world(cfg: Config, seed: int = 0, **arrays: Any) -> WorldState:
+    """``initial_state`` then arrays set by hand (``wealth=[...]`` sets the first entries)."""
+    state = initial_state(cfg, np.random.default_rng(seed))
+    for name, value in arrays.items():
+        current = getattr(state, name)
+        if isinstance(current, np.ndarray):
+            value = np.asarray(value, dtype=current.dtype)
+            if value.ndim == current.ndim and value.shape[0] < current.shape[0]:
+                current[: value.shape[0]] = value
+            else:
+                current[...] = value
+        else:
+            setattr(state, name, value)
+    return state
+
+
+@pytest.fixture
+def world() -> Callable[..., WorldState]:
+    """Factory of hand-built states: ``world(cfg, wealth=[5, 5, 5], skill=[1, 1, 1])``."""
+    return build_world
+
+
+def idle_batch(cfg: Config) -> ActionBatch:
+    """Everyone idles, for the pool of ``cfg``."""
+    return ActionBatch.idle(cfg.max_agents)
+
+
+@pytest.fixture
+def batch() -> Callable[[Config], ActionBatch]:
+    """Factory of all-idle action batches to edit by hand."""
+    return idle_batch
+
+
+@pytest.fixture
+def seeded_env() -> Callable[..., civa_env.CivaEnv]:
+    """Factory of reset envs: ``env, obs, infos = seeded_env(seed=3, n_agents=5)``."""
+
+    def make(seed: int = 0, **config: Any):
+        env = civa_env.parallel_env(**config)
+        obs, infos = env.reset(seed=seed)
+        return env, obs, infos
+
+    return make
