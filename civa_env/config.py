@@ -1,4 +1,4 @@
-"""One frozen config object for the whole world; its defaults are the rules (docs/rules.md).
+"""One frozen config object for the whole world; its defaults are the rules (README "Rules").
 
 Every number of the rules is a field here. Fields that fix the shapes of the spaces
 (``n_agents``/``max_agents``, ``n_factories``, ``view_size``, ``gift_levels``,

@@ -1,4 +1,4 @@
-"""The rules of one day (docs/rules.md), as functions over the world's arrays.
+"""The rules of one day (README "Rules"), as functions over the world's arrays.
 
 ``step_day`` runs them in the fixed resolution order on a copy of the state:
 
