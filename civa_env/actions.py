@@ -341,9 +341,9 @@ def _pack_structured(batch: ActionBatch, i: int, name: str, action: dict[str, An
         primary = Primary.IDLE
     batch.primary[i] = primary
     if action.get("factory") is not None:
-        batch.factory[i] = np.clip(_as_int(action["factory"], name, "factory"), -1, 32767)
-        if batch.factory[i] < 0:
-            batch.factory[i] = 32767  # out of range on purpose: flagged in _validate
+        factory = _as_int(action["factory"], name, "factory")
+        # Anything outside [0, 32767) is stored out of range on purpose: flagged in _validate.
+        batch.factory[i] = factory if 0 <= factory < 32767 else 32767
     secondary = _enum_value(Secondary, action.get("secondary", 0), name, "secondary")
     if secondary is None:
         batch.flag(i, f"unknown secondary {action['secondary']!r}: none")

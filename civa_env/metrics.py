@@ -25,6 +25,13 @@ from civa_env.events import EventKind, EventLog
 from civa_env.state import Deal, WorldState
 
 
+# Event kinds counted as the day's actions (None: an outcome, not an action).
+_ACTION_KINDS = (EventKind.WORK, EventKind.EXPLORE, EventKind.UPGRADE_SELF,
+                 EventKind.UPGRADE_FACTORY, EventKind.IDLE, EventKind.GIFT, EventKind.ATTACK,
+                 EventKind.MERGE_PROPOSAL, EventKind.MESSAGE)
+_ACTION_LABELS = [k.label if k in _ACTION_KINDS else None for k in EventKind]
+
+
 def gini(x: np.ndarray) -> float:
     """Gini coefficient of non-negative amounts (negative ones count as 0); 0 for <2 or all 0."""
     x = np.sort(np.maximum(np.asarray(x, dtype=np.float64), 0.0))
@@ -96,8 +103,8 @@ def census(state: WorldState, cols: dict[str, np.ndarray], w0: np.ndarray,
         "gini": gini(living),
         "ic": information_coverage(state, cfg),
         "alliances": int(len(state.allies)),
-        "actions": {k.label: int(c) for k, c in zip(EventKind, np.bincount(
-            kind, minlength=len(EventKind)), strict=True) if c and k <= EventKind.MESSAGE},
+        "actions": {label: c for label, c in zip(_ACTION_LABELS, np.bincount(
+            kind, minlength=len(EventKind)).tolist()) if c and label},
     }
 
 
