@@ -247,15 +247,19 @@ def pack_actions(actions: dict[str, Any], state: WorldState, view: np.ndarray,
     batch = ActionBatch.idle(n)
     flat_rows: list[int] = []
     flat_ids: list[int] = []
-    acted = np.zeros(n, dtype=bool)
+    acted_rows: list[int] = []
+    alive = state.alive.tolist()
     for name, action in actions.items():
         i = index_of.get(name, -1) if index_of is not None else _pool_index(name, n)
         if i < 0:
             raise ValueError(f"action given for unknown agent {name!r}")
-        if not state.alive[i]:
+        if not alive[i]:
             continue
-        acted[i] = True
-        if isinstance(action, (int, np.integer)) and not isinstance(action, (bool, np.bool_)):
+        acted_rows.append(i)
+        if type(action) is int:  # the common case, checked first
+            flat_rows.append(i)
+            flat_ids.append(action)
+        elif isinstance(action, (int, np.integer)) and not isinstance(action, (bool, np.bool_)):
             flat_rows.append(i)
             flat_ids.append(int(action))
         elif isinstance(action, np.ndarray) and action.size == 1 and action.dtype.kind in "iu":
@@ -267,6 +271,8 @@ def pack_actions(actions: dict[str, Any], state: WorldState, view: np.ndarray,
             raise ValueError(
                 f"action of {name}: expected a flat action id (int) or a dict with keys "
                 f"{', '.join(ACTION_KEYS)}; got {type(action).__name__}")
+    acted = np.zeros(n, dtype=bool)
+    acted[acted_rows] = True
     missing = state.alive & ~acted
     if missing.any():
         batch.flag_many(np.flatnonzero(missing), "no action given: idle")

@@ -49,7 +49,8 @@ from civa_env import behaviours, metrics
 from civa_env.actions import Catalogue, pack_actions, structured_action_space
 from civa_env.config import Config
 from civa_env.events import EventLog, agent_name
-from civa_env.observe import Briefer, compute_view, feature_size, features, observation_space
+from civa_env.observe import (Briefer, compute_view, feature_size, features, inbox_count,
+                              observation_space)
 from civa_env.rules import step_day
 from civa_env.state import WorldState, initial_state
 from civa_env.values import ValueCondition
@@ -176,9 +177,8 @@ class CivaEnv(ParallelEnv):
         world, cfg = self.world, self.cfg
         self.view = compute_view(world, cfg, self._rng)
         text_mode = cfg.obs_mode == "text"
-        briefer = Briefer(world, self.view, cfg)
-        inbox_count = briefer.inbox_count()
-        feats = features(world, self.view, rows, inbox_count, cfg)
+        briefer = Briefer(world, self.view, cfg) if text_mode else None
+        feats = features(world, self.view, rows, inbox_count(world), cfg)
         masks = self.catalogue.mask(world, self.view, rows, cfg)
         names = self.possible_agents
         obs: dict[str, dict] = {}

@@ -191,6 +191,16 @@ def inboxes(state: WorldState) -> tuple[dict[int, list[Message]], list[Message]]
     return direct, broadcast
 
 
+def inbox_count(state: WorldState) -> np.ndarray:
+    """Messages delivered to each resident today: (N,) int64 (broadcasts count for all)."""
+    n = state.n_pool
+    if not state.inbox:
+        return np.zeros(n, np.int64)
+    recipients = np.array([m.recipient for m in state.inbox], np.int64)
+    direct = recipients[recipients >= 0]
+    return np.bincount(direct, minlength=n) + int((recipients < 0).sum())
+
+
 def wealth_tier(wealth: np.ndarray) -> np.ndarray:
     """Coarse tier index per resident (see ``TIERS``)."""
     return np.searchsorted(TIER_EDGES, wealth, side="right")
@@ -221,12 +231,6 @@ class Briefer:
                        f"when idle); below 0 wealth you starve.")
         self.prompts = [prompt_for(c) for c in range(N_CONDITION_CODES)]
 
-    def inbox_count(self) -> np.ndarray:
-        """Messages delivered to each resident today: (N,)."""
-        count = np.full(self.state.n_pool, len(self.broadcast), np.int64)
-        for i, msgs in self.direct.items():
-            count[i] += len(msgs)
-        return count
 
     def brief(self, i: int) -> str:
         """The briefing of resident ``i``."""
