@@ -1,0 +1,418 @@
+"""The step loop: mix policies in one community (or several), step, and write the run folder.
+
+A resident is controlled by one policy for its whole life. Founders are assigned to the
+policies of a mix (``{"llm": 0.2, "ppo:model.zip": 0.3, "scripted": 0.5}``) by seed, in
+exact proportions (largest remainder); newcomers inherit their parent's policy. Each day each
+policy is called **once** with all the residents it controls, across all the environments of
+the loop (keys are agent names with one environment, ``(env_index, agent)`` tuples with
+several), so that an LLM policy makes one batched call a day.
+
+The run folder (see docs/run-folder.md) is written as the run goes: ``config.json`` and
+``residents.json`` first, ``events.jsonl`` one day at a time (a crash leaves it readable up
+to the last finished day), then ``metrics.json`` (written last, atomically: its presence
+with ``"status": "complete"`` marks a finished run) and the PNG plots.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from civa_env import __version__, behaviours
+from civa_env.community import CivaEnv
+from civa_env.config import Config
+from civa_env.events import EventKind, agent_index, agent_name
+from civa_env.policies.base import Policy, make_policy
+from civa_env.values import ValueCondition
+
+RUN_FILES = ("config.json", "residents.json", "events.jsonl", "metrics.json")
+ACTION_KINDS = tuple(k for k in EventKind if k <= EventKind.MESSAGE and k != EventKind.OUTAGE)
+
+
+class RunFolderError(ValueError):
+    """An output folder that cannot take a run (holds something else, or an earlier run)."""
+
+
+# ---- policy mixes -----------------------------------------------------------------------------
+def parse_mix(spec: str | Mapping[str, float]) -> dict[str, float]:
+    """``"scripted"``, ``"scripted=0.5,random=0.5"`` or a dict -> {policy spec: fraction}.
+
+    Names without a fraction share what the others leave (``"llm=0.2,scripted"``). Fractions
+    must be in [0, 1] and sum to 1 (within 1e-6).
+    """
+    if isinstance(spec, Mapping):
+        items = [(str(k), float(v)) for k, v in spec.items()]
+    else:
+        items = []
+        for part in str(spec).split(","):
+            part = part.strip()
+            if not part:
+                continue
+            name, sep, frac = part.rpartition("=")
+            if not sep:
+                items.append((part, float("nan")))
+                continue
+            try:
+                items.append((name.strip(), float(frac)))
+            except ValueError:
+                raise ValueError(f"policy mix {spec!r}: {frac!r} is not a fraction") from None
+    if not items:
+        raise ValueError(f"empty policy mix {spec!r}; write e.g. 'scripted' or "
+                         "'scripted=0.5,random=0.5'")
+    names = [n for n, _ in items]
+    if len(set(names)) != len(names):
+        raise ValueError(f"policy mix {spec!r} names a policy twice")
+    given = sum(f for _, f in items if not np.isnan(f))
+    free = [n for n, f in items if np.isnan(f)]
+    out = {}
+    for name, frac in items:
+        if not name:
+            raise ValueError(f"policy mix {spec!r}: a fraction without a policy name")
+        if np.isnan(frac):
+            frac = (1.0 - given) / len(free)
+        if not 0.0 <= frac <= 1.0 + 1e-9:
+            raise ValueError(f"policy mix {spec!r}: fraction of {name!r} must be in [0, 1]")
+        out[name] = frac
+    if abs(sum(out.values()) - 1.0) > 1e-6:
+        raise ValueError(f"policy mix {spec!r}: fractions sum to {sum(out.values()):g}, not 1")
+    return out
+
+
+def format_mix(mix: Mapping[str, float]) -> str:
+    """Inverse of ``parse_mix`` (a single policy is written bare)."""
+    if len(mix) == 1:
+        return next(iter(mix))
+    return ",".join(f"{name}={frac:g}" for name, frac in mix.items())
+
+
+def assign_policies(mix: Mapping[str, float], n: int, rng: np.random.Generator) -> list[str]:
+    """Policy spec of each of ``n`` founders: exact counts by largest remainder, seeded order."""
+    names = list(mix)
+    quota = np.array([mix[name] * n for name in names])
+    counts = np.floor(quota).astype(int)
+    remainder = quota - counts
+    for k in np.argsort(-remainder, kind="stable")[: n - counts.sum()]:
+        counts[k] += 1
+    labels = np.repeat(np.arange(len(names)), counts)
+    return [names[k] for k in labels[rng.permutation(n)]]
+
+
+# ---- run folders ------------------------------------------------------------------------------
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Write JSON through a temporary file and ``os.replace`` (never a half-written file)."""
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(data, f, indent=2, allow_nan=False, default=_json_default)
+        f.write("\n")
+    os.replace(tmp, path)
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, np.integer):
+        return int(obj)
+    if isinstance(obj, np.floating):
+        return float(obj)
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def is_run_dir(path: Path) -> bool:
+    """Whether ``path`` is a CIVA run folder (its config.json carries ``civa_version``)."""
+    try:
+        with open(Path(path) / "config.json", encoding="utf-8") as f:
+            return "civa_version" in json.load(f)
+    except (OSError, ValueError):
+        return False
+
+
+def is_complete_run(path: Path) -> bool:
+    """Whether ``path`` holds a finished run (metrics.json with status complete)."""
+    try:
+        with open(Path(path) / "metrics.json", encoding="utf-8") as f:
+            return json.load(f).get("status") == "complete"
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def prepare_run_dir(path: Path, overwrite: bool = False) -> Path:
+    """Create ``path`` for a run; refuse a folder holding anything but an earlier run.
+
+    Raises:
+        RunFolderError: ``path`` is a file, a non-empty folder that is not a CIVA run folder,
+            or an earlier run while ``overwrite`` is false.
+    """
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise RunFolderError(f"output {path} is a file, not a folder; choose another --out")
+    if path.is_dir() and any(path.iterdir()):
+        if not is_run_dir(path):
+            raise RunFolderError(f"output folder {path} holds something else (not a CIVA run "
+                                 "folder); choose an empty or new --out")
+        if not overwrite:
+            raise RunFolderError(f"output folder {path} already holds a run; pass --overwrite "
+                                 "to replace it or choose another --out")
+        shutil.rmtree(path)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+# ---- results ----------------------------------------------------------------------------------
+@dataclass
+class RunResult:
+    """What one community's run produced."""
+
+    seed: int
+    summary: dict[str, Any]  # env.summary() plus by_policy / by_condition
+    residents: dict[str, dict[str, Any]]  # agent -> policy, condition, parent, born/died day
+    run_dir: Path | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def breakdown(env: CivaEnv, group: np.ndarray, labels: Sequence[str]) -> dict[str, dict]:
+    """Per-group survival, wealth, actions and behaviours.
+
+    Args:
+        env: a finished (or running) environment.
+        group: (N,) int group index per resident of the pool, -1 for unused names.
+        labels: name of each group index.
+    """
+    world, cfg = env.world, env.cfg
+    used = np.arange(world.n_pool) < world.n_used
+    last_day = world.day
+    end = np.where(world.died_day >= 0, world.died_day, last_day)
+    days = np.where(used, np.maximum(end - world.born_day, 0), 0)
+    cols, texts = env.log.columns()
+    actor = cols["actor"].astype(np.int64)
+    actor_group = np.where(actor >= 0, group[np.maximum(actor, 0)], -1)
+    masks = behaviours.detect(cols, texts, env.log.census, recent_days=cfg.recent_days,
+                              deception_window=cfg.deception_window)
+    out = {}
+    for g, label in enumerate(labels):
+        members = used & (group == g)
+        if not members.any():
+            continue
+        mine = actor_group == g
+        living = members & world.alive
+        rd = int(days[members].sum())
+        actions = {k.label: int(((cols["kind"] == k) & mine).sum()) for k in ACTION_KINDS}
+        counts = {b: int((m & mine).sum()) for b, m in masks.items()}
+        out[label] = {
+            "residents": int(members.sum()),
+            "founders": int((members & (world.parent < 0)).sum()),
+            "born": int((members & (world.parent >= 0)).sum()),
+            "alive_end": int(living.sum()),
+            "survival": float(living.sum() / members.sum()),
+            "resident_days": rd,
+            "mean_wealth_end": float(world.wealth[living].mean()) if living.any() else 0.0,
+            "actions": actions,
+            "actions_per_resident_day": {k: c / max(rd, 1) for k, c in actions.items()},
+            "behaviours": counts,
+            "behaviour_rates": {b: c / max(rd, 1) for b, c in counts.items()},
+        }
+    return out
+
+
+def residents_table(env: CivaEnv, owner: np.ndarray, specs: Sequence[str]) -> dict[str, dict]:
+    """One record per resident who ever lived: policy, value condition, family, fate."""
+    w = env.world
+    out = {}
+    for i in range(w.n_used):
+        out[agent_name(i)] = {
+            "policy": specs[owner[i]] if owner[i] >= 0 else None,
+            "condition": str(ValueCondition.from_code(int(w.condition[i]))),
+            "parent": agent_name(int(w.parent[i])) if w.parent[i] >= 0 else None,
+            "born_day": int(w.born_day[i]),
+            "died_day": int(w.died_day[i]) if w.died_day[i] >= 0 else None,
+            "alive": bool(w.alive[i]),
+            "wealth": round(float(w.wealth[i]), 4),
+        }
+    return out
+
+
+# ---- the loop ---------------------------------------------------------------------------------
+class _Episode:
+    """One environment of the loop, with its policy owners and its open run folder."""
+
+    def __init__(self, index: int, cfg: Config, seed: int, run_dir: Path | None,
+                 mix: dict[str, float], specs: list[str], header: dict[str, Any]) -> None:
+        self.index, self.seed, self.run_dir = index, seed, run_dir
+        self.env = CivaEnv(cfg)
+        self.specs = specs
+        self.obs, self.infos = self.env.reset(seed=seed)
+        rng = np.random.default_rng([seed, 0xC1FA])  # own stream: env draws are unchanged
+        self.owner = np.full(cfg.max_agents, -1, np.int64)
+        founders = assign_policies(mix, cfg.n_agents, rng)
+        self.owner[: cfg.n_agents] = [specs.index(s) for s in founders]
+        self.header = header
+        self.events_file = None
+        if run_dir is not None:
+            self._write_config("running")
+            write_json_atomic(run_dir / "residents.json", self._residents())
+            self.events_file = open(run_dir / "events.jsonl", "w", encoding="utf-8")  # noqa: SIM115
+
+    def _residents(self) -> dict[str, dict]:
+        return residents_table(self.env, self.owner, self.specs)
+
+    def _write_config(self, status: str) -> None:
+        residents = {agent_name(i): self.specs[o] for i, o in enumerate(self.owner.tolist())
+                     if o >= 0}
+        write_json_atomic(self.run_dir / "config.json", {
+            **self.header, "seed": self.seed, "env": self.env.cfg.to_dict(),
+            "residents": residents, "status": status})
+
+    def after_step(self) -> None:
+        """Give newcomers their parent's policy; append the day to events.jsonl."""
+        w = self.env.world
+        new = np.flatnonzero((np.arange(w.n_pool) < w.n_used) & (self.owner < 0))
+        for i in new.tolist():
+            self.owner[i] = self.owner[w.parent[i]]
+        if self.events_file is not None:
+            self.env.log.write_day(self.events_file, self.env.log.n_days - 1)
+            if len(new):
+                write_json_atomic(self.run_dir / "residents.json", self._residents())
+
+    def finish(self, plots: bool) -> RunResult:
+        """Close the log, compute the summary and breakdowns, write metrics and plots."""
+        env = self.env
+        summary = env.summary()
+        summary["by_policy"] = breakdown(env, self.owner, self.specs)
+        codes = np.where(np.arange(env.world.n_pool) < env.world.n_used,
+                         env.world.condition.astype(np.int64), -1)
+        summary["by_condition"] = breakdown(
+            env, codes, [str(ValueCondition.from_code(c)) for c in range(21)])
+        residents = self._residents()
+        if self.events_file is not None:
+            self.events_file.close()
+            self.events_file = None
+        if self.run_dir is not None:
+            write_json_atomic(self.run_dir / "residents.json", residents)
+            self._write_config("complete")
+            metrics = {"status": "complete", "civa_version": __version__, "seed": self.seed,
+                       "condition": env.cfg.condition, "prevalence": env.cfg.prevalence,
+                       "policy": self.header["policy"], **summary}
+            if plots:
+                from civa_env import plots as plots_module
+
+                plots_module.plot_run(self.run_dir, summary)
+            write_json_atomic(self.run_dir / "metrics.json", metrics)
+        return RunResult(self.seed, summary, residents, self.run_dir)
+
+    def fail(self, err: BaseException) -> None:
+        """Mark the run folder as failed (events.jsonl stays readable)."""
+        if self.events_file is not None:
+            self.events_file.close()
+            self.events_file = None
+        if self.run_dir is not None:
+            self._write_config(f"failed: {type(err).__name__}: {err}"[:500])
+
+
+def run_communities(cfgs: Sequence[Config], seeds: Sequence[int],
+                    mix: str | Mapping[str, float] = "scripted",
+                    run_dirs: Sequence[Path | None] | None = None, *,
+                    policy_kwargs: Mapping[str, Mapping[str, Any]] | None = None,
+                    policies: Mapping[str, Policy] | None = None, progress: bool = True,
+                    plots: bool = True, overwrite: bool = False,
+                    policy_dir: Path | None = None) -> list[RunResult]:
+    """Run several communities in one step loop (one ``act`` per policy per day).
+
+    Args:
+        cfgs: one config per environment (shape fields must agree).
+        seeds: one seed per environment.
+        mix: policy mix (see ``parse_mix``).
+        run_dirs: one folder per environment, or None entries/None not to save.
+        policy_kwargs: keyword arguments per policy name (the part before ':').
+        policies: already built policies by spec (reused, not closed here).
+        progress: show a tqdm progress bar.
+        plots: write the PNG plots into each run folder.
+        overwrite: replace earlier runs in the run folders.
+        policy_dir: folder given to ``policy.open_run`` (default: the only run folder).
+    """
+    mix = parse_mix(mix)
+    specs = list(mix)
+    if len(cfgs) != len(seeds):
+        raise ValueError("one seed per config is needed")
+    run_dirs = list(run_dirs) if run_dirs is not None else [None] * len(cfgs)
+    run_dirs = [prepare_run_dir(Path(d), overwrite) if d is not None else None
+                for d in run_dirs]
+    policy_kwargs = dict(policy_kwargs or {})
+    built: dict[str, Policy] = {}
+    owned: list[Policy] = []
+    for spec in specs:
+        if policies and spec in policies:
+            built[spec] = policies[spec]
+        else:
+            built[spec] = make_policy(spec, **dict(policy_kwargs.get(spec.partition(":")[0], {})))
+            owned.append(built[spec])
+    header = {"civa_version": __version__, "policy": format_mix(mix),
+              "policies": {s: {"fraction": mix[s], **built[s].describe()} for s in specs}}
+    if policy_dir is None and len(run_dirs) == 1:
+        policy_dir = run_dirs[0]
+    episodes: list[_Episode] = []
+    try:
+        for spec in specs:
+            built[spec].reset(cfgs[0], seed=int(seeds[0]))
+            built[spec].open_run(policy_dir)
+        episodes = [_Episode(e, cfg, int(seed), d, mix, specs, header)
+                    for e, (cfg, seed, d) in enumerate(zip(cfgs, seeds, run_dirs, strict=True))]
+        _loop(episodes, built, specs, progress)
+        return [ep.finish(plots) for ep in episodes]
+    except BaseException as err:
+        for ep in episodes:
+            ep.fail(err)
+        raise
+    finally:
+        for pol in owned:
+            pol.close()
+
+
+def _loop(episodes: list[_Episode], built: Mapping[str, Policy], specs: list[str],
+          progress: bool) -> None:
+    from tqdm import tqdm
+
+    single = len(episodes) == 1
+    total = max(ep.env.cfg.max_days for ep in episodes)
+    with tqdm(total=total, desc="civa", unit="day", disable=not progress, leave=False) as bar:
+        while any(ep.env.agents for ep in episodes):
+            batches: dict[str, tuple[dict, dict]] = {s: ({}, {}) for s in specs}
+            for ep in episodes:
+                for agent in ep.env.agents:
+                    key = agent if single else (ep.index, agent)
+                    obs, infos = batches[specs[ep.owner[agent_index(agent)]]]
+                    obs[key] = ep.obs[agent]
+                    infos[key] = ep.infos.get(agent, {})
+            actions: dict[Any, Any] = {}
+            for spec, (obs, infos) in batches.items():
+                if obs:
+                    chosen = built[spec].act(obs, infos)
+                    missing = set(obs) - set(chosen)
+                    if missing:
+                        raise RuntimeError(f"policy {spec!r} returned no action for "
+                                           f"{sorted(map(str, missing))[:3]}")
+                    actions.update(chosen)
+            population = 0
+            for ep in episodes:
+                if not ep.env.agents:
+                    continue
+                mine = {a: actions[a if single else (ep.index, a)] for a in ep.env.agents}
+                ep.obs, _, _, _, ep.infos = ep.env.step(mine)
+                ep.after_step()
+                population += len(ep.env.agents) if ep.env.agents else int(
+                    ep.env.world.alive.sum())
+            bar.update(1)
+            bar.set_postfix(population=population)
+
+
+def run_community(cfg: Config, mix: str | Mapping[str, float] = "scripted", seed: int = 0,
+                  run_dir: Path | None = None, **kwargs: Any) -> RunResult:
+    """Run one community (see ``run_communities`` for the keyword arguments)."""
+    return run_communities([cfg], [seed], mix, [run_dir], **kwargs)[0]
