@@ -1,0 +1,227 @@
+"""Turn a run folder into the compact data the viewer page embeds.
+
+Everything the page draws is precomputed here, column by column, so that the browser only
+indexes arrays: per-day offsets into the event columns, the residents alive at the end of
+each day with their wealth, alliance intervals, the rows flagged by
+``behaviours.detect``, a fixed layout, and the reflections of LLM residents. Numeric
+columns travel as base64 typed arrays (``{"$b64": ..., "t": "i32"}``), which costs about
+5.3 characters per 4-byte value instead of JSON's decimal text.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from civa_env import behaviours, metrics
+from civa_env.config import Config
+from civa_env.events import EventKind, EventLog
+from civa_env.values import ValueCondition
+
+PRIMARY_KINDS = (EventKind.WORK, EventKind.EXPLORE, EventKind.UPGRADE_SELF,
+                 EventKind.UPGRADE_FACTORY, EventKind.IDLE)
+REFLECTION_PHASES = ("perception", "combined")
+MAX_REFLECTION_CHARS = 2000
+# Series of metrics.json drawn from the census instead (kept out of the summary table).
+SERIES_KEYS = ("population", "wealth_mean", "gini", "production", "actions")
+
+_TYPES = {np.dtype(np.int8): "i8", np.dtype(np.uint8): "u8", np.dtype(np.int16): "i16",
+          np.dtype(np.int32): "i32", np.dtype(np.float32): "f32"}
+
+
+class RunFolderError(ValueError):
+    """A run folder the viewer cannot read (the message names the file and the fix)."""
+
+
+def packed(array: np.ndarray, dtype: Any) -> dict[str, str]:
+    """A typed array as base64 of its little-endian bytes, tagged with its type."""
+    arr = np.ascontiguousarray(np.asarray(array).astype(dtype))
+    tag = _TYPES[arr.dtype]
+    return {"$b64": base64.b64encode(arr.astype(arr.dtype.newbyteorder("<")).tobytes())
+            .decode("ascii"), "t": tag}
+
+
+def index_dtype(n: int) -> Any:
+    """Smallest signed integer type that holds resident indices up to ``n`` (and -1)."""
+    return np.int16 if n < 32767 else np.int32
+
+
+def read_json(path: Path, what: str) -> Any:
+    """Load a JSON file; errors name the file."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise RunFolderError(f"{path}: no {what} in this run folder") from None
+    except json.JSONDecodeError as err:
+        raise RunFolderError(f"{path}: not valid JSON ({err})") from None
+
+
+def load_run(run_dir: Path) -> tuple[dict[str, Any], Config, EventLog]:
+    """config.json (as written), its env Config, and the event log (partial days dropped)."""
+    if not run_dir.is_dir():
+        raise RunFolderError(f"{run_dir}: not a folder (give the run folder written by "
+                             "`civa run`)")
+    events_path = run_dir / "events.jsonl"
+    if not events_path.is_file():
+        raise RunFolderError(f"{events_path}: missing; the viewer needs the event log "
+                             "events.jsonl that `civa run` writes into the run folder")
+    config_json = read_json(run_dir / "config.json", "config.json (written by `civa run`)")
+    try:
+        cfg = Config.from_dict(config_json.get("env", config_json)
+                               if isinstance(config_json, dict) else config_json)
+    except (TypeError, ValueError) as err:
+        raise RunFolderError(f"{run_dir / 'config.json'}: {err}") from None
+    try:
+        log = EventLog.read_jsonl(events_path, allow_partial=True)
+    except UnicodeDecodeError as err:
+        raise RunFolderError(f"{events_path}: not a text file ({err})") from None
+    return config_json, cfg, log
+
+
+def day_offsets(day_col: np.ndarray, days: np.ndarray) -> np.ndarray:
+    """(D+1,) row offsets of each day in the (day-sorted) event columns."""
+    return np.concatenate([np.searchsorted(day_col, days, side="left"),
+                           [len(day_col)]]).astype(np.int32)
+
+
+def resident_lives(cols: dict[str, np.ndarray], cfg: Config,
+                   n_used: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """born day (0: founder), death day (0: never died in the log) and parent (-1) per
+    resident, from the birth and death events."""
+    born = np.zeros(n_used, np.int32)
+    died = np.zeros(n_used, np.int32)
+    parent = np.full(n_used, -1, np.int32)
+    kind = cols["kind"]
+    b = kind == EventKind.BIRTH
+    born[cols["target"][b]] = cols["day"][b]
+    parent[cols["target"][b]] = cols["actor"][b]
+    d = kind == EventKind.DEATH
+    died[cols["actor"][d]] = cols["day"][d]
+    # Residents that never appear (names reserved, not used) are marked unborn.
+    born[cfg.n_agents:][parent[cfg.n_agents:] < 0] = np.iinfo(np.int32).max
+    return born, died, parent
+
+
+def alive_by_day(cols: dict[str, np.ndarray], days: np.ndarray, born: np.ndarray,
+                 died: np.ndarray, cfg: Config) -> dict[str, Any]:
+    """Residents alive at the end of each day, with their wealth then.
+
+    The wealth at the end of day d is the start-of-day wealth the events of day d+1 record;
+    on the last day it is the start-of-day wealth of that day (a newcomer's, its birth gift).
+    """
+    n_used, n_days = len(born), len(days)
+    start = np.full((n_days + 1, n_used), np.nan, np.float32)  # start of day index di
+    kind, actor, wealth = cols["kind"], cols["actor"], cols["wealth"]
+    prim = np.isin(kind, [int(k) for k in PRIMARY_KINDS]) & (actor >= 0) & ~np.isnan(wealth)
+    day_index = np.searchsorted(days, cols["day"])
+    start[day_index[prim], actor[prim]] = wealth[prim]
+    ids, offs, values = [], [0], []
+    for di, day in enumerate(days.tolist()):
+        living = np.flatnonzero((born <= day) & ((died == 0) | (died > day)))
+        w = start[di + 1, living]
+        fallback = start[di, living]
+        w = np.where(np.isnan(w), fallback, w)
+        w = np.where(np.isnan(w), cfg.newcomer_wealth, w)
+        ids.append(living)
+        values.append(w)
+        offs.append(offs[-1] + len(living))
+    idt = index_dtype(n_used)
+    return {"off": packed(np.array(offs), np.int32),
+            "ids": packed(np.concatenate(ids) if ids else np.zeros(0), idt),
+            "wealth": packed(np.concatenate(values) if values else np.zeros(0), np.float32)}
+
+
+def alliance_intervals(cols: dict[str, np.ndarray], days: np.ndarray) -> dict[str, Any]:
+    """Alliances as (a, b, first day, last day) intervals: formed, then ended by an attack
+    on the ally or a death (state.allies follows the same rules)."""
+    kind, actor, target, day = cols["kind"], cols["actor"], cols["target"], cols["day"]
+    rows = np.flatnonzero(np.isin(kind, [EventKind.ALLIANCE_FORMED,
+                                         EventKind.ALLIANCE_DISSOLVED, EventKind.DEATH]))
+    active: dict[tuple[int, int], int] = {}
+    by_member: dict[int, set[tuple[int, int]]] = {}
+    out: list[tuple[int, int, int, int]] = []
+    last_day = int(days[-1]) if len(days) else 0
+
+    def end(pair: tuple[int, int], d: int) -> None:
+        out.append((pair[0], pair[1], active.pop(pair), d - 1))
+        for member in pair:
+            by_member[member].discard(pair)
+
+    # Within a day, rules run merges, then attacks (dissolving), then deaths.
+    order = {EventKind.ALLIANCE_FORMED: 0, EventKind.ALLIANCE_DISSOLVED: 1, EventKind.DEATH: 2}
+    rows = sorted(rows.tolist(), key=lambda r: (day[r], order[EventKind(kind[r])], r))
+    for r in rows:
+        k, d = EventKind(kind[r]), int(day[r])
+        if k == EventKind.DEATH:
+            for pair in list(by_member.get(int(actor[r]), ())):
+                end(pair, d)
+            continue
+        pair = (min(int(actor[r]), int(target[r])), max(int(actor[r]), int(target[r])))
+        if k == EventKind.ALLIANCE_FORMED:
+            if pair not in active:
+                active[pair] = d
+                for member in pair:
+                    by_member.setdefault(member, set()).add(pair)
+        elif pair in active:
+            end(pair, d)
+    for pair in list(active):
+        end(pair, last_day + 1)
+    arr = np.array(out, np.int32).reshape(-1, 4)
+    return {"a": packed(arr[:, 0], np.int32), "b": packed(arr[:, 1], np.int32),
+            "start": packed(arr[:, 2], np.int32), "end": packed(arr[:, 3], np.int32)}
+
+
+def behaviour_rows(cols: dict[str, np.ndarray], texts: dict[int, str], census: list[dict],
+                   cfg: Config) -> tuple[dict[str, Any], np.ndarray]:
+    """Rows flagged by ``behaviours.detect`` with a bit per behaviour, and the bit column."""
+    masks = behaviours.detect(cols, texts, census, recent_days=cfg.recent_days,
+                              deception_window=cfg.deception_window)
+    bits = np.zeros(len(cols["kind"]), np.uint8)
+    for k, name in enumerate(behaviours.BEHAVIOURS):
+        bits |= masks[name].astype(np.uint8) << k
+    rows = np.flatnonzero(bits)
+    return {"rows": packed(rows, np.int32), "bits": packed(bits[rows], np.uint8)}, bits
+
+
+def condition_labels() -> dict[str, str]:
+    """{code: "with:benevolence", ...} for every condition code."""
+    return {str(c): str(ValueCondition.from_code(c)) for c in range(21)}
+
+
+def to_jsonable(value: Any) -> Any:
+    """Replace NaN/inf by None so the page's JSON stays valid."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {str(k): to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_jsonable(v) for v in value]
+    return value
+
+
+def census_series(census: list[dict[str, Any]]) -> tuple[dict[str, list], dict[str, list]]:
+    """Per-day census columns and per-day counts of each action kind."""
+    keys = ("population", "acting", "births", "deaths", "production", "wealth_total",
+            "wealth_mean", "wealth_median", "gini", "ic", "alliances")
+    series = {k: [c.get(k) for c in census] for k in keys}
+    kinds = [k.label for k in EventKind if k <= EventKind.MESSAGE and k != EventKind.OUTAGE]
+    actions = {k: [int(c.get("actions", {}).get(k, 0)) for c in census] for k in kinds}
+    return series, actions
+
+
+def summary_of(run_dir: Path, log: EventLog, cfg: Config, partial: bool) -> tuple[dict, str]:
+    """metrics.json when it matches the log, else the summary computed from the log."""
+    path = run_dir / "metrics.json"
+    if path.is_file() and not partial:
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            if isinstance(data, dict):
+                return data, "metrics.json"
+        except json.JSONDecodeError:
+            pass
+    return metrics.summarize(log, cfg), "computed from the complete days of events.jsonl"

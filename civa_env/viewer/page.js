@@ -1,0 +1,655 @@
+// CIVA run viewer. Reads the JSON embedded in #civa-data (typed columns as base64), then
+// draws charts, the day graph, the behaviour table and resident timelines on demand.
+// window.civaViewer exposes the state for tests: ready, day, drawn counts, setDay().
+"use strict";
+(function () {
+  const T0 = performance.now();
+  const viewer = (window.civaViewer = { ready: false, error: null, day: 1, drawn: {} });
+
+  // ---------- data ----------
+  const TYPES = { i8: Int8Array, u8: Uint8Array, i16: Int16Array, i32: Int32Array, f32: Float32Array };
+  function unpack(value) {
+    if (Array.isArray(value)) return value.map(unpack);
+    if (value && typeof value === "object") {
+      if (typeof value.$b64 === "string") {
+        const bin = atob(value.$b64);
+        const bytes = new Uint8Array(bin.length);
+        for (let i = 0; i < bin.length; i++) bytes[i] = bin.charCodeAt(i);
+        return new TYPES[value.t](bytes.buffer);
+      }
+      const out = {};
+      for (const k of Object.keys(value)) out[k] = unpack(value[k]);
+      return out;
+    }
+    return value;
+  }
+
+  const $ = (id) => document.getElementById(id);
+  function el(tag, attrs, ...children) {
+    const node = document.createElement(tag);
+    if (attrs) for (const [k, v] of Object.entries(attrs)) {
+      if (k === "class") node.className = v;
+      else if (k.startsWith("data-")) node.setAttribute(k, v);
+      else if (k === "text") node.textContent = v;
+      else node[k] = v;
+    }
+    for (const c of children) if (c != null) node.append(c);
+    return node;
+  }
+  function fmt(x, digits) {
+    if (x === null || x === undefined) return "-";
+    if (typeof x !== "number") return String(x);
+    if (Number.isInteger(x)) return String(x);
+    return x.toFixed(digits === undefined ? 2 : digits);
+  }
+
+  let D; // the run's data
+  const K = {}; // event kind label -> code
+  const S = {}; // derived state
+
+  // Colours of value conditions: one hue per value; "with" filled, "without" lighter.
+  const VALUE_HUES = ["#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4",
+    "#f032e6", "#9a6324", "#469990", "#808000"];
+  function lighten(hex, f) {
+    const n = parseInt(hex.slice(1), 16);
+    const c = [(n >> 16) & 255, (n >> 8) & 255, n & 255].map((v) => Math.round(v + (255 - v) * f));
+    return "rgb(" + c.join(",") + ")";
+  }
+  function conditionColour(code) {
+    if (code < 0) return "#d0d0d0";
+    if (code === 0) return "#8c96a8";
+    if (code <= 10) return VALUE_HUES[code - 1];
+    return lighten(VALUE_HUES[code - 11], 0.55);
+  }
+  function conditionLabel(code) { return code < 0 ? "unknown" : D.conditionLabels[String(code)]; }
+
+  const EDGE_STYLES = {
+    alliance: { label: "alliances (standing)", colour: "rgba(90,98,112,0.55)", width: 2.2 },
+    message: { label: "messages to one", colour: "rgba(37,99,235,0.45)", width: 1 },
+    broadcast: { label: "messages to everyone (ring)", colour: "rgba(37,99,235,0.6)", width: 1 },
+    merge_proposal: { label: "alliance proposals", colour: "rgba(245,158,11,0.8)", width: 1, dash: [3, 3] },
+    gift: { label: "gifts", colour: "rgba(22,163,74,0.85)", width: 1.4 },
+    attack: { label: "attacks (dashed: failed)", colour: "rgba(220,38,38,0.9)", width: 1.6 },
+    birth: { label: "births (parent to newcomer)", colour: "rgba(124,58,237,0.8)", width: 1.2, dash: [2, 2] },
+  };
+  const EDGE_KINDS = Object.keys(EDGE_STYLES);
+  const shown = {};
+  for (const k of EDGE_KINDS) shown[k] = true;
+
+  function name(i) { return "resident_" + i; }
+  function dayIndexOfRow(row) { // days are contiguous slices of the event columns
+    const off = D.events.off;
+    let lo = 0, hi = D.nDays - 1;
+    while (lo < hi) { const mid = (lo + hi + 1) >> 1; if (off[mid] <= row) lo = mid; else hi = mid - 1; }
+    return lo;
+  }
+  function textOf(row) {
+    const j = S.textRow.get(row);
+    return j === undefined ? "" : D.strings[j];
+  }
+
+  function prepare() {
+    D.kinds.forEach((k, i) => { K[k] = i; });
+    S.textRow = new Map();
+    const tr = D.texts.rows, ti = D.texts.idx;
+    for (let k = 0; k < tr.length; k++) S.textRow.set(tr[k], ti[k]);
+    // Reference wealth for node sizes: the 90th percentile of the living over the run.
+    const w = Array.from(D.alive.wealth).filter((x) => x > 0).sort((a, b) => a - b);
+    S.wealthRef = w.length ? Math.max(w[Math.floor(0.9 * (w.length - 1))], 1e-6) : 1;
+    let maxAlive = 1;
+    for (let d = 0; d < D.nDays; d++) maxAlive = Math.max(maxAlive, D.alive.off[d + 1] - D.alive.off[d]);
+    S.maxAlive = maxAlive;
+    S.behaviourOfRow = new Map();
+    const br = D.behaviours.rows, bb = D.behaviours.bits;
+    for (let k = 0; k < br.length; k++) S.behaviourOfRow.set(br[k], bb[k]);
+  }
+
+  // ---------- charts ----------
+  function setupCanvas(canvas, cssHeight) {
+    const ratio = window.devicePixelRatio || 1;
+    const width = canvas.clientWidth || 300;
+    const height = cssHeight || canvas.clientHeight || 150;
+    if (canvas.width !== Math.round(width * ratio) || canvas.height !== Math.round(height * ratio)) {
+      canvas.width = Math.round(width * ratio);
+      canvas.height = Math.round(height * ratio);
+    }
+    const ctx = canvas.getContext("2d");
+    ctx.setTransform(ratio, 0, 0, ratio, 0, 0);
+    ctx.clearRect(0, 0, width, height);
+    return { ctx, width, height };
+  }
+  const PAD = { l: 44, r: 8, t: 8, b: 20 };
+  function chartFrame(ctx, width, height, ymin, ymax) {
+    ctx.strokeStyle = "#d0d5dd"; ctx.fillStyle = "#667085"; ctx.lineWidth = 1;
+    ctx.font = "10px system-ui, sans-serif"; ctx.textAlign = "right"; ctx.textBaseline = "middle";
+    for (let k = 0; k <= 4; k++) {
+      const v = ymin + (ymax - ymin) * k / 4;
+      const y = PAD.t + (height - PAD.t - PAD.b) * (1 - k / 4);
+      ctx.beginPath(); ctx.moveTo(PAD.l, y + 0.5); ctx.lineTo(width - PAD.r, y + 0.5); ctx.stroke();
+      ctx.fillText(Math.abs(ymax) >= 100 ? Math.round(v) : v.toFixed(ymax <= 1 ? 2 : 1), PAD.l - 4, y);
+    }
+    ctx.textAlign = "center"; ctx.textBaseline = "top";
+    const n = D.nDays;
+    const ticks = Math.min(n, 8);
+    for (let k = 0; k < ticks; k++) {
+      const di = ticks === 1 ? 0 : Math.round(k * (n - 1) / (ticks - 1));
+      ctx.fillText(String(D.days[di]), xOf(di, width), height - PAD.b + 4);
+    }
+  }
+  function xOf(di, width) {
+    const n = D.nDays;
+    return PAD.l + (width - PAD.l - PAD.r) * (n <= 1 ? 0.5 : di / (n - 1));
+  }
+  function drawMarker(ctx, width, height) {
+    const x = xOf(S.dayIndex, width);
+    ctx.strokeStyle = "rgba(17,24,39,0.7)"; ctx.lineWidth = 1.5; ctx.setLineDash([4, 3]);
+    ctx.beginPath(); ctx.moveTo(x, PAD.t); ctx.lineTo(x, height - PAD.b); ctx.stroke(); ctx.setLineDash([]);
+  }
+  function lineChart(canvas, series, fixedMax) {
+    const { ctx, width, height } = setupCanvas(canvas, 150);
+    let ymax = fixedMax || 0;
+    for (const s of series) for (const v of s.values) if (v !== null && v > ymax) ymax = v;
+    if (!(ymax > 0)) ymax = 1;
+    chartFrame(ctx, width, height, 0, ymax);
+    const yOf = (v) => PAD.t + (height - PAD.t - PAD.b) * (1 - v / ymax);
+    for (const s of series) {
+      ctx.strokeStyle = s.colour; ctx.lineWidth = 1.8; ctx.beginPath();
+      let started = false;
+      s.values.forEach((v, di) => {
+        if (v === null) { started = false; return; }
+        if (!started) { ctx.moveTo(xOf(di, width), yOf(v)); started = true; }
+        else ctx.lineTo(xOf(di, width), yOf(v));
+      });
+      ctx.stroke();
+      if (D.nDays === 1) { ctx.fillStyle = s.colour; ctx.fillRect(xOf(0, width) - 2, yOf(s.values[0]) - 2, 4, 4); }
+    }
+    drawMarker(ctx, width, height);
+  }
+  const ACTION_COLOURS = { work: "#60a5fa", explore: "#a3e635", upgrade_self: "#c084fc", upgrade_factory: "#e879f9",
+    idle: "#cbd5e1", gift: "#16a34a", attack: "#dc2626", merge_proposal: "#f59e0b",
+    alliance_formed: "#78350f", alliance_dissolved: "#111827", message: "#2563eb" };
+  function actionsChart(canvas) {
+    const { ctx, width, height } = setupCanvas(canvas, 150);
+    const kinds = Object.keys(D.actions);
+    const totals = D.days.map((_, di) => kinds.reduce((s, k) => s + D.actions[k][di], 0));
+    const ymax = Math.max(1, ...totals);
+    chartFrame(ctx, width, height, 0, ymax);
+    const yOf = (v) => PAD.t + (height - PAD.t - PAD.b) * (1 - v / ymax);
+    const base = new Array(D.nDays).fill(0);
+    const barW = Math.max(1, (width - PAD.l - PAD.r) / Math.max(D.nDays, 1) * 0.8);
+    for (const k of kinds) {
+      ctx.fillStyle = ACTION_COLOURS[k] || "#999";
+      for (let di = 0; di < D.nDays; di++) {
+        const v = D.actions[k][di];
+        if (!v) continue;
+        const y0 = yOf(base[di]), y1 = yOf(base[di] + v);
+        ctx.fillRect(xOf(di, width) - barW / 2, y1, barW, y0 - y1);
+        base[di] += v;
+      }
+    }
+    drawMarker(ctx, width, height);
+  }
+  function drawCharts() {
+    const c = D.census;
+    lineChart($("chart-population"), [{ values: c.population, colour: "#111827" }]);
+    lineChart($("chart-wealth"), [{ values: c.wealth_mean, colour: "#2563eb" },
+      { values: c.wealth_median, colour: "#f59e0b" }]);
+    lineChart($("chart-gini"), [{ values: c.gini, colour: "#b91c1c" }], 1);
+    actionsChart($("chart-actions"));
+  }
+  function chartClick(ev) {
+    const rect = ev.currentTarget.getBoundingClientRect();
+    const x = ev.clientX - rect.left;
+    const frac = (x - PAD.l) / Math.max(1, rect.width - PAD.l - PAD.r);
+    setDayIndex(Math.round(frac * (D.nDays - 1)));
+  }
+
+  // ---------- graph ----------
+  function graphGeometry() {
+    const canvas = $("graph");
+    const width = canvas.clientWidth || 600;
+    const height = Math.max(320, Math.min(760, Math.round(width * 0.72)));
+    const pad = 16;
+    const base = Math.max(1.6, Math.min(9, 0.42 * Math.sqrt((width * height) / S.maxAlive) / 2));
+    return { canvas, width, height, pad, base };
+  }
+  function px(i, g) { return g.pad + D.residents.x[i] * (g.width - 2 * g.pad); }
+  function py(i, g) { return g.pad + D.residents.y[i] * (g.height - 2 * g.pad); }
+  function radius(w, g) {
+    const f = Math.sqrt(Math.max(w, 0) / S.wealthRef);
+    return Math.min(g.base * 3.2, g.base * (0.45 + Math.min(f, 2.5)));
+  }
+  function arrow(ctx, x0, y0, x1, y1, r1, head) {
+    const dx = x1 - x0, dy = y1 - y0, len = Math.hypot(dx, dy) || 1;
+    const ex = x1 - dx / len * r1, ey = y1 - dy / len * r1;
+    ctx.beginPath(); ctx.moveTo(x0, y0); ctx.lineTo(ex, ey); ctx.stroke();
+    if (head) {
+      const ux = dx / len, uy = dy / len;
+      ctx.beginPath(); ctx.moveTo(ex, ey);
+      ctx.lineTo(ex - ux * head - uy * head * 0.5, ey - uy * head + ux * head * 0.5);
+      ctx.lineTo(ex - ux * head + uy * head * 0.5, ey - uy * head - ux * head * 0.5);
+      ctx.closePath(); ctx.fill();
+    }
+  }
+  function drawGraph() {
+    const g = graphGeometry();
+    const { ctx } = setupCanvas(g.canvas, g.height);
+    g.canvas.style.height = g.height + "px";
+    const di = S.dayIndex, day = D.days[di];
+    const a0 = D.alive.off[di], a1 = D.alive.off[di + 1];
+    const ids = D.alive.ids, wealth = D.alive.wealth;
+    // Radius of each resident today (dead-today residents keep yesterday's position).
+    const r = S.radius || (S.radius = new Float32Array(D.residents.n));
+    r.fill(0);
+    for (let k = a0; k < a1; k++) r[ids[k]] = radius(wealth[k], g);
+    const e0 = D.events.off[di], e1 = D.events.off[di + 1];
+    const E = D.events;
+    const drawn = { residents: 0, deaths: 0 };
+    for (const k of EDGE_KINDS) drawn[k] = 0;
+    const many = (e1 - e0) > 1500;
+    const head = many ? 0 : 5;
+    // Standing alliances at the end of the day.
+    if (shown.alliance) {
+      const al = D.alliances, st = EDGE_STYLES.alliance;
+      ctx.strokeStyle = st.colour; ctx.lineWidth = st.width;
+      ctx.beginPath();
+      for (let k = 0; k < al.a.length; k++) {
+        if (al.start[k] <= day && al.end[k] >= day) {
+          ctx.moveTo(px(al.a[k], g), py(al.a[k], g)); ctx.lineTo(px(al.b[k], g), py(al.b[k], g));
+          drawn.alliance++;
+        }
+      }
+      ctx.stroke();
+    }
+    const order = ["message", "merge_proposal", "birth", "gift", "attack"];
+    for (const kindName of order) {
+      if (!shown[kindName] && !(kindName === "message" && shown.broadcast)) continue;
+      const code = K[kindName];
+      const st = EDGE_STYLES[kindName];
+      ctx.strokeStyle = st.colour; ctx.fillStyle = st.colour; ctx.lineWidth = st.width;
+      ctx.setLineDash(st.dash || []);
+      for (let row = e0; row < e1; row++) {
+        if (E.kind[row] !== code) continue;
+        const i = E.actor[row], j = E.target[row];
+        if (kindName === "message" && j < 0) {
+          if (!shown.broadcast) continue;
+          const bs = EDGE_STYLES.broadcast;
+          ctx.save(); ctx.strokeStyle = bs.colour; ctx.lineWidth = bs.width; ctx.setLineDash([]);
+          ctx.beginPath(); ctx.arc(px(i, g), py(i, g), (r[i] || g.base) + 3, 0, 2 * Math.PI); ctx.stroke();
+          ctx.restore();
+          drawn.broadcast++;
+          continue;
+        }
+        if (!shown[kindName] || i < 0 || j < 0) continue;
+        if (kindName === "attack") ctx.setLineDash((E.flag[row] & 1) ? [] : [4, 3]);
+        arrow(ctx, px(i, g), py(i, g), px(j, g), py(j, g), (r[j] || g.base) + 1, head);
+        drawn[kindName]++;
+      }
+      ctx.setLineDash([]);
+    }
+    // Residents alive at the end of the day.
+    const cond = D.residents.condition, pol = D.residents.policy;
+    const multiPolicy = D.residents.policyNames.length > 1;
+    for (let k = a0; k < a1; k++) {
+      const i = ids[k];
+      ctx.beginPath(); ctx.arc(px(i, g), py(i, g), r[i], 0, 2 * Math.PI);
+      ctx.fillStyle = conditionColour(cond[i]); ctx.fill();
+      ctx.lineWidth = multiPolicy && pol[i] > 0 ? 1.6 : 0.6;
+      ctx.strokeStyle = multiPolicy && pol[i] > 0 ? "#111827" : "rgba(0,0,0,0.45)";
+      ctx.stroke();
+      drawn.residents++;
+    }
+    // Deaths of the day.
+    ctx.strokeStyle = "#111827"; ctx.lineWidth = 1.5;
+    const death = K.death;
+    for (let row = e0; row < e1; row++) {
+      if (E.kind[row] !== death) continue;
+      const i = E.actor[row], x = px(i, g), y = py(i, g), s = Math.max(3, g.base);
+      ctx.beginPath(); ctx.moveTo(x - s, y - s); ctx.lineTo(x + s, y + s);
+      ctx.moveTo(x + s, y - s); ctx.lineTo(x - s, y + s); ctx.stroke();
+      drawn.deaths++;
+    }
+    // Marked event (from the behaviour table) and selected resident.
+    if (S.markRow !== null && S.markRow >= e0 && S.markRow < e1) {
+      const i = E.actor[S.markRow], j = E.target[S.markRow];
+      ctx.strokeStyle = "rgba(250,204,21,0.9)"; ctx.lineWidth = 6;
+      ctx.beginPath(); ctx.moveTo(px(i, g), py(i, g));
+      if (j >= 0) ctx.lineTo(px(j, g), py(j, g));
+      ctx.stroke();
+      ctx.beginPath(); ctx.arc(px(i, g), py(i, g), (r[i] || g.base) + 6, 0, 2 * Math.PI); ctx.stroke();
+    }
+    if (S.selected !== null && S.selected < D.residents.n) {
+      const i = S.selected;
+      ctx.strokeStyle = "#111827"; ctx.lineWidth = 2.5;
+      ctx.beginPath(); ctx.arc(px(i, g), py(i, g), (r[i] || g.base) + 5, 0, 2 * Math.PI); ctx.stroke();
+    }
+    S.geometry = g;
+    viewer.drawn = drawn;
+    updateDayFacts(drawn);
+  }
+  function residentAt(clientX, clientY) {
+    const g = S.geometry; if (!g) return -1;
+    const rect = g.canvas.getBoundingClientRect();
+    const x = clientX - rect.left, y = clientY - rect.top;
+    const di = S.dayIndex, ids = D.alive.ids;
+    let best = -1, bestD = Infinity;
+    for (let k = D.alive.off[di]; k < D.alive.off[di + 1]; k++) {
+      const i = ids[k];
+      const d = Math.hypot(px(i, g) - x, py(i, g) - y);
+      if (d < bestD && d <= S.radius[i] + 4) { best = i; bestD = d; }
+    }
+    return best;
+  }
+  function wealthAt(i, di) {
+    const ids = D.alive.ids;
+    for (let k = D.alive.off[di]; k < D.alive.off[di + 1]; k++) if (ids[k] === i) return D.alive.wealth[k];
+    return null;
+  }
+
+  // ---------- side panel ----------
+  function buildSide() {
+    const box = $("edge-toggles");
+    for (const k of EDGE_KINDS) {
+      const st = EDGE_STYLES[k];
+      const input = el("input", { type: "checkbox", checked: true, id: "show-" + k });
+      input.addEventListener("change", () => { shown[k] = input.checked; drawGraph(); });
+      box.append(el("label", { class: "toggle" }, input,
+        el("span", { class: "swatch", style: "background:" + st.colour }),
+        el("span", { text: st.label }), el("span", { class: "count", "data-count": k, text: "0" })));
+    }
+    const legend = $("condition-legend");
+    const present = new Map();
+    const cond = D.residents.condition;
+    for (let i = 0; i < cond.length; i++) present.set(cond[i], (present.get(cond[i]) || 0) + 1);
+    [...present.keys()].sort((a, b) => a - b).forEach((code) => {
+      legend.append(el("div", { class: "toggle" },
+        el("span", { class: "dot", style: "background:" + conditionColour(code) }),
+        el("span", { text: conditionLabel(code) }),
+        el("span", { class: "count", text: present.get(code) + " ever" })));
+    });
+    legend.append(el("p", { class: "hint", text: "Conditions " + D.residents.conditionSource + "." }));
+    if (D.residents.policyNames.length > 1) {
+      legend.append(el("p", { class: "hint", text: "Policies: " + D.residents.policyNames.map(
+        (p, k) => p + (k > 0 ? " (dark outline)" : "")).join(", ") }));
+    }
+  }
+  function updateDayFacts(drawn) {
+    const di = S.dayIndex, c = D.census;
+    const rows = [["day", D.days[di] + " of " + D.maxDays], ["living (end of day)", c.population[di]],
+      ["acting (start of day)", c.acting[di]], ["births", c.births[di]], ["deaths", c.deaths[di]],
+      ["wealth mean / median", fmt(c.wealth_mean[di]) + " / " + fmt(c.wealth_median[di])],
+      ["Gini", fmt(c.gini[di], 3)], ["production", fmt(c.production[di])],
+      ["alliances", c.alliances[di]], ["information coverage", fmt(c.ic[di], 3)],
+      ["residents drawn", drawn.residents]];
+    const table = $("day-facts");
+    table.replaceChildren(...rows.map(([k, v]) => el("tr", null, el("td", { text: k }),
+      el("td", { text: String(v), "data-fact": k }))));
+    for (const k of EDGE_KINDS) {
+      const node = document.querySelector('[data-count="' + k + '"]');
+      if (node) node.textContent = String(drawn[k]);
+    }
+  }
+
+  // ---------- day ----------
+  function setDayIndex(di) {
+    di = Math.max(0, Math.min(D.nDays - 1, di | 0));
+    S.dayIndex = di;
+    viewer.day = D.days[di];
+    const slider = $("day");
+    if (Number(slider.value) !== di + 1) slider.value = String(di + 1);
+    $("day-number").textContent = String(D.days[di]);
+    $("day-label").textContent = "day " + D.days[di] + " (" + (di + 1) + " of " + D.nDays + " recorded)";
+    scheduleDraw();
+    if ($("behaviour-today").checked) { S.page = 0; renderBehaviours(); }
+  }
+  let pending = false;
+  function scheduleDraw() {
+    if (pending) return;
+    pending = true;
+    requestAnimationFrame(() => { pending = false; drawGraph(); drawCharts(); });
+  }
+  viewer.setDay = function (day) {
+    const di = D.days.indexOf(Number(day));
+    if (di < 0) throw new Error("day " + day + " is not in the log");
+    setDayIndex(di);
+    drawGraph(); drawCharts(); // synchronous, so callers can read viewer.drawn at once
+    return viewer.drawn;
+  };
+
+  // ---------- behaviours ----------
+  const PAGE_SIZE = 50;
+  function describe(row, self) {
+    const E = D.events, k = D.kinds[E.kind[row]], amt = E.amount[row], f = E.flag[row];
+    const i = E.actor[row], j = E.target[row];
+    const who = (x) => name(x);
+    switch (k) {
+      case "work": return "worked at factory " + E.factory[row] + ": +" + fmt(amt);
+      case "explore": return (f & 1) ? "explored: found factory " + E.factory[row] : (f & 2) ? "explored: found " + fmt(amt) : "explored: nothing";
+      case "upgrade_self": return "trained: skill now " + fmt(amt);
+      case "upgrade_factory": return "upgraded factory " + E.factory[row] + " to capacity " + fmt(amt);
+      case "idle": return "idled";
+      case "outage": return "factory " + E.factory[row] + " had an outage";
+      case "gift": return self === j ? "received " + fmt(amt) + " from " + who(i) : "gave " + fmt(amt) + " to " + who(j);
+      case "attack": {
+        const how = ((f & 1) ? "won, loot " + fmt(amt) : "failed") + ((f & 2) ? ", on an ally" : "");
+        return self === j ? "attacked by " + who(i) + " (" + how + ")" : "attacked " + who(j) + " (" + how + ")";
+      }
+      case "merge_proposal": return self === j ? "alliance proposal from " + who(i) : "proposed an alliance to " + who(j);
+      case "alliance_formed": return "alliance formed: " + who(i) + " + " + who(j);
+      case "alliance_dissolved": return "alliance ended: " + who(i) + " + " + who(j);
+      case "message": return (self === j ? "message from " + who(i) : "message to " + (j < 0 ? "everyone" : who(j))) + ': "' + textOf(row) + '"';
+      case "birth": return self === j ? "born to " + who(i) : "had a newcomer, " + who(j);
+      case "death": return "starved (wealth " + fmt(amt) + ")";
+      case "invalid": return "invalid action: " + textOf(row);
+      default: return k;
+    }
+  }
+  function residentLink(i) {
+    if (i < 0) return el("span", { text: "-" });
+    const a = el("a", { href: "#timeline", text: name(i), class: "resident-link", "data-resident": String(i) });
+    a.addEventListener("click", (ev) => { ev.preventDefault(); selectResident(i, true); });
+    return a;
+  }
+  function dayLink(row) {
+    const di = dayIndexOfRow(row);
+    const a = el("a", { href: "#community", text: "day " + D.days[di], class: "day-link",
+      "data-day": String(D.days[di]), "data-row": String(row) });
+    a.addEventListener("click", (ev) => {
+      ev.preventDefault(); S.markRow = row; setDayIndex(di);
+      $("community").scrollIntoView({ block: "start" });
+    });
+    return a;
+  }
+  function buildBehaviours() {
+    const totals = D.behaviourNames.map(() => 0);
+    for (const bits of D.behaviours.bits) D.behaviourNames.forEach((_, k) => { if (bits & (1 << k)) totals[k]++; });
+    $("behaviour-counts").replaceChildren(...D.behaviourNames.map((b, k) => el("span", null,
+      el("span", { class: "badge b-" + b, text: b.replace("_", " ") }),
+      el("span", { text: String(totals[k]), "data-behaviour-total": b }))));
+    const select = $("behaviour-filter");
+    select.append(el("option", { value: "all", text: "all" }));
+    D.behaviourNames.forEach((b) => select.append(el("option", { value: b, text: b.replace("_", " ") })));
+    select.addEventListener("change", () => { S.page = 0; renderBehaviours(); });
+    $("behaviour-today").addEventListener("change", () => { S.page = 0; renderBehaviours(); });
+    $("behaviour-prev").addEventListener("click", () => { S.page = Math.max(0, S.page - 1); renderBehaviours(); });
+    $("behaviour-next").addEventListener("click", () => { S.page++; renderBehaviours(); });
+    S.page = 0;
+    renderBehaviours();
+  }
+  function renderBehaviours() {
+    const filter = $("behaviour-filter").value;
+    const bit = filter === "all" ? 0xff : 1 << D.behaviourNames.indexOf(filter);
+    const today = $("behaviour-today").checked;
+    const e0 = D.events.off[S.dayIndex], e1 = D.events.off[S.dayIndex + 1];
+    const rows = D.behaviours.rows, bits = D.behaviours.bits;
+    const match = [];
+    for (let k = rows.length - 1; k >= 0; k--) { // newest first
+      if (!(bits[k] & bit)) continue;
+      if (today && (rows[k] < e0 || rows[k] >= e1)) continue;
+      match.push(k);
+    }
+    const pages = Math.max(1, Math.ceil(match.length / PAGE_SIZE));
+    S.page = Math.min(S.page, pages - 1);
+    const slice = match.slice(S.page * PAGE_SIZE, (S.page + 1) * PAGE_SIZE);
+    $("behaviour-page").textContent = match.length + " events, page " + (S.page + 1) + " of " + pages;
+    const body = $("behaviour-table").tBodies[0];
+    body.replaceChildren(...slice.map((k) => {
+      const row = rows[k];
+      const badges = el("td");
+      D.behaviourNames.forEach((b, n) => { if (bits[k] & (1 << n)) badges.append(el("span", { class: "badge b-" + b, text: b.replace("_", " ") })); });
+      return el("tr", { "data-row": String(row) }, el("td", null, dayLink(row)), badges,
+        el("td", null, residentLink(D.events.actor[row])), el("td", null, residentLink(D.events.target[row])),
+        el("td", { text: describe(row, D.events.actor[row]) }));
+    }));
+  }
+
+  // ---------- timelines ----------
+  function selectResident(i, scroll) {
+    if (!(i >= 0 && i < D.residents.n)) {
+      $("timeline-body").replaceChildren(el("p", { class: "hint",
+        text: "No resident " + i + " in this run (0 to " + (D.residents.n - 1) + ")." }));
+      return;
+    }
+    S.selected = i;
+    $("resident-input").value = name(i);
+    renderTimeline(i);
+    scheduleDraw();
+    if (scroll) $("timeline").scrollIntoView({ block: "start" });
+  }
+  function renderTimeline(i) {
+    const R = D.residents, E = D.events;
+    const byDay = new Map();
+    const push = (di, node) => { if (!byDay.has(di)) byDay.set(di, []); byDay.get(di).push(node); };
+    for (let di = 0; di < D.nDays; di++) {
+      for (let row = E.off[di]; row < E.off[di + 1]; row++) {
+        if (E.actor[row] !== i && E.target[row] !== i) continue;
+        const text = describe(row, i);
+        const item = el("li", { class: D.kinds[E.kind[row]] === "message" ? "msg" : "" , text });
+        const bits = S.behaviourOfRow.get(row);
+        if (bits) D.behaviourNames.forEach((b, n) => { if (bits & (1 << n)) item.append(" ", el("span", { class: "badge b-" + b, text: b.replace("_", " ") })); });
+        push(di, item);
+      }
+    }
+    const refl = D.reflections;
+    for (let k = 0; k < refl.agent.length; k++) {
+      if (refl.agent[k] !== i) continue;
+      const di = D.days.indexOf(refl.day[k]);
+      if (di < 0) continue;
+      push(di, el("li", { class: "reflection", text: (refl.combined[k] ? "reflection and plan: " : "reflection: ") + D.strings[refl.text[k]] }));
+    }
+    const born = R.born[i], died = R.died[i];
+    const facts = [["condition", conditionLabel(R.condition[i])],
+      ["policy", R.policy[i] >= 0 ? R.policyNames[R.policy[i]] : "not recorded"],
+      ["born", born === 0 ? "founder" : "day " + born + " to " + name(R.parent[i])],
+      ["died", died ? "starved on day " + died : "alive at the end of the log"]];
+    const head = el("table", { class: "facts" }, ...facts.map(([k, v]) => el("tr", null, el("td", { text: k }), el("td", { text: v }))));
+    const days = [...byDay.keys()].sort((a, b) => a - b).map((di) => {
+      const w = wealthAt(i, di);
+      const link = el("a", { href: "#community", text: "day " + D.days[di], class: "day-link", "data-day": String(D.days[di]) });
+      link.addEventListener("click", (ev) => { ev.preventDefault(); setDayIndex(di); $("community").scrollIntoView({ block: "start" }); });
+      return el("div", { class: "tl-day", "data-day": String(D.days[di]) }, link,
+        el("div", null, w === null ? null : el("div", { class: "hint", text: "wealth at end of day " + fmt(w) }),
+          el("ul", null, ...byDay.get(di))));
+    });
+    $("timeline-body").replaceChildren(el("h3", { text: name(i), id: "timeline-name" }), head, ...days);
+  }
+  function buildTimelineControls() {
+    const input = $("resident-input");
+    const go = () => {
+      const m = /(\d+)\s*$/.exec(input.value.trim());
+      if (m) selectResident(Number(m[1]), false);
+    };
+    $("resident-show").addEventListener("click", go);
+    input.addEventListener("keydown", (ev) => { if (ev.key === "Enter") go(); });
+    const llm = [];
+    for (let i = 0; i < D.residents.n && llm.length < 12; i++) if (D.residents.llm[i]) llm.push(i);
+    if (llm.length) $("llm-residents").append("LLM residents with reflections: ", ...llm.flatMap((i) => [residentLink(i), " "]));
+  }
+
+  // ---------- summary ----------
+  function buildSummary() {
+    $("summary-source").textContent = "From " + D.summarySource + ".";
+    const rows = [];
+    for (const [k, v] of Object.entries(D.summary)) {
+      if (v && typeof v === "object" && !Array.isArray(v)) {
+        for (const [k2, v2] of Object.entries(v)) rows.push([k + "." + k2, v2]);
+      } else rows.push([k, v]);
+    }
+    $("summary-table").replaceChildren(...rows.map(([k, v]) => el("tr", null, el("td", { text: k }),
+      el("td", { text: typeof v === "number" ? fmt(v, 4) : JSON.stringify(v), "data-metric": k }))));
+    $("config-json").textContent = JSON.stringify(D.config, null, 2);
+  }
+  function banners() {
+    const box = $("banners");
+    const add = (text, cls, id) => box.append(el("div", { class: "banner " + (cls || ""), text, id }));
+    if (D.partial) {
+      add("The event log ends early: " + D.partial + ". Showing the " + D.nDays + " complete day" +
+        (D.nDays === 1 ? "" : "s") + (D.nDays ? " (last complete day: " + D.days[D.nDays - 1] + ")" : "") +
+        " of " + D.maxDays + ".", "", "partial-banner");
+    }
+    if (D.incomplete) add(D.incomplete, "", "incomplete-banner");
+    for (const n of D.notes) add(n);
+  }
+
+  // ---------- start ----------
+  function start() {
+    D = unpack(JSON.parse($("civa-data").textContent));
+    viewer.nDays = D.nDays;
+    banners();
+    if (D.nDays === 0) {
+      $("banners").append(el("div", { class: "banner error", text: "No complete day in the event log: nothing to draw." }));
+      viewer.ready = true; viewer.initMs = performance.now() - T0;
+      return;
+    }
+    prepare();
+    S.markRow = null; S.selected = null; S.dayIndex = 0;
+    const slider = $("day");
+    slider.max = String(D.nDays);
+    slider.addEventListener("input", () => { S.markRow = null; setDayIndex(Number(slider.value) - 1); });
+    $("prev").addEventListener("click", () => setDayIndex(S.dayIndex - 1));
+    $("next").addEventListener("click", () => setDayIndex(S.dayIndex + 1));
+    let timer = null;
+    $("play").addEventListener("click", () => {
+      if (timer) { clearInterval(timer); timer = null; $("play").innerHTML = "&#9654;"; return; }
+      if (S.dayIndex >= D.nDays - 1) setDayIndex(0);
+      $("play").innerHTML = "&#10074;&#10074;";
+      timer = setInterval(() => {
+        if (S.dayIndex >= D.nDays - 1) { clearInterval(timer); timer = null; $("play").innerHTML = "&#9654;"; return; }
+        setDayIndex(S.dayIndex + 1);
+      }, 400);
+    });
+    for (const id of ["chart-population", "chart-wealth", "chart-gini", "chart-actions"]) $(id).addEventListener("click", chartClick);
+    const canvas = $("graph"), tip = $("tooltip");
+    canvas.addEventListener("click", (ev) => { const i = residentAt(ev.clientX, ev.clientY); if (i >= 0) selectResident(i, false); });
+    canvas.addEventListener("mousemove", (ev) => {
+      const i = residentAt(ev.clientX, ev.clientY);
+      if (i < 0) { tip.hidden = true; return; }
+      const rect = canvas.getBoundingClientRect();
+      tip.hidden = false;
+      tip.textContent = name(i) + " | " + conditionLabel(D.residents.condition[i]) + " | wealth " + fmt(wealthAt(i, S.dayIndex));
+      tip.style.left = (ev.clientX - rect.left + 12) + "px"; tip.style.top = (ev.clientY - rect.top + 12) + "px";
+    });
+    canvas.addEventListener("mouseleave", () => { tip.hidden = true; });
+    window.addEventListener("resize", scheduleDraw);
+    const keys = Object.keys(D.actions);
+    $("actions-key").append(...keys.map((k) => el("span", { class: "akey" },
+      el("span", { class: "swatch", style: "width:8px;height:8px;background:" + (ACTION_COLOURS[k] || "#999") }), " " + k.replace("_", " "), " ")));
+    buildSide();
+    buildBehaviours();
+    buildTimelineControls();
+    buildSummary();
+    setDayIndex(0);
+    drawGraph(); drawCharts();
+    viewer.ready = true;
+    viewer.initMs = performance.now() - T0;
+    document.body.setAttribute("data-ready", "1");
+  }
+  try {
+    start();
+  } catch (err) {
+    viewer.error = String(err && err.stack || err);
+    const box = document.getElementById("banners");
+    if (box) box.append(el("div", { class: "banner error", text: "The viewer failed: " + err }));
+    throw err;
+  }
+})();

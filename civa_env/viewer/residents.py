@@ -1,0 +1,178 @@
+"""Who each resident is: value condition, policy, and (for LLM residents) reflections.
+
+The event log does not name conditions or policies, so they come from the run folder:
+
+1. ``config.json`` ``residents``: ``{agent: "policy spec"}`` or
+   ``{agent: {"policy": ..., "condition": ...}}`` (what the runner records);
+2. else the conditions are redrawn from the config's seed, exactly as ``reset`` draws them,
+   and used only if that draw reproduces the founders' starting wealth found in the log;
+   newcomers take their parent's condition when ``inherit_values`` is set;
+3. else they are shown as unknown.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from civa_env.config import Config
+from civa_env.events import EventKind, agent_index
+from civa_env.state import initial_state
+from civa_env.values import ValueCondition
+
+UNKNOWN = -1
+
+
+def _policy_name(spec: Any) -> str | None:
+    if isinstance(spec, str):
+        return spec
+    if isinstance(spec, dict):
+        for key in ("policy", "spec", "name"):
+            if isinstance(spec.get(key), str):
+                return spec[key]
+            if isinstance(spec.get(key), dict) and isinstance(spec[key].get("name"), str):
+                return spec[key]["name"]
+    return None
+
+
+def _condition_code(spec: Any) -> int | None:
+    value = spec.get("condition") if isinstance(spec, dict) else None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str):
+        try:
+            return ValueCondition.parse(value).code
+        except ValueError:
+            return None
+    return None
+
+
+def _recorded(config_json: dict[str, Any]) -> dict[int, Any]:
+    """{resident index: spec} from config.json (several shapes accepted)."""
+    residents = config_json.get("residents") if isinstance(config_json, dict) else None
+    out: dict[int, Any] = {}
+    if isinstance(residents, dict):
+        for name, spec in residents.items():
+            try:
+                out[agent_index(name)] = spec
+            except ValueError:
+                continue
+    elif isinstance(residents, list):
+        for k, spec in enumerate(residents):
+            name = spec.get("agent", spec.get("name")) if isinstance(spec, dict) else None
+            try:
+                out[agent_index(name) if isinstance(name, str) else k] = spec
+            except ValueError:
+                continue
+    return out
+
+
+def _seeds(config_json: dict[str, Any], cfg: Config) -> list[int]:
+    seeds = []
+    for value in (config_json.get("seed") if isinstance(config_json, dict) else None,
+                  cfg.seed):
+        if isinstance(value, int) and value not in seeds:
+            seeds.append(value)
+    return seeds
+
+
+def redraw_conditions(config_json: dict[str, Any], cfg: Config, cols: dict[str, np.ndarray],
+                      n_used: int) -> np.ndarray | None:
+    """Founders' conditions redrawn from the seed, if the draw matches the log's day 1."""
+    first = (cols["day"] == cols["day"].min()) if len(cols["day"]) else np.zeros(0, bool)
+    sel = first & (cols["actor"] >= 0) & ~np.isnan(cols["wealth"]) & (
+        cols["actor"] < cfg.n_agents)
+    if not sel.any():
+        return None
+    for seed in _seeds(config_json, cfg):
+        state = initial_state(cfg, np.random.default_rng(seed))
+        if np.allclose(state.wealth[cols["actor"][sel]], cols["wealth"][sel], atol=1e-5):
+            out = np.full(n_used, UNKNOWN, np.int16)
+            out[: cfg.n_agents] = state.condition[: cfg.n_agents]
+            return out
+    return None
+
+
+def resident_table(config_json: dict[str, Any], cfg: Config, cols: dict[str, np.ndarray],
+                   n_used: int) -> dict[str, Any]:
+    """Condition code (-1 unknown) and policy index per resident, and where they came from."""
+    recorded = _recorded(config_json)
+    condition = np.full(n_used, UNKNOWN, np.int16)
+    source = "unknown (config.json does not record them and the seed does not reproduce day 1)"
+    codes = {i: _condition_code(spec) for i, spec in recorded.items() if i < n_used}
+    codes = {i: c for i, c in codes.items() if c is not None}
+    if codes:
+        condition[list(codes)] = list(codes.values())
+        source = "recorded in config.json"
+    else:
+        redrawn = redraw_conditions(config_json, cfg, cols, n_used)
+        if redrawn is not None:
+            condition = redrawn
+            source = "redrawn from the config's seed (checked against day 1 of the log)"
+    if cfg.inherit_values:
+        # Newcomers take their parent's condition (births in log order: parents first).
+        b = np.flatnonzero(cols["kind"] == EventKind.BIRTH)
+        for parent, kid in zip(cols["actor"][b].tolist(), cols["target"][b].tolist(),
+                               strict=True):
+            if condition[kid] == UNKNOWN and kid < n_used:
+                condition[kid] = condition[parent]
+    names = {i: _policy_name(spec) for i, spec in recorded.items() if i < n_used}
+    policies = sorted({n for n in names.values() if n})
+    default = _default_policy(config_json)
+    if default and default not in policies:
+        policies.append(default)
+    policy = np.full(n_used, -1, np.int16)
+    if default:
+        policy[:] = policies.index(default)
+    for i, name in names.items():
+        if name:
+            policy[i] = policies.index(name)
+    return {"condition": condition, "condition_source": source, "policy": policy,
+            "policy_names": policies}
+
+
+def _default_policy(config_json: dict[str, Any]) -> str | None:
+    """The policy of residents config.json does not list: a sole policy, if there is one."""
+    policies = config_json.get("policies") if isinstance(config_json, dict) else None
+    if isinstance(policies, str):
+        return policies
+    if isinstance(policies, dict) and len(policies) == 1:
+        key, spec = next(iter(policies.items()))
+        return _policy_name(spec) or str(key)
+    if isinstance(policies, list) and len(policies) == 1:
+        return _policy_name(policies[0])
+    policy = config_json.get("policy") if isinstance(config_json, dict) else None
+    return _policy_name(policy) if policy is not None else None
+
+
+def read_reflections(run_dir: Path, n_used: int, max_chars: int) -> tuple[list[dict], str | None]:
+    """Reflections (answers of the perception or combined phase) from transcript.jsonl.
+
+    A broken line is skipped and counted; the note says so.
+    """
+    path = run_dir / "transcript.jsonl"
+    if not path.is_file():
+        return [], None
+    out, broken = [], 0
+    with open(path, encoding="utf-8", errors="replace") as f:
+        for line in f:
+            try:
+                record = json.loads(line)
+                agent = agent_index(record["agent"])
+                day = int(record["day"])
+            except (ValueError, KeyError, TypeError):
+                broken += 1
+                continue
+            if record.get("phase") not in ("perception", "combined") or agent >= n_used:
+                continue
+            answer = record.get("answer")
+            if not isinstance(answer, str):
+                answer = json.dumps(answer)
+            if len(answer) > max_chars:
+                answer = answer[:max_chars] + " [...]"
+            out.append({"agent": agent, "day": day, "phase": record["phase"], "text": answer})
+    note = f"{path.name}: {broken} unreadable lines skipped" if broken else None
+    return out, note
