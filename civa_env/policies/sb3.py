@@ -1,0 +1,228 @@
+"""Residents driven by a trained stable-baselines3 policy (PPO or sb3-contrib MaskablePPO).
+
+``make_policy("ppo:<checkpoint>")`` (the CLI's ``--policy ppo:<checkpoint>``) loads a
+checkpoint written by ``save_checkpoint`` (``baselines/train_ppo.py`` writes them): the SB3
+zip plus ``civa.json`` inside it (and a copy beside it, ``<name>.civa.json``) recording
+the algorithm and the world's shape (``config.SHAPE_FIELDS``, feature size, catalogue
+size). Loading checks that shape against the world the policy is placed in and names every
+field that differs.
+
+All the residents a policy controls decide in **one forward pass** a day: features are
+stacked into a batch, the network gives the logits, invalid actions are masked out (for
+plain PPO as well) and an action is sampled from the masked distribution (seeded), or the
+best one is taken with ``deterministic``.
+
+Spec arguments: ``ppo:<path>`` or ``ppo:<path>,deterministic`` or ``ppo:<path>,nonstrict``
+(``nonstrict`` accepts a world whose pool size or text limits differ, as long as the
+feature and catalogue sizes agree). torch and SB3 are imported only when a policy is built.
+"""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from collections.abc import Hashable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from civa_env.config import Config
+from civa_env.policies.base import Policy, register_policy
+
+CHECKPOINT_FORMAT = "civa-sb3/1"
+META_NAME = "civa.json"
+ALGOS = ("MaskablePPO", "PPO")
+NETWORK_FIELDS = ("feature_size", "catalogue_size")  # the network cannot run if these differ
+
+
+class CheckpointMismatch(ValueError):
+    """A checkpoint's world shape differs from the world it is asked to act in."""
+
+
+def checkpoint_path(path: str | Path) -> Path:
+    """The zip of a checkpoint given as the zip, its stem, or a folder holding ``model.zip``."""
+    p = Path(path).expanduser()
+    if p.is_dir():
+        candidates = [p / "model.zip", p / "final.zip"]
+        for c in candidates:
+            if c.exists():
+                return c
+        raise FileNotFoundError(f"{p} is a folder without model.zip; pass the checkpoint zip")
+    if p.suffix != ".zip" and not p.exists() and p.with_suffix(".zip").exists():
+        return p.with_suffix(".zip")
+    if not p.exists():
+        raise FileNotFoundError(f"checkpoint {p} not found (train one with baselines/train_ppo.py)")
+    return p
+
+
+def save_checkpoint(model: Any, path: str | Path, cfg: Config,
+                    extra: Mapping[str, Any] | None = None) -> Path:
+    """Save an SB3 model with its CIVA metadata (inside the zip and beside it).
+
+    Args:
+        model: a trained ``PPO`` or ``MaskablePPO``.
+        path: where to write the zip (``.zip`` is added if missing).
+        cfg: the config of the world it was trained in.
+        extra: more to record (training arguments, steps).
+    """
+    from civa_env.wrappers import shape_signature
+
+    algo = type(model).__name__
+    if algo not in ALGOS:
+        raise ValueError(f"can only save {ALGOS}, got {algo}")
+    path = Path(path)
+    if path.suffix != ".zip":
+        path = path.with_suffix(".zip")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    model.save(path)
+    meta = {"format": CHECKPOINT_FORMAT, "algo": algo, "shape": shape_signature(cfg),
+            "config": cfg.to_dict(), **(dict(extra) if extra else {})}
+    text = json.dumps(meta, indent=2, sort_keys=True, default=str)
+    with zipfile.ZipFile(path, "a") as zf:
+        zf.writestr(META_NAME, text)
+    path.with_suffix(".civa.json").write_text(text + "\n", encoding="utf-8")
+    return path
+
+
+def read_metadata(path: str | Path) -> dict[str, Any]:
+    """The CIVA metadata of a checkpoint (from the zip, else the sidecar JSON)."""
+    zpath = checkpoint_path(path)
+    try:
+        with zipfile.ZipFile(zpath) as zf:
+            if META_NAME in zf.namelist():
+                return json.loads(zf.read(META_NAME))
+    except zipfile.BadZipFile:
+        raise ValueError(f"{zpath} is not a stable-baselines3 zip checkpoint") from None
+    side = zpath.with_suffix(".civa.json")
+    if side.exists():
+        return json.loads(side.read_text(encoding="utf-8"))
+    raise ValueError(f"{zpath} has no CIVA metadata ({META_NAME}); save checkpoints with "
+                     "civa_env.policies.sb3.save_checkpoint so their world shape is recorded")
+
+
+def check_shape(meta: Mapping[str, Any], cfg: Config, *, strict: bool = True,
+                source: str = "checkpoint") -> None:
+    """Raise ``CheckpointMismatch`` naming each shape field where ``meta`` and ``cfg`` differ.
+
+    With ``strict=False`` only the fields the network depends on (feature and catalogue
+    sizes, hence ``n_factories``, ``view_size``, ``gift_levels``) must agree.
+    """
+    from civa_env.wrappers import shape_signature
+
+    trained = meta.get("shape", {})
+    here = shape_signature(cfg)
+    diffs = [(k, trained.get(k), v) for k, v in here.items() if trained.get(k) != v]
+    if not strict:
+        fatal = {"n_factories", "view_size", "gift_levels", *NETWORK_FIELDS}
+        diffs = [d for d in diffs if d[0] in fatal]
+    if diffs:
+        lines = "; ".join(f"{k}: trained with {a}, this world has {b}" for k, a, b in diffs)
+        raise CheckpointMismatch(
+            f"{source} does not fit this world ({lines}). Run it in a world with the same "
+            f"settings (e.g. the same --agents / n_agents, n_factories, view_size), or train "
+            f"a policy for this one with baselines/train_ppo.py"
+            + ("" if not strict else "; if only the pool size or text limits differ, "
+               "'ppo:<checkpoint>,nonstrict' accepts it") + ".")
+
+
+class SB3Policy(Policy):
+    """A trained SB3 policy acting for a batch of residents (one forward pass per ``act``).
+
+    Args:
+        checkpoint: the zip (or its folder / stem); ``,deterministic`` and ``,nonstrict``
+            may follow it in the spec string.
+        deterministic: take the most likely valid action instead of sampling.
+        strict: require every shape field to match (see ``check_shape``).
+        seed: seeds the sampling.
+        device: torch device (default ``cpu``).
+    """
+
+    name = "ppo"
+
+    def __init__(self, checkpoint: str, *, deterministic: bool | None = None,
+                 strict: bool | None = None, seed: int | None = None,
+                 device: str = "cpu") -> None:
+        path, *options = str(checkpoint).split(",")
+        unknown = set(options) - {"deterministic", "nonstrict", "stochastic", ""}
+        if unknown:
+            raise ValueError(f"unknown ppo option(s) {sorted(unknown)}; "
+                             "use ppo:<checkpoint>[,deterministic][,nonstrict]")
+        self.deterministic = ("deterministic" in options) if deterministic is None else deterministic
+        self.strict = ("nonstrict" not in options) if strict is None else strict
+        self.path = checkpoint_path(path)
+        self.meta = read_metadata(self.path)
+        if self.meta.get("format") != CHECKPOINT_FORMAT:
+            raise ValueError(f"{self.path}: unknown checkpoint format {self.meta.get('format')!r}")
+        self.algo = self.meta["algo"]
+        self.device = device
+        self._seed = seed
+        self.rng = np.random.default_rng(seed)
+        self._model: Any = None
+        self.cfg: Config | None = None
+
+    # Loading is deferred to the first use, so building the policy stays cheap.
+    @property
+    def model(self) -> Any:
+        """The SB3 model (loaded on first use)."""
+        if self._model is None:
+            if self.algo == "MaskablePPO":
+                from sb3_contrib import MaskablePPO as algo_cls
+            else:
+                from stable_baselines3 import PPO as algo_cls
+            self._model = algo_cls.load(self.path, device=self.device)
+        return self._model
+
+    def reset(self, cfg: Config, seed: int | None = None) -> None:
+        """Check the world's shape against the checkpoint; reseed the sampling."""
+        check_shape(self.meta, cfg, strict=self.strict, source=f"checkpoint {self.path}")
+        self.cfg = cfg
+        if seed is not None:
+            self.rng = np.random.default_rng(seed)
+        _ = self.model
+
+    def act(self, observations: Mapping[Hashable, dict],
+            infos: Mapping[Hashable, dict]) -> dict[Hashable, Any]:
+        """One flat action per key, from one batched forward pass."""
+        keys = list(observations)
+        if not keys:
+            return {}
+        feats = np.stack([np.asarray(observations[k]["features"], np.float32) for k in keys])
+        masks = np.stack([np.asarray(observations[k]["action_mask"]) for k in keys]).astype(bool)
+        shape = self.meta["shape"]
+        if feats.shape[1] != shape["feature_size"] or masks.shape[1] != shape["catalogue_size"]:
+            raise CheckpointMismatch(
+                f"checkpoint {self.path} expects {shape['feature_size']} features and "
+                f"{shape['catalogue_size']} actions; the observations have {feats.shape[1]} "
+                f"features and {masks.shape[1]} actions (different n_factories / view_size / "
+                "gift_levels)")
+        logits = self.logits(feats)
+        logits = np.where(masks, logits, -np.inf)
+        if self.deterministic:
+            choice = logits.argmax(axis=1)
+        else:  # Gumbel-max: a seeded sample from the masked softmax
+            gumbel = -np.log(-np.log(self.rng.random(logits.shape) + 1e-300) + 1e-300)
+            choice = (logits + gumbel).argmax(axis=1)
+        # A resident with no valid action at all (never happens: idle is always valid).
+        choice = np.where(masks.any(axis=1), choice, 0)
+        return dict(zip(keys, choice.tolist(), strict=True))
+
+    def logits(self, feats: np.ndarray) -> np.ndarray:
+        """(K, A) action logits of a batch of feature vectors (one forward pass)."""
+        import torch
+
+        policy = self.model.policy
+        with torch.no_grad():
+            obs = torch.as_tensor(feats, device=policy.device)
+            dist = policy.get_distribution(obs)
+            return dist.distribution.logits.cpu().numpy().astype(np.float64)
+
+    def describe(self) -> dict[str, Any]:
+        """Checkpoint, algorithm and how actions are chosen."""
+        return {"name": self.name, "checkpoint": str(self.path), "algo": self.algo,
+                "deterministic": self.deterministic, "strict": self.strict,
+                "trained": {k: self.meta.get(k) for k in ("condition", "reward", "timesteps")
+                            if k in self.meta}}
+
+
+register_policy("ppo", SB3Policy)

@@ -1,0 +1,460 @@
+"""Numeric wrappers for single-agent RL libraries (stable-baselines3, sb3-contrib).
+
+CIVA is a ``ParallelEnv`` whose residents die mid-episode and whose newcomers appear under
+fresh names; SB3 wants a fixed number of slots with ``Box`` observations and a flat
+``Discrete`` action. ``CivaVecEnv`` bridges the two with *parameter sharing*: one policy acts
+for many residents, each resident is one slot of an SB3 ``VecEnv``.
+
+* Several CIVA communities (``n_envs``, possibly with different configs that agree on the
+  shape fields) run in one ``VecEnv``. Each community has ``seats`` learner slots.
+* Observation: the ``features`` vector as a ``Box``. Action: the flat catalogue id
+  (``Discrete``); ``action_masks()`` (and ``env_method("action_masks")``, which is what
+  sb3-contrib's ``MaskablePPO`` calls on a ``VecEnv``) give the per-slot masks.
+* A fraction ``learner_fraction`` of each community's residents is controlled by the
+  learner; the others by a ``background`` policy (scripted or random residents: the
+  learner's neighbours), batched over all communities in one ``act`` call a day.
+* Death: a seat whose resident starves ends its episode (``done``, ``terminal_observation``
+  in ``infos``). A newcomer inherits its parent's controller; a learner newcomer takes a
+  vacant seat (its first observation is the seat's next observation, as after an
+  auto-reset), or goes to the background policy when every seat is taken. A vacant seat is
+  padded "black death" style: zero features, a mask that allows only ``idle``, zero
+  reward, until the community's episode ends.
+* Truncation at ``max_days`` sets ``TimeLimit.truncated`` so SB3 bootstraps the value;
+  a death is a true termination (unlike SuperSuit's ``black_death``, which cannot tell them
+  apart). When a community ends (last day or extinction) every seat is done and the
+  community resets with a fresh seed.
+
+``play_communities`` runs whole episodes with several policies mixed in one community (the
+same controller rules) and reports the community metrics with a per-policy breakdown; the
+training script and the tests use it to compare policies.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Hashable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+from gymnasium import spaces
+
+from civa_env.actions import Catalogue, Primary
+from civa_env.community import CivaEnv
+from civa_env.config import SHAPE_FIELDS, Config
+from civa_env.observe import FEATURE_CLIP, feature_size
+from civa_env.policies.base import Policy, make_policy
+
+try:  # SB3 is an optional extra: without it the VecEnv is a plain class with the same API.
+    from stable_baselines3.common.vec_env import VecEnv as _VecEnvBase
+except ModuleNotFoundError:  # pragma: no cover - exercised only without the rl extra
+    _VecEnvBase = object
+
+UNSET = -1  # controller of a name not yet born
+
+
+def default_background() -> str:
+    """``scripted`` when that policy is installed, else ``random``."""
+    from civa_env.policies.base import available_policies
+
+    return "scripted" if "scripted" in available_policies() else "random"
+
+
+def shape_signature(cfg: Config) -> dict[str, Any]:
+    """What a numeric policy's network depends on: the config's shape fields plus the
+    feature and catalogue sizes (recorded next to checkpoints, checked when loading)."""
+    out = {name: getattr(cfg, name) for name in SHAPE_FIELDS}
+    out = {k: list(v) if isinstance(v, tuple) else v for k, v in out.items()}
+    out["feature_size"] = feature_size(cfg)
+    out["catalogue_size"] = Catalogue(cfg).size
+    return out
+
+
+def idle_action(catalogue: Catalogue) -> int:
+    """Flat id of ``idle`` with no secondary action (always valid)."""
+    return catalogue.encode(Primary.IDLE)
+
+
+def _as_config(cfg: Config | Mapping[str, Any] | None, **overrides: Any) -> Config:
+    if cfg is None:
+        return Config.from_kwargs(**overrides)
+    if isinstance(cfg, Mapping):
+        return Config.from_kwargs(**{**cfg, **overrides})
+    return cfg.replace(**overrides) if overrides else cfg
+
+
+def assign_controllers(n_alive: int, shares: Sequence[float], rng: np.random.Generator) -> np.ndarray:
+    """Controller index for each of ``n_alive`` founders: (n_alive,) int.
+
+    Controller ``c`` gets ``round(shares[c] * n_alive)`` residents (largest remainders, so
+    the counts add up), placed at seeded random positions.
+    """
+    shares = np.asarray(shares, dtype=np.float64)
+    if (shares < 0).any() or shares.sum() <= 0:
+        raise ValueError(f"policy shares must be >= 0 and sum to more than 0, got {shares.tolist()}")
+    raw = shares / shares.sum() * n_alive
+    counts = np.floor(raw).astype(int)
+    rest = n_alive - counts.sum()
+    counts[np.argsort(-(raw - counts), kind="stable")[:rest]] += 1
+    labels = np.repeat(np.arange(len(shares)), counts)
+    return labels[rng.permutation(n_alive)]
+
+
+class CivaVecEnv(_VecEnvBase):
+    """CIVA communities as one SB3 ``VecEnv`` of learner seats (see the module docstring).
+
+    Args:
+        configs: a ``Config`` (or dict of fields) used for every community, or one per
+            community; they must agree on the shape fields.
+        n_envs: number of communities when ``configs`` is a single config.
+        learner_fraction: share of each community's founders the learner controls.
+        background: policy (or spec such as ``"scripted"``, ``"random"``) for the others;
+            default ``scripted`` if installed, else ``random``.
+        seats: learner slots per community; default = the learner's founders.
+        seed: seeds the communities' episodes and the controller draws.
+    """
+
+    def __init__(self, configs: Config | Mapping[str, Any] | Sequence[Config | Mapping[str, Any]]
+                 | None = None, n_envs: int = 1, *, learner_fraction: float = 1.0,
+                 background: Policy | str | None = None, seats: int | None = None,
+                 seed: int = 0, obs_mode: str = "numeric") -> None:
+        if configs is None or isinstance(configs, (Config, Mapping)):
+            configs = [configs] * n_envs
+        cfgs = [_as_config(c, obs_mode=obs_mode) for c in configs]
+        if not cfgs:
+            raise ValueError("need at least one community")
+        first = shape_signature(cfgs[0])
+        for k, c in enumerate(cfgs[1:], 1):
+            diff = {f: (first[f], v) for f, v in shape_signature(c).items() if first[f] != v}
+            if diff:
+                raise ValueError(f"community {k} differs from community 0 in shape fields "
+                                 f"{diff} (0's value, {k}'s value): one policy needs one shape")
+        if not 0.0 < learner_fraction <= 1.0:
+            raise ValueError(f"learner_fraction must be in (0, 1], got {learner_fraction}")
+        self.cfgs = cfgs
+        self.envs = [CivaEnv(c) for c in cfgs]
+        self.catalogue = self.envs[0].catalogue
+        self.learner_fraction = float(learner_fraction)
+        founders = [max(1, round(learner_fraction * c.n_agents)) for c in cfgs]
+        self.seats = int(seats) if seats is not None else max(founders)
+        if self.seats < 1:
+            raise ValueError("seats must be >= 1")
+        if isinstance(background, Policy):
+            self.background = background
+        else:
+            self.background = make_policy(background or default_background())
+        self.background.reset(cfgs[0], seed=seed)
+        self.n_communities = len(cfgs)
+        self._episode = [0] * len(cfgs)  # keeps background keys of successive episodes apart
+        self.render_mode = None
+        n_slots = self.n_communities * self.seats
+        self.n_features = feature_size(cfgs[0])
+        obs_space = spaces.Box(-FEATURE_CLIP, FEATURE_CLIP, shape=(self.n_features,),
+                               dtype=np.float32)
+        act_space = spaces.Discrete(self.catalogue.size)
+        if _VecEnvBase is object:  # pragma: no cover
+            self.num_envs, self.observation_space, self.action_space = n_slots, obs_space, act_space
+            self._seeds = [None] * n_slots
+        else:
+            super().__init__(n_slots, obs_space, act_space)
+        self._seed_rng = np.random.default_rng(seed)
+        self._idle = idle_action(self.catalogue)
+        self._idle_mask = np.zeros(self.catalogue.size, bool)
+        self._idle_mask[self._idle] = True
+        pool = max(c.max_agents for c in cfgs)
+        self._controller = np.full((self.n_communities, pool), UNSET, np.int8)  # 0 learner, 1 bg
+        self._occupant = np.full((self.n_communities, self.seats), -1, np.int64)  # resident
+        self._obs = np.zeros((n_slots, self.n_features), np.float32)
+        self._masks = np.zeros((n_slots, self.catalogue.size), bool)
+        self._last: list[tuple[dict, dict]] = [({}, {}) for _ in cfgs]
+        self._ep_return = np.zeros(n_slots)
+        self._ep_len = np.zeros(n_slots, np.int64)
+        self._actions: np.ndarray | None = None
+        self._t0 = time.time()
+        self.finished_communities: list[dict[str, Any]] = []
+        """Summaries (nAUP, SC, ED, IC, CC, ...) of communities whose episode ended;
+        training scripts drain this list for logging."""
+        self.total_steps = 0
+        """Resident-days played in all communities (learner and background)."""
+        self.learner_steps = 0
+        """Decisions of seated learner residents (slot-steps minus padding)."""
+
+    # ---- SB3 VecEnv API --------------------------------------------------------------------
+    def reset(self) -> np.ndarray:
+        """Reset every community (seeds from ``seed()`` if set, else the internal stream)."""
+        for e in range(self.n_communities):
+            self._reset_community(e, self._seeds[e * self.seats])
+        self._reset_seeds()
+        return self._obs.copy()
+
+    def step_async(self, actions: np.ndarray) -> None:
+        """Store the learner's actions (one flat id per slot)."""
+        self._actions = np.asarray(actions).reshape(self.num_envs)
+
+    def step_wait(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[dict]]:
+        """One day in every community; see the module docstring for dones and padding."""
+        assert self._actions is not None, "step_async must come before step_wait"
+        actions = self._actions.tolist()
+        # Background residents of all communities decide in one batched call.
+        bg_obs: dict[Hashable, dict] = {}
+        bg_infos: dict[Hashable, dict] = {}
+        for e, env in enumerate(self.envs):
+            obs, infos = self._last[e]
+            for name in env.agents:
+                if self._controller[e, _index(name)] == 1:
+                    key = (e, self._episode[e], name)
+                    bg_obs[key] = obs[name]
+                    bg_infos[key] = infos.get(name, {})
+        bg_actions = self.background.act(bg_obs, bg_infos) if bg_obs else {}
+        rewards = np.zeros(self.num_envs, np.float32)
+        dones = np.zeros(self.num_envs, bool)
+        infos_out: list[dict[str, Any]] = [{} for _ in range(self.num_envs)]
+        for e, env in enumerate(self.envs):
+            day_actions: dict[str, Any] = {}
+            base = e * self.seats
+            for k, i in enumerate(self._occupant[e].tolist()):
+                if i >= 0:
+                    day_actions[env.possible_agents[i]] = int(actions[base + k])
+                    self.learner_steps += 1
+            for name in env.agents:
+                key = (e, self._episode[e], name)
+                if key in bg_actions:
+                    day_actions[name] = bg_actions[key]
+            obs, rew, term, trunc, infos = env.step(day_actions)
+            self.total_steps += len(day_actions)
+            self._last[e] = (obs, infos)
+            for k, i in enumerate(self._occupant[e].tolist()):
+                slot = base + k
+                if i < 0:  # vacant seat: black-death padding
+                    self._pad(slot)
+                    continue
+                name = env.possible_agents[i]
+                r = float(rew.get(name, 0.0))
+                rewards[slot] = r
+                self._ep_return[slot] += r
+                self._ep_len[slot] += 1
+                if term.get(name, False) or trunc.get(name, False):
+                    dones[slot] = True
+                    info = infos_out[slot]
+                    info["terminal_observation"] = obs[name]["features"].copy()
+                    info["TimeLimit.truncated"] = bool(trunc.get(name)) and not term.get(name)
+                    info["episode"] = {"r": float(self._ep_return[slot]),
+                                       "l": int(self._ep_len[slot]),
+                                       "t": round(time.time() - self._t0, 6)}
+                    self._ep_return[slot] = 0.0
+                    self._ep_len[slot] = 0
+                    self._occupant[e, k] = -1
+                    self._pad(slot)
+                else:
+                    self._obs[slot] = obs[name]["features"]
+                    self._masks[slot] = obs[name]["action_mask"].astype(bool)
+            self._seat_newcomers(e, obs)
+            if not env.agents:  # the community's episode is over (last day or extinction)
+                for k in range(self.seats):
+                    slot = base + k
+                    if not dones[slot]:  # a seat vacant since a death ends its padding run
+                        dones[slot] = True
+                        infos_out[slot]["terminal_observation"] = np.zeros(self.n_features,
+                                                                           np.float32)
+                        infos_out[slot]["TimeLimit.truncated"] = True
+                summary = _scalar_summary(env.summary())
+                summary["community"] = e
+                self.finished_communities.append(summary)
+                self._reset_community(e, None)
+        return self._obs.copy(), rewards, dones, infos_out
+
+    def action_masks(self) -> np.ndarray:
+        """(num_envs, catalogue size) bool: the valid flat ids of each slot now."""
+        return self._masks.copy()
+
+    def close(self) -> None:
+        """Close the communities and the background policy."""
+        for env in self.envs:
+            env.close()
+        self.background.close()
+
+    def get_attr(self, attr_name: str, indices: Any = None) -> list[Any]:
+        """Attribute per slot: the VecEnv's own, else the slot's community's."""
+        slots = self._indices(indices)
+        if hasattr(self, attr_name):
+            return [getattr(self, attr_name)] * len(slots)
+        return [getattr(self.envs[s // self.seats], attr_name) for s in slots]
+
+    def set_attr(self, attr_name: str, value: Any, indices: Any = None) -> None:
+        """Set an attribute on the communities of the given slots."""
+        for e in {s // self.seats for s in self._indices(indices)}:
+            setattr(self.envs[e], attr_name, value)
+
+    def env_method(self, method_name: str, *method_args: Any, indices: Any = None,
+                   **method_kwargs: Any) -> list[Any]:
+        """``action_masks`` gives one mask per slot (what MaskablePPO calls); other names
+        call the method of each slot's community."""
+        slots = self._indices(indices)
+        if method_name == "action_masks":
+            return list(self._masks[slots])
+        return [getattr(self.envs[s // self.seats], method_name)(*method_args, **method_kwargs)
+                for s in slots]
+
+    def env_is_wrapped(self, wrapper_class: type, indices: Any = None) -> list[bool]:
+        """No gymnasium wrappers inside."""
+        return [False] * len(self._indices(indices))
+
+    def has_attr(self, attr_name: str) -> bool:
+        """True for the VecEnv's own attributes (``action_masks``) and the communities'."""
+        return hasattr(self, attr_name) or all(hasattr(env, attr_name) for env in self.envs)
+
+    def seed(self, seed: int | None = None) -> list[int | None]:
+        """Seeds for the next reset (one per slot, as SB3 expects) and the internal stream."""
+        if seed is not None:
+            self._seed_rng = np.random.default_rng(seed)
+        return super().seed(seed) if _VecEnvBase is not object else [seed] * self.num_envs
+
+    # ---- internals -------------------------------------------------------------------------
+    def _indices(self, indices: Any) -> list[int]:
+        if indices is None:
+            return list(range(self.num_envs))
+        if isinstance(indices, int):
+            return [indices]
+        return list(indices)
+
+    def _pad(self, slot: int) -> None:
+        self._obs[slot] = 0.0
+        self._masks[slot] = self._idle_mask
+
+    def _reset_community(self, e: int, seed: int | None) -> None:
+        env = self.envs[e]
+        if seed is None:
+            seed = int(self._seed_rng.integers(2**31 - 1))
+        obs, infos = env.reset(seed=seed)
+        self._episode[e] += 1
+        self._last[e] = (obs, infos)
+        self._controller[e] = UNSET
+        living = np.flatnonzero(env.world.alive)
+        share = self.learner_fraction
+        labels = assign_controllers(len(living), [share, 1.0 - share],
+                                    np.random.default_rng(seed + 1))
+        self._controller[e, living] = labels
+        learners = living[labels == 0]
+        self._occupant[e] = -1
+        # Founders beyond the seats go to the background policy.
+        overflow = learners[self.seats:]
+        self._controller[e, overflow] = 1
+        learners = learners[: self.seats]
+        self._occupant[e, : len(learners)] = learners
+        base = e * self.seats
+        for k in range(self.seats):
+            slot = base + k
+            self._ep_return[slot] = 0.0
+            self._ep_len[slot] = 0
+            i = self._occupant[e, k]
+            if i >= 0:
+                name = env.possible_agents[i]
+                self._obs[slot] = obs[name]["features"]
+                self._masks[slot] = obs[name]["action_mask"].astype(bool)
+            else:
+                self._pad(slot)
+
+    def _seat_newcomers(self, e: int, obs: dict[str, dict]) -> None:
+        """Give each newcomer its parent's controller; seat learner newcomers if possible."""
+        env = self.envs[e]
+        world = env.world
+        for name in obs:
+            i = _index(name)
+            if self._controller[e, i] != UNSET:
+                continue
+            parent = int(world.parent[i])
+            ctrl = self._controller[e, parent] if parent >= 0 else 1
+            if ctrl == 0:
+                vacant = np.flatnonzero(self._occupant[e] < 0)
+                if len(vacant):
+                    k = int(vacant[0])
+                    self._occupant[e, k] = i
+                    slot = e * self.seats + k
+                    self._obs[slot] = obs[name]["features"]
+                    self._masks[slot] = obs[name]["action_mask"].astype(bool)
+                    self._ep_return[slot] = 0.0
+                    self._ep_len[slot] = 0
+                else:
+                    ctrl = 1
+            self._controller[e, i] = ctrl
+
+
+def _index(name: str) -> int:
+    return int(name.rsplit("_", 1)[1])
+
+
+SUMMARY_KEYS = ("nAUP", "SC", "ED", "IC", "CC", "autocorr_lag1", "variance", "final_population",
+                "cooperation_per_resident_day", "betrayal_per_resident_day", "days")
+
+
+def _scalar_summary(summary: Mapping[str, Any]) -> dict[str, Any]:
+    out = {k: summary[k] for k in SUMMARY_KEYS if k in summary}
+    out.update({f"rate_{b}": r for b, r in summary.get("behaviour_rates", {}).items()})
+    return out
+
+
+def play_communities(cfg: Config | Mapping[str, Any], policies: Sequence[tuple[str, Policy, float]],
+                     episodes: int = 1, seed: int = 0) -> list[dict[str, Any]]:
+    """Play whole episodes with several policies mixed in one community.
+
+    Founders are split between policies by share (seeded); newcomers take their parent's
+    policy. Every policy makes one ``act`` call a day for all its residents.
+
+    Args:
+        cfg: the world's config (or dict of fields).
+        policies: ``(label, policy, share)`` triples; shares are normalised.
+        episodes: episodes to play (seeds ``seed``, ``seed + 1``, ...).
+        seed: first episode seed.
+
+    Returns:
+        One record per episode: the community metrics (``nAUP``, ``SC``, ``ED``, ``IC``,
+        ``CC``, early warning, behaviour rates) and ``by_policy``: for each label the
+        residents it controlled, their mean return in the config's reward, the share that
+        survived and their mean wealth at the end.
+    """
+    cfg = _as_config(cfg)
+    labels = [p[0] for p in policies]
+    if len(set(labels)) != len(labels):
+        raise ValueError(f"policy labels must be distinct, got {labels}")
+    env = CivaEnv(cfg)
+    records = []
+    for ep in range(episodes):
+        ep_seed = seed + ep
+        obs, infos = env.reset(seed=ep_seed)
+        for p, (_, policy, _) in enumerate(policies):
+            policy.reset(cfg, seed=ep_seed * 1000 + p)
+        controller = np.full(cfg.max_agents, UNSET, np.int64)
+        living = np.flatnonzero(env.world.alive)
+        controller[living] = assign_controllers(len(living), [p[2] for p in policies],
+                                                np.random.default_rng(ep_seed + 1))
+        returns = np.zeros(cfg.max_agents)
+        while env.agents:
+            actions: dict[str, Any] = {}
+            for p, (_, policy, _) in enumerate(policies):
+                mine = [a for a in env.agents if controller[_index(a)] == p]
+                if mine:
+                    actions.update(policy.act({a: obs[a] for a in mine},
+                                              {a: infos.get(a, {}) for a in mine}))
+            obs, rew, _, _, infos = env.step(actions)
+            for name, r in rew.items():
+                returns[_index(name)] += r
+            for name in obs:
+                i = _index(name)
+                if controller[i] == UNSET:
+                    controller[i] = controller[max(int(env.world.parent[i]), 0)]
+        record = _scalar_summary(env.summary())
+        record["seed"] = ep_seed
+        world = env.world
+        by_policy = {}
+        for p, label in enumerate(labels):
+            rows = np.flatnonzero(controller == p)
+            by_policy[label] = {
+                "residents": int(len(rows)),
+                "mean_return": float(returns[rows].mean()) if len(rows) else math.nan,
+                "survived": float(world.alive[rows].mean()) if len(rows) else math.nan,
+                "mean_final_wealth": float(np.where(world.alive[rows], world.wealth[rows],
+                                                    0.0).mean()) if len(rows) else math.nan,
+            }
+        record["by_policy"] = by_policy
+        records.append(record)
+    return records
