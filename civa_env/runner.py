@@ -342,23 +342,25 @@ def run_communities(cfgs: Sequence[Config], seeds: Sequence[int],
     if len(cfgs) != len(seeds):
         raise ValueError("one seed per config is needed")
     run_dirs = list(run_dirs) if run_dirs is not None else [None] * len(cfgs)
-    run_dirs = [prepare_run_dir(Path(d), overwrite) if d is not None else None
-                for d in run_dirs]
     policy_kwargs = dict(policy_kwargs or {})
     built: dict[str, Policy] = {}
     owned: list[Policy] = []
-    for spec in specs:
-        if policies and spec in policies:
-            built[spec] = policies[spec]
-        else:
-            built[spec] = make_policy(spec, **dict(policy_kwargs.get(spec.partition(":")[0], {})))
-            owned.append(built[spec])
-    header = {"civa_version": __version__, "policy": format_mix(mix),
-              "policies": {s: {"fraction": mix[s], **built[s].describe()} for s in specs}}
-    if policy_dir is None and len(run_dirs) == 1:
-        policy_dir = run_dirs[0]
     episodes: list[_Episode] = []
     try:
+        for spec in specs:
+            if policies and spec in policies:
+                built[spec] = policies[spec]
+            else:
+                kwargs = dict(policy_kwargs.get(spec.partition(":")[0], {}))
+                built[spec] = make_policy(spec, **kwargs)
+                owned.append(built[spec])
+        # Folders are touched only once every policy could be built.
+        run_dirs = [prepare_run_dir(Path(d), overwrite) if d is not None else None
+                    for d in run_dirs]
+        header = {"civa_version": __version__, "policy": format_mix(mix),
+                  "policies": {s: {"fraction": mix[s], **built[s].describe()} for s in specs}}
+        if policy_dir is None and len(run_dirs) == 1:
+            policy_dir = run_dirs[0]
         for spec in specs:
             built[spec].reset(cfgs[0], seed=int(seeds[0]))
             built[spec].open_run(policy_dir)

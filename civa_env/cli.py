@@ -1,0 +1,333 @@
+"""The ``civa`` command: run one community, sweep a grid, report a sweep, view a run.
+
+    civa run                                   # 25 scripted residents, 30 days, seed 0
+    civa run --condition without:benevolence --prevalence 0.5 --seed 3 --out runs/wob
+    civa run --policy scripted=0.5,random=0.5 --set outage_prob=0.2
+    civa sweep --conditions baseline,without:benevolence,with:power \\
+               --prevalence 0,0.25,0.5,0.75,1 --seeds 5 --workers 2 --out runs/sweep
+    civa report runs/sweep
+    civa view runs/wob
+
+Bad input gives one line on stderr (``civa: error: ...``) and a non-zero exit; see
+docs/cli.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+from civa_env.config import Config
+from civa_env.values import all_conditions
+
+DEFAULT_PREVALENCES = "0,0.25,0.5,0.75,1"
+
+
+class _Parser(argparse.ArgumentParser):
+    """Argparse with one-line errors (``civa: error: ...``) and exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"civa: error: {message} (see civa {self._sub_name()}--help)\n")
+
+    def _sub_name(self) -> str:
+        parts = self.prog.split()
+        return f"{parts[-1]} " if len(parts) > 1 else ""
+
+
+def _key_values(items: Sequence[str] | None, flag: str) -> dict[str, Any]:
+    """``["a=1", "b=x"]`` -> {"a": 1, "b": "x"} (values read as JSON when they parse)."""
+    out: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"{flag} expects key=value, got {item!r}")
+        try:
+            value = json.loads(raw)
+        except ValueError:
+            value = raw
+        out[key.strip()] = value
+    return out
+
+
+def _floats(text: str, flag: str) -> list[float]:
+    try:
+        return [float(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise ValueError(f"{flag} expects numbers separated by commas, got {text!r}") from None
+
+
+def _config(args: argparse.Namespace, **grid: Any) -> Config:
+    """Config from --config FILE, then --set, then the explicit flags."""
+    cfg = Config.load(args.config) if args.config else Config()
+    overrides = _key_values(args.set, "--set")
+    flags = {"n_agents": args.agents, "max_days": args.days, **grid}
+    overrides.update({k: v for k, v in flags.items() if v is not None})
+    if "prevalence" in overrides:
+        p = float(overrides["prevalence"])
+        if not 0.0 <= p <= 1.0:
+            raise ValueError(f"prevalence must be in [0, 1], got {p:g}")
+    if "n_agents" in overrides and "max_agents" not in overrides:
+        overrides["max_agents"] = None  # keep the pool at 4 x n_agents
+    return cfg.replace(**overrides) if overrides else cfg
+
+
+def _policy_kwargs(args: argparse.Namespace, mix: dict[str, float]) -> dict[str, dict]:
+    options = _key_values(args.llm_option, "--llm-option")
+    if args.model:
+        options["model"] = args.model
+    if not options:
+        return {}
+    if not any(spec.partition(":")[0] == "llm" for spec in mix):
+        raise ValueError("--model and --llm-option apply to llm residents; add llm to --policy "
+                         "(e.g. --policy llm or --policy llm=0.2,scripted=0.8)")
+    return {"llm": options}
+
+
+def _check_policies(mix: dict[str, float]) -> None:
+    from civa_env.policies import available_policies
+
+    known = available_policies()
+    for spec in mix:
+        if spec.partition(":")[0] not in known:
+            raise ValueError(f"unknown policy {spec!r}; known policies: {', '.join(known)}")
+
+
+def _default_out() -> Path:
+    base = Path("runs") / time.strftime("run-%Y%m%d-%H%M%S")
+    out, k = base, 2
+    while out.exists():
+        out, k = Path(f"{base}-{k}"), k + 1
+    return out
+
+
+# ---- civa run ---------------------------------------------------------------------------------
+def cmd_run(args: argparse.Namespace) -> int:
+    """Simulate one community (or --envs of them in one loop) and print a summary."""
+    from civa_env.runner import parse_mix, run_communities
+
+    mix = parse_mix(args.policy)
+    _check_policies(mix)
+    kwargs = _policy_kwargs(args, mix)
+    cfg = _config(args, condition=args.condition, prevalence=args.prevalence)
+    seed = args.seed if args.seed is not None else (cfg.seed if cfg.seed is not None else 0)
+    if args.envs < 1:
+        raise ValueError(f"--envs must be >= 1, got {args.envs}")
+    out = Path(args.out) if args.out else _default_out()
+    seeds = [seed + k for k in range(args.envs)]
+    if args.envs == 1:
+        dirs, policy_dir = [out], None
+    else:
+        if out.is_dir() and any(out.iterdir()) and not all(
+                p.name.startswith("env_") for p in out.iterdir()):
+            raise ValueError(f"output folder {out} holds something else; choose another --out")
+        out.mkdir(parents=True, exist_ok=True)
+        dirs = [out / f"env_{k}" for k in range(args.envs)]
+        policy_dir = out
+        for d in dirs:  # check all before running any
+            if d.exists() and any(d.iterdir()):
+                _check_dir(d, args.overwrite)
+    results = run_communities([cfg.replace(seed=s) for s in seeds], seeds, mix, dirs,
+                              policy_kwargs=kwargs, progress=not args.no_progress,
+                              plots=not args.no_plots, overwrite=args.overwrite,
+                              policy_dir=policy_dir)
+    for result in results:
+        print(format_summary(result, cfg))
+    return 0
+
+
+def _check_dir(path: Path, overwrite: bool) -> None:
+    from civa_env.runner import RunFolderError, is_run_dir
+
+    if not is_run_dir(path):
+        raise RunFolderError(f"output folder {path} holds something else (not a CIVA run "
+                             "folder); choose another --out")
+    if not overwrite:
+        raise RunFolderError(f"output folder {path} already holds a run; pass --overwrite")
+
+
+def format_summary(result: Any, cfg: Config) -> str:
+    """A plain-text summary table of a run."""
+    s = result.summary
+    lines = [f"CIVA run: {cfg.n_agents} residents, {cfg.max_days} days, condition "
+             f"{cfg.condition} (prevalence {cfg.prevalence:g}), seed {result.seed}", ""]
+    rows = [("nAUP (population kept)", f"{s['nAUP']:.3f}"),
+            ("SC (social capital)", f"{s['SC']:+.3f}"),
+            ("ED (1 - Gini)", f"{s['ED']:.3f}"),
+            ("IC (communication)", f"{s['IC']:.3f}"),
+            ("CC (output per resident-day)", f"{s['CC']:.3f}"),
+            ("final population", str(s["final_population"])),
+            ("extinct on day", "-" if s["extinct_day"] is None else str(s["extinct_day"])),
+            ("lag-1 autocorrelation", f"{s['autocorr_lag1']:.3f}")]
+    rows += [(f"{b.replace('_', '-')} per resident-day", f"{r:.4f}")
+             for b, r in s["behaviour_rates"].items()]
+    width = max(len(k) for k, _ in rows)
+    lines += [f"  {k:<{width}}  {v}" for k, v in rows]
+    for title, groups in (("by policy", s["by_policy"]), ("by value condition", s["by_condition"])):
+        lines += ["", f"  {title}:",
+                  f"    {'group':<24} {'residents':>9} {'alive':>6} {'survival':>8} "
+                  f"{'wealth':>7} {'gifts/d':>8} {'attacks/d':>9}"]
+        for name, g in groups.items():
+            a = g["actions_per_resident_day"]
+            lines.append(f"    {name:<24} {g['residents']:>9} {g['alive_end']:>6} "
+                         f"{g['survival']:>8.2f} {g['mean_wealth_end']:>7.1f} "
+                         f"{a['gift']:>8.3f} {a['attack']:>9.3f}")
+    if result.run_dir is not None:
+        lines += ["", f"Run folder: {result.run_dir}  (view it: civa view {result.run_dir})"]
+    return "\n".join(lines)
+
+
+# ---- civa sweep -------------------------------------------------------------------------------
+def cmd_sweep(args: argparse.Namespace) -> int:
+    """Run a grid of communities, resumable; results in OUT/results.csv."""
+    from civa_env.experiments import Sweep
+    from civa_env.runner import parse_mix
+
+    conditions = (all_conditions() if args.conditions.strip() == "all"
+                  else [c for c in args.conditions.split(",") if c.strip()])
+    prevalences = _floats(args.prevalence, "--prevalence")
+    mix = parse_mix(args.policy)
+    _check_policies(mix)
+    kwargs = _policy_kwargs(args, mix)
+    base = _config(args)
+    workers = args.workers or max(1, os.cpu_count() or 1)
+    sweep = Sweep(Path(args.out), conditions, prevalences, args.seeds, base, args.policy,
+                  kwargs, first_seed=args.first_seed, run_plots=args.run_plots)
+    report = sweep.run(workers=workers, backend=args.backend, progress=not args.no_progress,
+                       ray_address=args.ray_address)
+    print(f"{report.total} runs in the grid: {report.already} already in the table, "
+          f"{report.recovered} recovered from run folders, {report.ran} run now "
+          f"({report.seconds:.1f} s, {args.backend} backend, {workers} workers).")
+    print(f"Results: {report.results}   Report: civa report {args.out}")
+    return 0
+
+
+# ---- civa report / view -------------------------------------------------------------------------
+def cmd_report(args: argparse.Namespace) -> int:
+    """Tables and plots of a sweep folder."""
+    from civa_env.report import build_report
+
+    path = build_report(Path(args.sweep_dir), Path(args.out) if args.out else None,
+                        pages=not args.no_pages, title=args.title)
+    print(f"Report: {path}")
+    return 0
+
+
+def cmd_view(args: argparse.Namespace) -> int:
+    """One self-contained HTML page of a run (civa_env.viewer)."""
+    from civa_env.runner import is_run_dir
+
+    run_dir = Path(args.run_dir)
+    if not is_run_dir(run_dir):
+        raise ValueError(f"{run_dir} is not a CIVA run folder (no config.json from civa run)")
+    try:
+        from civa_env.viewer import build_page
+    except ModuleNotFoundError as err:
+        if err.name and err.name.startswith("civa_env"):
+            raise ValueError("civa view needs civa_env.viewer, which is not installed in this "
+                             "checkout") from None
+        raise
+    page = build_page(run_dir, Path(args.out) if args.out else None)
+    print(f"Page: {page}")
+    return 0
+
+
+# ---- parser ------------------------------------------------------------------------------------
+def _world_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--policy", default="scripted",
+                   help="policy or mix: scripted, random, llm, ppo:MODEL.zip, or "
+                        "'scripted=0.5,random=0.5' (default: scripted)")
+    p.add_argument("--agents", type=int, help="residents at the start (default 25)")
+    p.add_argument("--days", type=int, help="days to simulate (default 30)")
+    p.add_argument("--config", help="config.json of a run, or a JSON object of Config fields")
+    p.add_argument("--set", action="append", metavar="FIELD=VALUE",
+                   help="set any Config field (repeatable), e.g. --set outage_prob=0.2")
+    p.add_argument("--model", help="model for llm residents (passed as model=...)")
+    p.add_argument("--llm-option", action="append", metavar="KEY=VALUE",
+                   help="keyword argument for the llm policy (repeatable)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``civa`` argument parser."""
+    parser = _Parser(prog="civa", description="CIVA: communities of residents guided by "
+                     "human values. Subcommands: run, sweep, report, view.")
+    from civa_env import __version__
+
+    parser.add_argument("--version", action="version", version=f"civa {__version__}")
+    sub = parser.add_subparsers(dest="command", parser_class=_Parser, metavar="COMMAND")
+
+    run = sub.add_parser("run", help="simulate one community and write a run folder")
+    _world_options(run)
+    run.add_argument("--condition", help="baseline, with:VALUE or without:VALUE")
+    run.add_argument("--prevalence", type=float,
+                     help="share of residents holding the condition, in [0, 1] (default 1)")
+    run.add_argument("--seed", type=int, help="seed (default 0)")
+    run.add_argument("--out", help="run folder (default runs/run-<date>-<time>)")
+    run.add_argument("--overwrite", action="store_true", help="replace an earlier run in --out")
+    run.add_argument("--envs", type=int, default=1,
+                     help="communities in one step loop (seeds seed..seed+N-1, OUT/env_k)")
+    run.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+    run.set_defaults(func=cmd_run)
+
+    sweep = sub.add_parser("sweep", help="run a grid of communities (resumable)")
+    _world_options(sweep)
+    sweep.add_argument("--conditions", default="baseline,without:benevolence,with:power",
+                       help="comma-separated conditions, or 'all' (baseline + 20)")
+    sweep.add_argument("--prevalence", default=DEFAULT_PREVALENCES,
+                       help=f"comma-separated prevalences (default {DEFAULT_PREVALENCES})")
+    sweep.add_argument("--seeds", type=int, default=3, help="seeds per cell (default 3)")
+    sweep.add_argument("--first-seed", type=int, default=0, help="first seed (default 0)")
+    sweep.add_argument("--workers", type=int, help="parallel workers (default: CPU count)")
+    sweep.add_argument("--backend", choices=("local", "ray"), default="local",
+                       help="local process pool (default) or ray")
+    sweep.add_argument("--ray-address", help="address of a running Ray cluster")
+    sweep.add_argument("--out", default="runs/sweep", help="sweep folder (default runs/sweep)")
+    sweep.add_argument("--run-plots", action="store_true", help="PNG plots in every run folder")
+    sweep.set_defaults(func=cmd_sweep)
+
+    report = sub.add_parser("report", help="tables and plots of a sweep folder")
+    report.add_argument("sweep_dir")
+    report.add_argument("--out", help="report folder (default SWEEP_DIR/report)")
+    report.add_argument("--no-pages", action="store_true",
+                        help="do not build or link run pages")
+    report.add_argument("--title", help="heading of report.md")
+    report.set_defaults(func=cmd_report)
+
+    view = sub.add_parser("view", help="one self-contained HTML page of a run")
+    view.add_argument("run_dir")
+    view.add_argument("--out", help="HTML file (default RUN_DIR/view.html)")
+    view.set_defaults(func=cmd_view)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``civa`` console script; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 0
+    from civa_env.experiments import ResultsError, SweepError
+    from civa_env.runner import RunFolderError
+
+    try:
+        return args.func(args)
+    except (ValueError, RunFolderError, SweepError, ResultsError, FileNotFoundError,
+            NotADirectoryError) as err:
+        message = " ".join(str(err).split())
+        print(f"civa: error: {message}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("civa: interrupted; finished runs are saved (rerun the same sweep to resume)",
+              file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

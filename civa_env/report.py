@@ -1,0 +1,230 @@
+"""Reports of a sweep: Markdown tables with bootstrap intervals, plots, links to run pages.
+
+``build_report(sweep_dir)`` reads ``results.csv`` only (plus the run folders, when asked to
+build their pages) and writes ``report/``: ``report.md`` (summary tables per condition and
+prevalence, the largest effects against baseline, prevalence trends), ``runs.md`` (one line
+per run, linked to its ``view.html``), ``<metric>_vs_prevalence.png`` and
+``population_curves.png``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections import defaultdict
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from civa_env import plots
+from civa_env.experiments import BEHAVIOUR_RATES, load_results
+
+MACRO = ("nAUP", "SC", "ED", "IC", "CC")
+REPORTED = (*MACRO, *BEHAVIOUR_RATES)
+N_BOOT = 2000
+
+
+def bootstrap_ci(x: Sequence[float], rng: np.random.Generator, n_boot: int = N_BOOT,
+                 level: float = 0.95) -> tuple[float, float, float]:
+    """Mean and percentile bootstrap interval of the mean (lo = hi = mean for one value)."""
+    x = np.asarray(x, dtype=float)
+    mean = float(x.mean())
+    if len(x) < 2:
+        return mean, mean, mean
+    means = x[rng.integers(0, len(x), size=(n_boot, len(x)))].mean(axis=1)
+    lo, hi = np.quantile(means, [(1 - level) / 2, 1 - (1 - level) / 2])
+    return mean, float(lo), float(hi)
+
+
+def summarize_rows(rows: Sequence[dict[str, Any]], seed: int = 0) -> list[dict[str, Any]]:
+    """One record per (condition, prevalence): n, and mean/lo/hi of every reported metric."""
+    groups: dict[tuple[str, float], list[dict]] = defaultdict(list)
+    for row in rows:
+        groups[(row["condition"], row["prevalence"])].append(row)
+    rng = np.random.default_rng(seed)
+    out = []
+    for (condition, prevalence), members in sorted(groups.items(), key=_order):
+        rec: dict[str, Any] = {"condition": condition, "prevalence": prevalence,
+                               "n": len(members)}
+        for metric in REPORTED:
+            rec[f"{metric}_mean"], rec[f"{metric}_lo"], rec[f"{metric}_hi"] = bootstrap_ci(
+                [m[metric] for m in members], rng)
+        days = max(len(m["population"]) for m in members)
+        series = np.array([np.pad(m["population"], (0, days - len(m["population"])))
+                           for m in members])
+        rec["population"] = series.mean(axis=0).tolist()
+        out.append(rec)
+    return out
+
+
+def _order(item: tuple[tuple[str, float], Any]) -> tuple[int, str, float]:
+    (condition, prevalence), _ = item
+    head = condition.split(":")[0]
+    rank = {"baseline": 0, "with": 1, "without": 2}.get(head, 3)
+    return rank, condition.split(":")[-1], prevalence
+
+
+def _cell(rec: dict[str, Any], metric: str, digits: int = 2) -> str:
+    mean, lo, hi = rec[f"{metric}_mean"], rec[f"{metric}_lo"], rec[f"{metric}_hi"]
+    return f"{mean:.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]"
+
+
+def _table(stats: list[dict[str, Any]], metrics: Sequence[str], digits: int) -> list[str]:
+    head = "| condition | prevalence | n | " + " | ".join(metrics) + " |"
+    lines = [head, "|" + "---|" * (3 + len(metrics))]
+    for rec in stats:
+        cells = " | ".join(_cell(rec, m, digits) for m in metrics)
+        lines.append(f"| {rec['condition']} | {rec['prevalence']:g} | {rec['n']} | {cells} |")
+    return lines
+
+
+def effects(stats: list[dict[str, Any]], metric: str, top: int = 8) -> list[dict[str, Any]]:
+    """Largest differences from baseline's mean (with whether the interval excludes it)."""
+    base = next((r for r in stats if r["condition"] == "baseline"), None)
+    if base is None:
+        return []
+    ref = base[f"{metric}_mean"]
+    out = []
+    for rec in stats:
+        if rec["condition"] == "baseline" or rec["prevalence"] == 0:
+            continue
+        diff = rec[f"{metric}_mean"] - ref
+        clear = rec[f"{metric}_lo"] > ref or rec[f"{metric}_hi"] < ref
+        out.append({"condition": rec["condition"], "prevalence": rec["prevalence"],
+                    "mean": rec[f"{metric}_mean"], "diff": diff, "clear": clear})
+    return sorted(out, key=lambda r: -abs(r["diff"]))[:top]
+
+
+def trends(rows: Sequence[dict[str, Any]], metrics: Sequence[str]) -> list[dict[str, Any]]:
+    """Pearson r between prevalence and each metric, per condition (runs at p = 0 included)."""
+    by_condition: dict[str, list[dict]] = defaultdict(list)
+    for row in rows:
+        by_condition[row["condition"]].append(row)
+    base_rows = by_condition.get("baseline", [])
+    out = []
+    for condition, members in sorted(by_condition.items()):
+        if condition == "baseline":
+            continue
+        if not any(m["prevalence"] == 0 for m in members):
+            members = members + base_rows  # baseline is prevalence 0 of every condition
+        x = np.array([m["prevalence"] for m in members])
+        rec: dict[str, Any] = {"condition": condition}
+        for metric in metrics:
+            y = np.array([m[metric] for m in members])
+            ok = x.std() > 0 and y.std() > 0
+            rec[metric] = float(np.corrcoef(x, y)[0, 1]) if ok else 0.0
+        out.append(rec)
+    return out
+
+
+def _viewer() -> Any | None:
+    try:
+        return importlib.import_module("civa_env.viewer")
+    except ModuleNotFoundError as err:
+        if err.name and err.name.startswith("civa_env"):
+            return None
+        raise
+
+
+def build_report(sweep_dir: Path, out: Path | None = None, pages: bool = True,
+                 title: str | None = None) -> Path:
+    """Write the report of a sweep folder; returns the path of report.md.
+
+    Args:
+        sweep_dir: folder with results.csv (and runs/).
+        out: report folder (default ``sweep_dir/report``).
+        pages: link each run to ``<run_dir>/view.html``, building the page with
+            ``civa_env.viewer.build_page`` when that module is installed.
+        title: heading of report.md.
+    """
+    sweep_dir = Path(sweep_dir)
+    results = sweep_dir / "results.csv"
+    if not results.exists():
+        raise ValueError(f"{sweep_dir} has no results.csv: is it a sweep folder? "
+                         "(civa sweep --out DIR makes one)")
+    rows = list(load_results(results).values())
+    if not rows:
+        raise ValueError(f"{results} holds no finished runs yet")
+    out = Path(out) if out is not None else sweep_dir / "report"
+    out.mkdir(parents=True, exist_ok=True)
+    stats = summarize_rows(rows)
+    base = next((r for r in stats if r["condition"] == "baseline"), None)
+    figures = []
+    for metric in REPORTED:
+        path = plots.plot_metric_vs_prevalence(stats, metric, out / f"{metric}_vs_prevalence.png",
+                                               base)
+        figures.append(path.name)
+    top_p = max(r["prevalence"] for r in stats)
+    curves = {f"{r['condition']}": r["population"] for r in stats
+              if r["condition"] == "baseline" or r["prevalence"] == top_p}
+    plots.plot_population_curves(curves, out / "population_curves.png",
+                                 f"Population per condition at prevalence {top_p:g} "
+                                 "(mean over seeds)")
+    figures.append("population_curves.png")
+
+    policies = sorted({r["policy"] for r in rows})
+    agents = sorted({r["agents"] for r in rows})
+    days = sorted({r["days"] for r in rows})
+    seeds = sorted({r["seed"] for r in rows})
+    lines = [f"# {title or 'CIVA sweep report'}", "",
+             f"{len(rows)} runs; policy {', '.join(policies)}; {', '.join(map(str, agents))} "
+             f"residents; {', '.join(map(str, days))} days; seeds {seeds[0]}..{seeds[-1]} "
+             f"({len(seeds)} per cell). Cells give the mean and its 95% bootstrap interval "
+             f"({N_BOOT} resamples). Source: `{results.name}`.", "",
+             "## Community metrics", "", *_table(stats, MACRO, 2), "",
+             "## Behaviour rates (events per resident-day)", "",
+             *_table(stats, BEHAVIOUR_RATES, 3), ""]
+    if base is not None:
+        lines += ["## Largest effects against baseline", "",
+                  "Difference of the cell mean from the baseline mean; *clear* when the cell's "
+                  "95% interval excludes the baseline mean.", ""]
+        for metric in (*MACRO, "betrayal_rate", "deception_rate"):
+            eff = effects(stats, metric)
+            if not eff:
+                continue
+            lines.append(f"**{metric}** (baseline {base[f'{metric}_mean']:.3f}): " + "; ".join(
+                f"{e['condition']} @ {e['prevalence']:g}: {e['diff']:+.3f}"
+                + (" (clear)" if e["clear"] else "") for e in eff))
+            lines.append("")
+    trend = trends(rows, (*MACRO, "betrayal_rate", "deception_rate"))
+    if trend:
+        lines += ["## Trends with prevalence", "",
+                  "Pearson r between prevalence and the metric over the runs of each condition "
+                  "(baseline runs count as prevalence 0).", "",
+                  "| condition | " + " | ".join((*MACRO, "betrayal", "deception")) + " |",
+                  "|" + "---|" * (1 + len(MACRO) + 2)]
+        for rec in trend:
+            lines.append(f"| {rec['condition']} | " + " | ".join(
+                f"{rec[m]:+.2f}" for m in (*MACRO, "betrayal_rate", "deception_rate")) + " |")
+        lines.append("")
+    lines += ["## Figures", ""] + [f"![{name}]({name})" for name in figures] + [""]
+    if pages:
+        lines += ["Runs: [runs.md](runs.md)", ""]
+        _write_runs_index(sweep_dir, out, rows)
+    report = out / "report.md"
+    report.write_text("\n".join(lines), encoding="utf-8")
+    return report
+
+
+def _write_runs_index(sweep_dir: Path, out: Path, rows: list[dict[str, Any]]) -> None:
+    viewer = _viewer()
+    lines = ["# Runs", "", "| run | condition | prevalence | seed | nAUP | SC | ED | page |",
+             "|---|---|---|---|---|---|---|---|"]
+    for row in rows:
+        run_dir = sweep_dir / "runs" / row["run_id"]
+        page = run_dir / "view.html"
+        if viewer is not None and run_dir.is_dir() and not page.exists():
+            page = Path(viewer.build_page(run_dir))
+        link = (f"[view]({_relative(page, out)})" if page.exists()
+                else "(no page: civa_env.viewer not installed)" if viewer is None else "")
+        lines.append(f"| {row['run_id']} | {row['condition']} | {row['prevalence']:g} | "
+                     f"{row['seed']} | {row['nAUP']:.2f} | {row['SC']:.2f} | {row['ED']:.2f} | "
+                     f"{link} |")
+    (out / "runs.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def _relative(path: Path, start: Path) -> str:
+    import os
+
+    return os.path.relpath(path, start).replace(os.sep, "/")
