@@ -26,9 +26,12 @@ from civa_env.events import EventKind
 from civa_env.viewer import data as d
 from civa_env.viewer.data import RunFolderError
 from civa_env.viewer.layout import spring_layout
-from civa_env.viewer.residents import read_reflections, resident_table
+from civa_env.viewer.residents import read_reflections, read_residents_json, resident_table
 
 __all__ = ["RunFolderError", "build_page", "page_data"]
+
+# Per-policy and per-condition breakdowns of metrics.json, shown as tables of their own.
+GROUP_KEYS = ("by_policy", "by_condition")
 
 PLACEHOLDER = re.compile(r"/\*__(?:CSS|JS)__\*/|__(?:TITLE|DATA)__")
 
@@ -53,7 +56,7 @@ def page_data(run_dir: str | os.PathLike) -> dict[str, Any]:
     n_used = max(used)
 
     born, died, parent = d.resident_lives(cols, cfg, n_used)
-    table = resident_table(config_json, cfg, cols, n_used)
+    table = resident_table(config_json, cfg, cols, n_used, read_residents_json(run_dir))
     behaviour_data, _ = d.behaviour_rows(cols, texts, census, cfg)
     summary, summary_source = d.summary_of(run_dir, log, cfg, partial is not None)
     series, actions = d.census_series(census)
@@ -89,7 +92,15 @@ def page_data(run_dir: str | os.PathLike) -> dict[str, Any]:
         incomplete = (f"The run stopped after day {int(days[-1]) if n_days else 0} of "
                       f"{cfg.max_days} with residents still alive (interrupted?).")
     notes = [n for n in (transcript_note,) if n]
-    summary_table = {k: v for k, v in summary.items() if k not in d.SERIES_KEYS}
+    summary_table = {k: v for k, v in summary.items()
+                     if k not in d.SERIES_KEYS and k not in GROUP_KEYS}
+    groups = {k: summary[k] for k in GROUP_KEYS if isinstance(summary.get(k), dict)}
+    status = config_json.get("status") if isinstance(config_json, dict) else None
+    if isinstance(status, str) and status not in ("complete", "running"):
+        notes.append(f"config.json says the run {status}")
+    elif status == "running" and partial is None and incomplete is None:
+        notes.append("config.json says the run is still running (or was killed): "
+                     "the page shows the days logged so far")
     return d.to_jsonable({
         "version": 1,
         "title": run_dir.resolve().name,
@@ -101,6 +112,7 @@ def page_data(run_dir: str | os.PathLike) -> dict[str, Any]:
         "notes": notes,
         "config": config_json,
         "summary": summary_table,
+        "groups": groups,
         "summarySource": summary_source,
         "census": series,
         "actions": actions,

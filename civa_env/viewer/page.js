@@ -208,9 +208,9 @@
   function graphGeometry() {
     const canvas = $("graph");
     const width = canvas.clientWidth || 600;
-    const height = Math.max(320, Math.min(760, Math.round(width * 0.72)));
+    const height = Math.max(320, Math.min(640, Math.round(width * 0.62)));
     const pad = 16;
-    const base = Math.max(1.6, Math.min(9, 0.42 * Math.sqrt((width * height) / S.maxAlive) / 2));
+    const base = Math.max(1.6, Math.min(11, 0.42 * Math.sqrt((width * height) / S.maxAlive) / 2));
     return { canvas, width, height, pad, base };
   }
   function px(i, g) { return g.pad + D.residents.x[i] * (g.width - 2 * g.pad); }
@@ -327,6 +327,8 @@
     viewer.drawn = drawn;
     updateDayFacts(drawn);
   }
+  // Where resident i is drawn, in CSS pixels from the canvas's top left corner.
+  viewer.position = function (i) { const g = S.geometry || graphGeometry(); return [px(i, g), py(i, g)]; };
   function residentAt(clientX, clientY) {
     const g = S.geometry; if (!g) return -1;
     const rect = g.canvas.getBoundingClientRect();
@@ -578,6 +580,19 @@
     $("summary-table").replaceChildren(...rows.map(([k, v]) => el("tr", null, el("td", { text: k }),
       el("td", { text: typeof v === "number" ? fmt(v, 4) : JSON.stringify(v), "data-metric": k }))));
     $("config-json").textContent = JSON.stringify(D.config, null, 2);
+    const cols = ["residents", "founders", "born", "alive_end", "survival", "resident_days", "mean_wealth_end"];
+    const box = $("group-tables");
+    for (const [key, groups] of Object.entries(D.groups || {})) {
+      const names = Object.keys(groups);
+      if (!names.length) continue;
+      const bnames = D.behaviourNames;
+      const head = el("tr", null, el("th", { text: key.replace("_", " ") }), ...cols.map((c) => el("th", { text: c.replace("_", " ") })),
+        ...bnames.map((b) => el("th", { text: b.replace("_", " ") })));
+      const body = names.map((n) => el("tr", null, el("td", { text: n }),
+        ...cols.map((c) => el("td", { text: fmt(groups[n][c], 3) })),
+        ...bnames.map((b) => el("td", { text: fmt((groups[n].behaviours || {})[b]) }))));
+      box.append(el("table", { class: "list", id: "table-" + key }, el("thead", null, head), el("tbody", null, ...body)));
+    }
   }
   function banners() {
     const box = $("banners");

@@ -2,8 +2,8 @@
 
 The event log does not name conditions or policies, so they come from the run folder:
 
-1. ``config.json`` ``residents``: ``{agent: "policy spec"}`` or
-   ``{agent: {"policy": ..., "condition": ...}}`` (what the runner records);
+1. ``residents.json`` (``{agent: {"policy": ..., "condition": ..., ...}}``, written by the
+   runner), then ``config.json`` ``residents`` (``{agent: "policy spec"}``);
 2. else the conditions are redrawn from the config's seed, exactly as ``reset`` draws them,
    and used only if that draw reproduces the founders' starting wealth found in the log;
    newcomers take their parent's condition when ``inherit_values`` is set;
@@ -96,17 +96,31 @@ def redraw_conditions(config_json: dict[str, Any], cfg: Config, cols: dict[str, 
     return None
 
 
+def read_residents_json(run_dir: Path) -> dict[str, Any]:
+    """residents.json, or {} when it is missing or unreadable (the run may have crashed)."""
+    try:
+        data = json.loads((run_dir / "residents.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
 def resident_table(config_json: dict[str, Any], cfg: Config, cols: dict[str, np.ndarray],
-                   n_used: int) -> dict[str, Any]:
+                   n_used: int, residents_json: dict[str, Any] | None = None) -> dict[str, Any]:
     """Condition code (-1 unknown) and policy index per resident, and where they came from."""
     recorded = _recorded(config_json)
+    from_file = _recorded({"residents": residents_json or {}})
+    for i, spec in from_file.items():
+        if isinstance(spec, dict) and _policy_name(spec) is None and i in recorded:
+            spec = {**spec, "policy": _policy_name(recorded[i])}
+        recorded[i] = spec
     condition = np.full(n_used, UNKNOWN, np.int16)
-    source = "unknown (config.json does not record them and the seed does not reproduce day 1)"
+    source = "unknown (the run folder does not record them and the seed does not reproduce day 1)"
     codes = {i: _condition_code(spec) for i, spec in recorded.items() if i < n_used}
     codes = {i: c for i, c in codes.items() if c is not None}
     if codes:
         condition[list(codes)] = list(codes.values())
-        source = "recorded in config.json"
+        source = "recorded in residents.json" if from_file else "recorded in config.json"
     else:
         redrawn = redraw_conditions(config_json, cfg, cols, n_used)
         if redrawn is not None:

@@ -1,0 +1,312 @@
+"""The viewer page (``civa view``), checked in headless Chromium against the run's own files.
+
+Run folders come from the real runner (``civa_env.runner.run_community``). What the page
+draws for a day is compared with ``events.jsonl`` and ``metrics.json`` read here
+independently with ``json``. Browser tests need Debian's ``chromium`` and the Python
+``playwright`` package (the ``dev`` extra); without them they are skipped with the reason.
+Screenshots land in the test's tmp folder, and also in ``$CIVA_VIEWER_SCREENSHOTS`` when set.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from civa_env.config import Config
+from civa_env.runner import run_community
+from civa_env.viewer import RunFolderError, build_page, page_data
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync"]
+READY = "window.civaViewer && (window.civaViewer.ready || window.civaViewer.error)"
+
+
+# ---- run folders ----------------------------------------------------------------------------
+def make_run(path: Path, *, n_agents: int = 25, days: int = 20, seed: int = 3,
+             mix: str = "scripted=0.6,random=0.4", obs_mode: str = "text") -> Path:
+    cfg = Config(n_agents=n_agents, max_days=days, condition="without:benevolence",
+                 prevalence=0.5, obs_mode=obs_mode)
+    run_community(cfg, mix, seed=seed, run_dir=path, progress=False, plots=False)
+    return path
+
+
+def read_events(run_dir: Path) -> tuple[list[dict], list[dict]]:
+    """(events, census records) of a complete events.jsonl, parsed line by line."""
+    events, census = [], []
+    for line in (run_dir / "events.jsonl").read_text(encoding="utf-8").splitlines():
+        record = json.loads(line)
+        (census if record["kind"] == "census" else events).append(record)
+    return events, census
+
+
+def day_counts(events: list[dict], day: int) -> Counter:
+    """Edges the page should draw on ``day``, counted from the raw events."""
+    out: Counter = Counter()
+    for e in events:
+        if e["day"] != day:
+            continue
+        kind = e["kind"]
+        if kind == "message":
+            out["broadcast" if "target" not in e else "message"] += 1
+        elif kind in ("gift", "attack", "merge_proposal", "birth"):
+            out[kind] += 1
+        elif kind == "death":
+            out["deaths"] += 1
+    return out
+
+
+@pytest.fixture(scope="module")
+def scripted_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_run(tmp_path_factory.mktemp("viewer") / "run")
+
+
+# ---- browser --------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def browser() -> Any:
+    if CHROMIUM is None:
+        pytest.skip("chromium is not installed (apt-get install -y chromium); "
+                    "CI installs it in .ci/run")
+    sync_api = pytest.importorskip("playwright.sync_api",
+                                   reason="playwright is not installed (pip install -e .[dev])")
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+class Page:
+    """An opened viewer page that records console errors."""
+
+    def __init__(self, browser: Any, html: Path, timeout_ms: int = 60_000) -> None:
+        self.page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        self.errors: list[str] = []
+        self.page.on("pageerror", lambda err: self.errors.append(str(err)))
+        self.page.on("console", lambda m: self.errors.append(m.text) if m.type == "error" else None)
+        self.page.goto(html.resolve().as_uri())
+        # The bound on rendering is enforced by the browser: ready within timeout_ms.
+        self.page.wait_for_function(READY, timeout=timeout_ms)
+        assert self.js("window.civaViewer.error") is None, self.js("window.civaViewer.error")
+
+    def js(self, expression: str, arg: Any = None) -> Any:
+        return self.page.evaluate(expression, arg)
+
+    def screenshot(self, path: Path) -> None:
+        self.page.screenshot(path=str(path), full_page=True)
+        assert path.stat().st_size > 10_000
+        extra = os.environ.get("CIVA_VIEWER_SCREENSHOTS")
+        if extra:
+            Path(extra).mkdir(parents=True, exist_ok=True)
+            shutil.copy(path, Path(extra) / path.name)
+
+    def close(self) -> None:
+        assert self.errors == []
+        self.page.close()
+
+
+def drawn(page: Page) -> dict[str, int]:
+    return page.js("({...window.civaViewer.drawn})")
+
+
+# ---- tests: the page against the run's files ------------------------------------------------
+def test_slider_days_match_events_and_metrics(browser: Any, scripted_run: Path,
+                                              tmp_path: Path) -> None:
+    events, census = read_events(scripted_run)
+    metrics = json.loads((scripted_run / "metrics.json").read_text())
+    kinds = Counter(e["kind"] for e in events)
+    assert kinds["attack"] and kinds["message"] and kinds["gift"], kinds  # a run worth checking
+    html = build_page(scripted_run)
+    assert html == scripted_run / "view.html"
+    text = html.read_text(encoding="utf-8")
+    assert "http://" not in text and "https://" not in text  # self-contained: no network
+
+    page = Page(browser, html)
+    slider = page.page.locator("#day")
+    assert slider.get_attribute("max") == str(len(census))
+    checked = 0
+    for day in sorted({1, 2, len(census) // 2, len(census)} | {
+            e["day"] for e in events if e["kind"] in ("attack", "birth", "death")}):
+        slider.fill(str(day))  # moves the slider like a user (fires input)
+        page.page.wait_for_function(f"window.civaViewer.day === {day}")
+        page.js("() => new Promise(r => requestAnimationFrame(() => r()))")
+        got = drawn(page)
+        want = day_counts(events, day)
+        assert got["residents"] == metrics["population"][day - 1] == census[day - 1]["population"]
+        assert got["alliance"] == census[day - 1]["alliances"]
+        for key in ("attack", "gift", "message", "broadcast", "merge_proposal", "birth", "deaths"):
+            assert got[key] == want[key], (day, key, got, want)
+        # What a reader sees agrees too: the facts table and the edge counts.
+        living = page.page.locator('[data-fact="living (end of day)"]').inner_text()
+        assert int(living) == census[day - 1]["population"]
+        assert page.page.locator('[data-count="attack"]').inner_text() == str(want["attack"])
+        assert page.page.locator("#day-number").inner_text() == str(day)
+        checked += 1
+    assert checked >= 4
+    # Keyboard on the slider moves one day.
+    slider.fill("2")
+    slider.focus()
+    page.page.keyboard.press("ArrowRight")
+    page.page.wait_for_function("window.civaViewer.day === 3")
+    # Switching an edge kind off stops drawing it.
+    attack_day = next(e["day"] for e in events if e["kind"] == "attack")
+    page.js(f"window.civaViewer.setDay({attack_day})")
+    assert drawn(page)["attack"] > 0
+    page.page.locator("#show-attack").uncheck()
+    page.js(f"window.civaViewer.setDay({attack_day})")
+    assert drawn(page)["attack"] == 0
+    page.page.locator("#show-attack").check()
+    page.js(f"window.civaViewer.setDay({attack_day})")
+    page.screenshot(tmp_path / "scripted-run.png")
+    page.close()
+
+
+def test_behaviour_table_links_move_the_slider(browser: Any, scripted_run: Path) -> None:
+    metrics = json.loads((scripted_run / "metrics.json").read_text())
+    events, _ = read_events(scripted_run)
+    page = Page(browser, build_page(scripted_run, scripted_run / "links.html"))
+    for name, count in metrics["behaviours"].items():
+        shown = page.page.locator(f'[data-behaviour-total="{name}"]').inner_text()
+        assert int(shown) == count, name
+    assert len(metrics["behaviours"]) == 5
+    assert 0 < page.page.locator("#behaviour-table tbody tr").count() <= 50  # one page
+    # Attacks flagged as deception or power-seeking: the link moves the slider to its day.
+    page.page.locator("#behaviour-filter").select_option("power_seeking")
+    link = page.page.locator("#behaviour-table a.day-link").nth(0)
+    day = int(link.get_attribute("data-day"))
+    row = int(link.get_attribute("data-row"))
+    page.js("window.civaViewer.setDay(1)")
+    link.click()
+    page.page.wait_for_function(f"window.civaViewer.day === {day}")
+    assert page.page.locator("#day").input_value() == str(day)
+    attacks_that_day = [e for e in events if e["day"] == day and e["kind"] == "attack"]
+    assert attacks_that_day, "a power-seeking row must be an attack of that day"
+    described = page.page.locator(f'#behaviour-table tr[data-row="{row}"] td').nth(4).inner_text()
+    assert described.startswith("attacked resident_")
+    # "Only the slider's day" keeps rows of that day only.
+    page.page.locator("#behaviour-filter").select_option("all")
+    page.page.locator("#behaviour-today").check()
+    days = page.js("[...document.querySelectorAll('#behaviour-table a.day-link')]"
+                   ".map(a => Number(a.dataset.day))")
+    assert days and set(days) == {day}
+    page.close()
+
+
+def test_timeline_shows_messages_and_reflections(browser: Any, scripted_run: Path,
+                                                 tmp_path: Path) -> None:
+    run = tmp_path / "llm-like"
+    shutil.copytree(scripted_run, run, ignore=shutil.ignore_patterns("*.html"))
+    events, _ = read_events(run)
+    sender = Counter(e["actor"] for e in events if e["kind"] == "message").most_common(1)[0][0]
+    index = int(sender.split("_")[1])
+    # A transcript as the LLM policy writes it: only perception/combined answers are
+    # reflections; action answers are not shown as such.
+    records = [
+        {"day": 1, "agent": sender, "phase": "perception", "prompt": "p",
+         "answer": "I see factory 2 is crowded; I should be careful."},
+        {"day": 2, "agent": sender, "phase": "combined", "prompt": "p",
+         "answer": {"reflection": "My neighbour gave me a gift </script> so I trust them."}},
+        {"day": 2, "agent": sender, "phase": "action", "prompt": "p", "answer": "ACTION-ANSWER"},
+    ]
+    with open(run / "transcript.jsonl", "w", encoding="utf-8") as f:
+        for r in records:
+            f.write(json.dumps(r) + "\n")
+        f.write('{"day": 3, "agent": "resident_0", "pha')  # a crash mid-line
+    page = Page(browser, build_page(run))
+    assert page.js("window.civaViewer.ready")
+    page.page.locator("#resident-input").fill(sender)
+    page.page.locator("#resident-show").click()
+    body = page.page.locator("#timeline-body")
+    assert page.page.locator("#timeline-name").inner_text() == sender
+    text = body.inner_text()
+    mine = [e for e in events if e["kind"] == "message" and e["actor"] == sender]
+    for e in mine:
+        assert e["text"] in text
+    assert "I see factory 2 is crowded" in text
+    assert "gift </script> so I trust" in text  # escaped in the page, shown intact
+    assert "ACTION-ANSWER" not in text
+    assert page.page.locator(".reflection").count() == 2
+    assert "1 unreadable lines skipped" in page.page.locator("#banners").inner_text()
+    # A resident link in the header list of LLM residents opens the same timeline.
+    assert page.page.locator(f'#llm-residents [data-resident="{index}"]').count() == 1
+    # Clicking on the graph selects the resident drawn under the pointer.
+    page.js("window.civaViewer.setDay(1)")
+    x, y = page.js(f"""(() => {{ const g = document.getElementById('graph');
+        const r = g.getBoundingClientRect(); const v = window.civaViewer;
+        return [r.left + v.position({index})[0], r.top + v.position({index})[1]]; }})()""")
+    page.page.mouse.click(x, y)
+    assert page.page.locator("#timeline-name").inner_text() == sender
+    page.screenshot(tmp_path / "timeline.png")
+    page.close()
+
+
+# ---- bad input ------------------------------------------------------------------------------
+def test_missing_event_log_names_the_file(tmp_path: Path, scripted_run: Path) -> None:
+    run = tmp_path / "no-log"
+    shutil.copytree(scripted_run, run, ignore=shutil.ignore_patterns("*.html"))
+    (run / "events.jsonl").unlink()
+    with pytest.raises(RunFolderError, match=r"events\.jsonl: missing"):
+        build_page(run)
+    assert not (run / "view.html").exists()
+    with pytest.raises(RunFolderError, match="not a folder"):
+        build_page(tmp_path / "nowhere")
+
+
+def test_truncated_log_shows_complete_days_with_banner(browser: Any, scripted_run: Path,
+                                                       tmp_path: Path) -> None:
+    run = tmp_path / "cut"
+    shutil.copytree(scripted_run, run, ignore=shutil.ignore_patterns("*.html"))
+    (run / "metrics.json").unlink()  # a crashed run has no metrics.json
+    lines = (run / "events.jsonl").read_text(encoding="utf-8").splitlines(keepends=True)
+    census_lines = [k for k, line in enumerate(lines) if '"kind": "census"' in line]
+    keep_days = 7
+    cut = census_lines[keep_days - 1] + 3  # a few events of day 8, then half a line
+    (run / "events.jsonl").write_text("".join(lines[:cut]) + lines[cut][:25], encoding="utf-8")
+
+    data = page_data(run)
+    assert data["nDays"] == keep_days and data["days"][-1] == keep_days
+    assert f"line {cut + 1}" in data["partial"]
+    page = Page(browser, build_page(run))
+    banner = page.page.locator("#partial-banner").inner_text()
+    assert "ends early" in banner and f"line {cut + 1}" in banner
+    assert f"last complete day: {keep_days}" in banner
+    assert page.page.locator("#day").get_attribute("max") == str(keep_days)
+    _, census = read_events(scripted_run)
+    page.page.locator("#day").fill(str(keep_days))
+    page.page.wait_for_function(f"window.civaViewer.day === {keep_days}")
+    assert drawn(page)["residents"] == census[keep_days - 1]["population"]
+    assert "computed from the complete days" in page.page.locator("#summary-source").inner_text()
+    page.screenshot(tmp_path / "truncated.png")
+    page.close()
+
+
+def test_log_without_any_complete_day(browser: Any, scripted_run: Path, tmp_path: Path) -> None:
+    run = tmp_path / "empty"
+    shutil.copytree(scripted_run, run, ignore=shutil.ignore_patterns("*.html"))
+    (run / "events.jsonl").write_text('{"day": 1, "kind": "idle", "act', encoding="utf-8")
+    page = Page(browser, build_page(run))
+    assert page.js("window.civaViewer.nDays") == 0
+    assert "No complete day" in page.page.locator("#banners").inner_text()
+    page.close()
+
+
+# ---- a large run ----------------------------------------------------------------------------
+def test_large_run_renders_and_sweeps_all_days(browser: Any, tmp_path: Path) -> None:
+    """300 residents x 30 days in numeric mode (benchmarks/viewer_size.py measures 1000 x 100)."""
+    run = make_run(tmp_path / "large", n_agents=300, days=30, mix="random", obs_mode="numeric")
+    _, census = read_events(run)
+    html = build_page(run)
+    assert html.stat().st_size < 8_000_000
+    page = Page(browser, html, timeout_ms=60_000)
+    # Every day drawn in one go inside the browser, each checked against the census.
+    residents = page.js("""(() => { const v = window.civaViewer, out = [];
+        for (let d = 1; d <= v.nDays; d++) out.push(v.setDay(d).residents); return out; })()""")
+    assert residents == [c["population"] for c in census]
+    assert page.js("window.civaViewer.initMs") > 0
+    page.close()
