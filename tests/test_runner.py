@@ -1,0 +1,187 @@
+"""The step loop: policy mixes, one call per policy per day, newcomers, the run folder."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from civa_env import metrics
+from civa_env.config import Config
+from civa_env.events import EventLog, agent_index
+from civa_env.policies import RandomPolicy, make_policy
+from civa_env.policies.base import Policy
+from civa_env.runner import (RunFolderError, assign_policies, is_complete_run, is_run_dir,
+                             parse_mix, prepare_run_dir, run_communities, run_community)
+
+SMALL = dict(n_agents=12, max_days=20)
+
+
+def test_parse_mix():
+    assert parse_mix("scripted") == {"scripted": 1.0}
+    assert parse_mix("scripted=0.5,random=0.5") == {"scripted": 0.5, "random": 0.5}
+    assert parse_mix("llm=0.2,scripted") == {"llm": 0.2, "scripted": pytest.approx(0.8)}
+    assert parse_mix("ppo:runs/a=b.zip=0.3,scripted=0.7")["ppo:runs/a=b.zip"] == 0.3
+    for bad in ("", "scripted=0.5,random=0.2", "scripted=x", "scripted=1.5,random=-0.5",
+                "scripted,scripted"):
+        with pytest.raises(ValueError):
+            parse_mix(bad)
+
+
+def test_assign_policies_exact_and_seeded():
+    mix = {"llm": 0.2, "ppo:x": 0.3, "scripted": 0.5}
+    a = assign_policies(mix, 25, np.random.default_rng(1))
+    b = assign_policies(mix, 25, np.random.default_rng(1))
+    c = assign_policies(mix, 25, np.random.default_rng(2))
+    assert a == b != c
+    assert sorted(a.count(s) for s in mix) == [5, 8, 12]  # 5, 7.5 -> 8 by remainder, 12.5 -> 12
+    assert sum(a.count(s) for s in mix) == 25
+
+
+class Spy(Policy):
+    """Random actions; records every call's keys."""
+
+    name = "spy"
+
+    def __init__(self):
+        self.inner = RandomPolicy()
+        self.calls: list[list] = []
+        self.opened = None
+
+    def reset(self, cfg, seed=None):
+        self.inner.reset(cfg, seed)
+
+    def open_run(self, run_dir):
+        self.opened = run_dir
+
+    def act(self, observations, infos):
+        self.calls.append(list(observations))
+        return self.inner.act(observations, infos)
+
+
+def test_one_call_per_policy_per_day_across_envs(tmp_path):
+    spy_a, spy_b = Spy(), Spy()
+    cfgs = [Config(**SMALL, seed=s) for s in (0, 1)]
+    results = run_communities(cfgs, [0, 1], {"a": 0.5, "b": 0.5}, [None, None],
+                              policies={"a": spy_a, "b": spy_b}, progress=False,
+                              policy_dir=tmp_path)
+    days = max(r.summary["days"] for r in results)
+    # Once a day while the policy has living residents (random ones may all starve early).
+    assert max(len(spy_a.calls), len(spy_b.calls)) == days
+    assert all(call for call in spy_a.calls + spy_b.calls)
+    assert spy_a.opened == tmp_path
+    first = spy_a.calls[0] + spy_b.calls[0]
+    assert all(isinstance(k, tuple) and k[0] in (0, 1) for k in first)
+    assert {k[0] for k in first} == {0, 1}  # both environments in the same call
+    assert len(first) == 2 * SMALL["n_agents"]
+    # A resident stays with its policy: no key is ever seen by both.
+    keys_a = {k for call in spy_a.calls for k in call}
+    keys_b = {k for call in spy_b.calls for k in call}
+    assert not keys_a & keys_b
+
+
+def test_run_folder_and_newcomers_inherit_policy(tmp_path):
+    cfg = Config(n_agents=20, max_days=30, condition="with:benevolence", prevalence=0.5)
+    result = run_community(cfg, "scripted=0.5,random=0.5", 2, tmp_path / "run",
+                           progress=False)
+    run = tmp_path / "run"
+    for name in ("config.json", "residents.json", "events.jsonl", "metrics.json",
+                 "population.png", "wealth.png", "actions.png"):
+        assert (run / name).stat().st_size > 0, name
+    assert is_run_dir(run) and is_complete_run(run)
+    config = json.loads((run / "config.json").read_text())
+    assert config["env"]["condition"] == "with:benevolence" and config["seed"] == 2
+    assert config["status"] == "complete" and config["policy"] == "scripted=0.5,random=0.5"
+    residents = json.loads((run / "residents.json").read_text())
+    assert set(config["residents"]) == set(residents)
+    newcomers = [r for r in residents.values() if r["parent"] is not None]
+    assert newcomers, "this seed is expected to have births"
+    for name, r in residents.items():
+        assert r["policy"] in ("scripted", "random")
+        assert config["residents"][name] == r["policy"]
+        if r["parent"] is not None:
+            assert r["policy"] == residents[r["parent"]]["policy"]
+            assert r["condition"] == residents[r["parent"]]["condition"]
+    founders = [r for r in residents.values() if r["parent"] is None]
+    assert sum(r["policy"] == "scripted" for r in founders) == 10
+    assert sum(r["condition"] == "with:benevolence" for r in founders) == 10
+    # metrics.json: the summary plus breakdowns by policy and by condition.
+    m = json.loads((run / "metrics.json").read_text())
+    assert m["nAUP"] == result.summary["nAUP"]
+    assert set(m["by_policy"]) == {"scripted", "random"}
+    assert set(m["by_condition"]) == {"baseline", "with:benevolence"}
+    assert sum(g["residents"] for g in m["by_policy"].values()) == len(residents)
+    alive = sum(r["alive"] for r in residents.values())
+    assert sum(g["alive_end"] for g in m["by_policy"].values()) == alive == m["final_population"]
+    # events.jsonl reproduces the metrics.
+    log = EventLog.read_jsonl(run / "events.jsonl")
+    again = metrics.summarize(log, Config.from_dict(config["env"]))
+    assert again["nAUP"] == pytest.approx(m["nAUP"])
+    assert again["behaviours"] == m["behaviours"]
+
+
+def test_runs_are_deterministic():
+    cfg = Config(**SMALL, condition="with:power", prevalence=0.5)
+    a = run_community(cfg, "scripted=0.6,random=0.4", 4, None, progress=False)
+    b = run_community(cfg, "scripted=0.6,random=0.4", 4, None, progress=False)
+    assert a.summary["population"] == b.summary["population"]
+    assert a.residents == b.residents
+    assert a.summary["by_policy"] == b.summary["by_policy"]
+
+
+class Crash(Policy):
+    """Acts randomly, then fails on day 6."""
+
+    def __init__(self):
+        self.inner, self.day = RandomPolicy(seed=0), 0
+
+    def reset(self, cfg, seed=None):
+        self.inner.reset(cfg, seed)
+
+    def act(self, observations, infos):
+        self.day += 1
+        if self.day == 6:
+            raise RuntimeError("policy crashed")
+        return self.inner.act(observations, infos)
+
+
+def test_crash_leaves_events_readable_up_to_last_day(tmp_path):
+    run = tmp_path / "run"
+    with pytest.raises(RuntimeError, match="policy crashed"):
+        run_community(Config(**SMALL), "crash", 0, run, policies={"crash": Crash()},
+                      progress=False)
+    log = EventLog.read_jsonl(run / "events.jsonl")
+    assert log.n_days == 5
+    assert not (run / "metrics.json").exists()
+    assert json.loads((run / "config.json").read_text())["status"].startswith("failed")
+
+
+def test_run_folder_guard(tmp_path):
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "notes.txt").write_text("mine")
+    with pytest.raises(RunFolderError, match="something else"):
+        prepare_run_dir(other)
+    assert (other / "notes.txt").read_text() == "mine"
+    run = tmp_path / "run"
+    run_community(Config(**SMALL), "random", 0, run, progress=False, plots=False)
+    with pytest.raises(RunFolderError, match="already holds a run"):
+        run_community(Config(**SMALL), "random", 0, run, progress=False)
+    assert is_complete_run(run)
+    run_community(Config(**SMALL), "random", 1, run, progress=False, plots=False,
+                  overwrite=True)
+    assert json.loads((run / "config.json").read_text())["seed"] == 1
+
+
+def test_unknown_policy_touches_no_folder(tmp_path):
+    with pytest.raises(ValueError, match="unknown policy"):
+        run_community(Config(**SMALL), "nonesuch", 0, tmp_path / "run", progress=False)
+    assert not (tmp_path / "run").exists()
+
+
+def test_policy_keys_are_agent_names_for_one_env():
+    spy = Spy()
+    run_community(Config(**SMALL), "spy", 0, None, policies={"spy": spy}, progress=False)
+    assert all(isinstance(k, str) and agent_index(k) >= 0 for k in spy.calls[0])
+    assert make_policy("random") is not None
