@@ -310,3 +310,20 @@ def test_large_run_renders_and_sweeps_all_days(browser: Any, tmp_path: Path) -> 
     assert residents == [c["population"] for c in census]
     assert page.js("window.civaViewer.initMs") > 0
     page.close()
+
+
+# ---- the command ----------------------------------------------------------------------------
+def test_civa_view_command(scripted_run: Path, tmp_path: Path,
+                           capsys: pytest.CaptureFixture) -> None:
+    from civa_env.cli import main
+
+    out = tmp_path / "page.html"
+    assert main(["view", str(scripted_run), "--out", str(out)]) == 0
+    assert str(out) in capsys.readouterr().out
+    html = out.read_text(encoding="utf-8")
+    assert html.startswith("<!DOCTYPE html>") and 'id="civa-data"' in html
+    run = tmp_path / "no-log"
+    shutil.copytree(scripted_run, run, ignore=shutil.ignore_patterns("*.html"))
+    (run / "events.jsonl").unlink()
+    assert main(["view", str(run)]) == 1
+    assert "events.jsonl: missing" in capsys.readouterr().err

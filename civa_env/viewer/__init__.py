@@ -66,8 +66,12 @@ def page_data(run_dir: str | os.PathLike) -> dict[str, Any]:
     pull = np.array([LAYOUT_PULL.get(EventKind(k), 0.0) for k in range(len(EventKind))])
     w = pull[cols["kind"]]
     sel = (w > 0) & (cols["actor"] >= 0) & (cols["target"] >= 0)
+    # About 4 million sampled repulsions at most: 60 rounds x 48 samples up to ~1400
+    # residents, fewer above (4000 residents: 30 rounds x 32 samples, about a second).
+    rounds = int(np.clip(4e6 / (48 * max(n_used, 1)), 30, 60))
+    samples = int(np.clip(4e6 / (rounds * max(n_used, 1)), 16, 48))
     xy = spring_layout(table["condition"], cols["actor"][sel], cols["target"][sel], w[sel],
-                       rounds=60 if n_used <= 5000 else 25)
+                       rounds=rounds, samples=samples)
 
     # Texts: messages and invalid-action reasons, deduplicated.
     strings: list[str] = []

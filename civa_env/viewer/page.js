@@ -248,6 +248,8 @@
     for (const k of EDGE_KINDS) drawn[k] = 0;
     const many = (e1 - e0) > 1500;
     const head = many ? 0 : 5;
+    // Busy days fade their edges so the residents stay visible under them.
+    ctx.globalAlpha = Math.max(0.2, Math.min(1, 400 / Math.max(1, e1 - e0)));
     // Standing alliances at the end of the day.
     if (shown.alliance) {
       const al = D.alliances, st = EDGE_STYLES.alliance;
@@ -287,6 +289,7 @@
       }
       ctx.setLineDash([]);
     }
+    ctx.globalAlpha = 1;
     // Residents alive at the end of the day.
     const cond = D.residents.condition, pol = D.residents.policy;
     const multiPolicy = D.residents.policyNames.length > 1;
