@@ -300,7 +300,7 @@ def evaluate(checkpoint: str | Path, cfg: Any, args: Args, run_dir: Path | None 
     from civa_env.wrappers import play_communities
 
     populations = populations or POPULATIONS
-    option = ",deterministic" if args.deterministic else ""
+    option = "@deterministic" if args.deterministic else ""
     out: dict[str, Any] = {}
     for label, members in populations.items():
         policies = [(name, make_policy(f"ppo:{checkpoint}{option}" if name == "ppo" else name,

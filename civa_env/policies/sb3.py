@@ -12,9 +12,10 @@ stacked into a batch, the network gives the logits, invalid actions are masked o
 plain PPO as well) and an action is sampled from the masked distribution (seeded), or the
 best one is taken with ``deterministic``.
 
-Spec arguments: ``ppo:<path>`` or ``ppo:<path>,deterministic`` or ``ppo:<path>,nonstrict``
+Spec arguments: ``ppo:<path>``, ``ppo:<path>@deterministic``, ``ppo:<path>@nonstrict``
 (``nonstrict`` accepts a world whose pool size or text limits differ, as long as the
-feature and catalogue sizes agree). torch and SB3 are imported only when a policy is built.
+feature and catalogue sizes agree); options are joined with ``@`` because ``,`` separates
+the policies of a mix (``--policy ppo:model.zip=0.5,scripted=0.5``). torch and SB3 are imported only when a policy is built.
 """
 
 from __future__ import annotations
@@ -123,14 +124,14 @@ def check_shape(meta: Mapping[str, Any], cfg: Config, *, strict: bool = True,
             f"settings (e.g. the same --agents / n_agents, n_factories, view_size), or train "
             f"a policy for this one with baselines/train_ppo.py"
             + ("" if not strict else "; if only the pool size or text limits differ, "
-               "'ppo:<checkpoint>,nonstrict' accepts it") + ".")
+               "'ppo:<checkpoint>@nonstrict' accepts it") + ".")
 
 
 class SB3Policy(Policy):
     """A trained SB3 policy acting for a batch of residents (one forward pass per ``act``).
 
     Args:
-        checkpoint: the zip (or its folder / stem); ``,deterministic`` and ``,nonstrict``
+        checkpoint: the zip (or its folder / stem); ``@deterministic`` and ``@nonstrict``
             may follow it in the spec string.
         deterministic: take the most likely valid action instead of sampling.
         strict: require every shape field to match (see ``check_shape``).
@@ -143,11 +144,11 @@ class SB3Policy(Policy):
     def __init__(self, checkpoint: str, *, deterministic: bool | None = None,
                  strict: bool | None = None, seed: int | None = None,
                  device: str = "cpu") -> None:
-        path, *options = str(checkpoint).split(",")
+        path, *options = str(checkpoint).split("@")
         unknown = set(options) - {"deterministic", "nonstrict", "stochastic", ""}
         if unknown:
             raise ValueError(f"unknown ppo option(s) {sorted(unknown)}; "
-                             "use ppo:<checkpoint>[,deterministic][,nonstrict]")
+                             "use ppo:<checkpoint>[@deterministic][@nonstrict]")
         self.deterministic = ("deterministic" in options) if deterministic is None else deterministic
         self.strict = ("nonstrict" not in options) if strict is None else strict
         self.path = checkpoint_path(path)
