@@ -45,7 +45,7 @@ import numpy as np
 @dataclass
 class Args:
     exp_name: str = "ppo"
-    """name of the experiment (the run folder is ``<out-dir>/<exp-name>__<condition>__<reward>__<seed>``)"""
+    """experiment name (run folder: ``<out-dir>/<exp-name>__<condition>__<reward>__<seed>``)"""
     out_dir: str = "runs/rl"
     """where run folders go"""
     seed: int = 0
@@ -254,21 +254,25 @@ def train(args: Args) -> dict[str, Any]:
     print(f"training {args.algo} on {cfg.n_agents} residents x {args.n_envs} communities "
           f"({venv.num_envs} learner slots, {venv.catalogue.size} actions, "
           f"{venv.n_features} features), reward={args.reward}, condition={args.condition}")
-    start = time.time()
+    start, cpu_start = time.time(), time.process_time()
     model.learn(args.total_timesteps, callback=_callback(args, cfg, venv, run_dir))
     wall = time.time() - start
+    cpu = time.process_time() - cpu_start  # robust to other processes sharing the CPUs
     final = save_checkpoint(model, run_dir / "model.zip", cfg,
                             extra=_meta(args, model.num_timesteps))
     venv.close()
     summary = {
         "run_dir": str(run_dir), "checkpoint": str(final), "algo": args.algo,
-        "wall_time_s": round(wall, 1), "timesteps": int(model.num_timesteps),
+        "wall_time_s": round(wall, 1), "cpu_time_s": round(cpu, 1),
+        "timesteps": int(model.num_timesteps),
         "slot_steps_per_s": round(model.num_timesteps / wall, 1),
         "learner_steps_per_s": round(venv.learner_steps / wall, 1),
         "resident_steps_per_s": round(venv.total_steps / wall, 1),
+        "slot_steps_per_cpu_s": round(model.num_timesteps / cpu, 1),
+        "learner_steps_per_cpu_s": round(venv.learner_steps / cpu, 1),
         "shape": shape_signature(cfg),
     }
-    print(f"trained {model.num_timesteps} steps in {wall:.0f} s: "
+    print(f"trained {model.num_timesteps} steps in {wall:.0f} s ({cpu:.0f} s CPU): "
           f"{summary['slot_steps_per_s']} slot-steps/s, "
           f"{summary['learner_steps_per_s']} learner resident-steps/s, "
           f"{summary['resident_steps_per_s']} resident-steps/s (all residents)")

@@ -83,7 +83,8 @@ def _as_config(cfg: Config | Mapping[str, Any] | None, **overrides: Any) -> Conf
     return cfg.replace(**overrides) if overrides else cfg
 
 
-def assign_controllers(n_alive: int, shares: Sequence[float], rng: np.random.Generator) -> np.ndarray:
+def assign_controllers(n_alive: int, shares: Sequence[float],
+                       rng: np.random.Generator) -> np.ndarray:
     """Controller index for each of ``n_alive`` founders: (n_alive,) int.
 
     Controller ``c`` gets ``round(shares[c] * n_alive)`` residents (largest remainders, so
@@ -91,7 +92,8 @@ def assign_controllers(n_alive: int, shares: Sequence[float], rng: np.random.Gen
     """
     shares = np.asarray(shares, dtype=np.float64)
     if (shares < 0).any() or shares.sum() <= 0:
-        raise ValueError(f"policy shares must be >= 0 and sum to more than 0, got {shares.tolist()}")
+        raise ValueError("policy shares must be >= 0 and sum to more than 0, "
+                         f"got {shares.tolist()}")
     raw = shares / shares.sum() * n_alive
     counts = np.floor(raw).astype(int)
     rest = n_alive - counts.sum()

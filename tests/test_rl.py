@@ -29,7 +29,8 @@ SMALL = dict(n_agents=10, n_factories=3, view_size=4, max_days=30, obs_mode="num
 
 
 def _load_train_module():
-    spec = importlib.util.spec_from_file_location("civa_train_ppo", ROOT / "baselines" / "train_ppo.py")
+    spec = importlib.util.spec_from_file_location("civa_train_ppo",
+                                                  ROOT / "baselines" / "train_ppo.py")
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses look their module up
     spec.loader.exec_module(module)

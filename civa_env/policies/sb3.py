@@ -15,7 +15,8 @@ best one is taken with ``deterministic``.
 Spec arguments: ``ppo:<path>``, ``ppo:<path>@deterministic``, ``ppo:<path>@nonstrict``
 (``nonstrict`` accepts a world whose pool size or text limits differ, as long as the
 feature and catalogue sizes agree); options are joined with ``@`` because ``,`` separates
-the policies of a mix (``--policy ppo:model.zip=0.5,scripted=0.5``). torch and SB3 are imported only when a policy is built.
+the policies of a mix (``--policy ppo:model.zip=0.5,scripted=0.5``). torch and SB3 are
+imported only when a policy is built.
 """
 
 from __future__ import annotations
@@ -149,7 +150,9 @@ class SB3Policy(Policy):
         if unknown:
             raise ValueError(f"unknown ppo option(s) {sorted(unknown)}; "
                              "use ppo:<checkpoint>[@deterministic][@nonstrict]")
-        self.deterministic = ("deterministic" in options) if deterministic is None else deterministic
+        if deterministic is None:
+            deterministic = "deterministic" in options
+        self.deterministic = deterministic
         self.strict = ("nonstrict" not in options) if strict is None else strict
         self.path = checkpoint_path(path)
         self.meta = read_metadata(self.path)
