@@ -117,7 +117,8 @@ def measure(scenario: str, seeds: range | list[int], **config) -> dict:
 
 def table(rows: list[dict]) -> str:
     """Markdown table of ``measure`` results."""
-    lines = ["| scenario | seeds | mean nAUP (sd) | final population | extinct | mean extinction day |",
+    lines = ["| scenario | seeds | mean nAUP (sd) | final population | extinct "
+             "| mean extinction day |",
              "|---|---|---|---|---|---|"]
     for r in rows:
         day = "-" if r["extinct_day"] is None else f"{r['extinct_day']:.1f}"

@@ -7,14 +7,13 @@ import json
 
 import numpy as np
 import pytest
+from conftest import build_world
 
 import civa_env
 from civa_env import behaviours, metrics
 from civa_env.config import Config
 from civa_env.events import ATTACK_ON_ALLY, ATTACK_SUCCESS, DayEvents, EventKind, EventLog
 from civa_env.state import Deal
-
-from conftest import build_world
 
 K = EventKind
 
@@ -63,7 +62,7 @@ def flagged(log: EventLog, behaviour: str, **kw) -> list[tuple[int, int, int]]:
 CFG = Config(n_agents=4, max_days=5)
 
 
-# ---- gini / ED ------------------------------------------------------------------------------------
+# ---- gini / ED -----------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("wealth,expected", [
@@ -132,7 +131,7 @@ def test_early_warning_series_stops_at_extinction():
     assert s["variance"] == pytest.approx(np.var([4, 2, 0]))
 
 
-# ---- CC ---------------------------------------------------------------------------------------------
+# ---- CC ------------------------------------------------------------------------------------------
 
 
 def test_cc_is_production_per_resident_day():
@@ -154,7 +153,7 @@ def test_census_production_counts_work_and_finds(exact_cfg):
     assert c["population"] == 3 and c["acting"] == 3
 
 
-# ---- SC -----------------------------------------------------------------------------------------------
+# ---- SC ------------------------------------------------------------------------------------------
 
 
 def test_social_capital():
@@ -175,7 +174,7 @@ def test_social_capital():
     assert metrics.summarize(only_bad, CFG)["SC"] == -1.0
 
 
-# ---- IC -----------------------------------------------------------------------------------------------
+# ---- IC ------------------------------------------------------------------------------------------
 
 
 def scc(nodes, edges=(), broadcasters=(), n=10):
@@ -235,7 +234,7 @@ def test_ic_summary_averages_living_days():
     assert metrics.summarize(make_log({}, days), CFG)["IC"] == pytest.approx(0.75)
 
 
-# ---- behaviours ----------------------------------------------------------------------------------------
+# ---- behaviours ----------------------------------------------------------------------------------
 
 
 def test_cooperation_detector():
@@ -371,7 +370,7 @@ def test_behaviour_counts_per_day_in_infos():
     assert s["behaviours"]["betrayal"] == 1 and s["behaviours"]["cooperation"] == 1
 
 
-# ---- JSONL -------------------------------------------------------------------------------------------
+# ---- JSONL ---------------------------------------------------------------------------------------
 
 
 def _episode_log(seed: int = 0) -> EventLog:

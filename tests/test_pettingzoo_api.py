@@ -11,9 +11,17 @@ import types
 
 import numpy as np
 import pytest
-from pettingzoo.test import (api_test, bombardment_test, max_cycles_test, parallel_api_test,
-                             parallel_seed_test, performance_benchmark, render_test, seed_test,
-                             state_test)
+from pettingzoo.test import (
+    api_test,
+    bombardment_test,
+    max_cycles_test,
+    parallel_api_test,
+    parallel_seed_test,
+    performance_benchmark,
+    render_test,
+    seed_test,
+    state_test,
+)
 from pettingzoo.utils.wrappers import BaseWrapper
 
 import civa_env
@@ -201,7 +209,7 @@ def test_every_observation_in_space_every_step(n_agents, days):
         ever_dead |= {a for a in before if terms[a]}
         for a in before:
             assert (a in env.agents) == (not terms[a] and not truncs[a])
-    for a, o in obs.items():
+    for o in obs.values():
         assert space.contains(o)
     # Newcomers took names in pool order.
     assert used == set(env.possible_agents[: env.world.n_used])

@@ -7,6 +7,7 @@ import math
 
 import numpy as np
 import pytest
+from conftest import build_world, idle_batch
 
 import civa_env
 from civa_env import rules
@@ -14,8 +15,6 @@ from civa_env.actions import ActionBatch, Primary, Secondary
 from civa_env.events import ATTACK_ON_ALLY, ATTACK_SUCCESS, DayEvents, EventKind
 from civa_env.rules import step_day
 from civa_env.values import ValueCondition
-
-from conftest import build_world, idle_batch
 
 
 def kinds(ev: DayEvents) -> list[EventKind]:
@@ -138,7 +137,8 @@ def test_upkeep_noise_is_lognormal():
     b.primary[:] = Primary.EXPLORE
     cost = rules.apply_upkeep(state, b, np.random.default_rng(0), cfg)
     logs = np.log(cost[:5000])
-    assert logs.mean() == pytest.approx(0.0, abs=0.006) and logs.std() == pytest.approx(0.1, abs=0.005)
+    assert logs.mean() == pytest.approx(0.0, abs=0.006)
+    assert logs.std() == pytest.approx(0.1, abs=0.005)
     assert (cost[5000:] == 0).all()  # unused names pay nothing
 
 
@@ -370,7 +370,7 @@ def test_hopeless_attack_costs_two(exact_cfg):
     assert all(s.wealth[0] == -2.0 and s.wealth[1] == 4.0 for s in outs)
 
 
-# ---- alliances ------------------------------------------------------------------------------------
+# ---- alliances -----------------------------------------------------------------------------------
 
 
 def _propose(cfg, pairs):
@@ -456,7 +456,7 @@ def test_ally_defends_then_stops_after_dissolution(exact_cfg):
     assert len(new.allies) == 0
 
 
-# ---- births, names --------------------------------------------------------------------------------
+# ---- births, names -------------------------------------------------------------------------------
 
 
 def test_birth_into_next_unused_name(exact_cfg):
@@ -529,7 +529,7 @@ def test_dead_name_never_returns():
     assert seen_order == env.possible_agents[: len(seen_order)]  # names in pool order
 
 
-# ---- messages, purity -----------------------------------------------------------------------------
+# ---- messages, purity ----------------------------------------------------------------------------
 
 
 def test_messages_delivered_next_day(exact_cfg):
