@@ -79,8 +79,8 @@ def batch() -> Callable[[Config], ActionBatch]:
 def seeded_env() -> Callable[..., civa_env.CivaEnv]:
     """Factory of reset envs: ``env, obs, infos = seeded_env(seed=3, n_agents=5)``."""
 
-    def make(seed: int = 0, **config: Any):
-        env = civa_env.parallel_env(**config)
+    def make(seed: int | None = 0, **config: Any):
+        env = civa_env.parallel_env(seed=seed, **config)
         obs, infos = env.reset(seed=seed)
         return env, obs, infos
 

@@ -157,3 +157,17 @@ def test_numeric_mode_same_world_as_text_mode(obs_mode):
     text = run(5, n_agents=8, max_days=10)
     numeric = run(5, n_agents=8, max_days=10, obs_mode=obs_mode)
     assert text["log"] == numeric["log"]
+
+
+def test_small_config_episode_truncates_at_max_days(small_cfg, seeded_env):
+    # The same small world twice through the shared fixtures: same days, same log.
+    logs = []
+    for _ in range(2):
+        env, obs, infos = seeded_env(**small_cfg.to_dict())  # reset with the config's seed
+        steps = 0
+        while env.agents:
+            _, _, terms, truncs, _ = env.step({a: 0 for a in env.agents})
+            steps += 1
+        assert steps == small_cfg.max_days and all(truncs.values())
+        logs.append([json.dumps(r, sort_keys=True) for r in env.log.records()])
+    assert logs[0] == logs[1]
