@@ -210,8 +210,10 @@ def test_timeline_shows_messages_and_reflections(browser: Any, scripted_run: Pat
     records = [
         {"day": 1, "agent": sender, "phase": "perception", "prompt": "p",
          "answer": "I see factory 2 is crowded; I should be careful."},
-        {"day": 2, "agent": sender, "phase": "combined", "prompt": "p",
-         "answer": {"reflection": "My neighbour gave me a gift </script> so I trust them."}},
+        {"day": 2, "agent": sender, "phase": "combined", "prompt": "p", "attempt": 1,
+         "outcome": "valid", "answer": json.dumps(
+             {"reflection": "My neighbour gave me a gift </script> so I trust them.",
+              "plan": "work at factory 1"})},
         {"day": 2, "agent": sender, "phase": "action", "prompt": "p", "answer": "ACTION-ANSWER"},
     ]
     with open(run / "transcript.jsonl", "w", encoding="utf-8") as f:
@@ -229,7 +231,8 @@ def test_timeline_shows_messages_and_reflections(browser: Any, scripted_run: Pat
     for e in mine:
         assert e["text"] in text
     assert "I see factory 2 is crowded" in text
-    assert "gift </script> so I trust" in text  # escaped in the page, shown intact
+    assert "reflection: My neighbour gave me a gift </script> so I trust" in text  # intact
+    assert "plan: work at factory 1" in text
     assert "ACTION-ANSWER" not in text
     assert page.page.locator(".reflection").count() == 2
     assert "1 unreadable lines skipped" in page.page.locator("#banners").inner_text()

@@ -88,7 +88,7 @@ def page_data(run_dir: str | os.PathLike) -> dict[str, Any]:
     refl = {"agent": d.packed([r["agent"] for r in reflections], np.int32),
             "day": d.packed([r["day"] for r in reflections], np.int32),
             "text": d.packed([intern(r["text"]) for r in reflections], np.int32),
-            "combined": d.packed([r["phase"] == "combined" for r in reflections], np.uint8)}
+            "label": d.packed([intern(r["label"]) for r in reflections], np.int32)}
 
     idt = d.index_dtype(n_used)
     incomplete = None

@@ -540,7 +540,7 @@
       if (refl.agent[k] !== i) continue;
       const di = D.days.indexOf(refl.day[k]);
       if (di < 0) continue;
-      push(di, el("li", { class: "reflection", text: (refl.combined[k] ? "reflection and plan: " : "reflection: ") + D.strings[refl.text[k]] }));
+      push(di, el("li", { class: "reflection", text: D.strings[refl.label[k]] + ":\n" + D.strings[refl.text[k]] }));
     }
     const born = R.born[i], died = R.died[i];
     const facts = [["condition", conditionLabel(R.condition[i])],

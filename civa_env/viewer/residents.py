@@ -162,6 +162,20 @@ def _default_policy(config_json: dict[str, Any]) -> str | None:
     return _policy_name(policy) if policy is not None else None
 
 
+def readable_answer(answer: Any) -> str:
+    """A model's answer as text: the fields of a JSON object one a line ("reflection: ...")."""
+    value = answer
+    if isinstance(answer, str):
+        try:
+            value = json.loads(answer)
+        except ValueError:
+            return answer
+    if isinstance(value, dict) and value:
+        return "\n".join(f"{k}: {v if isinstance(v, str) else json.dumps(v)}"
+                         for k, v in value.items())
+    return answer if isinstance(answer, str) else json.dumps(answer)
+
+
 def read_reflections(run_dir: Path, n_used: int, max_chars: int) -> tuple[list[dict], str | None]:
     """Reflections (answers of the perception or combined phase) from transcript.jsonl.
 
@@ -182,11 +196,13 @@ def read_reflections(run_dir: Path, n_used: int, max_chars: int) -> tuple[list[d
                 continue
             if record.get("phase") not in ("perception", "combined") or agent >= n_used:
                 continue
-            answer = record.get("answer")
-            if not isinstance(answer, str):
-                answer = json.dumps(answer)
+            answer = readable_answer(record.get("answer"))
             if len(answer) > max_chars:
                 answer = answer[:max_chars] + " [...]"
-            out.append({"agent": agent, "day": day, "phase": record["phase"], "text": answer})
+            label = "reflection" if record["phase"] == "perception" else "reflection (combined)"
+            attempt, outcome = record.get("attempt"), record.get("outcome")
+            if (isinstance(attempt, int) and attempt > 1) or outcome not in (None, "valid"):
+                label += f", attempt {attempt}: {outcome}"
+            out.append({"agent": agent, "day": day, "label": label, "text": answer})
     note = f"{path.name}: {broken} unreadable lines skipped" if broken else None
     return out, note
