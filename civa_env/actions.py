@@ -175,7 +175,7 @@ class Catalogue:
         has_wealth = (wealth > 0)[:, None]
         smask = np.concatenate([ones, np.repeat(present & has_wealth, self.n_levels, axis=1),
                                 present, present & ~allied], axis=1)
-        return (pmask[:, :, None] & smask[:, None, :]).reshape(len(rows), -1).view(np.int8)
+        return (pmask[:, :, None] & smask[:, None, :]).reshape(len(rows), self.size).view(np.int8)
 
 
 def is_allied(state: WorldState, i: np.ndarray, j: np.ndarray) -> np.ndarray:

@@ -13,6 +13,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from civa_env.values import ValueCondition
 
 OBS_MODES = ("text", "numeric")
@@ -27,6 +29,11 @@ SHAPE_FIELDS = (
     "max_message_chars",
     "max_text_chars",
 )
+
+def _is_number(x: Any) -> bool:
+    return isinstance(x, (int, float, np.integer, np.floating)) and not isinstance(
+        x, (bool, np.bool_))
+
 
 # Names users may pass that mean a field of the config (PettingZoo's tests pass max_cycles).
 ALIASES = {"max_cycles": "max_days"}
@@ -152,11 +159,44 @@ class Config:
     """``ansi`` or ``human``."""
 
     def __post_init__(self) -> None:
+        self._check_types()
         if self.max_agents is None:
             object.__setattr__(self, "max_agents", 4 * self.n_agents)
         for name in ("start_wealth", "start_skill", "capacity_range", "gift_levels"):
             object.__setattr__(self, name, tuple(float(x) for x in getattr(self, name)))
         self._validate()
+
+    def _check_types(self) -> None:
+        """A ValueError naming the field for a value of the wrong type (e.g. "5" for 5)."""
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            kind = str(f.type)
+            optional = "None" in kind
+            if value is None:
+                if optional:
+                    continue
+                raise ValueError(f"invalid config: {f.name} must not be None")
+            base = kind.replace(" | None", "")
+            if base.startswith("tuple"):
+                ok = (isinstance(value, (tuple, list)) and len(value) > 0
+                      and all(_is_number(x) for x in value)
+                      and (base.endswith("...]") or len(value) == base.count("float")))
+                expected = "a list of numbers" + ("" if base.endswith("...]")
+                                                  else f" of length {base.count('float')}")
+            elif base == "int":
+                ok = isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+                expected = "an int"
+            elif base == "float":
+                ok = _is_number(value)
+                expected = "a number"
+            elif base == "bool":
+                ok = isinstance(value, (bool, np.bool_))
+                expected = "true or false"
+            else:
+                ok = isinstance(value, str)
+                expected = "a string"
+            if not ok:
+                raise ValueError(f"invalid config: {f.name} must be {expected}, got {value!r}")
 
     def _validate(self) -> None:
         def need(ok: bool, message: str) -> None:

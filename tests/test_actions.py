@@ -401,9 +401,6 @@ def test_flat_gift_is_a_fraction_of_wealth(env):
     assert math.isclose(w_j, env.world.wealth[j])  # packing changes nothing
 
 
-@pytest.mark.xfail(strict=True, reason="bug: Catalogue.mask with no rows reshapes (0, -1), "
-                   "which numpy rejects (civa_env/actions.py, Catalogue.mask, last line: use "
-                   "reshape(len(rows), self.size))")
 def test_mask_of_no_residents_is_empty(env):
     masks = env.catalogue.mask(env.world, env.view, np.empty(0, np.int64), env.cfg)
     assert masks.shape == (0, env.catalogue.size)
