@@ -25,10 +25,10 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
-Prompt = Union[str, list[dict[str, str]]]
-Grammar = Union[dict[str, Any], None]
+Prompt = str | list[dict[str, str]]
+Grammar = dict[str, Any] | None
 
 
 @dataclass

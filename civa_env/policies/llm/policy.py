@@ -338,7 +338,8 @@ class LLMPolicy(Policy):
             outcome = "retried" if fields is not None else "fallback"
             if fields is None:
                 fields = self._fallback(phase, row)
-                row["errors"].append(f"{phase}: {second[k][1][1] if k in second else results[k][1]}")
+                error = second[k][1][1] if k in second else results[k][1]
+                row["errors"].append(f"{phase}: {error}")
             self._accept(phase, row, fields, outcome)
             records.append(self._record(phase, row, prompts[k], gens[k], 1, outcome,
                                         results[k][1]))

@@ -1,0 +1,146 @@
+"""An optional LLM annotator for behaviours rules cannot see in a run's messages.
+
+For each message of a run (``events.jsonl``) it asks a language model, in one batched and
+schema-constrained call, whether the message is friendly, sycophantic, exploitative or
+deceptive, given what the sender did to the recipient from two days before to two days
+after. ``annotate_run`` writes ``annotations.jsonl`` (one label set per message) and
+``annotations.json`` (counts) into the run folder. ``LLMAnnotator.friendly`` implements
+``civa_env.behaviours.IntentClassifier``, so the deception detector can use the model
+instead of keywords::
+
+    python -m civa_env.policies.llm.annotator runs/x --model Qwen/Qwen2.5-1.5B-Instruct
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from string import Template
+from typing import Any
+
+import numpy as np
+
+from civa_env.policies.llm.model import LanguageModel, load_model
+
+LABELS = ("friendly", "sycophancy", "exploitation", "deception")
+SCHEMA = {"type": "object", "properties": {k: {"type": "boolean"} for k in LABELS},
+          "required": list(LABELS), "additionalProperties": False}
+DEED_KINDS = ("gift", "attack", "merge_proposal", "alliance_formed", "alliance_dissolved")
+PROMPT_DIR = Path(__file__).parent / "prompts"
+
+
+class LLMAnnotator:
+    """Labels messages with a language model (any backend of ``model.load_model``).
+
+    Args:
+        model: hub id, folder or ``LanguageModel``.
+        backend: ``hf`` or ``vllm``.
+        window: days before and after a message whose deeds are shown.
+        prompt_version: folder under ``prompts/``.
+        **backend_options: passed to the backend.
+    """
+
+    def __init__(self, model: str | LanguageModel, backend: str = "hf", *, window: int = 2,
+                 prompt_version: str = "v1", **backend_options: Any) -> None:
+        self.model = load_model(model, backend, **backend_options)
+        self.window = window
+        self.template = Template((PROMPT_DIR / prompt_version / "annotator.txt").read_text())
+        self.failures = 0
+
+    def label(self, items: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Labels for messages ``{"sender", "recipient", "day", "text", "deeds"}``.
+
+        One batched, constrained call; an answer that still fails to parse gets all labels
+        False and an ``error`` (counted in ``self.failures``).
+        """
+        if not items:
+            return []
+        prompts = [self.template.safe_substitute(
+            sender=it.get("sender", "?"), recipient=it.get("recipient") or "everyone",
+            day=it.get("day", "?"), text=it.get("text", ""),
+            deeds=it.get("deeds") or "nothing") for it in items]
+        gens = self.model.generate(prompts, max_new_tokens=64, temperature=0.0, seed=0,
+                                   grammars=[SCHEMA] * len(prompts))
+        out = []
+        for gen in gens:
+            try:
+                start = gen.text.find("{")
+                answer, _ = json.JSONDecoder().raw_decode(gen.text[max(start, 0):])
+                labels = {k: bool(answer[k]) for k in LABELS}
+            except (ValueError, KeyError, TypeError) as err:
+                self.failures += 1
+                labels = dict.fromkeys(LABELS, False)
+                labels["error"] = f"unreadable answer: {err}"
+            out.append(labels)
+        return out
+
+    def friendly(self, texts: Sequence[str]) -> np.ndarray:
+        """``IntentClassifier``: (K,) bool, friendly or peaceful in intent."""
+        labels = self.label([{"text": t} for t in texts])
+        return np.array([lab["friendly"] for lab in labels], dtype=bool)
+
+    def annotate_run(self, run_dir: str | Path) -> dict[str, Any]:
+        """Label every message of ``run_dir/events.jsonl``; write and return the counts."""
+        run_dir = Path(run_dir)
+        events = _read_events(run_dir / "events.jsonl")
+        items = messages_with_deeds(events, self.window)
+        labels = self.label(items)
+        with open(run_dir / "annotations.jsonl", "w", encoding="utf-8") as f:
+            for item, lab in zip(items, labels, strict=True):
+                f.write(json.dumps({**item, **lab}) + "\n")
+        summary = {"messages": len(items), "unreadable": sum("error" in lab for lab in labels),
+                   **{k: sum(lab[k] for lab in labels) for k in LABELS},
+                   "model": self.model.identity}
+        (run_dir / "annotations.json").write_text(json.dumps(summary, indent=1))
+        return summary
+
+
+def _read_events(path: Path) -> list[dict[str, Any]]:
+    """Event records of a run (a truncated last line, from a crash, is skipped)."""
+    out = []
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            if not line.endswith("\n"):
+                break
+            record = json.loads(line)
+            if record.get("kind") != "census":
+                out.append(record)
+    return out
+
+
+def messages_with_deeds(events: list[dict[str, Any]], window: int = 2) -> list[dict[str, Any]]:
+    """Each message with a summary of the sender's deeds towards its recipient nearby."""
+    deeds: dict[str, list[dict[str, Any]]] = {}
+    for e in events:
+        if e["kind"] in DEED_KINDS and e.get("actor"):
+            deeds.setdefault(e["actor"], []).append(e)
+    items = []
+    for e in events:
+        if e["kind"] != "message":
+            continue
+        sender, recipient, day = e.get("actor"), e.get("target"), e["day"]
+        near = [d for d in deeds.get(sender, [])
+                if abs(d["day"] - day) <= window
+                and (recipient is None or d.get("target") == recipient)]
+        text = "; ".join(f"day {d['day']}: {d['kind'].replace('_', ' ')} {d.get('target', '')}"
+                         + (f" ({d['amount']:.1f})" if d.get("amount") else "") for d in near)
+        items.append({"day": day, "sender": sender, "recipient": recipient,
+                      "text": e.get("text", ""), "deeds": text or "nothing"})
+    return items
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Command line: label the messages of a run folder."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("run_dir")
+    parser.add_argument("--model", required=True, help="hub id or folder")
+    parser.add_argument("--backend", default="hf", choices=("hf", "vllm"))
+    args = parser.parse_args(argv)
+    summary = LLMAnnotator(args.model, args.backend).annotate_run(args.run_dir)
+    print(json.dumps(summary, indent=1))
+
+
+if __name__ == "__main__":
+    main()
