@@ -209,7 +209,7 @@
     const canvas = $("graph");
     const width = canvas.clientWidth || 600;
     const height = Math.max(320, Math.min(640, Math.round(width * 0.62)));
-    const pad = 16;
+    const pad = 26;
     const base = Math.max(1.6, Math.min(11, 0.42 * Math.sqrt((width * height) / S.maxAlive) / 2));
     return { canvas, width, height, pad, base };
   }
@@ -301,6 +301,15 @@
       ctx.strokeStyle = multiPolicy && pol[i] > 0 ? "#111827" : "rgba(0,0,0,0.45)";
       ctx.stroke();
       drawn.residents++;
+    }
+    // Small communities get their residents' numbers.
+    if (a1 - a0 <= 60) {
+      ctx.fillStyle = "#374151"; ctx.font = "10px system-ui, sans-serif";
+      ctx.textAlign = "left"; ctx.textBaseline = "middle";
+      for (let k = a0; k < a1; k++) {
+        const i = ids[k];
+        ctx.fillText(String(i), px(i, g) + r[i] + 2, py(i, g) - r[i] * 0.6);
+      }
     }
     // Deaths of the day.
     ctx.strokeStyle = "#111827"; ctx.lineWidth = 1.5;
