@@ -18,6 +18,7 @@ import io
 import json
 import math
 import os
+import shutil
 import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
@@ -113,6 +114,10 @@ def run_task(task: Task) -> dict[str, Any]:
     if is_complete_run(run_dir):
         with open(run_dir / "metrics.json", encoding="utf-8") as f:
             return row_from_metrics(task, json.load(f))
+    if run_dir.exists():
+        # An unfinished run of this sweep (interrupted, maybe mid-write): the sweep owns
+        # runs/<run_id>, so it starts over.
+        shutil.rmtree(run_dir)
     cfg = Config.from_dict({**task.env, "condition": task.condition,
                             "prevalence": task.prevalence, "seed": task.seed})
     result = run_community(cfg, task.policy, task.seed, run_dir, progress=False,
@@ -174,10 +179,19 @@ def write_results(path: Path, rows: Iterable[dict[str, Any]]) -> None:
             out = dict(row)
             if isinstance(out["population"], list):
                 out["population"] = " ".join(f"{x:g}" for x in out["population"])
-            writer.writerow([out[c] for c in COLUMNS])
+            writer.writerow([_cell(out[c]) for c in COLUMNS])
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
+
+
+def _cell(value: Any) -> str:
+    """Canonical text of a cell, the same for fresh rows and rows read back."""
+    if isinstance(value, bool):
+        return str(int(value))
+    if isinstance(value, float):
+        return str(int(value)) if value.is_integer() else repr(value)
+    return str(value)
 
 
 # ---- the sweep -----------------------------------------------------------------------------------

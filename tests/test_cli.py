@@ -1,0 +1,260 @@
+"""The ``civa`` command end to end, on real simulations: run, sweep (+ resume), report, view,
+and the bad-input cases (one line on stderr, non-zero exit, nothing computed lost)."""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from civa_env.cli import main
+from civa_env.experiments import COLUMNS, Sweep, load_results
+from civa_env.runner import is_complete_run
+
+SMALL = ["--agents", "10", "--days", "8", "--no-progress"]
+GRID = ["--conditions", "baseline,with:power,without:benevolence", "--prevalence", "0.5,1",
+        "--seeds", "2", "--no-progress", *SMALL[:4]]  # 2 + 2*2*2 = 10 runs
+
+
+def civa(*argv: str, cwd: Path | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
+    """The console script, as a user runs it."""
+    return subprocess.run([sys.executable, "-m", "civa_env.cli", *argv], cwd=cwd,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def rows(path: Path) -> list[dict]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_default_run_is_the_readme_job(tmp_path):
+    done = civa("run", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    runs = list((tmp_path / "runs").iterdir())
+    assert len(runs) == 1
+    for name in ("config.json", "residents.json", "events.jsonl", "metrics.json",
+                 "population.png", "wealth.png", "actions.png"):
+        assert (runs[0] / name).stat().st_size > 0
+    config = json.loads((runs[0] / "config.json").read_text())
+    assert config["env"]["n_agents"] == 25 and config["env"]["max_days"] == 30
+    assert config["policy"] == "scripted"
+    assert "nAUP" in done.stdout and "by policy" in done.stdout and runs[0].name in done.stdout
+
+
+def test_run_options(tmp_path, capsys):
+    out = tmp_path / "run"
+    code = main(["run", *SMALL, "--policy", "scripted=0.5,random=0.5", "--condition",
+                 "without:benevolence", "--prevalence", "0.4", "--seed", "7", "--out", str(out),
+                 "--set", "outage_prob=0.2", "--set", "obs_mode=numeric", "--no-plots"])
+    assert code == 0
+    config = json.loads((out / "config.json").read_text())
+    env = config["env"]
+    assert (env["n_agents"], env["max_days"], env["condition"], env["prevalence"]) == (
+        10, 8, "without:benevolence", 0.4)
+    assert env["outage_prob"] == 0.2 and env["obs_mode"] == "numeric" and config["seed"] == 7
+    assert not (out / "population.png").exists()
+    assert "without:benevolence" in capsys.readouterr().out
+    # --config reuses a run's config.json; flags still win.
+    again = tmp_path / "again"
+    assert main(["run", "--config", str(out / "config.json"), "--days", "5", "--out",
+                 str(again), "--no-progress", "--no-plots"]) == 0
+    env2 = json.loads((again / "config.json").read_text())["env"]
+    assert env2["outage_prob"] == 0.2 and env2["max_days"] == 5 and env2["n_agents"] == 10
+
+
+def test_run_several_envs_in_one_loop(tmp_path):
+    out = tmp_path / "multi"
+    assert main(["run", *SMALL, "--envs", "2", "--seed", "3", "--out", str(out),
+                 "--no-plots"]) == 0
+    seeds = [json.loads((out / f"env_{k}" / "config.json").read_text())["seed"] for k in (0, 1)]
+    assert seeds == [3, 4]
+    assert all(is_complete_run(out / f"env_{k}") for k in (0, 1))
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["run", "--condition", "with:greed"], "unknown value"),
+    (["run", "--condition", "sort-of:power"], "unknown value condition"),
+    (["run", "--policy", "nonesuch"], "unknown policy"),
+    (["run", "--policy", "scripted=0.7,random=0.7"], "sum to"),
+    (["run", "--prevalence", "1.5"], "prevalence must be in [0, 1]"),
+    (["run", "--set", "nonesuch_field=3"], "unknown config field"),
+    (["run", "--set", "outage_prob"], "key=value"),
+    (["run", "--model", "tiny"], "apply to llm residents"),
+    (["run", "--frobnicate"], "unrecognized arguments"),
+    (["sweep", "--prevalence", "0,1.2"], "prevalence must be in [0, 1]"),
+    (["sweep", "--conditions", "with:nothing"], "unknown value"),
+    (["sweep", "--backend", "slurm"], "invalid choice"),
+    (["sweep", "--prevalence", "half"], "expects numbers"),
+    (["report", "nowhere"], "no results.csv"),
+    (["view", "nowhere"], "not a CIVA run folder"),
+])
+def test_bad_input_one_line_error(tmp_path, monkeypatch, capsys, argv, words):
+    monkeypatch.chdir(tmp_path)
+    out = ["--out", str(tmp_path / "out")] if argv[0] in ("run", "sweep") else []
+    try:
+        code = main([*argv, *out])
+    except SystemExit as exit_:  # argparse's own errors
+        code = exit_.code
+    assert code != 0
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("civa: error:"), lines
+    assert words in lines[0]
+    assert not (tmp_path / "out").exists()  # nothing was started
+
+
+def test_output_folder_holding_something_else(tmp_path):
+    other = tmp_path / "mine"
+    other.mkdir()
+    (other / "thesis.tex").write_text("precious")
+    for sub in ("run", "sweep"):
+        done = civa(sub, *SMALL, "--out", str(other), cwd=tmp_path)
+        assert done.returncode == 1 and "holds something else" in done.stderr
+        assert len(done.stderr.strip().splitlines()) == 1
+    assert [p.name for p in other.iterdir()] == ["thesis.tex"]
+    assert (other / "thesis.tex").read_text() == "precious"
+    # An earlier run is kept unless --overwrite.
+    run = tmp_path / "run"
+    assert main(["run", *SMALL, "--out", str(run), "--no-plots"]) == 0
+    before = (run / "metrics.json").read_text()
+    done = civa("run", *SMALL, "--out", str(run), cwd=tmp_path)
+    assert done.returncode == 1 and "--overwrite" in done.stderr
+    assert (run / "metrics.json").read_text() == before
+
+
+def test_sweep_resume_and_report(tmp_path):
+    ref, out = tmp_path / "ref", tmp_path / "sweep"
+    assert main(["sweep", *GRID, "--workers", "2", "--out", str(ref)]) == 0
+    reference = {r["run_id"]: r for r in rows(ref / "results.csv")}
+    assert len(reference) == 10
+    assert all(is_complete_run(ref / "runs" / rid) for rid in reference)
+
+    # Interrupted after 3 rows (a KeyboardInterrupt in the parent, pool shut down).
+    sweep = Sweep(out, ["baseline", "with:power", "without:benevolence"], [0.5, 1], 2,
+                  _small_config())
+    seen = []
+
+    def stop(row):
+        seen.append(row["run_id"])
+        if len(seen) == 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        sweep.run(workers=2, on_row=stop, progress=False)
+    partial = load_results(out / "results.csv")
+    assert set(seen) <= set(partial) and len(partial) < 10
+
+    # Rows lost after runs finished (table truncated): recovered from the run folders.
+    kept = rows(out / "results.csv")[:1]
+    with open(out / "results.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=COLUMNS)
+        w.writeheader()
+        w.writerows(kept)
+    done = civa("sweep", *GRID, "--workers", "2", "--out", str(out), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "recovered from run folders" in done.stdout
+    recovered = int(done.stdout.split(" recovered")[0].split(", ")[-1])
+    assert recovered >= len(partial) - 1
+    final = rows(out / "results.csv")
+    assert len(final) == len({r["run_id"] for r in final}) == 10
+    assert {r["run_id"]: r for r in final} == reference  # same numbers as the uninterrupted run
+
+    # A rerun does nothing.
+    done = civa("sweep", *GRID, "--workers", "2", "--out", str(out), cwd=tmp_path)
+    assert "10 already in the table" in done.stdout and " 0 run now" in done.stdout
+
+    # Report.
+    assert main(["report", str(out)]) == 0
+    report = (out / "report" / "report.md").read_text()
+    for word in ("| condition | prevalence | n | nAUP | SC | ED | IC | CC |", "with:power",
+                 "without:benevolence", "betrayal_rate", "Largest effects", "Trends"):
+        assert word in report
+    for name in ("nAUP_vs_prevalence.png", "SC_vs_prevalence.png", "population_curves.png",
+                 "deception_rate_vs_prevalence.png", "runs.md"):
+        assert (out / "report" / name).stat().st_size > 0
+    runs_md = (out / "report" / "runs.md").read_text()
+    assert all(rid in runs_md for rid in reference)
+
+
+def _small_config():
+    from civa_env.config import Config
+
+    return Config(n_agents=10, max_days=8)
+
+
+def test_sweep_killed_then_resumed(tmp_path):
+    out = tmp_path / "sweep"
+    cmd = [sys.executable, "-m", "civa_env.cli", "sweep", *GRID, "--workers", "2", "--out",
+           str(out)]
+    proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and proc.poll() is None:
+        if (out / "results.csv").exists() and len(rows(out / "results.csv")) >= 1:
+            break
+        time.sleep(0.02)
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGKILL)  # the parent and its worker pool, mid-sweep
+    proc.wait()
+    assert load_results(out / "results.csv") is not None  # never half-written
+    done = civa("sweep", *GRID, "--workers", "2", "--out", str(out), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    final = rows(out / "results.csv")
+    assert len(final) == len({r["run_id"] for r in final}) == 10
+
+
+def test_corrupt_results_table(tmp_path):
+    out = tmp_path / "sweep"
+    assert main(["sweep", *GRID, "--workers", "1", "--out", str(out)]) == 0
+    table = out / "results.csv"
+    broken = table.read_text().replace("\n", "\nnot,a,row\n", 1)
+    table.write_text(broken)
+    runs_before = sorted(p.name for p in (out / "runs").iterdir())
+    for argv in (["sweep", *GRID, "--out", str(out)], ["report", str(out)]):
+        done = civa(*argv, cwd=tmp_path)
+        assert done.returncode == 1
+        lines = done.stderr.strip().splitlines()
+        assert len(lines) == 1 and "corrupt" in lines[0] and "line 2" in lines[0]
+    assert table.read_text() == broken
+    assert sorted(p.name for p in (out / "runs").iterdir()) == runs_before
+    # Moving it away recovers every row from the run folders, recomputing nothing.
+    table.rename(out / "results.broken.csv")
+    done = civa("sweep", *GRID, "--out", str(out), cwd=tmp_path)
+    assert done.returncode == 0 and "10 recovered" in done.stdout and " 0 run now" in done.stdout
+
+
+def test_sweep_refuses_other_settings(tmp_path):
+    out = tmp_path / "sweep"
+    assert main(["sweep", *GRID, "--workers", "1", "--out", str(out)]) == 0
+    done = civa("sweep", *GRID, "--set", "outage_prob=0.3", "--out", str(out), cwd=tmp_path)
+    assert done.returncode == 1 and "outage_prob" in done.stderr
+    assert len(rows(out / "results.csv")) == 10
+
+
+def test_ray_backend_matches_local(tmp_path):
+    pytest.importorskip("ray")
+    grid = ["--conditions", "with:power", "--prevalence", "1", "--seeds", "2", *SMALL]
+    assert main(["sweep", *grid, "--workers", "1", "--out", str(tmp_path / "local")]) == 0
+    assert main(["sweep", *grid, "--workers", "2", "--backend", "ray", "--out",
+                 str(tmp_path / "ray")]) == 0
+    local = {r["run_id"]: r for r in rows(tmp_path / "local" / "results.csv")}
+    ray_rows = {r["run_id"]: r for r in rows(tmp_path / "ray" / "results.csv")}
+    assert len(local) == 2 and local == ray_rows
+
+
+def test_view(tmp_path):
+    run = tmp_path / "run"
+    assert main(["run", *SMALL, "--out", str(run), "--no-plots"]) == 0
+    done = civa("view", str(run), "--out", str(tmp_path / "page.html"), cwd=tmp_path)
+    if importlib.util.find_spec("civa_env.viewer") is None:
+        assert done.returncode == 1 and "civa_env.viewer" in done.stderr
+    else:
+        assert done.returncode == 0, done.stderr
+        assert (tmp_path / "page.html").stat().st_size > 0
