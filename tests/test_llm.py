@@ -482,6 +482,31 @@ def test_options_from_strings_and_describe(tiny):
         make_policy("llm", model=str(tiny), constrained="maybe")
     with pytest.raises(ValueError, match="needs a model"):
         make_policy("llm")
+    with pytest.raises(ValueError, match="unknown llm option.*colour"):
+        make_policy("llm", model=str(tiny), colour="blue")
+
+
+def test_cli_run_with_llm_residents(tiny, tmp_path):
+    """``civa run --policy llm=0.5,scripted --model FOLDER``: a mixed community, end to end."""
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "civa_env.cli", "run", "--policy", "llm=0.5,scripted",
+           "--model", str(tiny), "--agents", "4", "--days", "2", "--seed", "0",
+           "--out", str(out), "--no-plots", "--no-progress",
+           "--llm-option", "cache=off", "--llm-option", "reflection_chars=16",
+           "--llm-option", "memory_chars=16", "--llm-option", "message_chars=16"]
+    env = dict(os.environ, HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    records = [json.loads(line) for line in open(out / "transcript.jsonl")]
+    assert {r["day"] for r in records} == {1, 2} and len({r["agent"] for r in records}) == 2
+    stats = json.loads((out / "llm_stats.json").read_text())
+    assert stats["valid"] == stats["decisions"] == len(records)
+    config = json.loads((out / "config.json").read_text())
+    assert str(tiny) in json.dumps(config)
+    invalid = [json.loads(line) for line in open(out / "events.jsonl")
+               if '"kind": "invalid"' in line]
+    llm_agents = {r["agent"] for r in records}
+    assert [e for e in invalid if e.get("actor") in llm_agents] == []
 
 
 def test_import_civa_env_stays_light():

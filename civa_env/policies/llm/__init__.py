@@ -20,12 +20,17 @@ def make_llm_policy(model: Any = None, backend: str = "hf", **options: Any) -> P
         **options: policy options (mode, temperature, constrained, cache...) and backend
             options (device, dtype, max_batch_size...); see ``LLMPolicy``.
     """
-    from civa_env.policies.llm.policy import LLMPolicy, coerce
+    from civa_env.policies.llm.policy import BACKEND_OPTIONS, OPTIONS, LLMPolicy, coerce
 
     if model is None:
         raise ValueError("the llm policy needs a model: --model <hub id or folder> "
                          "(e.g. Qwen/Qwen2.5-1.5B-Instruct)")
     options = {k.replace("-", "_"): coerce(k.replace("-", "_"), v) for k, v in options.items()}
+    unknown = sorted(set(options) - set(OPTIONS) - set(BACKEND_OPTIONS))
+    if unknown:
+        raise ValueError(f"unknown llm option(s) {', '.join(unknown)}; known: "
+                         f"{', '.join(sorted(OPTIONS))} (policy) and "
+                         f"{', '.join(sorted(BACKEND_OPTIONS))} (backend)")
     return LLMPolicy(model, backend, **options)
 
 
