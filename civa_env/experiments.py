@@ -345,7 +345,10 @@ def _run_serial(todo: list[Task], done: Callable, progress: bool) -> None:
 def _run_pool(todo: list[Task], workers: int, done: Callable, progress: bool) -> None:
     import multiprocessing
 
-    ctx = multiprocessing.get_context("spawn")
+    # forkserver: workers fork from a clean server that has imported civa_env once (fast
+    # start, no inherited threads or open files from the parent, unlike plain fork).
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(["civa_env.experiments"])
     pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
     try:
         with _bar(len(todo), progress) as bar:
