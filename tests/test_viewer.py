@@ -212,8 +212,8 @@ def test_timeline_shows_messages_and_reflections(browser: Any, scripted_run: Pat
          "answer": "I see factory 2 is crowded; I should be careful."},
         {"day": 2, "agent": sender, "phase": "combined", "prompt": "p", "attempt": 1,
          "outcome": "valid", "answer": json.dumps(
-             {"reflection": "My neighbour gave me a gift </script> so I trust them.",
-              "plan": "work at factory 1"})},
+             {"reflection": "My neighbour gave me a gift </script> so I <!--<script> trust them.",
+              "plan": "work at factory 1", "primary": {"kind": "work", "factory": 1}})},
         {"day": 2, "agent": sender, "phase": "action", "prompt": "p", "answer": "ACTION-ANSWER"},
     ]
     with open(run / "transcript.jsonl", "w", encoding="utf-8") as f:
@@ -231,8 +231,10 @@ def test_timeline_shows_messages_and_reflections(browser: Any, scripted_run: Pat
     for e in mine:
         assert e["text"] in text
     assert "I see factory 2 is crowded" in text
-    assert "reflection: My neighbour gave me a gift </script> so I trust" in text  # intact
+    assert "reflection: My neighbour gave me a gift </script> so I <!--<script> trust" in text
     assert "plan: work at factory 1" in text
+    reflections = page.page.locator(".reflection").all_inner_texts()
+    assert not any("primary" in r for r in reflections)  # actions are shown as events
     assert "ACTION-ANSWER" not in text
     assert page.page.locator(".reflection").count() == 2
     assert "1 unreadable lines skipped" in page.page.locator("#banners").inner_text()

@@ -163,7 +163,9 @@ def _asset(name: str) -> str:
 def render(payload: dict[str, Any]) -> str:
     """The page's HTML for a payload of ``page_data``."""
     blob = json.dumps(payload, separators=(",", ":"), allow_nan=False, ensure_ascii=False)
-    blob = blob.replace("</", "<\\/")  # a message cannot close the script element
+    # "<" only occurs inside JSON strings: escaping it means no message can close the
+    # script element or open an HTML comment inside it ("</script>", "<!--").
+    blob = blob.replace("<", "\\u003c")
     title = str(payload.get("title", "run")).replace("&", "&amp;").replace("<", "&lt;")
     values = {"/*__CSS__*/": _asset("page.css"), "/*__JS__*/": _asset("page.js"),
               "__TITLE__": title, "__DATA__": blob}

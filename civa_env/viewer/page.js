@@ -545,11 +545,12 @@
       }
     }
     const refl = D.reflections;
-    for (let k = 0; k < refl.agent.length; k++) {
+    for (let k = refl.agent.length - 1; k >= 0; k--) { // reflections open their day
       if (refl.agent[k] !== i) continue;
       const di = D.days.indexOf(refl.day[k]);
       if (di < 0) continue;
-      push(di, el("li", { class: "reflection", text: D.strings[refl.label[k]] + ":\n" + D.strings[refl.text[k]] }));
+      if (!byDay.has(di)) byDay.set(di, []);
+      byDay.get(di).unshift(el("li", { class: "reflection", text: D.strings[refl.label[k]] + ":\n" + D.strings[refl.text[k]] }));
     }
     const born = R.born[i], died = R.died[i];
     const facts = [["condition", conditionLabel(R.condition[i])],

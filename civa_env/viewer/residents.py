@@ -24,6 +24,8 @@ from civa_env.state import initial_state
 from civa_env.values import ValueCondition
 
 UNKNOWN = -1
+# Fields of an LLM answer shown as the resident's thoughts (others are its actions).
+THOUGHT_FIELDS = ("reflection", "plan", "memory", "thoughts", "reasoning")
 
 
 def _policy_name(spec: Any) -> str | None:
@@ -135,7 +137,7 @@ def resident_table(config_json: dict[str, Any], cfg: Config, cols: dict[str, np.
                 condition[kid] = condition[parent]
     names = {i: _policy_name(spec) for i, spec in recorded.items() if i < n_used}
     policies = sorted({n for n in names.values() if n})
-    default = _default_policy(config_json)
+    default = None if policies else _default_policy(config_json)
     if default and default not in policies:
         policies.append(default)
     policy = np.full(n_used, -1, np.int16)
@@ -171,8 +173,10 @@ def readable_answer(answer: Any) -> str:
         except ValueError:
             return answer
     if isinstance(value, dict) and value:
+        # The action fields of a combined answer are in the event log already.
+        own = {k: v for k, v in value.items() if k in THOUGHT_FIELDS} or value
         return "\n".join(f"{k}: {v if isinstance(v, str) else json.dumps(v)}"
-                         for k, v in value.items())
+                         for k, v in own.items())
     return answer if isinstance(answer, str) else json.dumps(answer)
 
 
