@@ -75,7 +75,8 @@ def build_tokenizer(vocab_size: int = 512) -> Any:
 
 def build_tiny_model(path: str | Path, *, hidden_size: int = 64, num_hidden_layers: int = 2,
                      vocab_size: int = 512, max_position_embeddings: int = 4096,
-                     seed: int = 0, chat_template: bool = True, **shape: Any) -> Path:
+                     seed: int = 0, chat_template: bool = True, dtype: str = "float32",
+                     **shape: Any) -> Path:
     """Save a random-weight Llama and its tokenizer to ``path``; returns the folder.
 
     ``shape`` overrides further ``LlamaConfig`` fields (``vocab_size`` of the model may exceed
@@ -99,7 +100,7 @@ def build_tiny_model(path: str | Path, *, hidden_size: int = 64, num_hidden_laye
     cfg = LlamaConfig(pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id,
                       bos_token_id=None, **fields)
     torch.manual_seed(seed)
-    model = LlamaForCausalLM(cfg)
+    model = LlamaForCausalLM(cfg).to(getattr(torch, dtype))
     model.generation_config = GenerationConfig(pad_token_id=tok.pad_token_id,
                                                eos_token_id=tok.eos_token_id)
     tok.save_pretrained(path)
@@ -116,4 +117,4 @@ def build_random_shape(path: str | Path, shape: str, *, seed: int = 0,
         raise ValueError(f"unknown shape {shape!r}; known: {', '.join(SHAPES)}")
     fields = dict(SHAPES[shape])
     return build_tiny_model(path, seed=seed, max_position_embeddings=max_position_embeddings,
-                            vocab_size=4096, **fields)
+                            vocab_size=4096, dtype="bfloat16", **fields)
