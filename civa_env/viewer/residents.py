@@ -180,10 +180,12 @@ def readable_answer(answer: Any) -> str:
     return answer if isinstance(answer, str) else json.dumps(answer)
 
 
-def read_reflections(run_dir: Path, n_used: int, max_chars: int) -> tuple[list[dict], str | None]:
+def read_reflections(run_dir: Path, n_used: int, max_chars: int,
+                     total_chars: int = 20_000_000) -> tuple[list[dict], str | None]:
     """Reflections (answers of the perception or combined phase) from transcript.jsonl.
 
-    A broken line is skipped and counted; the note says so.
+    Each is cut to ``max_chars``, and all to ``total_chars`` together. A broken line is
+    skipped and counted; the note says so.
     """
     path = run_dir / "transcript.jsonl"
     if not path.is_file():
@@ -208,5 +210,14 @@ def read_reflections(run_dir: Path, n_used: int, max_chars: int) -> tuple[list[d
             if (isinstance(attempt, int) and attempt > 1) or outcome not in (None, "valid"):
                 label += f", attempt {attempt}: {outcome}"
             out.append({"agent": agent, "day": day, "label": label, "text": answer})
-    note = f"{path.name}: {broken} unreadable lines skipped" if broken else None
-    return out, note
+    notes = [f"{path.name}: {broken} unreadable lines skipped"] if broken else []
+    total = sum(len(r["text"]) for r in out)
+    if total > total_chars:
+        # A long LLM run: every reflection is cut to the same share of the budget.
+        cap = max(total_chars // len(out), 80)
+        for r in out:
+            if len(r["text"]) > cap:
+                r["text"] = r["text"][:cap] + " [...]"
+        notes.append(f"{path.name}: reflections cut to {cap} characters each to keep the "
+                     "page small (the transcript has them in full)")
+    return out, "; ".join(notes) or None
