@@ -332,3 +332,46 @@ def test_civa_view_command(scripted_run: Path, tmp_path: Path,
     (run / "events.jsonl").unlink()
     assert main(["view", str(run)]) == 1
     assert "events.jsonl: missing" in capsys.readouterr().err
+
+
+# ---- who is who, when the run folder records less ---------------------------------------------
+def _conditions(data: dict) -> list[str]:
+    import base64
+
+    import numpy as np
+
+    from civa_env.values import ValueCondition
+
+    col = data["residents"]["condition"]
+    codes = np.frombuffer(base64.b64decode(col["$b64"]), np.int8)
+    return [str(ValueCondition.from_code(c)) if c >= 0 else "unknown" for c in codes.tolist()]
+
+
+@pytest.mark.parametrize("keep", ["founders", "nothing"])
+def test_conditions_without_full_residents_record(scripted_run: Path, tmp_path: Path,
+                                                  keep: str) -> None:
+    """A crashed run's residents.json may miss newcomers; an old folder may have none:
+    newcomers take their parent's condition, and founders' are redrawn from the seed."""
+    full = json.loads((scripted_run / "residents.json").read_text())
+    assert any(r["parent"] for r in full.values())  # the run has newcomers
+    run = tmp_path / keep
+    shutil.copytree(scripted_run, run, ignore=shutil.ignore_patterns("*.html"))
+    config = json.loads((run / "config.json").read_text())
+    if keep == "founders":
+        founders = {k: v for k, v in full.items() if v["parent"] is None}
+        (run / "residents.json").write_text(json.dumps(founders))
+        config["residents"] = {k: v for k, v in config["residents"].items() if k in founders}
+    else:
+        (run / "residents.json").unlink()
+        del config["residents"]
+    (run / "config.json").write_text(json.dumps(config))
+    data = page_data(run)
+    want = [full[f"resident_{i}"]["condition"] for i in range(len(full))]
+    assert _conditions(data) == want
+    source = data["residents"]["conditionSource"]
+    assert ("residents.json" in source) if keep == "founders" else ("seed" in source)
+    # With a seed that does not reproduce day 1, conditions are unknown, not guessed.
+    if keep == "nothing":
+        config["seed"] = config["seed"] + 1
+        (run / "config.json").write_text(json.dumps(config))
+        assert set(_conditions(page_data(run))) == {"unknown"}

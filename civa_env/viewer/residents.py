@@ -146,6 +146,12 @@ def resident_table(config_json: dict[str, Any], cfg: Config, cols: dict[str, np.
     for i, name in names.items():
         if name:
             policy[i] = policies.index(name)
+    # Newcomers take their parent's policy (runner rule); residents.json may not list the
+    # newest ones when the run crashed.
+    b = np.flatnonzero(cols["kind"] == EventKind.BIRTH)
+    for parent, kid in zip(cols["actor"][b].tolist(), cols["target"][b].tolist(), strict=True):
+        if kid < n_used and policy[kid] < 0:
+            policy[kid] = policy[parent]
     return {"condition": condition, "condition_source": source, "policy": policy,
             "policy_names": policies}
 
