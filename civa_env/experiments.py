@@ -28,8 +28,7 @@ from typing import Any
 
 from civa_env import __version__
 from civa_env.config import Config
-from civa_env.runner import (format_mix, is_complete_run, parse_mix, run_community,
-                             write_json_atomic)
+from civa_env.runner import format_mix, is_complete_run, parse_mix, run_community, write_json_atomic
 from civa_env.values import ValueCondition
 
 METRICS = ("nAUP", "SC", "ED", "IC", "CC", "final_population", "autocorr_lag1", "variance")
@@ -271,7 +270,8 @@ class Sweep:
         if workers < 1:
             raise ValueError(f"--workers must be >= 1, got {workers}")
         start = time.perf_counter()
-        rows = load_results(self.results_path)  # before anything is written: a corrupt table stops here
+        # Read the table before anything is written: a corrupt table stops the sweep here.
+        rows = load_results(self.results_path)
         self._check_folder()
         tasks = self.tasks()
         already = sum(t.run_id in rows for t in tasks)

@@ -12,8 +12,16 @@ from civa_env.config import Config
 from civa_env.events import EventLog, agent_index
 from civa_env.policies import RandomPolicy, make_policy
 from civa_env.policies.base import Policy
-from civa_env.runner import (RunFolderError, assign_policies, is_complete_run, is_run_dir,
-                             parse_mix, prepare_run_dir, run_communities, run_community)
+from civa_env.runner import (
+    RunFolderError,
+    assign_policies,
+    is_complete_run,
+    is_run_dir,
+    parse_mix,
+    prepare_run_dir,
+    run_communities,
+    run_community,
+)
 
 SMALL = dict(n_agents=12, max_days=20)
 

@@ -10,8 +10,14 @@ import pytest
 import civa_env
 from civa_env.events import EventKind
 from civa_env.policies import make_policy
-from civa_env.policies.scripted import (BASELINE, CHANGES, FIELDS, ScriptedPolicy,
-                                        tendency_table, tendency_table_markdown)
+from civa_env.policies.scripted import (
+    BASELINE,
+    CHANGES,
+    FIELDS,
+    ScriptedPolicy,
+    tendency_table,
+    tendency_table_markdown,
+)
 from civa_env.runner import run_community
 from civa_env.values import Value, all_conditions
 
