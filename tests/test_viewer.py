@@ -375,3 +375,15 @@ def test_conditions_without_full_residents_record(scripted_run: Path, tmp_path: 
         config["seed"] = config["seed"] + 1
         (run / "config.json").write_text(json.dumps(config))
         assert set(_conditions(page_data(run))) == {"unknown"}
+
+
+def test_texts_are_cut_to_a_budget(scripted_run: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import civa_env.viewer as viewer
+
+    full = page_data(scripted_run)
+    assert full["notes"] == [] and max(map(len, full["strings"])) > 46
+    monkeypatch.setattr(viewer, "MAX_TEXT_CHARS", 500)
+    cut = page_data(scripted_run)
+    assert max(map(len, cut["strings"])) <= 40 + len(" [...]")
+    assert len(cut["strings"]) == len(full["strings"])  # one text each, only shorter
+    assert any("Texts cut to 40 characters" in n for n in cut["notes"])

@@ -30,6 +30,8 @@ from civa_env.viewer.residents import read_reflections, read_residents_json, res
 
 __all__ = ["RunFolderError", "build_page", "page_data"]
 
+# Messages, reasons and reflections together, in characters, before each is cut.
+MAX_TEXT_CHARS = 40_000_000
 # Per-policy and per-condition breakdowns of metrics.json, shown as tables of their own.
 GROUP_KEYS = ("by_policy", "by_condition")
 
@@ -90,12 +92,22 @@ def page_data(run_dir: str | os.PathLike) -> dict[str, Any]:
             "text": d.packed([intern(r["text"]) for r in reflections], np.int32),
             "label": d.packed([intern(r["label"]) for r in reflections], np.int32)}
 
+    text_total = sum(len(t) for t in strings)
+    if text_total > MAX_TEXT_CHARS:
+        # Huge LLM runs: cut every text to the same share instead of writing a page that
+        # no browser opens comfortably.
+        cap = max(MAX_TEXT_CHARS // len(strings), 40)
+        strings = [t if len(t) <= cap else t[:cap] + " [...]" for t in strings]
+        notes_extra = [f"Texts cut to {cap} characters each to keep the page small "
+                       f"({text_total} characters in all; events.jsonl has them in full)."]
+    else:
+        notes_extra = []
     idt = d.index_dtype(n_used)
     incomplete = None
     if partial is None and n_days < cfg.max_days and (not census or census[-1]["population"]):
         incomplete = (f"The run stopped after day {int(days[-1]) if n_days else 0} of "
                       f"{cfg.max_days} with residents still alive (interrupted?).")
-    notes = [n for n in (transcript_note,) if n]
+    notes = [n for n in (transcript_note,) if n] + notes_extra
     summary_table = {k: v for k, v in summary.items()
                      if k not in d.SERIES_KEYS and k not in GROUP_KEYS}
     groups = {k: summary[k] for k in GROUP_KEYS if isinstance(summary.get(k), dict)}
