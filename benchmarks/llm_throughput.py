@@ -69,7 +69,8 @@ def markdown(result: dict[str, Any]) -> str:
     """The results table."""
     lines = [f"# LLM throughput: {result['label']}", "",
              f"Model: `{result['model']}`; device: {result['device']}; mode: "
-             f"{result['mode']}; constrained: {result['constrained']}; "
+             f"{result['mode']}; constrained: {result['constrained']}; text chars: "
+             f"{result['text_chars'] or 'policy defaults'}; "
              f"max_new_tokens: {result['max_new_tokens'] or 'schema bound'}; "
              f"sequential sample: {result['sequential']} residents.", "",
              "| batch | decisions/s batched | decisions/s one at a time | speedup | "
@@ -102,6 +103,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--dtype", default="auto")
     parser.add_argument("--max-batch-size", type=int, default=None)
+    parser.add_argument("--text-chars", type=int, default=None,
+                        help="cap reflection, memory and message lengths (default: the "
+                             "policy's; 16 with --tiny)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--label", default=None, help="results file label")
@@ -122,8 +126,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         model, label = str(build_tiny_model(Path(tmp.name) / "tiny")), "tiny"
     options: dict[str, Any] = {"device": args.device, "dtype": args.dtype,
                                "max_batch_size": args.max_batch_size}
-    limits = ({"reflection_chars": 16, "memory_chars": 16, "message_chars": 16}
-              if args.tiny else {})
+    chars = args.text_chars or (16 if args.tiny else None)
+    limits = ({"reflection_chars": chars, "memory_chars": chars, "message_chars": chars}
+              if chars else {})
     policy = LLMPolicy(model, mode=args.mode, cache="off", constrained=not args.unconstrained,
                        max_new_tokens=args.max_new_tokens, **limits, **options)
     device = str(policy.backend.device)
@@ -149,6 +154,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     result = {"label": label, "model": args.model or args.random_shape or "tiny (2 layers, 64 "
               "wide, random)", "device": device, "mode": args.mode,
               "constrained": not args.unconstrained, "max_new_tokens": args.max_new_tokens,
+              "text_chars": chars,
               "sequential": args.sequential, "torch": torch.__version__,
               "command": "python benchmarks/llm_throughput.py " + " ".join(
                   argv if argv is not None else __import__("sys").argv[1:]),
