@@ -146,7 +146,7 @@ class DayEvents:
         if texts is not None:
             if len(texts) != n:
                 raise ValueError("texts must have one entry per event")
-            self._texts.update(zip(range(lo, hi), texts))
+            self._texts.update(zip(range(lo, hi), texts, strict=True))
         self._size = hi
 
     def freeze(self) -> tuple[dict[str, np.ndarray], dict[int, str]]:
@@ -241,42 +241,74 @@ class EventLog:
         """
         log = cls()
         log.partial_reason = None
-        pending: list[Event] = []
+        pending = _PendingDay()
         with open(path, encoding="utf-8") as f:
             for lineno, line in enumerate(f, 1):
                 try:
                     if not line.endswith("\n"):
                         raise ValueError("truncated line (no newline at end)")
                     record = json.loads(line)
+                    if not isinstance(record, dict):
+                        raise ValueError("not a JSON object")
                     if record.get("kind") == "census":
                         record.pop("kind")
-                        log._append_events(pending, record)
-                        pending = []
+                        int(record["day"])
+                        log.append(pending.freeze(), record)
+                        pending = _PendingDay()
                     else:
-                        pending.append(_event_from_dict(record))
+                        pending.add(record)
                 except (ValueError, KeyError, TypeError) as err:
                     reason = f"{path}: line {lineno}: {err}"
                     if not allow_partial:
                         raise ValueError(reason) from None
                     log.partial_reason = reason
                     return log
-        if pending:
-            reason = (f"{path}: {len(pending)} events after the last complete day "
-                      f"(day {pending[0].day} has no census line)")
+        if pending.rows:
+            reason = (f"{path}: {pending.rows} events after the last complete day "
+                      f"(day {pending.first_day} has no census line)")
             if not allow_partial:
                 raise ValueError(reason)
             log.partial_reason = reason
         return log
 
-    def _append_events(self, events: list[Event], census: dict[str, Any]) -> None:
-        day = DayEvents(int(census["day"]))
-        for e in events:
-            day.add(e.kind, _index(e.actor), _index(e.target),
-                    factory=-1 if e.factory is None else e.factory, amount=e.amount,
-                    wealth=np.nan if e.wealth is None else e.wealth,
-                    target_wealth=np.nan if e.target_wealth is None else e.target_wealth,
-                    flag=e.flag, texts=None if e.text is None else [e.text])
-        self.append(day, census)
+
+class _PendingDay:
+    """Columns of one day being read back from JSONL (validated as they come)."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, list[Any]] = {k: [] for k in COLUMNS}
+        self.texts: dict[int, str] = {}
+        self.rows = 0
+        self.first_day: int | None = None
+
+    def add(self, d: dict[str, Any]) -> None:
+        kind = d["kind"]
+        if kind not in KIND_BY_LABEL:
+            raise ValueError(f"unknown event kind {kind!r}")
+        v = self.values
+        v["day"].append(int(d["day"]))
+        v["kind"].append(int(KIND_BY_LABEL[kind]))
+        v["actor"].append(_index(d.get("actor")))
+        v["target"].append(_index(d.get("target")))
+        factory = d.get("factory")
+        v["factory"].append(-1 if factory is None else int(factory))
+        v["amount"].append(float(d.get("amount", 0.0)))
+        wealth, target_wealth = d.get("wealth"), d.get("target_wealth")
+        v["wealth"].append(np.nan if wealth is None else float(wealth))
+        v["target_wealth"].append(np.nan if target_wealth is None else float(target_wealth))
+        v["flag"].append(int(d.get("flag", 0)))
+        text = d.get("text")
+        if text is not None:
+            if not isinstance(text, str):
+                raise ValueError("event text must be a string")
+            self.texts[self.rows] = text
+        if self.first_day is None:
+            self.first_day = v["day"][-1]
+        self.rows += 1
+
+    def freeze(self) -> tuple[dict[str, np.ndarray], dict[int, str]]:
+        cols = {k: np.array(self.values[k], dtype=dt) for k, (dt, _) in COLUMNS.items()}
+        return cols, self.texts
 
 
 def _index(name: str | None) -> int:
@@ -284,7 +316,8 @@ def _index(name: str | None) -> int:
 
 
 def _clean(x: float) -> float | None:
-    return None if math.isnan(x) else round(float(x), 6)
+    # Full precision: a log read back must give exactly the metrics of the live run.
+    return None if math.isnan(x) else x
 
 
 def _chunk_events(cols: dict[str, np.ndarray], texts: dict[int, str]) -> Iterator[Event]:
@@ -296,17 +329,6 @@ def _chunk_events(cols: dict[str, np.ndarray], texts: dict[int, str]) -> Iterato
             actor=None if actor < 0 else agent_name(actor),
             target=None if target < 0 else agent_name(target),
             factory=None if factory < 0 else factory,
-            amount=round(lists["amount"][r], 6), wealth=_clean(lists["wealth"][r]),
+            amount=lists["amount"][r], wealth=_clean(lists["wealth"][r]),
             target_wealth=_clean(lists["target_wealth"][r]), flag=lists["flag"][r],
             text=texts.get(r))
-
-
-def _event_from_dict(d: dict[str, Any]) -> Event:
-    kind = d["kind"]
-    if kind not in KIND_BY_LABEL:
-        raise ValueError(f"unknown event kind {kind!r}")
-    return Event(day=int(d["day"]), kind=KIND_BY_LABEL[kind], actor=d.get("actor"),
-                 target=d.get("target"), factory=d.get("factory"),
-                 amount=float(d.get("amount", 0.0)), wealth=d.get("wealth"),
-                 target_wealth=d.get("target_wealth"), flag=int(d.get("flag", 0)),
-                 text=d.get("text"))

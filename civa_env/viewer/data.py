@@ -30,7 +30,6 @@ MAX_REFLECTION_CHARS = 2000
 # Series of metrics.json drawn from the census instead (kept out of the summary table).
 SERIES_KEYS = ("population", "wealth_mean", "gini", "production", "actions")
 
-ROUNDED_CENSUS = ("wealth_median_start", "wealth_mean_start")
 
 _TYPES = {np.dtype(np.int8): "i8", np.dtype(np.uint8): "u8", np.dtype(np.int16): "i16",
           np.dtype(np.int32): "i32", np.dtype(np.float32): "f32"}
@@ -180,14 +179,7 @@ def alliance_intervals(cols: dict[str, np.ndarray], days: np.ndarray) -> dict[st
 
 def behaviour_rows(cols: dict[str, np.ndarray], texts: dict[int, str], census: list[dict],
                    cfg: Config) -> tuple[dict[str, Any], np.ndarray]:
-    """Rows flagged by ``behaviours.detect`` with a bit per behaviour, and the bit column.
-
-    events.jsonl rounds wealth to 6 decimals but not the census medians and means, so an
-    attacker holding exactly the median would count as richer than it once read back; the
-    census figures are rounded the same way here, which reproduces the live detection.
-    """
-    census = [{**c, **{k: round(float(c[k]), 6) for k in ROUNDED_CENSUS if k in c}}
-              for c in census]
+    """Rows flagged by ``behaviours.detect`` with a bit per behaviour, and the bit column."""
     masks = behaviours.detect(cols, texts, census, recent_days=cfg.recent_days,
                               deception_window=cfg.deception_window)
     bits = np.zeros(len(cols["kind"]), np.uint8)
