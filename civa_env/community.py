@@ -195,17 +195,27 @@ class CivaEnv(ParallelEnv):
             if census is not None:
                 info["community"] = census
             if text_mode and world.alive[i]:
-                info["legal"] = self.legal(i)
+                info["legal"] = self.legal(i, briefer.allies_of)
             infos[name] = info
         return obs, infos
 
-    def legal(self, i: int) -> dict[str, Any]:
-        """What resident ``i`` may do now, for policies that build structured actions."""
+    def legal(self, i: int, allies_of: dict[int, list[int]] | None = None) -> dict[str, Any]:
+        """What resident ``i`` may do now, for policies that build structured actions.
+
+        ``allies_of`` (resident -> allies) saves a search when called for everyone.
+        """
         world, cfg = self.world, self.cfg
         seen = self.view[i]
+        if allies_of is not None:
+            allies = allies_of.get(i, [])
+        else:
+            pairs = world.allies
+            allies = np.concatenate([pairs[pairs[:, 0] == i, 1], pairs[pairs[:, 1] == i, 0]])
+            allies = allies.tolist()
         return {
             "factories": np.flatnonzero(world.known[i]).tolist(),
             "targets": [self.possible_agents[j] for j in seen[seen >= 0].tolist()],
+            "allies": [self.possible_agents[j] for j in sorted(allies)],
             "wealth": float(world.wealth[i]),
             "can_upgrade": bool(world.wealth[i] >= cfg.upgrade_cost),
             "max_messages": cfg.max_messages,
