@@ -345,10 +345,11 @@ def _run_serial(todo: list[Task], done: Callable, progress: bool) -> None:
 def _run_pool(todo: list[Task], workers: int, done: Callable, progress: bool) -> None:
     import multiprocessing
 
-    # forkserver: workers fork from a clean server that has imported civa_env once (fast
-    # start, no inherited threads or open files from the parent, unlike plain fork).
-    ctx = multiprocessing.get_context("forkserver")
-    ctx.set_forkserver_preload(["civa_env.experiments"])
+    # fork where available: workers start with civa_env already imported (a spawned
+    # worker pays a fresh interpreter and imports, seconds on a busy machine). The parent
+    # holds no locks or threads of ours at this point.
+    methods = multiprocessing.get_all_start_methods()
+    ctx = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
     pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
     try:
         with _bar(len(todo), progress) as bar:
