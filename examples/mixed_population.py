@@ -43,14 +43,16 @@ def main() -> None:
                         "--out-dir", "runs/examples", "--exp-name", "mixed"], check=True)
         checkpoint = "runs/examples/mixed__baseline__survival__0/model.zip"
     model = args.model
+    llm_options: dict = {}
     if model is None:
         from civa_env.policies.llm.testing import build_tiny_model
 
         model = str(build_tiny_model(Path("runs/examples/tiny-llm")))
+        llm_options = {"max_new_tokens_cap": 200}  # random weights ramble until the cap
 
     mix = {f"ppo:{checkpoint}": 0.4, "scripted": 0.3, "llm": 0.3}
     result = run_community(cfg, mix, seed=0, run_dir=Path(args.out), overwrite=True,
-                           policy_kwargs={"llm": {"model": model}})
+                           policy_kwargs={"llm": {"model": model, **llm_options}})
     s = result.summary
     print(f"nAUP {s['nAUP']:.2f}  SC {s['SC']:.2f}  ED {s['ED']:.2f}  IC {s['IC']:.2f}  "
           f"CC {s['CC']:.2f}")

@@ -1,6 +1,6 @@
 """Train RL residents in a few lines, then put them in a community with scripted residents.
 
-    python examples/train_ppo.py            # about a minute on a laptop CPU
+    python examples/train_ppo.py            # one to two minutes on a CPU
 
 The full training script, with logging, checkpoints and evaluation, is
 ``baselines/train_ppo.py``; this example shows the pieces it is made of.
