@@ -14,9 +14,9 @@ background policy (``scripted`` by default). The run folder gets:
   residents compared on nAUP, SC, ED, IC, CC and each policy's return;
 * ``curves.png``: the training curves; ``args.json``: the arguments.
 
-A useful policy on CPU in about five minutes (survival reward, baseline values)::
+A useful policy in about 4 minutes of CPU time (community reward, baseline values)::
 
-    python baselines/train_ppo.py --reward survival --total-timesteps 300000
+    python baselines/train_ppo.py --reward community --total-timesteps 300000
 
 Smaller and faster (a 10-resident world, about a minute)::
 
