@@ -59,63 +59,67 @@ def compute_view(state: WorldState, cfg: Config, rng: np.random.Generator) -> np
     """
     n, v = state.n_pool, cfg.view_size
     view = np.full((n, v), -1, np.int32)
-    living = np.flatnonzero(state.alive)
+    alive = state.alive
+    living = np.flatnonzero(alive)
     n_alive = len(living)
     if n_alive <= 1:
         return view
-    # Candidate pairs (i, j) with a priority: 2 ally, 1 recent dealing, 0 random.
-    parts_i, parts_j, parts_p = [], [], []
-    a = state.allies
-    if len(a):
-        parts_i += [a[:, 0], a[:, 1]]
-        parts_j += [a[:, 1], a[:, 0]]
-        parts_p += [np.full(2 * len(a), 2, np.int64)]
-    direct = state.recent_dst >= 0
-    if direct.any():
-        src, dst = state.recent_src[direct], state.recent_dst[direct]
-        parts_i += [src, dst]
-        parts_j += [dst, src]
-        parts_p += [np.ones(2 * len(src), np.int64)]
+    # The random sample: row r of `sample` is what perm[r] sees, a window of the permutation.
     width = min(v, n_alive - 1)
     perm = living[rng.permutation(n_alive)]
     offsets = (np.arange(n_alive)[:, None] + np.arange(1, width + 1)[None, :]) % n_alive
-    parts_i.append(np.repeat(perm, width))
-    parts_j.append(perm[offsets].ravel())
-    parts_p.append(np.zeros(n_alive * width, np.int64))
-    ii = np.concatenate(parts_i).astype(np.int64)
-    jj = np.concatenate(parts_j).astype(np.int64)
-    pp = np.concatenate(parts_p)
-    ok = state.alive[ii] & state.alive[jj] & (ii != jj)
-    ii, jj, pp = ii[ok], jj[ok], pp[ok]
-    # Keep each pair once, at its highest priority.
-    order = np.argsort((ii * n + jj) * 4 + (3 - pp), kind="stable")
-    ii, jj, pp = ii[order], jj[order], pp[order]
-    first = np.ones(len(ii), bool)
-    first[1:] = (ii[1:] != ii[:-1]) | (jj[1:] != jj[:-1])
-    ii, jj, pp = ii[first], jj[first], pp[first]
-    # Rank within each resident by priority, then name.
-    order = np.argsort((ii * 4 + (3 - pp)) * n + jj, kind="stable")
-    ii, jj = ii[order], jj[order]
+    sample = perm[offsets]  # (n_alive, width), all alive and never the row's owner
+    # The few priority pairs (i sees j): 2 ally, 1 recent dealing.
+    ii, jj = _priority_pairs(state, n)
+    if len(ii) == 0:
+        # Nothing outranks the sample: each row is its window in name order.
+        view[perm, :width] = np.sort(sample, axis=1)
+        return view
+    # Priority slots come first; a sampled resident already seen at a higher priority is
+    # dropped from the sample (the sort puts the sentinel n last).
     start = np.searchsorted(ii, ii, side="left")
     rank = np.arange(len(ii)) - start
     keep = rank < v
     view[ii[keep], rank[keep]] = jj[keep]
+    pair_keys = np.sort(ii * n + jj)
+    query = perm.astype(np.int64)[:, None] * n + sample
+    pos = np.searchsorted(pair_keys, query).clip(max=len(pair_keys) - 1)
+    sample = np.sort(np.where(pair_keys[pos] == query, n, sample), axis=1)
+    col = np.arange(width)[None, :] + np.bincount(ii, minlength=n)[perm][:, None]
+    keep = (col < v) & (sample < n)
+    view[np.broadcast_to(perm[:, None], sample.shape)[keep], col[keep]] = sample[keep]
     return view
 
 
-def _slot_flags(view: np.ndarray, row_of: np.ndarray, k: int, src: np.ndarray,
-                dst: np.ndarray) -> np.ndarray:
-    """(K, V) bool: for each pair src -> dst where src is an observed row and dst sits in
-    its view, mark that slot. Work is O(pairs x V), independent of N^2."""
-    out = np.zeros((k, view.shape[1]), bool)
-    if len(src) == 0:
-        return out
-    row = row_of[src]
-    ok = row >= 0
-    src, dst, row = src[ok], dst[ok], row[ok]
-    pair, slot = np.nonzero(view[src] == dst[:, None])
-    out[row[pair], slot] = True
-    return out
+def _priority_pairs(state: WorldState, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Allies and direct recent dealings as pairs (i sees j), each once at its highest
+    priority, sorted by viewer, then priority (allies first), then name: (P,) int64 each."""
+    a = state.allies
+    direct = state.recent_dst >= 0
+    src, dst = state.recent_src[direct], state.recent_dst[direct]
+    ii = np.concatenate([a[:, 0], a[:, 1], src, dst]).astype(np.int64)
+    jj = np.concatenate([a[:, 1], a[:, 0], dst, src]).astype(np.int64)
+    low = np.zeros(len(ii), np.int64)  # 0: ally, 1: dealing (lower sorts first)
+    low[2 * len(a):] = 1
+    ok = state.alive[ii] & state.alive[jj] & (ii != jj)
+    ii, jj, low = ii[ok], jj[ok], low[ok]
+    if len(ii) == 0:
+        return ii, jj
+    # Keep each pair once, at its highest priority, then order by viewer, priority, name.
+    key = np.unique((ii * n + jj) * 2 + low)
+    pair = key // 2
+    first = np.ones(len(key), bool)
+    first[1:] = pair[1:] != pair[:-1]
+    pair, low = pair[first], key[first] % 2
+    ii, jj = pair // n, pair % n
+    key = np.sort((ii * 2 + low) * n + jj)
+    return key // (2 * n), key % n
+
+
+# Slot channels of `features` filled from dealings (see its docstring), by Deal kind: what
+# the other did to the viewer, and what the viewer did to the other (-1: not shown).
+_DEALT_ME = np.array([3, 5, -1, 7])  # gift, attack, merge, message
+_I_DEALT = np.array([4, 6, -1, -1])
 
 
 def _signed_log(x: np.ndarray) -> np.ndarray:
@@ -133,50 +137,75 @@ def features(state: WorldState, view: np.ndarray, rows: np.ndarray, inbox_count:
     gave me, I gave, attacked me, I attacked, messaged me; the last ``recent_days`` days).
     """
     k, m, v = len(rows), cfg.n_factories, cfg.view_size
+    # Written straight into float32: casting after clipping to [-10, 10] gives the same
+    # values as clipping after, and 0/1 flags need no clipping.
+    out = np.zeros((k, feature_size(cfg)), np.float32)
     alive = state.alive
     n_alive = max(int(alive.sum()), 1)
     wealth = state.wealth
-    n_allies = np.bincount(state.allies.ravel(), minlength=state.n_pool)[rows]
-    own = np.stack([
-        _signed_log(wealth[rows]), state.skill[rows], np.full(k, state.day / cfg.max_days),
-        np.full(k, n_alive / cfg.n_agents), n_allies / v, _signed_log(state.income[rows]),
-        _signed_log(state.received[rows]), _signed_log(state.given[rows]),
-        _signed_log(state.looted[rows]), _signed_log(state.lost[rows]),
-        state.attacked_by[rows].astype(np.float64), inbox_count[rows] / 10.0,
-        np.full(k, _signed_log(np.array(wealth[alive].sum() / n_alive))),
-    ], axis=1)
+    logs = _signed_log(np.stack([wealth[rows], state.income[rows], state.received[rows],
+                                 state.given[rows], state.looted[rows], state.lost[rows]]))
+    own = np.empty((k, OWN_FEATURES))
+    own[:, 0] = logs[0]
+    own[:, 1] = state.skill[rows]
+    own[:, 2] = state.day / cfg.max_days
+    own[:, 3] = n_alive / cfg.n_agents
+    own[:, 4] = np.bincount(state.allies.ravel(), minlength=state.n_pool)[rows] / v
+    own[:, 5:10] = logs[1:].T
+    own[:, 10] = state.attacked_by[rows]
+    own[:, 11] = inbox_count[rows] / 10.0
+    own[:, 12] = _signed_log(np.array(wealth[alive].sum() / n_alive))
+    out[:, :OWN_FEATURES] = np.clip(own, -FEATURE_CLIP, FEATURE_CLIP)
+    # Value condition one-hot: direction (none, with, without), then the value.
+    base = OWN_FEATURES
     code = state.condition[rows].astype(np.int64)
-    cond = np.zeros((k, CONDITION_FEATURES))
     direction = np.where(code == 0, 0, np.where(code <= 10, 1, 2))
-    cond[np.arange(k), direction] = 1.0
-    has_value = code > 0
-    cond[np.flatnonzero(has_value), len(Direction) + (code[has_value] - 1) % 10] = 1.0
-    known = state.known[rows]
+    out[np.arange(k), base + direction] = 1.0
+    has_value = np.flatnonzero(code > 0)
+    out[has_value, base + len(Direction) + (code[has_value] - 1) % 10] = 1.0
+    # Factories: the report of those the resident knows (capacity etc. are >= 0).
+    base += CONDITION_FEATURES
     fac = np.stack([np.ones(m), state.capacity / 10.0, state.workers / 10.0,
                     state.output / 10.0, state.outage.astype(np.float64)], axis=1)  # (M, 5)
-    fac_feats = (known[:, :, None] * fac[None, :, :])
-    fac_feats[:, :, 0] = known
+    fac = np.clip(fac, -FEATURE_CLIP, FEATURE_CLIP)
+    known = state.known[rows]
+    out[:, base:base + FACTORY_FEATURES * m] = (known[:, :, None] * fac[None]).reshape(k, -1)
+    # View slots.
+    base += FACTORY_FEATURES * m
+    slots = out[:, base:].reshape(k, v, SLOT_FEATURES)
     vw = view[rows]  # (K, V)
     present = vw >= 0
-    j = np.where(present, vw, 0)
-    rel = _signed_log(wealth[j]) - _signed_log(wealth[rows])[:, None]
-    row_of = np.full(state.n_pool, -1, np.int64)
-    row_of[rows] = np.arange(k)
-    recent = (state.recent_day >= state.day - cfg.recent_days + 1) & (state.recent_dst >= 0)
-    kinds, src, dst = state.recent_kind[recent], state.recent_src[recent], state.recent_dst[recent]
-    gift, attack, message = kinds == Deal.GIFT, kinds == Deal.ATTACK, kinds == Deal.MESSAGE
+    rel = _signed_log(wealth[np.where(present, vw, 0)]) - logs[0][:, None]
+    slots[:, :, 0] = present
+    # Multiplying (not masking) keeps the -0.0 of empty slots that the layout always had.
+    slots[:, :, 1] = np.clip(rel * present, -FEATURE_CLIP, FEATURE_CLIP)
+    _mark_dealings(slots, state, view, rows, cfg)
+    return out
+
+
+def _mark_dealings(slots: np.ndarray, state: WorldState, view: np.ndarray, rows: np.ndarray,
+                   cfg: Config) -> None:
+    """Set the ally and dealing flags of ``slots`` (K, V, 8) in one pass over all pairs.
+
+    Each pair (viewer, other, channel) marks the viewer's slot holding ``other``; the work is
+    O(pairs x V), independent of N^2. Empty slots (-1) never match, since ``other`` >= 0.
+    """
     a, b = state.allies[:, 0], state.allies[:, 1]
-    slot = np.stack([
-        present, rel,
-        _slot_flags(view, row_of, k, np.concatenate([a, b]), np.concatenate([b, a])),
-        _slot_flags(view, row_of, k, dst[gift], src[gift]),  # j gave me
-        _slot_flags(view, row_of, k, src[gift], dst[gift]),  # I gave j
-        _slot_flags(view, row_of, k, dst[attack], src[attack]),  # j attacked me
-        _slot_flags(view, row_of, k, src[attack], dst[attack]),  # I attacked j
-        _slot_flags(view, row_of, k, dst[message], src[message]),  # j messaged me
-    ], axis=2) * present[:, :, None]
-    out = np.concatenate([own, cond, fac_feats.reshape(k, -1), slot.reshape(k, -1)], axis=1)
-    return np.clip(out, -FEATURE_CLIP, FEATURE_CLIP).astype(np.float32)
+    recent = (state.recent_day >= state.day - cfg.recent_days + 1) & (state.recent_dst >= 0)
+    kinds = state.recent_kind[recent]
+    src, dst = state.recent_src[recent], state.recent_dst[recent]
+    viewer = np.concatenate([a, b, dst, src])
+    other = np.concatenate([b, a, src, dst])
+    channel = np.concatenate([np.full(2 * len(a), 2), _DEALT_ME[kinds], _I_DEALT[kinds]])
+    row_of = np.full(state.n_pool, -1, np.int64)
+    row_of[rows] = np.arange(len(rows))
+    row = row_of[viewer]
+    ok = (row >= 0) & (channel >= 0)
+    if not ok.any():
+        return
+    viewer, other, channel, row = viewer[ok], other[ok], channel[ok], row[ok]
+    pair, slot = np.nonzero(view[viewer] == other[:, None])
+    slots[row[pair], slot, channel[pair]] = 1.0
 
 
 def inboxes(state: WorldState) -> tuple[dict[int, list[Message]], list[Message]]:
