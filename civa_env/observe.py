@@ -11,6 +11,7 @@ import string
 
 import numpy as np
 from gymnasium import spaces
+from numpy.lib.stride_tricks import as_strided
 
 from civa_env.actions import EVERYONE, Catalogue
 from civa_env.config import Config
@@ -59,61 +60,61 @@ def compute_view(state: WorldState, cfg: Config, rng: np.random.Generator) -> np
     """
     n, v = state.n_pool, cfg.view_size
     view = np.full((n, v), -1, np.int32)
-    alive = state.alive
-    living = np.flatnonzero(alive)
+    living = np.flatnonzero(state.alive)
     n_alive = len(living)
     if n_alive <= 1:
         return view
-    # The random sample: row r of `sample` is what perm[r] sees, a window of the permutation.
+    # The random sample: row r is what perm[r] sees, the next `width` residents of the
+    # permutation (cyclically), so all are alive and none is the row's owner.
     width = min(v, n_alive - 1)
     perm = living[rng.permutation(n_alive)]
-    offsets = (np.arange(n_alive)[:, None] + np.arange(1, width + 1)[None, :]) % n_alive
-    sample = perm[offsets]  # (n_alive, width), all alive and never the row's owner
-    # The few priority pairs (i sees j): 2 ally, 1 recent dealing.
-    ii, jj = _priority_pairs(state, n)
+    ring = np.concatenate([perm, perm[:width]])[1:]
+    sample = as_strided(ring, shape=(n_alive, width), strides=(ring.strides[0],) * 2)
+    ii, jj, level = _priority_pairs(state, n)
     if len(ii) == 0:
-        # Nothing outranks the sample: each row is its window in name order.
         view[perm, :width] = np.sort(sample, axis=1)
         return view
-    # Priority slots come first; a sampled resident already seen at a higher priority is
-    # dropped from the sample (the sort puts the sentinel n last).
-    start = np.searchsorted(ii, ii, side="left")
-    rank = np.arange(len(ii)) - start
-    keep = rank < v
-    view[ii[keep], rank[keep]] = jj[keep]
-    pair_keys = np.sort(ii * n + jj)
-    query = perm.astype(np.int64)[:, None] * n + sample
-    pos = np.searchsorted(pair_keys, query).clip(max=len(pair_keys) - 1)
-    sample = np.sort(np.where(pair_keys[pos] == query, n, sample), axis=1)
-    col = np.arange(width)[None, :] + np.bincount(ii, minlength=n)[perm][:, None]
-    keep = (col < v) & (sample < n)
-    view[np.broadcast_to(perm[:, None], sample.shape)[keep], col[keep]] = sample[keep]
+    # Sort each row's candidates by (level, name): level 0 ally, 1 dealing, 2 sampled, 3
+    # nothing. A sampled resident already seen at a higher priority is dropped (level 3).
+    rank = np.arange(len(ii)) - np.searchsorted(ii, ii, side="left")
+    keep = rank < v  # ii is sorted by priority within a viewer: the rest is never seen
+    pos = np.empty(n, np.int64)
+    pos[perm] = np.arange(n_alive)
+    row = pos[ii]
+    keys = np.full((n_alive, width + min(v, int(rank.max()) + 1)), 3 * n, np.int64)
+    keys[:, :width] = sample + 2 * n
+    gap = (pos[jj] - row) % n_alive  # jj sits in column gap - 1 of row's sample, if any
+    dup = (gap >= 1) & (gap <= width)
+    keys[row[dup], gap[dup] - 1] = 3 * n
+    keys[row[keep], width + rank[keep]] = level[keep] * n + jj[keep]
+    keys.sort(axis=1)
+    keys = keys[:, :v]
+    view[perm, :keys.shape[1]] = np.where(keys < 3 * n, keys % n, -1)
     return view
 
 
-def _priority_pairs(state: WorldState, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Allies and direct recent dealings as pairs (i sees j), each once at its highest
-    priority, sorted by viewer, then priority (allies first), then name: (P,) int64 each."""
+def _priority_pairs(state: WorldState, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Allies (level 0) and direct recent dealings (level 1) as pairs (i sees j), each once
+    at its highest priority, sorted by viewer, then level, then name: (P,) int64 each."""
     a = state.allies
     direct = state.recent_dst >= 0
     src, dst = state.recent_src[direct], state.recent_dst[direct]
     ii = np.concatenate([a[:, 0], a[:, 1], src, dst]).astype(np.int64)
     jj = np.concatenate([a[:, 1], a[:, 0], dst, src]).astype(np.int64)
-    low = np.zeros(len(ii), np.int64)  # 0: ally, 1: dealing (lower sorts first)
-    low[2 * len(a):] = 1
+    level = np.zeros(len(ii), np.int64)
+    level[2 * len(a):] = 1
     ok = state.alive[ii] & state.alive[jj] & (ii != jj)
-    ii, jj, low = ii[ok], jj[ok], low[ok]
+    ii, jj, level = ii[ok], jj[ok], level[ok]
     if len(ii) == 0:
-        return ii, jj
-    # Keep each pair once, at its highest priority, then order by viewer, priority, name.
-    key = np.unique((ii * n + jj) * 2 + low)
+        return ii, jj, level
+    # Keep each pair once, at its highest priority (lowest level), then reorder.
+    key = np.sort((ii * n + jj) * 2 + level)
     pair = key // 2
     first = np.ones(len(key), bool)
     first[1:] = pair[1:] != pair[:-1]
-    pair, low = pair[first], key[first] % 2
-    ii, jj = pair // n, pair % n
-    key = np.sort((ii * 2 + low) * n + jj)
-    return key // (2 * n), key % n
+    pair, level = pair[first], key[first] % 2
+    key = np.sort(((pair // n) * 2 + level) * n + pair % n)
+    return key // (2 * n), key % n, (key // n) % 2
 
 
 # Slot channels of `features` filled from dealings (see its docstring), by Deal kind: what
