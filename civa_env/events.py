@@ -106,43 +106,56 @@ class Event:
         return out
 
 
+_UNSET: Any = object()  # marks a column an ``add`` call leaves at its fill value
+
+
 class DayEvents:
-    """Collects one day's events into preallocated column arrays (grown when full)."""
+    """Collects one day's events into preallocated column arrays (grown when full).
+
+    A column is allocated when an event first sets it; the others are filled in ``freeze``.
+    Most kinds set only a few columns, so this saves most of the writes of a day.
+    """
 
     def __init__(self, day: int, capacity: int = 256) -> None:
         self.day = day
-        self._cols = {k: np.full(capacity, fill, dtype=dt) for k, (dt, fill) in COLUMNS.items()}
-        self._cols["day"][:] = day
+        self._capacity = capacity
+        self._cols: dict[str, np.ndarray] = {}
         self._texts: dict[int, str] = {}
         self._size = 0
 
-    def _grow(self, need: int) -> None:
-        capacity = max(need, 2 * len(self._cols["day"]))
-        for key, (dtype, fill) in COLUMNS.items():
-            grown = np.full(capacity, fill, dtype=dtype)
-            grown[: self._size] = self._cols[key][: self._size]
-            self._cols[key] = grown
-        self._cols["day"][:] = self.day
+    def _column(self, key: str) -> np.ndarray:
+        col = self._cols.get(key)
+        if col is None:
+            dtype, fill = COLUMNS[key]
+            col = self._cols[key] = np.full(self._capacity, fill, dtype=dtype)
+        return col
 
-    def add(self, kind: EventKind, actor: Any, target: Any = -1, *, factory: Any = -1,
-            amount: Any = 0.0, wealth: Any = np.nan, target_wealth: Any = np.nan,
-            flag: Any = 0, texts: list[str] | None = None) -> None:
-        """Add ``len(actor)`` events of one kind (scalars broadcast)."""
+    def _grow(self, need: int) -> None:
+        self._capacity = max(need, 2 * self._capacity)
+        for key, col in self._cols.items():
+            dtype, fill = COLUMNS[key]
+            grown = np.full(self._capacity, fill, dtype=dtype)
+            grown[: self._size] = col[: self._size]
+            self._cols[key] = grown
+
+    def add(self, kind: EventKind, actor: Any, target: Any = _UNSET, *, factory: Any = _UNSET,
+            amount: Any = _UNSET, wealth: Any = _UNSET, target_wealth: Any = _UNSET,
+            flag: Any = _UNSET, texts: list[str] | None = None) -> None:
+        """Add ``len(actor)`` events of one kind (scalars broadcast; a column not given keeps
+        its fill value: -1 for target and factory, 0 for amount and flag, NaN for wealth)."""
         n = len(actor) if hasattr(actor, "__len__") else 1
         if n == 0:
             return
         lo, hi = self._size, self._size + n
-        if hi > len(self._cols["day"]):
+        if hi > self._capacity:
             self._grow(hi)
-        cols = self._cols
-        cols["kind"][lo:hi] = kind
-        cols["actor"][lo:hi] = actor
-        cols["target"][lo:hi] = target
-        cols["factory"][lo:hi] = factory
-        cols["amount"][lo:hi] = amount
-        cols["wealth"][lo:hi] = wealth
-        cols["target_wealth"][lo:hi] = target_wealth
-        cols["flag"][lo:hi] = flag
+        self._column("kind")[lo:hi] = kind
+        self._column("actor")[lo:hi] = actor
+        for key, value in (("target", target), ("factory", factory), ("amount", amount),
+                           ("wealth", wealth), ("target_wealth", target_wealth),
+                           ("flag", flag)):
+            if value is not _UNSET:
+                self._column(key)[lo:hi] = value
         if texts is not None:
             if len(texts) != n:
                 raise ValueError("texts must have one entry per event")
@@ -151,7 +164,12 @@ class DayEvents:
 
     def freeze(self) -> tuple[dict[str, np.ndarray], dict[int, str]]:
         """The day's columns (trimmed copies) and a {row: text} map."""
-        return {k: v[: self._size].copy() for k, v in self._cols.items()}, dict(self._texts)
+        size, cols = self._size, {}
+        for key, (dtype, fill) in COLUMNS.items():
+            col = self._cols.get(key)
+            cols[key] = col[:size].copy() if col is not None else np.full(size, fill, dtype)
+        cols["day"][:] = self.day
+        return cols, dict(self._texts)
 
 
 class EventLog:

@@ -79,7 +79,9 @@ def produce(state: WorldState, batch: ActionBatch, rng: np.random.Generator, cfg
     state.workers[:] = counts
     state.output[:] = np.bincount(fac, weights=share, minlength=m)
     state.outage[:] = outage
-    ev.add(_EVENTKIND_OUTAGE, np.full(int(outage.sum()), -1), factory=np.flatnonzero(outage))
+    if outage.any():
+        off = np.flatnonzero(outage)
+        ev.add(_EVENTKIND_OUTAGE, np.full(len(off), -1), factory=off)
     ev.add(_EVENTKIND_WORK, workers_idx, factory=fac, amount=share, wealth=w0[workers_idx])
     return income
 
@@ -124,6 +126,8 @@ def upgrade(state: WorldState, batch: ActionBatch, cfg: Config, ev: DayEvents,
 
 
 def _remember(state: WorldState, day: int, src: np.ndarray, dst: np.ndarray, kind: Deal) -> None:
+    if len(src) == 0:
+        return
     state.recent_day = np.concatenate([state.recent_day, np.full(len(src), day, np.int32)])
     state.recent_src = np.concatenate([state.recent_src, src.astype(np.int32)])
     state.recent_dst = np.concatenate([state.recent_dst, dst.astype(np.int32)])
@@ -210,40 +214,49 @@ def attack(state: WorldState, batch: ActionBatch, rng: np.random.Generator, cfg:
     order = rows[rng.permutation(len(rows))]
     draws = rng.random(len(order)).tolist()
     tgt_of = batch.target
-    attacking = {int(i): int(tgt_of[i]) for i in order}
+    attacking = dict(zip(order.tolist(), tgt_of[order].tolist(), strict=True))
     allies_of: dict[int, set[int]] = {}
     for a, b in state.allies.tolist():
         allies_of.setdefault(a, set()).add(b)
         allies_of.setdefault(b, set()).add(a)
-    wealth, skill = state.wealth, state.skill
+    # Python floats in the loop (the same IEEE arithmetic as numpy scalars, much cheaper);
+    # the touched entries are written back afterwards.
+    wealth, skill = state.wealth.tolist(), state.skill.tolist()
+    looted: dict[int, float] = {}
+    lost: dict[int, float] = {}
+    hits: dict[int, int] = {}
     w_weight, w_cap = cfg.attack_wealth_weight, cfg.attack_wealth_cap
     loot_out, flags = [], []
     dissolved: list[tuple[int, int]] = []
     for k, i in enumerate(order.tolist()):
         j = attacking[i]
         on_ally = j in allies_of.get(i, ())
-        wi, wj = float(wealth[i]), float(wealth[j])
+        wi, wj = wealth[i], wealth[j]
         s_i = skill[i] + w_weight * min(max(wi, 0.0), w_cap)
         s_j = skill[j] + w_weight * min(max(wj, 0.0), w_cap)
         for a in allies_of.get(j, ()):
             if attacking.get(a) != j and state.alive[a]:
-                s_j += cfg.ally_defence * (skill[a] + w_weight * min(max(float(wealth[a]), 0.0),
-                                                                      w_cap))
+                s_j += cfg.ally_defence * (skill[a] + w_weight * min(max(wealth[a], 0.0), w_cap))
         success = draws[k] < s_i / (s_i + s_j)
         loot = cfg.loot_fraction * max(wj, 0.0) if success else 0.0
         cost_i = cfg.fight_cost + (0.0 if success else cfg.failed_attack_cost)
         wealth[i] += loot - cost_i
         wealth[j] -= loot + cfg.fight_cost
-        state.looted[i] += loot
-        state.lost[i] += cost_i
-        state.lost[j] += loot + cfg.fight_cost
-        state.attacked_by[j] += 1
+        looted[i] = looted.get(i, 0.0) + loot
+        lost[i] = lost.get(i, 0.0) + cost_i
+        lost[j] = lost.get(j, 0.0) + (loot + cfg.fight_cost)
+        hits[j] = hits.get(j, 0) + 1
         loot_out.append(loot)
         flags.append((ATTACK_SUCCESS if success else 0) | (ATTACK_ON_ALLY if on_ally else 0))
         if on_ally:
             dissolved.append((min(i, j), max(i, j)))
             allies_of[i].discard(j)
             allies_of[j].discard(i)
+    touched = list(lost)  # every attacker and target
+    state.wealth[touched] = [wealth[x] for x in touched]
+    state.looted[list(looted)] = list(looted.values())
+    state.lost[touched] = list(lost.values())
+    state.attacked_by[list(hits)] = list(hits.values())
     tgt = tgt_of[order]
     ev.add(_EVENTKIND_ATTACK, order, tgt, amount=np.array(loot_out), flag=np.array(flags),
            wealth=w0[order], target_wealth=w0[tgt])
@@ -290,8 +303,11 @@ def remove_dead(state: WorldState, ev: DayEvents, day: int) -> np.ndarray:
         state.alive[dead] = False
         state.died_day[dead] = day
         ev.add(_EVENTKIND_DEATH, dead, amount=state.wealth[dead])
-        gone = np.isin(state.allies, dead).any(axis=1)
-        state.allies = state.allies[~gone]
+        if len(state.allies):
+            is_dead = np.zeros(state.n_pool, bool)
+            is_dead[dead] = True
+            gone = is_dead[state.allies[:, 0]] | is_dead[state.allies[:, 1]]
+            state.allies = state.allies[~gone]
     return dead
 
 

@@ -81,12 +81,9 @@ class WorldState:
     def copy(self) -> WorldState:
         """Copy of every array and message list (messages themselves are never mutated)."""
         out = copy.copy(self)
-        for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
-            if isinstance(value, np.ndarray):
-                setattr(out, f.name, value.copy())
-            elif isinstance(value, list):
-                setattr(out, f.name, list(value))
+        for name in _ARRAY_FIELDS:
+            setattr(out, name, getattr(self, name).copy())
+        out.outbox, out.inbox = list(self.outbox), list(self.inbox)
         return out
 
     def ally_matrix(self) -> np.ndarray:
@@ -96,6 +93,11 @@ class WorldState:
         out[self.allies[:, 0], self.allies[:, 1]] = True
         out[self.allies[:, 1], self.allies[:, 0]] = True
         return out
+
+
+# Fields copied by ``WorldState.copy`` (listed once: looking them up each day is slow).
+_ARRAY_FIELDS = tuple(f.name for f in dataclasses.fields(WorldState)
+                      if f.type in ("np.ndarray", np.ndarray))
 
 
 def initial_state(cfg: Config, rng: np.random.Generator) -> WorldState:
