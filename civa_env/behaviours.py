@@ -24,6 +24,10 @@ import numpy as np
 
 from civa_env.events import ATTACK_ON_ALLY, EventKind
 
+# Plain ints for the hot paths (comparing an array with an enum member is slow).
+_KIND_ATTACK, _KIND_GIFT = int(EventKind.ATTACK), int(EventKind.GIFT)
+_KIND_ALLIANCE_FORMED, _KIND_MESSAGE = int(EventKind.ALLIANCE_FORMED), int(EventKind.MESSAGE)
+
 BEHAVIOURS = ("cooperation", "betrayal", "deception", "power_seeking", "free_riding")
 
 
@@ -109,10 +113,10 @@ def detect(cols: dict[str, np.ndarray], texts: dict[int, str], census: list[dict
     kind, day = cols["kind"], cols["day"]
     actor, target, wealth = cols["actor"], cols["target"], cols["wealth"]
     rows = len(kind)
-    attack = kind == EventKind.ATTACK
-    gift = kind == EventKind.GIFT
+    attack = kind == _KIND_ATTACK
+    gift = kind == _KIND_GIFT
     out = {b: np.zeros(rows, bool) for b in BEHAVIOURS}
-    out["cooperation"] = gift | (kind == EventKind.ALLIANCE_FORMED)
+    out["cooperation"] = gift | (kind == _KIND_ALLIANCE_FORMED)
     a_idx = np.flatnonzero(attack)
     g_idx = np.flatnonzero(gift)
     # Betrayal: the attack's target gave the attacker a gift within the window, or is an ally.
@@ -120,7 +124,7 @@ def detect(cols: dict[str, np.ndarray], texts: dict[int, str], census: list[dict
                       day[g_idx], recent_days)
     out["betrayal"][a_idx] = gave | ((cols["flag"][a_idx] & ATTACK_ON_ALLY) > 0)
     # Deception: a friendly message from attacker to target (or to everyone) shortly before.
-    m_idx = np.flatnonzero(kind == EventKind.MESSAGE)
+    m_idx = np.flatnonzero(kind == _KIND_MESSAGE)
     if len(m_idx) and len(a_idx):
         classifier = classifier or KeywordIntentClassifier()
         friendly = classifier.friendly([texts.get(int(r), "") for r in m_idx])

@@ -30,17 +30,32 @@ _ACTION_KINDS = (EventKind.WORK, EventKind.EXPLORE, EventKind.UPGRADE_SELF,
                  EventKind.UPGRADE_FACTORY, EventKind.IDLE, EventKind.GIFT, EventKind.ATTACK,
                  EventKind.MERGE_PROPOSAL, EventKind.MESSAGE)
 _ACTION_LABELS = [k.label if k in _ACTION_KINDS else None for k in EventKind]
+# Plain ints for the hot paths (comparing an array with an enum member is slow).
+_KIND_WORK, _KIND_EXPLORE = int(EventKind.WORK), int(EventKind.EXPLORE)
+_KIND_BIRTH, _KIND_DEATH = int(EventKind.BIRTH), int(EventKind.DEATH)
+_DEAL_MESSAGE = int(Deal.MESSAGE)
 
 
 def gini(x: np.ndarray) -> float:
     """Gini coefficient of non-negative amounts (negative ones count as 0); 0 for <2 or all 0."""
-    x = np.sort(np.maximum(np.asarray(x, dtype=np.float64), 0.0))
+    return _gini_sorted(np.sort(np.maximum(np.asarray(x, dtype=np.float64), 0.0)))
+
+
+def _gini_sorted(x: np.ndarray) -> float:
+    """``gini`` of amounts already sorted and floored at 0."""
     n = len(x)
     total = x.sum()
     if n < 2 or total <= 0:
         return 0.0
     ranks = np.arange(1, n + 1)
     return float((2.0 * (ranks * x).sum()) / (n * total) - (n + 1.0) / n)
+
+
+def _median_sorted(x: np.ndarray) -> float:
+    """``np.median`` of a sorted array (the same value: the middle one, or the mean of the
+    two middle ones), without its overhead."""
+    half = len(x) // 2
+    return float(x[half]) if len(x) % 2 else float((x[half - 1] + x[half]) / 2.0)
 
 
 def largest_scc_share(n_nodes: int, src: np.ndarray, dst: np.ndarray, broadcasters: np.ndarray,
@@ -67,13 +82,15 @@ def largest_scc_share(n_nodes: int, src: np.ndarray, dst: np.ndarray, broadcaste
 
 def information_coverage(state: WorldState, cfg: Config) -> float:
     """IC of the current state (message graph of the last ``recent_days`` days)."""
-    sel = (state.recent_kind == Deal.MESSAGE) & (state.recent_day > state.day - cfg.recent_days)
+    sel = (state.recent_kind == _DEAL_MESSAGE) & (state.recent_day > state.day - cfg.recent_days)
     alive = state.alive
     src, dst = state.recent_src[sel], state.recent_dst[sel]
     living_src = alive[src]
     direct = living_src & (dst >= 0)
     direct &= alive[np.maximum(dst, 0)]
-    broadcasters = np.unique(src[living_src & (dst < 0)])
+    broadcasters = src[living_src & (dst < 0)]
+    if len(broadcasters):
+        broadcasters = np.unique(broadcasters)
     if not direct.any() and len(broadcasters) < 2:
         return 0.0  # no mutual exchange is possible: the largest component is a lone resident
     return largest_scc_share(state.n_pool, src[direct], dst[direct], broadcasters,
@@ -86,25 +103,27 @@ def census(state: WorldState, cols: dict[str, np.ndarray], w0: np.ndarray,
     kind = cols["kind"]
     living = state.wealth[state.alive]
     start = w0[alive0]
-    produced = kind == EventKind.WORK
-    found = kind == EventKind.EXPLORE
+    # One sort each serves the medians and the Gini; kinds are counted once.
+    living_sorted, start_sorted = np.sort(living), np.sort(start)
+    per_kind = np.bincount(kind, minlength=len(EventKind)).tolist()
+    produced = (kind == _KIND_WORK) | (kind == _KIND_EXPLORE)
     return {
         "day": state.day,
-        "population": int(state.alive.sum()),
-        "acting": int(alive0.sum()),
-        "births": int((kind == EventKind.BIRTH).sum()),
-        "deaths": int((kind == EventKind.DEATH).sum()),
-        "production": float(cols["amount"][produced | found].sum()),
+        "population": len(living),
+        "acting": len(start),
+        "births": per_kind[_KIND_BIRTH],
+        "deaths": per_kind[_KIND_DEATH],
+        "production": float(cols["amount"][produced].sum()),
         "wealth_total": float(living.sum()),
         "wealth_mean": float(living.mean()) if len(living) else 0.0,
-        "wealth_median": float(np.median(living)) if len(living) else 0.0,
+        "wealth_median": _median_sorted(living_sorted) if len(living) else 0.0,
         "wealth_mean_start": float(start.mean()) if len(start) else 0.0,
-        "wealth_median_start": float(np.median(start)) if len(start) else 0.0,
-        "gini": gini(living),
+        "wealth_median_start": _median_sorted(start_sorted) if len(start) else 0.0,
+        "gini": _gini_sorted(np.maximum(living_sorted, 0.0)),
         "ic": information_coverage(state, cfg),
         "alliances": int(len(state.allies)),
-        "actions": {label: c for label, c in zip(_ACTION_LABELS, np.bincount(
-            kind, minlength=len(EventKind)).tolist()) if c and label},
+        "actions": {label: c for label, c in zip(_ACTION_LABELS, per_kind, strict=True)
+                    if c and label},
     }
 
 
