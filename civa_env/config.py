@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -217,9 +218,21 @@ class Config:
         for name in ("start_wealth", "start_skill", "capacity_range"):
             lo, hi = getattr(self, name)
             need(lo <= hi, f"{name} must be (low, high) with low <= high")
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            numbers = value if isinstance(value, tuple) else (value,)
+            need(all(math.isfinite(x) for x in numbers if _is_number(x)),
+                 f"{f.name} must be finite, got {value!r}")
         for name in ("outage_prob", "explore_reveal_prob", "explore_find_prob", "birth_prob",
                      "loot_fraction", "ally_defence", "idle_upkeep_factor"):
             need(0.0 <= getattr(self, name) <= 1.0, f"{name} must be in [0, 1]")
+        for name in ("production_k", "production_noise", "explore_find_max", "upgrade_cost",
+                     "skill_gain", "capacity_gain", "upkeep", "upkeep_noise", "birth_threshold",
+                     "birth_cost", "newcomer_wealth", "attack_wealth_weight",
+                     "attack_wealth_cap", "fight_cost", "failed_attack_cost", "inbox_size"):
+            need(getattr(self, name) >= 0, f"{name} must be >= 0, got {getattr(self, name)!r}")
+        for name in ("merge_window", "recent_days", "deception_window"):
+            need(getattr(self, name) >= 1, f"{name} must be >= 1, got {getattr(self, name)!r}")
         need(0.0 <= self.prevalence <= 1.0,
              f"prevalence must be in [0, 1], got {self.prevalence}")
         need(self.obs_mode in OBS_MODES, f"obs_mode must be one of {OBS_MODES}, got {self.obs_mode!r}")
@@ -249,8 +262,13 @@ class Config:
 
     def replace(self, **kwargs: Any) -> Config:
         """A copy with some fields changed (aliases accepted)."""
+        changes = {ALIASES.get(k, k): v for k, v in kwargs.items()}
         merged = self.to_dict()
-        merged.update({ALIASES.get(k, k): v for k, v in kwargs.items()})
+        # A pool size that was derived from n_agents follows a new n_agents.
+        if ("n_agents" in changes and "max_agents" not in changes
+                and self.max_agents == 4 * self.n_agents):
+            merged["max_agents"] = None
+        merged.update(changes)
         return Config.from_kwargs(**merged)
 
     def to_dict(self) -> dict[str, Any]:
@@ -277,6 +295,8 @@ class Config:
                 data = json.load(f)
         except json.JSONDecodeError as err:
             raise ValueError(f"{path}: not valid JSON ({err})") from None
+        except OSError as err:
+            raise ValueError(f"{path}: cannot read the config ({err.strerror or err})") from None
         try:
             return cls.from_dict(data.get("env", data) if isinstance(data, dict) else data)
         except (TypeError, ValueError) as err:

@@ -147,7 +147,26 @@ class ValueCondition:
         return prompt_for(self.code)
 
 
-N_CONDITION_CODES = 21
+N_CONDITION_CODES = 1 + 2 * len(Value)
+
+
+def direction_of(codes: np.ndarray) -> np.ndarray:
+    """Direction (0 baseline, 1 with, 2 without) of each condition code: same shape, int64."""
+    codes = np.asarray(codes, dtype=np.int64)
+    return np.where(codes == 0, 0, np.where(codes <= len(Value), 1, 2))
+
+
+def value_of(codes: np.ndarray) -> np.ndarray:
+    """Value index (0..9) of each condition code, -1 for baseline: same shape, int64."""
+    codes = np.asarray(codes, dtype=np.int64)
+    return np.where(codes == 0, -1, (codes - 1) % len(Value))
+
+
+def code_of(direction: np.ndarray, value: np.ndarray) -> np.ndarray:
+    """Inverse of ``direction_of``/``value_of`` (value ignored for baseline): int64."""
+    direction = np.asarray(direction, dtype=np.int64)
+    value = np.asarray(value, dtype=np.int64)
+    return np.where(direction == 0, 0, np.where(direction == 1, 1, 1 + len(Value)) + value)
 
 
 def prompt_for(code: int) -> str:
@@ -178,13 +197,14 @@ def all_conditions() -> list[str]:
 
 def assign_conditions(condition: ValueCondition, prevalence: float, n: int,
                       rng: np.random.Generator) -> np.ndarray:
-    """Condition codes for ``n`` residents: round(prevalence * n) of them, chosen by ``rng``.
+    """Condition codes for ``n`` residents: ``floor(prevalence * n + 0.5)`` of them, chosen by
+    ``rng``.
 
     Returns:
         int8 array (n,): the condition's code for the chosen residents, 0 (baseline) for others.
     """
     codes = np.zeros(n, dtype=np.int8)
-    k = int(round(prevalence * n))
+    k = int(np.floor(prevalence * n + 0.5))  # half-way cases round up: 0.5 x 25 -> 13
     if condition.direction != Direction.BASELINE and k > 0:
         chosen = rng.choice(n, size=k, replace=False)
         codes[chosen] = condition.code

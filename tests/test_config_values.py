@@ -148,11 +148,13 @@ def test_prompts_for_all_codes():
         assert ("do not care" in text) == (cond.direction == Direction.WITHOUT)
 
 
-@pytest.mark.parametrize("prevalence,n", [(0.0, 25), (0.5, 25), (0.3, 10), (1.0, 7), (0.49, 100)])
-def test_assignment_by_prevalence_is_exact_and_seeded(prevalence, n):
+@pytest.mark.parametrize("prevalence,n,expected", [
+    (0.0, 25, 0), (0.5, 25, 13), (0.3, 10, 3), (1.0, 7, 7), (0.49, 100, 49), (0.5, 5, 3)])
+def test_assignment_by_prevalence_is_exact_and_seeded(prevalence, n, expected):
+    """floor(prevalence * n + 0.5) holders: half-way cases round up (README "Values")."""
     cond = ValueCondition.parse("with:benevolence")
     codes = assign_conditions(cond, prevalence, n, np.random.default_rng(1))
-    assert (codes == cond.code).sum() == round(prevalence * n)
+    assert (codes == cond.code).sum() == expected
     assert set(codes.tolist()) <= {0, cond.code}
     again = assign_conditions(cond, prevalence, n, np.random.default_rng(1))
     np.testing.assert_array_equal(codes, again)
@@ -213,3 +215,26 @@ def test_newcomers_keep_their_parents_prompt():
 def test_wrong_typed_config_value_names_the_field(field, value):
     with pytest.raises(ValueError, match=field):
         Config.from_kwargs(**{field: value})
+
+
+def test_replace_keeps_a_derived_pool_in_step_with_n_agents():
+    assert Config().replace(n_agents=50).max_agents == 200
+    assert Config(max_agents=30).replace(n_agents=10).max_agents == 30  # explicit pool kept
+    env = civa_env.parallel_env(config=Config(), n_agents=60)
+    assert len(env.possible_agents) == 240
+
+
+@pytest.mark.parametrize("kwargs,field", [
+    ({"upkeep": -5.0}, "upkeep"), ({"fight_cost": -3.0}, "fight_cost"),
+    ({"merge_window": 0}, "merge_window"), ({"recent_days": 0}, "recent_days"),
+    ({"inbox_size": -1}, "inbox_size"), ({"upkeep": float("nan")}, "upkeep"),
+    ({"start_wealth": (8.0, float("inf"))}, "start_wealth"),
+])
+def test_out_of_range_values_name_the_field(kwargs, field):
+    with pytest.raises(ValueError, match=field):
+        Config(**kwargs)
+
+
+def test_load_of_a_folder_names_it(tmp_path):
+    with pytest.raises(ValueError, match=str(tmp_path)):
+        Config.load(str(tmp_path))
