@@ -166,11 +166,12 @@ def test_checkpoint_records_shape(checkpoint):
 
 
 def test_cli_run_with_ppo_policy(checkpoint, tmp_path):
+    # Trained with 10 residents, run with 12: the pool size is not part of the network.
     if importlib.util.find_spec("civa_env.cli") is None:
         pytest.skip("no CLI")
     out = tmp_path / "run"
     cmd = [sys.executable, "-m", "civa_env.cli", "run", "--policy",
-           f"ppo:{checkpoint}=0.5,scripted=0.5", "--agents", "10", "--days", "5",
+           f"ppo:{checkpoint}=0.5,scripted=0.5", "--agents", "12", "--days", "5",
            "--set", "n_factories=3", "--set", "view_size=4", "--out", str(out),
            "--no-progress"]
     res = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=300)
@@ -184,21 +185,39 @@ def test_mismatched_checkpoint_names_the_fields(checkpoint):
     policy = make_policy(f"ppo:{checkpoint}")
     with pytest.raises(CheckpointMismatch, match=r"view_size: trained with 4, this world has 6"):
         policy.reset(Config(**{**SMALL, "view_size": 6}))
-    with pytest.raises(CheckpointMismatch, match=r"max_agents: trained with 40, this world has 80"):
-        policy.reset(Config(**{**SMALL, "n_agents": 20}))
-    # nonstrict: a larger community is fine as long as the network's inputs agree ...
-    loose = make_policy(f"ppo:{checkpoint}@nonstrict")
-    loose.reset(Config(**{**SMALL, "n_agents": 20}))
-    # ... but not another observation layout.
-    with pytest.raises(CheckpointMismatch, match="n_factories"):
-        loose.reset(Config(**{**SMALL, "n_factories": 4}))
+    with pytest.raises(CheckpointMismatch, match=r"n_factories: trained with 3, this world has 4"
+                                                 r"; feature_size: .*; catalogue_size: "):
+        policy.reset(Config(**{**SMALL, "n_factories": 4}))
     # Observations of another layout fed directly are refused too.
     import civa_env
 
     env = civa_env.parallel_env(**{**SMALL, "n_factories": 4})
     obs, infos = env.reset(seed=0)
     with pytest.raises(CheckpointMismatch, match="features"):
-        loose.act(obs, infos)
+        policy.act(obs, infos)
+
+
+def test_checkpoint_runs_in_other_community_sizes_and_text_limits(checkpoint):
+    """The network does not depend on the pool size or text limits: accepted by default."""
+    import civa_env
+
+    other = Config(**{**SMALL, "n_agents": 20}, max_messages=3, max_message_chars=100,
+                   max_text_chars=2000)
+    policy = make_policy(f"ppo:{checkpoint}", seed=0)
+    policy.reset(other, seed=0)
+    env = civa_env.parallel_env(other)
+    obs, infos = env.reset(seed=0)
+    actions = policy.act(obs, infos)
+    assert len(actions) == 20 and all(obs[a]["action_mask"][x] for a, x in actions.items())
+    # @strict checks every recorded field, and names each one that differs.
+    strict = make_policy(f"ppo:{checkpoint}@strict")
+    with pytest.raises(CheckpointMismatch, match=r"max_agents: trained with 40, this world has "
+                                                 r"80; max_messages: trained with 2, .* has 3"):
+        strict.reset(other)
+    strict.reset(Config(**SMALL))
+    make_policy(f"ppo:{checkpoint}@nonstrict").reset(other)  # the old spelling still loads
+    with pytest.raises(ValueError, match="unknown ppo option"):
+        make_policy(f"ppo:{checkpoint}@loose")
 
 
 def test_bad_checkpoint_paths(tmp_path):

@@ -4,24 +4,29 @@
 checkpoint written by ``save_checkpoint`` (``baselines/train_ppo.py`` writes them): the SB3
 zip plus ``civa.json`` inside it (and a copy beside it, ``<name>.civa.json``) recording
 the algorithm and the world's shape (``config.SHAPE_FIELDS``, feature size, catalogue
-size). Loading checks that shape against the world the policy is placed in and names every
-field that differs.
+size).
 
 All the residents a policy controls decide in **one forward pass** a day: features are
 stacked into a batch, the network gives the logits, invalid actions are masked out (for
 plain PPO as well) and an action is sampled from the masked distribution (seeded), or the
 best one is taken with ``deterministic``.
 
-Spec arguments: ``ppo:<path>``, ``ppo:<path>@deterministic``, ``ppo:<path>@nonstrict``
-(``nonstrict`` accepts a world whose pool size or text limits differ, as long as the
-feature and catalogue sizes agree); options are joined with ``@`` because ``,`` separates
-the policies of a mix (``--policy ppo:model.zip=0.5,scripted=0.5``). torch and SB3 are
-imported only when a policy is built.
+Loading checks only what the network depends on (``NETWORK_FIELDS``: ``n_factories``,
+``view_size``, ``gift_levels``, hence the feature and catalogue sizes), so a checkpoint runs
+in a community of another size (``--agents``) or with other text limits; a different pool
+size or text limit is only logged. ``@strict`` requires every recorded shape field
+(``config.SHAPE_FIELDS``) to match as well.
+
+Spec arguments: ``ppo:<path>``, ``ppo:<path>@deterministic``, ``ppo:<path>@strict``
+(``@nonstrict`` is accepted and means the default); options are joined with ``@`` because
+``,`` separates the policies of a mix (``--policy ppo:model.zip=0.5,scripted=0.5``). torch
+and SB3 are imported only when a policy is built.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import zipfile
 from collections.abc import Hashable, Mapping
 from pathlib import Path
@@ -35,7 +40,11 @@ from civa_env.policies.base import Policy, register_policy
 CHECKPOINT_FORMAT = "civa-sb3/1"
 META_NAME = "civa.json"
 ALGOS = ("MaskablePPO", "PPO")
-NETWORK_FIELDS = ("feature_size", "catalogue_size")  # the network cannot run if these differ
+# What the network depends on: a mismatch in any of these is an error. The other recorded
+# fields (pool size, text limits) only matter with ``@strict``.
+NETWORK_FIELDS = ("n_factories", "view_size", "gift_levels", "feature_size", "catalogue_size")
+
+log = logging.getLogger(__name__)
 
 
 class CheckpointMismatch(ValueError):
@@ -103,39 +112,41 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
                      "civa_env.policies.sb3.save_checkpoint so their world shape is recorded")
 
 
-def check_shape(meta: Mapping[str, Any], cfg: Config, *, strict: bool = True,
+def check_shape(meta: Mapping[str, Any], cfg: Config, *, strict: bool = False,
                 source: str = "checkpoint") -> None:
-    """Raise ``CheckpointMismatch`` naming each shape field where ``meta`` and ``cfg`` differ.
+    """Raise ``CheckpointMismatch`` naming each field where ``meta`` and ``cfg`` differ.
 
-    With ``strict=False`` only the fields the network depends on (feature and catalogue
-    sizes, hence ``n_factories``, ``view_size``, ``gift_levels``) must agree.
+    By default only ``NETWORK_FIELDS`` must agree; other differences (pool size, text
+    limits) are logged. With ``strict=True`` every recorded shape field must agree.
     """
     from civa_env.wrappers import shape_signature
 
     trained = meta.get("shape", {})
     here = shape_signature(cfg)
     diffs = [(k, trained.get(k), v) for k, v in here.items() if trained.get(k) != v]
-    if not strict:
-        fatal = {"n_factories", "view_size", "gift_levels", *NETWORK_FIELDS}
-        diffs = [d for d in diffs if d[0] in fatal]
-    if diffs:
-        lines = "; ".join(f"{k}: trained with {a}, this world has {b}" for k, a, b in diffs)
+    fatal = diffs if strict else [d for d in diffs if d[0] in NETWORK_FIELDS]
+    if fatal:
+        lines = "; ".join(f"{k}: trained with {a}, this world has {b}" for k, a, b in fatal)
         raise CheckpointMismatch(
             f"{source} does not fit this world ({lines}). Run it in a world with the same "
-            f"settings (e.g. the same --agents / n_agents, n_factories, view_size), or train "
-            f"a policy for this one with baselines/train_ppo.py"
-            + ("" if not strict else "; if only the pool size or text limits differ, "
-               "'ppo:<checkpoint>@nonstrict' accepts it") + ".")
+            + ("settings" if strict else "n_factories, view_size and gift_levels")
+            + ", or train a policy for this one with baselines/train_ppo.py"
+            + (" (or drop @strict if only the pool size or text limits differ)." if strict
+               else "."))
+    if diffs:
+        log.info("%s: fields the network does not depend on differ (%s); accepted",
+                 source, ", ".join(f"{k} {a} -> {b}" for k, a, b in diffs))
 
 
 class SB3Policy(Policy):
     """A trained SB3 policy acting for a batch of residents (one forward pass per ``act``).
 
     Args:
-        checkpoint: the zip (or its folder / stem); ``@deterministic`` and ``@nonstrict``
+        checkpoint: the zip (or its folder / stem); ``@deterministic`` and ``@strict``
             may follow it in the spec string.
         deterministic: take the most likely valid action instead of sampling.
-        strict: require every shape field to match (see ``check_shape``).
+        strict: require every recorded shape field to match, not only the network's
+            (see ``check_shape``).
         seed: seeds the sampling.
         device: torch device (default ``cpu``).
     """
@@ -146,14 +157,14 @@ class SB3Policy(Policy):
                  strict: bool | None = None, seed: int | None = None,
                  device: str = "cpu") -> None:
         path, *options = str(checkpoint).split("@")
-        unknown = set(options) - {"deterministic", "nonstrict", "stochastic", ""}
+        unknown = set(options) - {"deterministic", "stochastic", "strict", "nonstrict", ""}
         if unknown:
             raise ValueError(f"unknown ppo option(s) {sorted(unknown)}; "
-                             "use ppo:<checkpoint>[@deterministic][@nonstrict]")
+                             "use ppo:<checkpoint>[@deterministic][@strict]")
         if deterministic is None:
             deterministic = "deterministic" in options
         self.deterministic = deterministic
-        self.strict = ("nonstrict" not in options) if strict is None else strict
+        self.strict = ("strict" in options) if strict is None else strict
         self.path = checkpoint_path(path)
         self.meta = read_metadata(self.path)
         if self.meta.get("format") != CHECKPOINT_FORMAT:
