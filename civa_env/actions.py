@@ -219,7 +219,7 @@ class ActionBatch:
     invalid: dict[int, list[str]] = field(default_factory=dict)  # resident -> reasons
 
     @classmethod
-    def idle(cls, n: int, m: int | None = None) -> ActionBatch:
+    def idle(cls, n: int) -> ActionBatch:
         """Everyone idles, no secondary."""
         return cls(primary=np.full(n, Primary.IDLE, np.int8), factory=np.full(n, -1, np.int16),
                    secondary=np.zeros(n, np.int8), target=np.full(n, -1, np.int32),
@@ -307,6 +307,7 @@ def _pack_flat(batch: ActionBatch, rows: np.ndarray, ids: np.ndarray, state: Wor
     empty_slot = has_slot & (target < 0)
     if empty_slot.any():
         batch.flag_many(rows[empty_slot], "target view slot is empty: no secondary action")
+        batch.secondary[rows[empty_slot]] = Secondary.NONE  # flagged once, here
     batch.target[rows] = target
     gift = d["level"] >= 0
     batch.amount[rows[gift]] = catalogue.gift_levels[d["level"][gift]] * np.maximum(
@@ -320,10 +321,8 @@ def _resolve_target(value: Any, name: str, key: str, i: int, view: np.ndarray,
         word = value.strip()
         if allow_everyone and word.lower() in _EVERYONE_WORDS:
             return EVERYONE
-        try:
-            return agent_index(word)
-        except ValueError:
-            return None
+        j = _pool_index(word, view.shape[0])
+        return j if j >= 0 else None  # not a name of the pool (however large): flagged
     slot = _as_int(value, name, key)
     if allow_everyone and slot == view.shape[1]:
         return EVERYONE
@@ -387,6 +386,9 @@ def _pack_structured(batch: ActionBatch, i: int, name: str, action: dict[str, An
         if recipient is None:
             batch.flag(i, f"message to unknown resident {msg.get('to')!r}: dropped")
             continue
+        # Line breaks and other whitespace become single spaces, so that a message cannot
+        # pose as another line (another sender) in its reader's briefing.
+        text = " ".join(text.split())
         if len(text) > cfg.max_message_chars:
             batch.flag(i, f"message longer than {cfg.max_message_chars} characters: cut")
             text = text[: cfg.max_message_chars]

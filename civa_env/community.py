@@ -37,7 +37,6 @@ A resident is terminated when it starves; everyone is truncated after `max_days`
 
 from __future__ import annotations
 
-import functools
 from typing import Any
 
 import numpy as np
@@ -85,12 +84,12 @@ class CivaEnv(ParallelEnv):
         self._masks = np.zeros((n, self.catalogue.size), np.int8)
 
     # ---- spaces (cached: PettingZoo requires the same object each call) -------------------
-    @functools.lru_cache(maxsize=None)  # noqa: B019 - one shared space object per env
+    # The same space objects every call, as PettingZoo requires (built once in __init__; no
+    # functools.lru_cache, which would keep every env ever built alive).
     def observation_space(self, agent: str) -> spaces.Dict:
         """Observation space (the same object for every resident)."""
         return self._observation_space
 
-    @functools.lru_cache(maxsize=None)  # noqa: B019
     def action_space(self, agent: str) -> spaces.Discrete:
         """Flat action space (the structured form is also accepted by ``step``)."""
         return self._action_space
@@ -109,6 +108,7 @@ class CivaEnv(ParallelEnv):
             self._rng = np.random.default_rng(self.cfg.seed)
         self.world = initial_state(self.cfg, self._rng)
         self.log = EventLog()
+        self._population_sum = 0
         living = np.flatnonzero(self.world.alive)
         self.agents = [self.possible_agents[i] for i in living]
         obs, infos = self._observe(living, {}, None)
@@ -129,8 +129,8 @@ class CivaEnv(ParallelEnv):
         census = metrics.census(new, chunk[0], old.wealth, old.alive, cfg)
         self.log.append(chunk, census)
         census["behaviours"] = self._day_behaviours()
-        census["nAUP"] = sum(c["population"] for c in self.log.census) / (
-            cfg.max_days * cfg.n_agents)
+        self._population_sum += census["population"]
+        census["nAUP"] = self._population_sum / (cfg.max_days * cfg.n_agents)
 
         acted = np.flatnonzero(old.alive)
         truncated = new.day >= cfg.max_days
@@ -169,7 +169,8 @@ class CivaEnv(ParallelEnv):
         cols, texts, start = self.log.tail_columns(window)
         masks = behaviours.detect(cols, texts, self.log.census[-window:],
                                   recent_days=self.cfg.recent_days,
-                                  deception_window=self.cfg.deception_window, episode=False)
+                                  deception_window=self.cfg.deception_window, episode=False,
+                                  givers=self.world.ever_gave)
         return behaviours.count(masks, slice(start, None))
 
     def _observe(self, rows: np.ndarray, invalid: dict[int, list[str]],

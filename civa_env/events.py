@@ -180,6 +180,7 @@ class EventLog:
         self._texts: list[dict[int, str]] = []
         self.census: list[dict[str, Any]] = []
         self._cache: tuple[dict[str, np.ndarray], dict[int, str]] | None = None
+        self.partial_reason: str | None = None  # set by read_jsonl when the file ends early
 
     def append(self, day_events: DayEvents | tuple[dict[str, np.ndarray], dict[int, str]],
                census: dict[str, Any]) -> None:
@@ -258,7 +259,6 @@ class EventLog:
         there and the complete days before it are kept (``partial_reason`` says why).
         """
         log = cls()
-        log.partial_reason = None
         pending = _PendingDay()
         with open(path, encoding="utf-8") as f:
             for lineno, line in enumerate(f, 1):

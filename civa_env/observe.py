@@ -70,7 +70,7 @@ def compute_view(state: WorldState, cfg: Config, rng: np.random.Generator) -> np
     perm = living[rng.permutation(n_alive)]
     ring = np.concatenate([perm, perm[:width]])[1:]
     sample = as_strided(ring, shape=(n_alive, width), strides=(ring.strides[0],) * 2)
-    ii, jj, level = _priority_pairs(state, n)
+    ii, jj, level = _priority_pairs(state, n, cfg.recent_days)
     if len(ii) == 0:
         view[perm, :width] = np.sort(sample, axis=1)
         return view
@@ -93,11 +93,13 @@ def compute_view(state: WorldState, cfg: Config, rng: np.random.Generator) -> np
     return view
 
 
-def _priority_pairs(state: WorldState, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _priority_pairs(state: WorldState, n: int,
+                    recent_days: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Allies (level 0) and direct recent dealings (level 1) as pairs (i sees j), each once
     at its highest priority, sorted by viewer, then level, then name: (P,) int64 each."""
     a = state.allies
-    direct = state.recent_dst >= 0
+    # Direct dealings of the last `recent_days` days (memory may keep longer windows).
+    direct = (state.recent_dst >= 0) & (state.recent_day > state.day - recent_days)
     src, dst = state.recent_src[direct], state.recent_dst[direct]
     ii = np.concatenate([a[:, 0], a[:, 1], src, dst]).astype(np.int64)
     jj = np.concatenate([a[:, 1], a[:, 0], dst, src]).astype(np.int64)
@@ -286,8 +288,8 @@ class Briefer:
                                         if allies else "none") + ".")
         seen = self.view[i]
         labels = self.labels
-        lines.append("Residents you see: "
-                     + ", ".join([labels[j] for j in seen[seen >= 0].tolist()]) + ".")
+        visible = [labels[j] for j in seen[seen >= 0].tolist()]
+        lines.append("Residents you see: " + (", ".join(visible) if visible else "nobody") + ".")
         mail = self.direct.get(i, []) + self.broadcast
         if mail:
             lines.append("Messages for you:")

@@ -19,7 +19,6 @@ from civa_env.config import Config
 from civa_env.events import (ATTACK_ON_ALLY, ATTACK_SUCCESS, EXPLORE_FOUND, EXPLORE_REVEALED,
                              DayEvents, EventKind)
 from civa_env.state import Deal, WorldState
-from civa_env.values import assign_conditions
 
 # Plain ints for the hot paths (enum attribute access is slow in CPython).
 _EVENTKIND_ALLIANCE_DISSOLVED = int(EventKind.ALLIANCE_DISSOLVED)
@@ -189,6 +188,7 @@ def give(state: WorldState, batch: ActionBatch, ev: DayEvents, day: int,
     state.wealth += received
     state.given[:] = 0.0
     state.given[rows] = amount
+    state.ever_gave[rows] = True
     state.received[:] = received
     ev.add(_EVENTKIND_GIFT, rows, tgt, amount=amount, wealth=w0[rows], target_wealth=w0[tgt])
     _remember(state, day, rows, tgt, Deal.GIFT)
@@ -317,7 +317,10 @@ def give_birth(state: WorldState, rng: np.random.Generator, cfg: Config, ev: Day
     eligible = state.alive & (state.wealth >= cfg.birth_threshold)
     draws = rng.random(state.n_pool)
     parents = np.flatnonzero(eligible & (draws < cfg.birth_prob))
-    parents = parents[: state.n_pool - state.n_used]
+    free = state.n_pool - state.n_used
+    if len(parents) > free:
+        # Not enough names for all: a seeded draw decides who, not the name order.
+        parents = np.sort(rng.permutation(parents)[:free])
     if len(parents) == 0:
         return parents
     kids = np.arange(state.n_used, state.n_used + len(parents))
@@ -332,8 +335,9 @@ def give_birth(state: WorldState, rng: np.random.Generator, cfg: Config, ev: Day
     if cfg.inherit_values:
         state.condition[kids] = state.condition[parents]
     else:
-        state.condition[kids] = assign_conditions(cfg.value_condition, cfg.prevalence,
-                                                  len(kids), rng)
+        # Drawn again: each newcomer holds the condition with probability `prevalence`.
+        holds = rng.random(len(kids)) < cfg.prevalence
+        state.condition[kids] = np.where(holds, cfg.value_condition.code, 0)
     ev.add(_EVENTKIND_BIRTH, parents, kids, amount=cfg.newcomer_wealth)
     return kids
 

@@ -64,6 +64,7 @@ class WorldState:
     looted: np.ndarray  # (N,) float64 taken in attacks
     lost: np.ndarray  # (N,) float64 lost to attacks and fights
     attacked_by: np.ndarray  # (N,) int16 attacks received
+    ever_gave: np.ndarray  # (N,) bool gave a gift at some time in the episode
     # Relations.
     allies: np.ndarray  # (E, 2) int32 pairs i < j
     recent_day: np.ndarray  # (R,) int32
@@ -126,5 +127,6 @@ def initial_state(cfg: Config, rng: np.random.Generator) -> WorldState:
         workers=np.zeros(m, np.int32), output=np.zeros(m), outage=np.zeros(m, bool),
         income=zeros_n.copy(), received=zeros_n.copy(), given=zeros_n.copy(),
         looted=zeros_n.copy(), lost=zeros_n.copy(), attacked_by=np.zeros(n, np.int16),
+        ever_gave=np.zeros(n, bool),
         allies=np.empty((0, 2), np.int32), recent_day=empty.copy(), recent_src=empty.copy(),
         recent_dst=empty.copy(), recent_kind=np.empty(0, np.int8))
