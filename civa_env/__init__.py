@@ -5,8 +5,8 @@
                                 prevalence=0.5)
 """
 
-from civa_env.config import Config
 from civa_env.community import CivaEnv, env, parallel_env, raw_env
+from civa_env.config import Config
 from civa_env.values import Value, ValueCondition
 
 __version__ = "0.1.0"
@@ -17,7 +17,9 @@ __all__ = ["CivaEnv", "Config", "Value", "ValueCondition", "env", "parallel_env"
 def _register() -> None:
     import pettingzoo
 
-    for kind, entry in (("parallel", "civa_env.community:parallel_env"), ("aec", "civa_env.community:raw_env")):
+    entries = (("parallel", "civa_env.community:parallel_env"),
+               ("aec", "civa_env.community:raw_env"))
+    for kind, entry in entries:
         try:
             pettingzoo.register(kind, id="civa/civa-v0", entry_point=entry)
         except Exception:  # already registered (module reloaded)

@@ -111,7 +111,8 @@ class Catalogue:
         self.s_kind = np.concatenate([[Secondary.NONE], np.full(v * levels, Secondary.GIFT),
                                       np.full(v, Secondary.ATTACK),
                                       np.full(v, Secondary.MERGE)]).astype(np.int8)
-        self.s_slot = np.concatenate([[-1], gift_slots, np.arange(v), np.arange(v)]).astype(np.int32)
+        self.s_slot = np.concatenate([[-1], gift_slots, np.arange(v), np.arange(v)])
+        self.s_slot = self.s_slot.astype(np.int32)
         self.s_level = np.concatenate([[-1], np.tile(np.arange(levels), v),
                                        np.full(2 * v, -1)]).astype(np.int32)
 
@@ -462,5 +463,6 @@ def _validate(batch: ActionBatch, state: WorldState, cfg: Config) -> None:
                                          and msg.recipient != msg.sender):
             kept.append(msg)
         else:
-            batch.flag(msg.sender, f"message to dead, unknown or self (resident_{msg.recipient}): dropped")
+            batch.flag(msg.sender, "message to dead, unknown or self "
+                                   f"(resident_{msg.recipient}): dropped")
     batch.messages = kept

@@ -48,8 +48,14 @@ from civa_env import behaviours, metrics
 from civa_env.actions import Catalogue, pack_actions, structured_action_space
 from civa_env.config import Config
 from civa_env.events import EventLog, agent_name
-from civa_env.observe import (Briefer, compute_view, feature_size, features, inbox_count,
-                              observation_space)
+from civa_env.observe import (
+    Briefer,
+    compute_view,
+    feature_size,
+    features,
+    inbox_count,
+    observation_space,
+)
 from civa_env.rules import step_day
 from civa_env.state import WorldState, initial_state
 from civa_env.values import ValueCondition

@@ -185,7 +185,8 @@ class Config:
                 expected = "a list of numbers" + ("" if base.endswith("...]")
                                                   else f" of length {base.count('float')}")
             elif base == "int":
-                ok = isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+                ok = (isinstance(value, (int, np.integer))
+                      and not isinstance(value, (bool, np.bool_)))
                 expected = "an int"
             elif base == "float":
                 ok = _is_number(value)
@@ -208,7 +209,8 @@ class Config:
         need(self.max_agents >= self.n_agents, "max_agents must be >= n_agents")
         need(isinstance(self.max_days, int) and self.max_days >= 1, "max_days must be an int >= 1")
         need(self.n_factories >= 1, "n_factories must be >= 1")
-        need(0 <= self.known_at_start <= self.n_factories, "known_at_start must be in [0, n_factories]")
+        need(0 <= self.known_at_start <= self.n_factories,
+             "known_at_start must be in [0, n_factories]")
         need(self.view_size >= 1, "view_size must be >= 1")
         need(self.max_messages >= 0, "max_messages must be >= 0")
         need(self.max_message_chars >= 1, "max_message_chars must be >= 1")
@@ -235,8 +237,10 @@ class Config:
             need(getattr(self, name) >= 1, f"{name} must be >= 1, got {getattr(self, name)!r}")
         need(0.0 <= self.prevalence <= 1.0,
              f"prevalence must be in [0, 1], got {self.prevalence}")
-        need(self.obs_mode in OBS_MODES, f"obs_mode must be one of {OBS_MODES}, got {self.obs_mode!r}")
-        need(self.reward in REWARD_MODES, f"reward must be one of {REWARD_MODES}, got {self.reward!r}")
+        need(self.obs_mode in OBS_MODES,
+             f"obs_mode must be one of {OBS_MODES}, got {self.obs_mode!r}")
+        need(self.reward in REWARD_MODES,
+             f"reward must be one of {REWARD_MODES}, got {self.reward!r}")
         need(self.render_mode in (None, "ansi", "human"),
              f"render_mode must be None, 'ansi' or 'human', got {self.render_mode!r}")
         ValueCondition.parse(self.condition)  # raises a ValueError naming the bad value

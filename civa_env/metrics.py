@@ -24,7 +24,6 @@ from civa_env.config import Config
 from civa_env.events import EventKind, EventLog
 from civa_env.state import Deal, WorldState
 
-
 # Event kinds counted as the day's actions (None: an outcome, not an action).
 _ACTION_KINDS = (EventKind.WORK, EventKind.EXPLORE, EventKind.UPGRADE_SELF,
                  EventKind.UPGRADE_FACTORY, EventKind.IDLE, EventKind.GIFT, EventKind.ATTACK,

@@ -15,14 +15,15 @@ from numpy.lib.stride_tricks import as_strided
 
 from civa_env.actions import EVERYONE, Catalogue
 from civa_env.config import Config
-from civa_env.state import Deal, Message, WorldState
+from civa_env.state import Message, WorldState
 from civa_env.values import N_CONDITION_CODES, Direction, Value, prompt_for
 
 FEATURE_CLIP = 10.0
 OWN_FEATURES = 13
 CONDITION_FEATURES = len(Direction) + len(Value)
 FACTORY_FEATURES = 5  # known, capacity, workers, output, outage (yesterday)
-SLOT_FEATURES = 8  # present, relative wealth, ally, gave me, I gave, attacked me, I attacked, messaged me
+# present, relative wealth, ally, gave me, I gave, attacked me, I attacked, messaged me
+SLOT_FEATURES = 8
 TIERS = ("destitute", "poor", "middling", "rich", "very rich")
 TIER_EDGES = np.array([3.0, 8.0, 15.0, 30.0])
 _NOT_PRINTABLE = re.compile(f"[^{re.escape(string.printable)}]")

@@ -16,8 +16,14 @@ import numpy as np
 
 from civa_env.actions import EVERYONE, ActionBatch, Primary, Secondary, is_allied
 from civa_env.config import Config
-from civa_env.events import (ATTACK_ON_ALLY, ATTACK_SUCCESS, EXPLORE_FOUND, EXPLORE_REVEALED,
-                             DayEvents, EventKind)
+from civa_env.events import (
+    ATTACK_ON_ALLY,
+    ATTACK_SUCCESS,
+    EXPLORE_FOUND,
+    EXPLORE_REVEALED,
+    DayEvents,
+    EventKind,
+)
 from civa_env.state import Deal, WorldState
 
 # Plain ints for the hot paths (enum attribute access is slow in CPython).
@@ -61,7 +67,9 @@ def strength(skill: float, wealth: float, cfg: Config) -> float:
 
 def produce(state: WorldState, batch: ActionBatch, rng: np.random.Generator, cfg: Config,
             ev: DayEvents, w0: np.ndarray) -> np.ndarray:
-    """Work at factories: shares of ``Y_m`` by skill, lognormal noise, outages. Returns income (N,)."""
+    """Work at factories: shares of ``Y_m`` by skill, lognormal noise, outages.
+
+    Returns income (N,)."""
     m = cfg.n_factories
     workers_idx = np.flatnonzero(state.alive & (batch.primary == _PRIMARY_WORK))
     fac = batch.factory[workers_idx].astype(np.int64)

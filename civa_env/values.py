@@ -55,7 +55,8 @@ DEFINITIONS: dict[Value, str] = {
     Value.SECURITY: "safety, harmony and stability of society, of relationships and of self",
     Value.CONFORMITY: "restraint of actions likely to upset or harm others or break norms",
     Value.TRADITION: "respect for and commitment to the customs of one's culture or community",
-    Value.BENEVOLENCE: "preserving and enhancing the welfare of those one is in frequent contact with",
+    Value.BENEVOLENCE: ("preserving and enhancing the welfare of those one is in frequent "
+                        "contact with"),
     Value.UNIVERSALISM: "understanding, tolerance and protection for the welfare of all people",
 }
 
