@@ -1,4 +1,4 @@
-"""Calibration of the world's rules (docs/rules.md "Calibration"; results in docs/calibration.md).
+"""Calibration of the world's rules (README "Rules", "Calibration"; results in docs/calibration.md).
 
 Runs the default community under a few scripted behaviours and prints mean nAUP, final
 population and extinction rate over seeds. The behaviours are scripted here, from what a

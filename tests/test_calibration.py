@@ -1,4 +1,4 @@
-"""Calibration facts (docs/rules.md "Calibration", docs/calibration.md): a cooperative
+"""Calibration facts (README "Rules", "Calibration", docs/calibration.md): a cooperative
 community survives and grows modestly, an all-attack community collapses within 30 days,
 a mixture falls in between. The behaviours are scripted in benchmarks/calibration.py from
 observations only; nothing in the rules refers to them, so the outcomes follow from the rules.

@@ -1,4 +1,4 @@
-"""Each rule of docs/rules.md on hand-built states (exact where the rule is, statistical over
+"""Each rule of README "Rules" on hand-built states (exact where the rule is, statistical over
 many seeds where it draws)."""
 
 from __future__ import annotations
