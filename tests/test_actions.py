@@ -48,7 +48,7 @@ def env() -> civa_env.CivaEnv:
     return fresh()
 
 
-# ---- an oracle of what is valid content, straight from README "Rules" -----------------------------
+# ---- an oracle of what is valid content, straight from README "Rules" --------------------------
 
 
 def _resident(value, env, i, *, everyone: bool):
