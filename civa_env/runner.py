@@ -10,15 +10,14 @@ several), so that an LLM policy makes one batched call a day.
 The run folder (see docs/run-folder.md) is written as the run goes: ``config.json`` and
 ``residents.json`` first, ``events.jsonl`` one day at a time (a crash leaves it readable up
 to the last finished day), then ``metrics.json`` (written last, atomically: its presence
-with ``"status": "complete"`` marks a finished run) and the PNG plots.
+with ``"status": "complete"`` marks a finished run) and the PNG plots. Breakdowns by policy
+and by value condition come from ``civa_env.breakdown``; folder helpers from
+``civa_env.runfolder`` (both re-exported here).
 """
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
-from collections.abc import Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,18 +25,33 @@ from typing import Any
 import numpy as np
 
 from civa_env import __version__, behaviours
+from civa_env.breakdown import (
+    ACTION_KINDS,
+    LLM_OUTCOMES,
+    breakdown,
+    llm_counts,
+    residents_table,
+)
 from civa_env.community import CivaEnv
 from civa_env.config import Config
-from civa_env.events import EventKind, agent_index, agent_name
+from civa_env.events import agent_index, agent_name
 from civa_env.policies.base import Policy, make_policy
+from civa_env.runfolder import (
+    POLICY_FILES,
+    RUN_FILES,
+    RunFolderError,
+    clear_policy_files,
+    is_complete_run,
+    is_run_dir,
+    prepare_run_dir,
+    write_json_atomic,
+)
 from civa_env.values import ValueCondition
 
-RUN_FILES = ("config.json", "residents.json", "events.jsonl", "metrics.json")
-ACTION_KINDS = tuple(k for k in EventKind if k <= EventKind.MESSAGE and k != EventKind.OUTAGE)
-
-
-class RunFolderError(ValueError):
-    """An output folder that cannot take a run (holds something else, or an earlier run)."""
+__all__ = ["ACTION_KINDS", "LLM_OUTCOMES", "POLICY_FILES", "RUN_FILES", "RunFolderError",
+           "RunResult", "assign_policies", "breakdown", "format_mix", "is_complete_run",
+           "is_run_dir", "parse_mix", "prepare_run_dir", "residents_table", "run_communities",
+           "run_community", "write_json_atomic"]
 
 
 # ---- policy mixes -----------------------------------------------------------------------------
@@ -104,68 +118,6 @@ def assign_policies(mix: Mapping[str, float], n: int, rng: np.random.Generator) 
     return [names[k] for k in labels[rng.permutation(n)]]
 
 
-# ---- run folders ------------------------------------------------------------------------------
-def write_json_atomic(path: Path, data: Any) -> None:
-    """Write JSON through a temporary file and ``os.replace`` (never a half-written file)."""
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(data, f, indent=2, allow_nan=False, default=_json_default)
-        f.write("\n")
-    os.replace(tmp, path)
-
-
-def _json_default(obj: Any) -> Any:
-    if isinstance(obj, np.integer):
-        return int(obj)
-    if isinstance(obj, np.floating):
-        return float(obj)
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, Path):
-        return str(obj)
-    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
-
-
-def is_run_dir(path: Path) -> bool:
-    """Whether ``path`` is a CIVA run folder (its config.json carries ``civa_version``)."""
-    try:
-        with open(Path(path) / "config.json", encoding="utf-8") as f:
-            return "civa_version" in json.load(f)
-    except (OSError, ValueError):
-        return False
-
-
-def is_complete_run(path: Path) -> bool:
-    """Whether ``path`` holds a finished run (metrics.json with status complete)."""
-    try:
-        with open(Path(path) / "metrics.json", encoding="utf-8") as f:
-            return json.load(f).get("status") == "complete"
-    except (OSError, ValueError, AttributeError):
-        return False
-
-
-def prepare_run_dir(path: Path, overwrite: bool = False) -> Path:
-    """Create ``path`` for a run; refuse a folder holding anything but an earlier run.
-
-    Raises:
-        RunFolderError: ``path`` is a file, a non-empty folder that is not a CIVA run folder,
-            or an earlier run while ``overwrite`` is false.
-    """
-    path = Path(path)
-    if path.exists() and not path.is_dir():
-        raise RunFolderError(f"output {path} is a file, not a folder; choose another --out")
-    if path.is_dir() and any(path.iterdir()):
-        if not is_run_dir(path):
-            raise RunFolderError(f"output folder {path} holds something else (not a CIVA run "
-                                 "folder); choose an empty or new --out")
-        if not overwrite:
-            raise RunFolderError(f"output folder {path} already holds a run; pass --overwrite "
-                                 "to replace it or choose another --out")
-        shutil.rmtree(path)
-    path.mkdir(parents=True, exist_ok=True)
-    return path
-
-
 # ---- results ----------------------------------------------------------------------------------
 @dataclass
 class RunResult:
@@ -176,67 +128,6 @@ class RunResult:
     residents: dict[str, dict[str, Any]]  # agent -> policy, condition, parent, born/died day
     run_dir: Path | None = None
     extra: dict[str, Any] = field(default_factory=dict)
-
-
-def breakdown(env: CivaEnv, group: np.ndarray, labels: Sequence[str]) -> dict[str, dict]:
-    """Per-group survival, wealth, actions and behaviours.
-
-    Args:
-        env: a finished (or running) environment.
-        group: (N,) int group index per resident of the pool, -1 for unused names.
-        labels: name of each group index.
-    """
-    world, cfg = env.world, env.cfg
-    used = np.arange(world.n_pool) < world.n_used
-    last_day = world.day
-    end = np.where(world.died_day >= 0, world.died_day, last_day)
-    days = np.where(used, np.maximum(end - world.born_day, 0), 0)
-    cols, texts = env.log.columns()
-    actor = cols["actor"].astype(np.int64)
-    actor_group = np.where(actor >= 0, group[np.maximum(actor, 0)], -1)
-    masks = behaviours.detect(cols, texts, env.log.census, recent_days=cfg.recent_days,
-                              deception_window=cfg.deception_window)
-    out = {}
-    for g, label in enumerate(labels):
-        members = used & (group == g)
-        if not members.any():
-            continue
-        mine = actor_group == g
-        living = members & world.alive
-        rd = int(days[members].sum())
-        actions = {k.label: int(((cols["kind"] == k) & mine).sum()) for k in ACTION_KINDS}
-        counts = {b: int((m & mine).sum()) for b, m in masks.items()}
-        out[label] = {
-            "residents": int(members.sum()),
-            "founders": int((members & (world.parent < 0)).sum()),
-            "born": int((members & (world.parent >= 0)).sum()),
-            "alive_end": int(living.sum()),
-            "survival": float(living.sum() / members.sum()),
-            "resident_days": rd,
-            "mean_wealth_end": float(world.wealth[living].mean()) if living.any() else 0.0,
-            "actions": actions,
-            "actions_per_resident_day": {k: c / max(rd, 1) for k, c in actions.items()},
-            "behaviours": counts,
-            "behaviour_rates": {b: c / max(rd, 1) for b, c in counts.items()},
-        }
-    return out
-
-
-def residents_table(env: CivaEnv, owner: np.ndarray, specs: Sequence[str]) -> dict[str, dict]:
-    """One record per resident who ever lived: policy, value condition, family, fate."""
-    w = env.world
-    out = {}
-    for i in range(w.n_used):
-        out[agent_name(i)] = {
-            "policy": specs[owner[i]] if owner[i] >= 0 else None,
-            "condition": str(ValueCondition.from_code(int(w.condition[i]))),
-            "parent": agent_name(int(w.parent[i])) if w.parent[i] >= 0 else None,
-            "born_day": int(w.born_day[i]),
-            "died_day": int(w.died_day[i]) if w.died_day[i] >= 0 else None,
-            "alive": bool(w.alive[i]),
-            "wealth": round(float(w.wealth[i]), 4),
-        }
-    return out
 
 
 # ---- the loop ---------------------------------------------------------------------------------
@@ -253,6 +144,7 @@ class _Episode:
         self.owner = np.full(cfg.max_agents, -1, np.int64)
         founders = assign_policies(mix, cfg.n_agents, rng)
         self.owner[: cfg.n_agents] = [specs.index(s) for s in founders]
+        self.llm = np.zeros((cfg.max_agents, len(LLM_OUTCOMES)), np.int64)  # (N, 3)
         self.header = header
         self.events_file = None
         if run_dir is not None:
@@ -261,7 +153,7 @@ class _Episode:
             self.events_file = open(run_dir / "events.jsonl", "w", encoding="utf-8")  # noqa: SIM115
 
     def _residents(self) -> dict[str, dict]:
-        return residents_table(self.env, self.owner, self.specs)
+        return residents_table(self.env, self.owner, self.specs, self.llm)
 
     def _write_config(self, status: str) -> None:
         residents = {agent_name(i): self.specs[o] for i, o in enumerate(self.owner.tolist())
@@ -285,15 +177,22 @@ class _Episode:
         """Close the log, compute the summary and breakdowns, write metrics and plots."""
         env = self.env
         summary = env.summary()
-        summary["by_policy"] = breakdown(env, self.owner, self.specs)
+        # One behaviour detection over the log for both breakdowns.
+        cols, texts = env.log.columns()
+        masks = behaviours.detect(cols, texts, env.log.census, recent_days=env.cfg.recent_days,
+                                  deception_window=env.cfg.deception_window)
+        llm = self.llm if self.llm.any() else None
+        summary["by_policy"] = breakdown(env, self.owner, self.specs, cols=cols, masks=masks,
+                                         llm=llm)
         codes = np.where(np.arange(env.world.n_pool) < env.world.n_used,
                          env.world.condition.astype(np.int64), -1)
         summary["by_condition"] = breakdown(
-            env, codes, [str(ValueCondition.from_code(c)) for c in range(21)])
+            env, codes, [str(ValueCondition.from_code(c)) for c in range(21)], cols=cols,
+            masks=masks, llm=llm)
+        if llm is not None:
+            summary["llm"] = llm_counts(llm)
         residents = self._residents()
-        if self.events_file is not None:
-            self.events_file.close()
-            self.events_file = None
+        self._close_events()
         if self.run_dir is not None:
             write_json_atomic(self.run_dir / "residents.json", residents)
             self._write_config("complete")
@@ -307,11 +206,14 @@ class _Episode:
             write_json_atomic(self.run_dir / "metrics.json", metrics)
         return RunResult(self.seed, summary, residents, self.run_dir)
 
-    def fail(self, err: BaseException) -> None:
-        """Mark the run folder as failed (events.jsonl stays readable)."""
+    def _close_events(self) -> None:
         if self.events_file is not None:
             self.events_file.close()
             self.events_file = None
+
+    def fail(self, err: BaseException) -> None:
+        """Mark the run folder as failed (events.jsonl stays readable)."""
+        self._close_events()
         if self.run_dir is not None:
             self._write_config(f"failed: {type(err).__name__}: {err}"[:500])
 
@@ -334,7 +236,8 @@ def run_communities(cfgs: Sequence[Config], seeds: Sequence[int],
         policies: already built policies by spec (reused, not closed here).
         progress: show a tqdm progress bar.
         plots: write the PNG plots into each run folder.
-        overwrite: replace earlier runs in the run folders.
+        overwrite: replace earlier runs in the run folders (and an earlier run's
+            ``POLICY_FILES`` in ``policy_dir``).
         policy_dir: folder given to ``policy.open_run`` (default: the only run folder).
     """
     mix = parse_mix(mix)
@@ -361,11 +264,14 @@ def run_communities(cfgs: Sequence[Config], seeds: Sequence[int],
                   "policies": {s: {"fraction": mix[s], **built[s].describe()} for s in specs}}
         if policy_dir is None and len(run_dirs) == 1:
             policy_dir = run_dirs[0]
+        elif policy_dir is not None and overwrite and Path(policy_dir) not in run_dirs:
+            clear_policy_files(Path(policy_dir))
         for spec in specs:
             built[spec].reset(cfgs[0], seed=int(seeds[0]))
             built[spec].open_run(policy_dir)
-        episodes = [_Episode(e, cfg, int(seed), d, mix, specs, header)
-                    for e, (cfg, seed, d) in enumerate(zip(cfgs, seeds, run_dirs, strict=True))]
+        # Appended one by one: if the k-th cannot be built, the earlier ones are failed below.
+        for e, (cfg, seed, d) in enumerate(zip(cfgs, seeds, run_dirs, strict=True)):
+            episodes.append(_Episode(e, cfg, int(seed), d, mix, specs, header))
         _loop(episodes, built, specs, progress)
         return [ep.finish(plots) for ep in episodes]
     except BaseException as err:
@@ -375,6 +281,22 @@ def run_communities(cfgs: Sequence[Config], seeds: Sequence[int],
     finally:
         for pol in owned:
             pol.close()
+
+
+def _decision_outcomes(policy: Policy, keys: Sequence[Hashable]) -> dict[Hashable, str]:
+    """Outcome of each key's LLM decision today, from ``policy.infos`` (empty if none)."""
+    infos = getattr(policy, "infos", None)
+    if not isinstance(infos, Mapping):
+        return {}
+    out = {}
+    for key in keys:
+        info = infos.get(key)
+        llm = info.get("llm") if isinstance(info, Mapping) else None
+        if isinstance(llm, Mapping):
+            outcome = llm.get("decision", llm.get("outcome"))
+            if outcome in LLM_OUTCOMES:
+                out[key] = outcome
+    return out
 
 
 def _loop(episodes: list[_Episode], built: Mapping[str, Policy], specs: list[str],
@@ -401,6 +323,10 @@ def _loop(episodes: list[_Episode], built: Mapping[str, Policy], specs: list[str
                         raise RuntimeError(f"policy {spec!r} returned no action for "
                                            f"{sorted(map(str, missing))[:3]}")
                     actions.update(chosen)
+                    for key, outcome in _decision_outcomes(built[spec], list(obs)).items():
+                        ep = episodes[0] if single else episodes[key[0]]
+                        agent = key if single else key[1]
+                        ep.llm[agent_index(agent), LLM_OUTCOMES.index(outcome)] += 1
             population = 0
             for ep in episodes:
                 if not ep.env.agents:

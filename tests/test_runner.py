@@ -193,3 +193,84 @@ def test_policy_keys_are_agent_names_for_one_env():
     run_community(Config(**SMALL), "spy", 0, None, policies={"spy": spy}, progress=False)
     assert all(isinstance(k, str) and agent_index(k) >= 0 for k in spy.calls[0])
     assert make_policy("random") is not None
+
+
+def test_by_policy_actions_are_the_census_actions():
+    """by_policy "actions" counts the kinds metrics' census counts (outcomes such as
+    alliance_formed are not actions), and the totals agree."""
+    result = run_community(Config(**SMALL, condition="with:benevolence"), "scripted", 0, None,
+                           progress=False)
+    census = {}
+    for day in result.summary["actions"]:
+        for kind, count in day.items():
+            census[kind] = census.get(kind, 0) + count
+    groups = result.summary["by_policy"].values()
+    kinds = {k for g in groups for k in g["actions"]}
+    assert kinds == {"work", "explore", "upgrade_self", "upgrade_factory", "idle", "gift",
+                     "attack", "merge_proposal", "message"}
+    assert set(census) <= kinds
+    for kind in kinds:
+        assert sum(g["actions"][kind] for g in groups) == census.get(kind, 0), kind
+
+
+def test_behaviours_detected_once_for_both_breakdowns(monkeypatch):
+    from civa_env import behaviours, runner
+
+    calls, finishing = [], []
+    real_detect, real_finish = behaviours.detect, runner._Episode.finish
+
+    def detect(*args, **kwargs):
+        if finishing:  # the census counts each day's behaviours too; only the end matters
+            calls.append(1)
+        return real_detect(*args, **kwargs)
+
+    def finish(self, plots):
+        finishing.append(1)
+        return real_finish(self, plots)
+
+    monkeypatch.setattr(behaviours, "detect", detect)
+    monkeypatch.setattr(runner._Episode, "finish", finish)
+    run_community(Config(**SMALL), "scripted=0.5,random=0.5", 0, None, progress=False)
+    assert finishing and 1 <= len(calls) <= 2  # env.summary()'s and the breakdowns' (was 3)
+
+
+def test_episode_build_failure_fails_earlier_episodes(tmp_path, monkeypatch):
+    from civa_env import runner
+
+    built = []
+    real = runner.CivaEnv
+
+    def env_factory(cfg):
+        if built:
+            raise RuntimeError("cannot build the second environment")
+        built.append(cfg)
+        return real(cfg)
+
+    monkeypatch.setattr(runner, "CivaEnv", env_factory)
+    opened = []
+    real_open = open
+
+    def spy_open(path, *args, **kwargs):
+        f = real_open(path, *args, **kwargs)
+        if str(path).endswith("events.jsonl"):
+            opened.append(f)
+        return f
+
+    monkeypatch.setattr("builtins.open", spy_open)
+    dirs = [tmp_path / "env_0", tmp_path / "env_1"]
+    with pytest.raises(RuntimeError, match="second environment"):
+        run_communities([Config(**SMALL)] * 2, [0, 1], "random", dirs, progress=False,
+                        plots=False)
+    assert opened and all(f.closed for f in opened)
+    status = json.loads((dirs[0] / "config.json").read_text())["status"]
+    assert status.startswith("failed: RuntimeError: cannot build the second environment")
+
+
+def test_atomic_writes_use_private_temporary_files(tmp_path):
+    """Two writers never share a temporary file: a fixed ``NAME.tmp`` is not used."""
+    from civa_env.runner import write_json_atomic
+
+    (tmp_path / "x.json.tmp").mkdir()  # would block a fixed temporary name
+    write_json_atomic(tmp_path / "x.json", {"a": 1})
+    assert json.loads((tmp_path / "x.json").read_text()) == {"a": 1}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.json", "x.json.tmp"]

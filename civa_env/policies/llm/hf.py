@@ -35,8 +35,12 @@ WEIGHT_PATTERNS = ("*.safetensors", "pytorch_model*.bin", "*.pt", "*.gguf")
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "tokenizer_config.json")
 
 
-class ModelLoadError(RuntimeError):
-    """A model or tokenizer that cannot be used, with the reason and the fix."""
+class ModelLoadError(ValueError):
+    """A model or tokenizer that cannot be used, with the reason and the fix.
+
+    A ``ValueError``: it is bad input (a model folder or option), reported by ``civa`` as one
+    line.
+    """
 
 
 def _check_folder(path: Path) -> None:
@@ -81,8 +85,12 @@ class HFModel(LanguageModel):
                  device: str = "auto", dtype: str = "auto", max_batch_size: int | None = None,
                  chat_template: str | None = None, attn_implementation: str | None = None,
                  compile: bool = False, trust_remote_code: bool = False) -> None:
-        import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+        try:
+            import torch
+            from transformers import AutoModelForCausalLM, AutoTokenizer
+        except ImportError as err:
+            raise ModelLoadError(f"the hf backend needs torch and transformers ({err}): "
+                                 f"pip install torch, then pip install -e .[llm]") from err
 
         self.name = str(model)
         path = Path(model).expanduser()

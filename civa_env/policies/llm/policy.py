@@ -13,9 +13,11 @@ Prompts are versioned files (``prompts/v1/*.txt``); the value prompt arrives ins
 briefing. With ``constrained=True`` (default) each answer is decoded against the resident's
 own JSON schema (``schema.answer_schema``). Every answer is parsed and checked
 (``schema.check_answer``); failures get one batched retry with the error, then a safe
-default (idle, no messages), flagged in ``self.infos[key]`` and counted in ``self.stats``
-(written to ``llm_stats.json`` in the run folder after every day). Every prompt and answer
-goes to ``transcript.jsonl`` in the run folder, flushed after every call.
+default (idle, no messages), flagged in ``self.infos[key]["llm"]`` and counted in
+``self.stats`` (written to ``llm_stats.json`` in the run folder after every day); the runner
+adds each resident's decision outcomes to ``metrics.json`` and ``residents.json``. Every
+prompt and answer goes to ``transcript.jsonl`` in the run folder (started fresh by
+``open_run``), flushed after every call.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from civa_env.policies.llm.model import (
     PromptTooLongError,
     load_model,
 )
+from civa_env.runfolder import atomic_open
 
 PROMPT_DIR = Path(__file__).parent / "prompts"
 PHASE_KEYS = {
@@ -171,15 +174,18 @@ class LLMPolicy(Policy):
         self.day = 0
 
     def open_run(self, run_dir: Path | None) -> None:
-        """Write ``transcript.jsonl`` and ``llm_stats.json`` into ``run_dir`` from now on."""
+        """Write ``transcript.jsonl`` and ``llm_stats.json`` into ``run_dir`` from now on.
+
+        The transcript starts fresh: an earlier run's transcript in ``run_dir`` is replaced.
+        """
         self._close_transcript()
         self.run_dir = Path(run_dir) if run_dir is not None else None
         if self.run_dir is not None:
             self.run_dir.mkdir(parents=True, exist_ok=True)
-            self._transcript = open(self.run_dir / "transcript.jsonl", "a", encoding="utf-8")
-            (self.run_dir / "llm_prompts.json").write_text(json.dumps(
-                {"version": self.prompt_version,
-                 "prompts": {k: t.template for k, t in self.prompts.items()}}, indent=1))
+            self._transcript = open(self.run_dir / "transcript.jsonl", "w", encoding="utf-8")
+            with atomic_open(self.run_dir / "llm_prompts.json") as f:
+                f.write(json.dumps({"version": self.prompt_version, "prompts": {
+                    k: t.template for k, t in self.prompts.items()}}, indent=1))
 
     def _close_transcript(self) -> None:
         if self._transcript is not None:
@@ -233,7 +239,10 @@ class LLMPolicy(Policy):
             if "memory" in f:
                 self.memory[row["key"]] = f["memory"]
             worst = max(row["outcomes"].values(), key=OUTCOMES.index)
-            info = {"outcome": worst, "phases": row["outcomes"]}
+            decision = next(row["outcomes"][p] for p in DECISION_PHASES if p in row["outcomes"])
+            # "decision" is the outcome counted in stats (and by the runner in metrics.json);
+            # "outcome" is the worst of all phases (a dropped message counts there too).
+            info = {"outcome": worst, "decision": decision, "phases": row["outcomes"]}
             if row["errors"]:
                 info["errors"] = row["errors"]
             self.infos[row["key"]] = {"llm": info}
@@ -414,6 +423,5 @@ class LLMPolicy(Policy):
             return
         stats = dict(self.stats, model=self.model_name, mode=self.mode,
                      constrained=self.constrained, written_at=time.time())
-        tmp = self.run_dir / "llm_stats.json.tmp"
-        tmp.write_text(json.dumps(stats, indent=1))
-        tmp.replace(self.run_dir / "llm_stats.json")
+        with atomic_open(self.run_dir / "llm_stats.json") as f:
+            f.write(json.dumps(stats, indent=1))

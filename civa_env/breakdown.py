@@ -1,0 +1,119 @@
+"""Per-group breakdowns of a run (by policy, by value condition) and the residents table.
+
+``breakdown`` counts, for each group of residents, survival, wealth, actions by kind (the
+kinds metrics' census counts as actions), behaviours (by the actor's group) and, for LLM
+residents, decision outcomes. ``residents_table`` is what ``residents.json`` holds. See
+docs/run-folder.md.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from civa_env import behaviours
+from civa_env.community import CivaEnv
+from civa_env.events import EventKind, agent_name
+from civa_env.values import ValueCondition
+
+# What residents chose to do, as metrics' census "actions" counts them: outcomes (outage,
+# alliance_formed/dissolved, birth, death, invalid) are not actions.
+ACTION_KINDS = (EventKind.WORK, EventKind.EXPLORE, EventKind.UPGRADE_SELF,
+                EventKind.UPGRADE_FACTORY, EventKind.IDLE, EventKind.GIFT, EventKind.ATTACK,
+                EventKind.MERGE_PROPOSAL, EventKind.MESSAGE)
+# Outcomes of an LLM decision (first try valid, valid after the retry, safe default), read
+# from ``policy.infos[key]["llm"]`` after each ``act`` (see policies/llm/policy.py).
+LLM_OUTCOMES = ("valid", "retried", "fallback")
+
+
+
+def llm_counts(counts: np.ndarray) -> dict[str, Any]:
+    """Decision outcomes of some residents: (n, 3) counts in ``LLM_OUTCOMES`` order."""
+    total = counts.sum(axis=0)
+    decisions = int(total.sum())
+    out: dict[str, Any] = {"decisions": decisions}
+    out.update({o: int(c) for o, c in zip(LLM_OUTCOMES, total.tolist(), strict=True)})
+    out["fallback_rate"] = out["fallback"] / decisions if decisions else 0.0
+    out["fallback_residents"] = int((counts[:, LLM_OUTCOMES.index("fallback")] > 0).sum())
+    return out
+
+
+def breakdown(env: CivaEnv, group: np.ndarray, labels: Sequence[str], *,
+              cols: Mapping[str, np.ndarray] | None = None,
+              masks: Mapping[str, np.ndarray] | None = None,
+              llm: np.ndarray | None = None) -> dict[str, dict]:
+    """Per-group survival, wealth, actions and behaviours (and LLM decision outcomes).
+
+    Args:
+        env: a finished (or running) environment.
+        group: (N,) int group index per resident of the pool, -1 for unused names.
+        labels: name of each group index.
+        cols: ``env.log.columns()[0]`` when the caller has it already.
+        masks: ``behaviours.detect`` of the log (one bool array per behaviour, aligned with
+            the log's rows), so that several breakdowns share one detection.
+        llm: (N, 3) int counts of each resident's LLM decisions by ``LLM_OUTCOMES``; groups
+            with any get an ``llm`` entry (see ``llm_counts``).
+    """
+    world, cfg = env.world, env.cfg
+    used = np.arange(world.n_pool) < world.n_used
+    last_day = world.day
+    end = np.where(world.died_day >= 0, world.died_day, last_day)
+    days = np.where(used, np.maximum(end - world.born_day, 0), 0)
+    if cols is None or masks is None:
+        cols, texts = env.log.columns()
+        masks = behaviours.detect(cols, texts, env.log.census, recent_days=cfg.recent_days,
+                                  deception_window=cfg.deception_window)
+    actor = cols["actor"].astype(np.int64)
+    actor_group = np.where(actor >= 0, group[np.maximum(actor, 0)], -1)
+    out = {}
+    for g, label in enumerate(labels):
+        members = used & (group == g)
+        if not members.any():
+            continue
+        mine = actor_group == g
+        living = members & world.alive
+        rd = int(days[members].sum())
+        actions = {k.label: int(((cols["kind"] == k) & mine).sum()) for k in ACTION_KINDS}
+        counts = {b: int((m & mine).sum()) for b, m in masks.items()}
+        out[label] = {
+            "residents": int(members.sum()),
+            "founders": int((members & (world.parent < 0)).sum()),
+            "born": int((members & (world.parent >= 0)).sum()),
+            "alive_end": int(living.sum()),
+            "survival": float(living.sum() / members.sum()),
+            "resident_days": rd,
+            "mean_wealth_end": float(world.wealth[living].mean()) if living.any() else 0.0,
+            "actions": actions,
+            "actions_per_resident_day": {k: c / max(rd, 1) for k, c in actions.items()},
+            "behaviours": counts,
+            "behaviour_rates": {b: c / max(rd, 1) for b, c in counts.items()},
+        }
+        if llm is not None and llm[members].any():
+            out[label]["llm"] = llm_counts(llm[members])
+    return out
+
+
+def residents_table(env: CivaEnv, owner: np.ndarray, specs: Sequence[str],
+                    llm: np.ndarray | None = None) -> dict[str, dict]:
+    """One record per resident who ever lived: policy, value condition, family, fate.
+
+    With ``llm`` ((N, 3) decision outcome counts), residents who made LLM decisions also get
+    ``"llm": {"valid": ..., "retried": ..., "fallback": ...}``.
+    """
+    w = env.world
+    out = {}
+    for i in range(w.n_used):
+        out[agent_name(i)] = record = {
+            "policy": specs[owner[i]] if owner[i] >= 0 else None,
+            "condition": str(ValueCondition.from_code(int(w.condition[i]))),
+            "parent": agent_name(int(w.parent[i])) if w.parent[i] >= 0 else None,
+            "born_day": int(w.born_day[i]),
+            "died_day": int(w.died_day[i]) if w.died_day[i] >= 0 else None,
+            "alive": bool(w.alive[i]),
+            "wealth": round(float(w.wealth[i]), 4),
+        }
+        if llm is not None and llm[i].any():
+            record["llm"] = dict(zip(LLM_OUTCOMES, map(int, llm[i].tolist()), strict=True))
+    return out
