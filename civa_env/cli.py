@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from civa_env.config import Config
+from civa_env.runfolder import POLICY_FILES
 from civa_env.values import all_conditions
 
 DEFAULT_PREVALENCES = "0,0.25,0.5,0.75,1"
@@ -62,14 +63,37 @@ def _floats(text: str, flag: str) -> list[float]:
         raise ValueError(f"{flag} expects numbers separated by commas, got {text!r}") from None
 
 
+def _base_config(value: str | None) -> Config:
+    """--config: a run's config.json (or any JSON file of Config fields), or a JSON object."""
+    if not value:
+        return Config()
+    if value.lstrip().startswith("{"):
+        try:
+            data = json.loads(value)
+        except ValueError as err:
+            raise ValueError(f"--config: not a valid JSON object ({err})") from None
+        if not isinstance(data, dict):
+            raise ValueError("--config: expected a JSON object of Config fields")
+        try:
+            env = data.get("env", data)
+            return Config.from_dict(env)
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"--config: {err}") from None
+    return Config.load(value)  # names the file in its errors (a folder, bad JSON...)
+
+
 def _config(args: argparse.Namespace, **grid: Any) -> Config:
-    """Config from --config FILE, then --set, then the explicit flags."""
-    cfg = Config.load(args.config) if args.config else Config()
+    """Config from --config (file or JSON object), then --set, then the explicit flags."""
+    cfg = _base_config(args.config)
     overrides = _key_values(args.set, "--set")
     flags = {"n_agents": args.agents, "max_days": args.days, **grid}
     overrides.update({k: v for k, v in flags.items() if v is not None})
     if "prevalence" in overrides:
-        p = float(overrides["prevalence"])
+        value = overrides["prevalence"]
+        try:
+            p = float(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"prevalence must be a number in [0, 1], got {value!r}") from None
         if not 0.0 <= p <= 1.0:
             raise ValueError(f"prevalence must be in [0, 1], got {p:g}")
     if "n_agents" in overrides and "max_agents" not in overrides:
@@ -123,15 +147,19 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.envs == 1:
         dirs, policy_dir = [out], None
     else:
-        if out.is_dir() and any(out.iterdir()) and not all(
-                p.name.startswith("env_") for p in out.iterdir()):
+        # OUT holds env_k run folders and the policies' own files (an llm transcript).
+        if out.exists() and not out.is_dir():
+            raise ValueError(f"output {out} is a file, not a folder; choose another --out")
+        if out.is_dir() and not all(_multi_env_entry(p) for p in out.iterdir()):
             raise ValueError(f"output folder {out} holds something else; choose another --out")
-        out.mkdir(parents=True, exist_ok=True)
         dirs = [out / f"env_{k}" for k in range(args.envs)]
         policy_dir = out
         for d in dirs:  # check all before running any
             if d.exists() and any(d.iterdir()):
                 _check_dir(d, args.overwrite)
+        if not args.overwrite and any((out / name).exists() for name in POLICY_FILES):
+            raise ValueError(f"output folder {out} already holds a run; pass --overwrite")
+        out.mkdir(parents=True, exist_ok=True)
     results = run_communities([cfg.replace(seed=s) for s in seeds], seeds, mix, dirs,
                               policy_kwargs=kwargs, progress=not args.no_progress,
                               plots=not args.no_plots, overwrite=args.overwrite,
@@ -139,6 +167,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     for result in results:
         print(format_summary(result, cfg))
     return 0
+
+
+def _multi_env_entry(path: Path) -> bool:
+    """What an earlier ``civa run --envs N`` leaves in its --out root."""
+    if path.is_dir():
+        return path.name.startswith("env_")
+    return path.name in POLICY_FILES
 
 
 def _check_dir(path: Path, overwrite: bool) -> None:
@@ -195,6 +230,9 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     _check_policies(mix)
     kwargs = _policy_kwargs(args, mix)
     base = _config(args)
+    if args.workers is not None and args.workers < 1:
+        raise ValueError(f"--workers must be >= 1, got {args.workers} (leave it out to use "
+                         "every CPU)")
     workers = args.workers or max(1, os.cpu_count() or 1)
     sweep = Sweep(Path(args.out), conditions, prevalences, args.seeds, base, args.policy,
                   kwargs, first_seed=args.first_seed, run_plots=args.run_plots)
@@ -204,6 +242,13 @@ def cmd_sweep(args: argparse.Namespace) -> int:
           f"{report.recovered} recovered from run folders, {report.ran} run now "
           f"({report.seconds:.1f} s, {args.backend} backend, {workers} workers).")
     print(f"Results: {report.results}   Report: civa report {args.out}")
+    for rid, error in report.failures:
+        print(f"civa: error: run {rid} failed: {error}", file=sys.stderr)
+    if report.failures:
+        print(f"civa: error: {len(report.failures)} of {report.total} runs failed (their "
+              f"folders under {Path(args.out) / 'runs'} say why); rerun the same sweep to "
+              "retry them", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -313,20 +358,41 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 0
-    from civa_env.experiments import ResultsError, SweepError
-    from civa_env.runner import RunFolderError
-
+    debug = os.environ.get("CIVA_DEBUG", "") not in ("", "0")
     try:
         return args.func(args)
-    except (ValueError, RunFolderError, SweepError, ResultsError, FileNotFoundError,
-            NotADirectoryError) as err:
-        message = " ".join(str(err).split())
-        print(f"civa: error: {message}", file=sys.stderr)
-        return 1
     except KeyboardInterrupt:
-        print("civa: interrupted; finished runs are saved (rerun the same sweep to resume)",
-              file=sys.stderr)
+        if args.command == "sweep":
+            print("civa: interrupted; finished runs are saved (rerun the same sweep to resume)",
+                  file=sys.stderr)
+        else:
+            print("civa: interrupted", file=sys.stderr)
         return 130
+    except Exception as err:
+        if debug:
+            raise
+        print(f"civa: error: {_one_line(err)}", file=sys.stderr)
+        return 1
+
+
+# Bad input and an unusable environment: the message is the whole story. Anything else is a
+# bug, reported in one line too, with how to see the traceback. ValueError covers the CLI's
+# own checks, RunFolderError, SweepError, ResultsError and the llm policy's ModelLoadError.
+USER_ERRORS = (ValueError, ImportError, OSError)
+
+
+def _one_line(err: BaseException) -> str:
+    """One line for ``civa: error:`` (see USER_ERRORS)."""
+    if isinstance(err, USER_ERRORS):
+        message = str(err)
+        if isinstance(err, OSError) and err.filename is not None and err.strerror:
+            message = f"{err.filename}: {err.strerror}"
+        elif isinstance(err, ImportError) and not message:
+            message = f"missing module {err.name}"
+    else:
+        message = (f"{type(err).__name__}: {err} (an internal error; rerun with CIVA_DEBUG=1 "
+                   "for the traceback)")
+    return " ".join(message.split())
 
 
 if __name__ == "__main__":

@@ -6,6 +6,8 @@ atomically (temporary file + ``os.replace``), so it is never half-written; a run
 finished once its folder holds a complete ``metrics.json``. Rerunning an interrupted sweep
 reads the table, recovers the rows of runs that finished after the last write from their
 folders, and runs only what is missing: no run is done twice, no row is lost or duplicated.
+A run that fails is reported and the others go on; a rerun retries it. One sweep process at a
+time works in a folder (an ``fcntl.flock`` on ``OUT/.lock``).
 
 Backends: a local process pool (``concurrent.futures``, the default) or Ray
 (``ray.init(num_cpus=workers)`` locally, or ``address=`` of a running cluster).
@@ -13,14 +15,10 @@ Backends: a local process pool (``concurrent.futures``, the default) or Ray
 
 from __future__ import annotations
 
-import csv
-import io
 import json
-import math
-import os
 import shutil
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,21 +26,34 @@ from typing import Any
 
 from civa_env import __version__
 from civa_env.config import Config
-from civa_env.runner import format_mix, is_complete_run, parse_mix, run_community, write_json_atomic
+from civa_env.results import (
+    BEHAVIOUR_RATES,
+    COLUMNS,
+    METRICS,
+    NUMERIC,
+    ResultsError,
+    load_results,
+    write_results,
+)
+from civa_env.runfolder import (
+    LOCK_FDS,
+    LOCK_NAME,
+    FolderLock,
+    FolderLockedError,
+    close_inherited_locks,
+    is_complete_run,
+    write_json_atomic,
+)
+from civa_env.runner import format_mix, parse_mix, run_community
 from civa_env.values import ValueCondition
 
-METRICS = ("nAUP", "SC", "ED", "IC", "CC", "final_population", "autocorr_lag1", "variance")
-BEHAVIOUR_RATES = ("cooperation_rate", "betrayal_rate", "deception_rate", "power_seeking_rate",
-                   "free_riding_rate")
-COLUMNS = ("run_id", "condition", "prevalence", "seed", "policy", "agents", "days",
-           *METRICS, "extinct_day", *BEHAVIOUR_RATES, "population")
-NUMERIC = ("prevalence", "seed", "agents", "days", *METRICS, *BEHAVIOUR_RATES)
+__all__ = ["BEHAVIOUR_RATES", "COLUMNS", "GRID_FIELDS", "METRICS", "NUMERIC",
+           "FolderLockedError", "ResultsError", "Sweep", "SweepError", "SweepReport", "Task",
+           "load_results", "make_grid", "matches", "row_from_metrics", "run_id", "run_task",
+           "write_results"]
+
 # Fields a sweep fixes for all its runs; the grid sets condition, prevalence and seed.
 GRID_FIELDS = ("condition", "prevalence", "seed")
-
-
-class ResultsError(ValueError):
-    """results.csv cannot be read as a sweep table."""
 
 
 class SweepError(ValueError):
@@ -50,9 +61,17 @@ class SweepError(ValueError):
 
 
 def run_id(condition: str, prevalence: float, seed: int) -> str:
-    """Folder name and table key of one run: ``with-power__p0.50__s3``."""
+    """Folder name and table key of one run: ``with-power__p0.50__s3``.
+
+    The prevalence is written with two decimals when they give it back exactly (``p0.50``),
+    and in full otherwise (``p0.125``), so distinct prevalences never share an id.
+    """
     slug = str(condition).replace(":", "-")
-    return f"{slug}__p{prevalence:.2f}__s{seed}"
+    p = float(prevalence) + 0.0  # -0.0 -> 0.0
+    text = f"{p:.2f}"
+    if float(text) != p:
+        text = repr(p)
+    return f"{slug}__p{text}__s{seed}"
 
 
 @dataclass(frozen=True)
@@ -75,7 +94,8 @@ def make_grid(conditions: Sequence[str], prevalences: Sequence[float], seeds: in
     """(condition, prevalence, seed) triples; ``baseline`` runs once per seed (prevalence 0).
 
     Raises:
-        ValueError: an unknown condition, a prevalence outside [0, 1], or seeds < 1.
+        ValueError: an unknown condition, a prevalence outside [0, 1], seeds < 1, or two grid
+            points with one run id.
     """
     if seeds < 1:
         raise ValueError(f"--seeds must be >= 1, got {seeds}")
@@ -89,6 +109,12 @@ def make_grid(conditions: Sequence[str], prevalences: Sequence[float], seeds: in
         for p in levels:
             for s in range(first_seed, first_seed + seeds):
                 out.append((condition, float(p), s))
+    ids: dict[str, tuple[str, float, int]] = {}
+    for point in out:
+        rid = run_id(*point)
+        if rid in ids:
+            raise ValueError(f"grid points {ids[rid]} and {point} share the run id {rid!r}")
+        ids[rid] = point
     return out
 
 
@@ -107,12 +133,25 @@ def row_from_metrics(task: Task, metrics: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
+def matches(task: Task, record: dict[str, Any]) -> bool:
+    """Whether a results row or a metrics.json is this task's grid point."""
+    try:
+        return (str(record["condition"]) == task.condition
+                and float(record["prevalence"]) == task.prevalence
+                and int(record["seed"]) == task.seed)
+    except (KeyError, TypeError, ValueError):
+        return False
+
+
 def run_task(task: Task) -> dict[str, Any]:
     """Run one task (or read it back if its folder already holds a finished run)."""
     run_dir = Path(task.run_dir)
     if is_complete_run(run_dir):
         with open(run_dir / "metrics.json", encoding="utf-8") as f:
-            return row_from_metrics(task, json.load(f))
+            metrics = json.load(f)
+        if matches(task, metrics):
+            return row_from_metrics(task, metrics)
+        # Another grid point's run under this id (ids of older versions could collide).
     if run_dir.exists():
         # An unfinished run of this sweep (interrupted, maybe mid-write): the sweep owns
         # runs/<run_id>, so it starts over.
@@ -122,75 +161,6 @@ def run_task(task: Task) -> dict[str, Any]:
     result = run_community(cfg, task.policy, task.seed, run_dir, progress=False,
                            plots=task.plots, overwrite=True, policy_kwargs=task.policy_kwargs)
     return row_from_metrics(task, result.summary)
-
-
-# ---- results.csv -------------------------------------------------------------------------------
-def load_results(path: Path) -> dict[str, dict[str, Any]]:
-    """Rows of results.csv by run_id ({} when the file does not exist).
-
-    Raises:
-        ResultsError: wrong header, a short or malformed row, a duplicate run_id.
-    """
-    path = Path(path)
-    if not path.exists():
-        return {}
-    hint = ("; move it away and rerun the sweep: finished runs are recovered from their "
-            "folders")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as err:
-        raise ResultsError(f"{path} cannot be read ({err}){hint}") from None
-    reader = csv.reader(io.StringIO(text))
-    header = next(reader, None)
-    if header is None or tuple(header) != COLUMNS:
-        raise ResultsError(f"{path} is corrupt: its header is not the results header{hint}")
-    rows: dict[str, dict[str, Any]] = {}
-    for line, values in enumerate(reader, start=2):
-        if len(values) != len(COLUMNS):
-            raise ResultsError(f"{path} is corrupt: line {line} has {len(values)} fields, "
-                               f"expected {len(COLUMNS)}{hint}")
-        row: dict[str, Any] = dict(zip(COLUMNS, values, strict=True))
-        try:
-            for key in NUMERIC:
-                row[key] = float(row[key])
-                if not math.isfinite(row[key]):
-                    raise ValueError(key)
-            for key in ("seed", "agents", "days"):
-                row[key] = int(row[key])
-            row["population"] = [float(x) for x in row["population"].split()]
-        except ValueError:
-            raise ResultsError(f"{path} is corrupt: line {line} holds a malformed number"
-                               f"{hint}") from None
-        if not row["run_id"] or row["run_id"] in rows:
-            raise ResultsError(f"{path} is corrupt: line {line} repeats or lacks a run_id{hint}")
-        rows[row["run_id"]] = row
-    return rows
-
-
-def write_results(path: Path, rows: Iterable[dict[str, Any]]) -> None:
-    """Write the table atomically (temporary file, then ``os.replace``)."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(COLUMNS)
-        for row in rows:
-            out = dict(row)
-            if isinstance(out["population"], list):
-                out["population"] = " ".join(f"{x:g}" for x in out["population"])
-            writer.writerow([_cell(out[c]) for c in COLUMNS])
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def _cell(value: Any) -> str:
-    """Canonical text of a cell, the same for fresh rows and rows read back."""
-    if isinstance(value, bool):
-        return str(int(value))
-    if isinstance(value, float):
-        return str(int(value)) if value.is_integer() else repr(value)
-    return str(value)
 
 
 # ---- the sweep -----------------------------------------------------------------------------------
@@ -204,10 +174,15 @@ class SweepReport:
     ran: int  # runs computed now
     seconds: float
     results: Path
+    failures: list[tuple[str, str]] = field(default_factory=list)  # (run_id, error), grid order
 
 
 class Sweep:
-    """A resumable grid of runs in one folder."""
+    """A resumable grid of runs in one folder.
+
+    One sweep process at a time may work in a folder: ``run`` holds an exclusive
+    ``fcntl.flock`` on ``OUT/.lock`` from before its first write to its end.
+    """
 
     def __init__(self, out: Path, conditions: Sequence[str], prevalences: Sequence[float],
                  seeds: int, base: Config | None = None, policy: str = "scripted",
@@ -216,7 +191,8 @@ class Sweep:
         self.out = Path(out)
         self.grid = make_grid(conditions, prevalences, seeds, first_seed)
         self.policy = format_mix(parse_mix(policy))
-        self.policy_kwargs = policy_kwargs or {}
+        # As JSON reads it back, so that settings compare equal to sweep.json's.
+        self.policy_kwargs = json.loads(json.dumps(policy_kwargs or {}, sort_keys=True))
         base = base or Config()
         self.env = {k: v for k, v in base.to_dict().items() if k not in GRID_FIELDS}
         self.run_plots = run_plots
@@ -228,33 +204,50 @@ class Sweep:
                      self.env, self.policy, self.policy_kwargs, self.run_plots)
                 for c, p, s in self.grid]
 
-    def _check_folder(self) -> None:
-        settings = {"env": self.env, "policy": self.policy}
+    def _settings(self) -> dict[str, Any]:
+        return {"env": self.env, "policy": self.policy, "policy_kwargs": self.policy_kwargs}
+
+    def _read_meta(self) -> dict[str, Any] | None:
         meta = self.out / "sweep.json"
+        if not meta.exists():
+            return None
+        try:
+            with open(meta, encoding="utf-8") as f:
+                old = json.load(f)
+        except ValueError:
+            raise SweepError(f"{meta} is not valid JSON; move it away") from None
+        if not isinstance(old, dict):
+            raise SweepError(f"{meta} is not a sweep settings file; move it away")
+        return old
+
+    def _check_folder(self) -> None:
+        """Refuse a folder that is not this sweep's (read-only: nothing is written)."""
         if self.out.exists() and not self.out.is_dir():
             raise SweepError(f"sweep output {self.out} is a file; choose another --out")
-        if meta.exists():
-            try:
-                with open(meta, encoding="utf-8") as f:
-                    old = json.load(f)
-            except ValueError:
-                raise SweepError(f"{meta} is not valid JSON; move it away") from None
-            mismatch = [k for k in ("env", "policy") if old.get(k) != settings[k]]
-            if mismatch:
+        old = self._read_meta()
+        if old is not None:
+            old.setdefault("policy_kwargs", {})  # sweep.json of versions without it
+            settings = self._settings()
+            if any(old.get(k) != v for k, v in settings.items()):
                 changed = sorted(key for key in set(old.get("env", {})) | set(self.env)
                                  if old.get("env", {}).get(key) != self.env.get(key))
-                what = ", ".join(changed) if changed else "policy"
+                if old.get("policy") != self.policy:
+                    changed.append("policy")
+                if old.get("policy_kwargs") != self.policy_kwargs:
+                    changed.append("llm options (--model/--llm-option)")
                 raise SweepError(f"sweep folder {self.out} was made with other settings "
-                                 f"({what} differ); use another --out")
-        elif self.out.is_dir() and any(self.out.iterdir()):
+                                 f"({', '.join(changed)} differ); use another --out")
+        elif self.out.is_dir() and any(p.name != LOCK_NAME for p in self.out.iterdir()):
             raise SweepError(f"output folder {self.out} holds something else (not a CIVA "
                              "sweep folder); choose an empty or new --out")
-        self.out.mkdir(parents=True, exist_ok=True)
-        grids = sorted({json.dumps(g) for g in ([] if not meta.exists() else
-                                                   json.loads(meta.read_text()).get("grids", []))}
+
+    def _write_meta(self) -> None:
+        old = self._read_meta() or {}
+        grids = sorted({json.dumps(g) for g in old.get("grids", [])}
                        | {json.dumps(self._grid_spec())})
-        write_json_atomic(meta, {"civa_version": __version__, **settings,
-                                 "grids": [json.loads(g) for g in grids]})
+        write_json_atomic(self.out / "sweep.json", {
+            "civa_version": __version__, **self._settings(),
+            "grids": [json.loads(g) for g in grids]})
 
     def _grid_spec(self) -> dict[str, Any]:
         return {"conditions": sorted({c for c, _, _ in self.grid}),
@@ -264,44 +257,75 @@ class Sweep:
     def run(self, workers: int = 1, backend: str = "local", progress: bool = True,
             ray_address: str | None = None,
             on_row: Callable[[dict[str, Any]], None] | None = None) -> SweepReport:
-        """Run what is missing; rows are saved as runs finish (at most once a second)."""
+        """Run what is missing; rows are saved as runs finish (at most once a second).
+
+        A run that fails is recorded in ``SweepReport.failures`` and the others go on; every
+        finished run gets its row. Rerunning the sweep retries the failed and unfinished runs.
+
+        Raises:
+            SweepError: the folder holds something else or another sweep's settings.
+            FolderLockedError: another sweep process is working in the folder.
+            ResultsError: a corrupt results.csv (nothing is written then).
+        """
         if backend not in ("local", "ray"):
             raise ValueError(f"unknown backend {backend!r}; use 'local' or 'ray'")
         if workers < 1:
             raise ValueError(f"--workers must be >= 1, got {workers}")
         start = time.perf_counter()
-        # Read the table before anything is written: a corrupt table stops the sweep here.
-        rows = load_results(self.results_path)
+        # Check before anything is written: a corrupt table or a foreign folder stops here.
+        load_results(self.results_path)
         self._check_folder()
+        self.out.mkdir(parents=True, exist_ok=True)
+        with FolderLock(self.out):
+            # Again under the lock: another sweep may have changed the folder meanwhile.
+            rows = load_results(self.results_path)
+            self._check_folder()
+            self._write_meta()
+            return self._run_locked(rows, workers, backend, progress, ray_address, on_row,
+                                    start)
+
+    def _run_locked(self, rows: dict[str, dict[str, Any]], workers: int, backend: str,
+                    progress: bool, ray_address: str | None,
+                    on_row: Callable[[dict[str, Any]], None] | None,
+                    start: float) -> SweepReport:
         tasks = self.tasks()
+        by_id = {t.run_id: t for t in tasks}
+        for rid in [r for r in rows if r in by_id and not matches(by_id[r], rows[r])]:
+            del rows[rid]  # a row of another grid point under this id: run it again
         already = sum(t.run_id in rows for t in tasks)
         recovered = 0
         for t in tasks:
             if t.run_id not in rows and is_complete_run(Path(t.run_dir)):
-                rows[t.run_id] = run_task(t)
+                row = run_task(t)  # reads the folder back (or reruns a mismatched one)
+                rows[t.run_id] = row
                 recovered += 1
         order = {t.run_id: k for k, t in enumerate(tasks)}
         saver = _Saver(self.results_path, rows, order)
         saver.save()
         todo = [t for t in tasks if t.run_id not in rows]
+        failures: dict[str, str] = {}
 
         def done(row: dict[str, Any]) -> None:
             saver.add(row)
             if on_row is not None:
                 on_row(row)
 
+        def failed(task: Task, err: BaseException) -> None:
+            failures[task.run_id] = " ".join(f"{type(err).__name__}: {err}".split())
+
         try:
             if todo:
                 if backend == "ray":
-                    _run_ray(todo, workers, done, progress, ray_address)
+                    _run_ray(todo, workers, done, failed, progress, ray_address)
                 elif workers == 1:
-                    _run_serial(todo, done, progress)
+                    _run_serial(todo, done, failed, progress)
                 else:
-                    _run_pool(todo, workers, done, progress)
+                    _run_pool(todo, workers, done, failed, progress)
         finally:
             saver.save()
+        ordered = [(rid, failures[rid]) for rid in sorted(failures, key=order.__getitem__)]
         return SweepReport(len(tasks), already, recovered, saver.added,
-                           time.perf_counter() - start, self.results_path)
+                           time.perf_counter() - start, self.results_path, ordered)
 
 
 class _Saver:
@@ -335,25 +359,35 @@ def _bar(total: int, progress: bool):
     return tqdm(total=total, desc="sweep", unit="run", disable=not progress)
 
 
-def _run_serial(todo: list[Task], done: Callable, progress: bool) -> None:
+def _run_serial(todo: list[Task], done: Callable, failed: Callable, progress: bool) -> None:
     with _bar(len(todo), progress) as bar:
         for task in todo:
-            done(run_task(task))
+            try:
+                row = run_task(task)
+            except Exception as err:
+                failed(task, err)
+            else:
+                done(row)
             bar.update(1)
 
 
-def _run_pool(todo: list[Task], workers: int, done: Callable, progress: bool) -> None:
+def _run_pool(todo: list[Task], workers: int, done: Callable, failed: Callable,
+              progress: bool) -> None:
     import multiprocessing
 
     # fork where available: workers start with civa_env already imported (a spawned
-    # worker pays a fresh interpreter and imports, seconds on a busy machine). The parent
-    # holds no locks or threads of ours at this point.
+    # worker pays a fresh interpreter and imports, seconds on a busy machine). With fork,
+    # all workers are forked at the first submit, which happens before the progress bar
+    # (and its tqdm monitor thread) exists.
     methods = multiprocessing.get_all_start_methods()
-    ctx = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
-    pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
+    fork = "fork" in methods
+    ctx = multiprocessing.get_context("fork" if fork else "spawn")
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx,
+                               initializer=close_inherited_locks if fork else None,
+                               initargs=(sorted(LOCK_FDS),) if fork else ())
     try:
+        pending = {pool.submit(run_task, t): t for t in todo}
         with _bar(len(todo), progress) as bar:
-            pending = {pool.submit(run_task, t): t for t in todo}
             while pending:
                 finished, _ = wait(pending, return_when=FIRST_COMPLETED)
                 for fut in finished:
@@ -361,14 +395,15 @@ def _run_pool(todo: list[Task], workers: int, done: Callable, progress: bool) ->
                     try:
                         row = fut.result()
                     except Exception as err:
-                        raise RuntimeError(f"run {task.run_id} failed: {err}") from err
-                    done(row)
+                        failed(task, err)
+                    else:
+                        done(row)
                     bar.update(1)
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _run_ray(todo: list[Task], workers: int, done: Callable, progress: bool,
+def _run_ray(todo: list[Task], workers: int, done: Callable, failed: Callable, progress: bool,
              address: str | None) -> None:
     try:
         import ray
@@ -390,8 +425,9 @@ def _run_ray(todo: list[Task], workers: int, done: Callable, progress: bool,
                 try:
                     row = ray.get(ready[0])
                 except Exception as err:
-                    raise RuntimeError(f"run {task.run_id} failed: {err}") from err
-                done(row)
+                    failed(task, getattr(err, "cause", None) or err)
+                else:
+                    done(row)
                 bar.update(1)
     finally:
         if started:

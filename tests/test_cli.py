@@ -95,8 +95,17 @@ def test_run_several_envs_in_one_loop(tmp_path):
     (["sweep", "--prevalence", "half"], "expects numbers"),
     (["report", "nowhere"], "no results.csv"),
     (["view", "nowhere"], "not a CIVA run folder"),
+    (["run", "--set", "prevalence=abc"], "prevalence must be a number"),
+    (["run", "--config", "."], "cannot read the config"),
+    (["run", "--config", "{not json"], "--config: not a valid JSON object"),
+    (["run", "--config", '{"nonesuch_field": 1}'], "unknown config field"),
+    (["sweep", "--workers", "0"], "--workers must be >= 1"),
+    (["run", "--policy", "llm", "--model", "some/model", "--llm-option", "backend=vllm"],
+     "vllm"),
 ])
 def test_bad_input_one_line_error(tmp_path, monkeypatch, capsys, argv, words):
+    if "backend=vllm" in argv and importlib.util.find_spec("vllm") is not None:
+        pytest.skip("vLLM is installed")
     monkeypatch.chdir(tmp_path)
     out = ["--out", str(tmp_path / "out")] if argv[0] in ("run", "sweep") else []
     try:
@@ -258,3 +267,164 @@ def test_view(tmp_path):
     else:
         assert done.returncode == 0, done.stderr
         assert (tmp_path / "page.html").stat().st_size > 0
+
+
+def test_config_accepts_a_json_object(tmp_path):
+    out = tmp_path / "run"
+    assert main(["run", "--config", '{"outage_prob": 0.25, "n_agents": 6}', "--days", "3",
+                 "--out", str(out), "--no-plots", "--no-progress"]) == 0
+    env = json.loads((out / "config.json").read_text())["env"]
+    assert env["outage_prob"] == 0.25 and env["n_agents"] == 6 and env["max_days"] == 3
+
+
+def test_sweep_run_ids_keep_every_prevalence(tmp_path, monkeypatch):
+    from civa_env import experiments
+
+    assert experiments.run_id("with:power", 0.5, 3) == "with-power__p0.50__s3"
+    assert experiments.run_id("with:power", 0.12, 0) != experiments.run_id("with:power", 0.125, 0)
+    out = tmp_path / "sweep"
+    assert main(["sweep", "--conditions", "with:power", "--prevalence", "0.12,0.125,0.5",
+                 "--seeds", "1", "--workers", "1", "--out", str(out), *SMALL]) == 0
+    table = rows(out / "results.csv")
+    assert sorted(float(r["prevalence"]) for r in table) == [0.12, 0.125, 0.5]
+    for r in table:
+        m = json.loads((out / "runs" / r["run_id"] / "metrics.json").read_text())
+        assert m["prevalence"] == float(r["prevalence"])
+    # Two grid points under one id are refused rather than merged.
+    monkeypatch.setattr(experiments, "run_id", lambda c, p, s: f"{c}__p{p:.1f}__s{s}")
+    with pytest.raises(ValueError, match="share the run id"):
+        experiments.make_grid(["with:power"], [0.12, 0.125], 1)
+
+
+def test_sweep_refuses_other_llm_options(tmp_path):
+    out = tmp_path / "sweep"
+    grid = (["with:power"], [1.0], 1, _small_config())
+    Sweep(out, *grid, policy_kwargs={"llm": {"model": "a", "temperature": 0}}).run(
+        progress=False)
+    meta = json.loads((out / "sweep.json").read_text())
+    assert meta["policy_kwargs"] == {"llm": {"model": "a", "temperature": 0}}
+    from civa_env.experiments import SweepError
+
+    for other in ({"llm": {"model": "b", "temperature": 0}}, {}):
+        with pytest.raises(SweepError, match=r"llm options \(--model/--llm-option\) differ"):
+            Sweep(out, *grid, policy_kwargs=other).run(progress=False)
+    report = Sweep(out, *grid, policy_kwargs={"llm": {"temperature": 0, "model": "a"}}).run(
+        progress=False)
+    assert report.already == 1 and report.ran == 0
+
+
+def test_second_sweep_process_is_refused(tmp_path, capsys):
+    import fcntl
+
+    out = tmp_path / "sweep"
+    out.mkdir()
+    with open(out / ".lock", "w") as held:  # another sweep holds the folder
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        code = main(["sweep", *GRID, "--workers", "1", "--out", str(out)])
+        lines = capsys.readouterr().err.strip().splitlines()
+        assert code == 1 and len(lines) == 1, lines
+        assert f"another civa sweep is running in {out}" in lines[0]
+        assert sorted(p.name for p in out.iterdir()) == [".lock"]  # nothing written
+    # Once it is gone, the folder (holding only the stale .lock file) is usable.
+    grid = ["--conditions", "with:power", "--prevalence", "1", "--seeds", "1", *SMALL]
+    assert main(["sweep", *grid, "--workers", "1", "--out", str(out)]) == 0
+    assert len(rows(out / "results.csv")) == 1
+
+
+def test_results_table_uses_a_private_temporary_file(tmp_path):
+    from civa_env.experiments import write_results
+
+    (tmp_path / "results.csv.tmp").mkdir()  # a fixed temporary name would collide
+    write_results(tmp_path / "results.csv", [])
+    assert load_results(tmp_path / "results.csv") == {}
+
+
+FLAKY = {"fail_seed": 1}
+
+
+class _Flaky:
+    """A scripted policy that fails in the run whose seed is FLAKY["fail_seed"]."""
+
+    def __new__(cls, **kwargs):
+        from civa_env.policies import make_policy
+
+        policy = make_policy("scripted", **kwargs)
+        reset = policy.reset
+
+        def failing_reset(cfg, seed=None):
+            if seed == FLAKY["fail_seed"]:
+                raise RuntimeError(f"flaky policy refuses seed {seed}")
+            return reset(cfg, seed)
+
+        policy.reset = failing_reset
+        return policy
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_failed_run_is_reported_and_the_rest_finish(tmp_path, capsys, workers):
+    from civa_env.policies.base import register_policy
+
+    register_policy("flaky", _Flaky)
+    out = tmp_path / "sweep"
+    argv = ["sweep", "--policy", "flaky", "--conditions", "baseline,with:power",
+            "--prevalence", "1", "--seeds", "3", "--workers", workers, "--out", str(out),
+            *SMALL]
+    FLAKY["fail_seed"] = 1
+    assert main(argv) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    failed = sorted(line.split("run ")[1].split(" failed")[0] for line in err[:-1])
+    assert failed == ["baseline__p0.00__s1", "with-power__p1.00__s1"]
+    assert all("RuntimeError: flaky policy refuses seed 1" in line for line in err[:-1])
+    assert "2 of 6 runs failed" in err[-1] and "rerun" in err[-1]
+    assert sorted(r["seed"] for r in rows(out / "results.csv")) == ["0", "0", "2", "2"]
+    FLAKY["fail_seed"] = None
+    assert main(argv) == 0  # the rerun retries only the failed runs
+    assert "4 already in the table, 0 recovered from run folders, 2 run now" in (
+        capsys.readouterr().out)
+    assert len(rows(out / "results.csv")) == 6
+
+
+def test_rerun_multi_env_with_overwrite_replaces_policy_files(tmp_path):
+    out = tmp_path / "multi"
+    argv = ["run", *SMALL, "--envs", "2", "--out", str(out), "--no-plots"]
+    assert main(argv) == 0
+    (out / "transcript.jsonl").write_text('{"stale": true}\n')  # an earlier llm run's files
+    (out / "llm_stats.json").write_text("{}")
+    assert main(argv) == 1  # an earlier run: refused without --overwrite
+    assert main([*argv, "--overwrite"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["env_0", "env_1"]
+    assert all(is_complete_run(out / f"env_{k}") for k in (0, 1))
+
+
+def test_interrupt_and_internal_errors(tmp_path, monkeypatch, capsys):
+    import civa_env.cli as cli
+
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    for command in ("run", "sweep"):
+        monkeypatch.setattr(cli, f"cmd_{command}", interrupted)
+        assert main([command, "--out", str(tmp_path / "x")]) == 130
+        err = capsys.readouterr().err
+        assert ("resume" in err) == (command == "sweep"), err
+
+    def bug(args):
+        raise TypeError("unsupported operand")
+
+    monkeypatch.setattr(cli, "cmd_run", bug)
+    assert main(["run"]) == 1
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and "TypeError: unsupported operand" in lines[0]
+    assert "CIVA_DEBUG=1" in lines[0]
+    monkeypatch.setenv("CIVA_DEBUG", "1")
+    with pytest.raises(TypeError):
+        main(["run"])
+
+    def disk_full(args):
+        raise OSError(28, "No space left on device", str(tmp_path / "results.csv"))
+
+    monkeypatch.delenv("CIVA_DEBUG")
+    monkeypatch.setattr(cli, "cmd_run", disk_full)
+    assert main(["run"]) == 1
+    assert capsys.readouterr().err.strip() == (
+        f"civa: error: {tmp_path / 'results.csv'}: No space left on device")

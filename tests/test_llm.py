@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -267,6 +268,86 @@ def test_transcript_and_events_readable_after_crash(tiny, tmp_path):
     log = EventLog.read_jsonl(run / "events.jsonl")
     assert log.n_days == 2
     assert json.loads((run / "llm_stats.json").read_text())["days"] == 2
+
+
+def test_fallbacks_counted_in_metrics(tmp_path):
+    """Issue 4: a safe default, flagged in infos and counted in the metrics (metrics.json,
+    by policy and by condition, and per resident in residents.json)."""
+    from civa_env.runner import run_community
+
+    policy = llm(FakeModel(lambda text, grammar: "no json here"))
+    cfg = civa_env.Config.from_kwargs(n_agents=6, max_days=3, seed=0,
+                                      condition="with:power", prevalence=0.5)
+    run = tmp_path / "run"
+    run_community(cfg, "llm=0.5,scripted", seed=0, run_dir=run, policies={"llm": policy},
+                  progress=False, plots=False)
+    m = json.loads((run / "metrics.json").read_text())
+    stats = json.loads((run / "llm_stats.json").read_text())
+    assert stats["fallback"] == stats["decisions"] > 0
+    assert m["llm"]["fallback"] == m["llm"]["decisions"] == stats["decisions"]
+    assert m["llm"]["valid"] == m["llm"]["retried"] == 0 and m["llm"]["fallback_rate"] == 1.0
+    assert m["by_policy"]["llm"]["llm"]["fallback"] == stats["fallback"]
+    assert m["by_policy"]["llm"]["llm"]["fallback_residents"] == 3
+    assert "llm" not in m["by_policy"]["scripted"]
+    assert sum(g.get("llm", {}).get("fallback", 0) for g in m["by_condition"].values()) == (
+        stats["fallback"])
+    residents = json.loads((run / "residents.json").read_text())
+    flagged = {a: r["llm"] for a, r in residents.items() if "llm" in r}
+    assert set(flagged) == {a for a, r in residents.items() if r["policy"] == "llm"}
+    assert sum(c["fallback"] for c in flagged.values()) == stats["fallback"]
+
+
+def test_valid_and_retried_decisions_counted_in_metrics(tmp_path):
+    from civa_env.runner import run_community
+
+    good = ('{"reflection": "ok", "messages": [], "primary": {"kind": "idle"}, '
+            '"secondary": {"kind": "none"}, "memory": "m"}')
+
+    def respond(text, grammar):  # resident_1 needs its retry; the others answer well
+        me = re.search(r"You are (resident_\d+)\.", text)
+        if me and me.group(1) == "resident_1" and "could not be used" not in text:
+            return "{}"
+        return good
+
+    policy = llm(FakeModel(respond))
+    cfg = civa_env.Config.from_kwargs(n_agents=3, max_days=2, seed=0)
+    result = run_community(cfg, "llm", seed=0, run_dir=None, policies={"llm": policy},
+                           progress=False, plots=False)
+    counts = result.summary["llm"]
+    assert counts["decisions"] == policy.stats["decisions"] > 0
+    assert counts["retried"] >= 1 and counts["valid"] >= 1
+    for outcome in ("valid", "retried", "fallback"):
+        assert counts[outcome] == policy.stats[outcome]
+
+
+def test_rerun_multi_env_with_overwrite_starts_a_fresh_transcript(tiny, tmp_path):
+    from civa_env.cli import main
+
+    out = tmp_path / "multi"
+    argv = ["run", "--policy", "llm", "--model", str(tiny), "--envs", "2", "--agents", "2",
+            "--days", "1", "--out", str(out), "--no-plots", "--no-progress",
+            "--llm-option", "cache=off", "--llm-option", "reflection_chars=16",
+            "--llm-option", "memory_chars=16", "--llm-option", "message_chars=16"]
+    assert main(argv) == 0
+    first = (out / "transcript.jsonl").read_text().splitlines()
+    assert first and (out / "llm_prompts.json").exists() and (out / "llm_stats.json").exists()
+    assert main(argv) == 1  # an earlier run: refused without --overwrite
+    assert main([*argv, "--overwrite"]) == 0
+    again = (out / "transcript.jsonl").read_text().splitlines()
+    assert len(again) == len(first)  # not appended to the old one
+
+
+def test_model_load_error_is_one_cli_line(tmp_path, capsys):
+    from civa_env.cli import main
+    from civa_env.policies.llm.hf import ModelLoadError
+
+    assert issubclass(ModelLoadError, ValueError)
+    code = main(["run", "--policy", "llm", "--model", str(tmp_path / "nowhere"), "--out",
+                 str(tmp_path / "run"), "--no-progress"])
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert code == 1 and len(lines) == 1, lines
+    assert lines[0].startswith("civa: error: model folder") and "does not exist" in lines[0]
+    assert not (tmp_path / "run").exists()
 
 
 # ---- clear errors ------------------------------------------------------------------------------

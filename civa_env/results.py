@@ -1,0 +1,90 @@
+"""A sweep's results table, ``results.csv``: one row per finished run.
+
+The table is rewritten atomically (a temporary file of its own, then ``os.replace``), so it
+is never half-written; ``load_results`` refuses a corrupt one with a one-line error that says
+how to recover. See docs/cli.md.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from civa_env.runfolder import atomic_open
+
+METRICS = ("nAUP", "SC", "ED", "IC", "CC", "final_population", "autocorr_lag1", "variance")
+BEHAVIOUR_RATES = ("cooperation_rate", "betrayal_rate", "deception_rate", "power_seeking_rate",
+                   "free_riding_rate")
+COLUMNS = ("run_id", "condition", "prevalence", "seed", "policy", "agents", "days",
+           *METRICS, "extinct_day", *BEHAVIOUR_RATES, "population")
+NUMERIC = ("prevalence", "seed", "agents", "days", *METRICS, *BEHAVIOUR_RATES)
+
+class ResultsError(ValueError):
+    """results.csv cannot be read as a sweep table."""
+
+
+def load_results(path: Path) -> dict[str, dict[str, Any]]:
+    """Rows of results.csv by run_id ({} when the file does not exist).
+
+    Raises:
+        ResultsError: wrong header, a short or malformed row, a duplicate run_id.
+    """
+    path = Path(path)
+    if not path.exists():
+        return {}
+    hint = ("; move it away and rerun the sweep: finished runs are recovered from their "
+            "folders")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        raise ResultsError(f"{path} cannot be read ({err}){hint}") from None
+    reader = csv.reader(io.StringIO(text))
+    header = next(reader, None)
+    if header is None or tuple(header) != COLUMNS:
+        raise ResultsError(f"{path} is corrupt: its header is not the results header{hint}")
+    rows: dict[str, dict[str, Any]] = {}
+    for line, values in enumerate(reader, start=2):
+        if len(values) != len(COLUMNS):
+            raise ResultsError(f"{path} is corrupt: line {line} has {len(values)} fields, "
+                               f"expected {len(COLUMNS)}{hint}")
+        row: dict[str, Any] = dict(zip(COLUMNS, values, strict=True))
+        try:
+            for key in NUMERIC:
+                row[key] = float(row[key])
+                if not math.isfinite(row[key]):
+                    raise ValueError(key)
+            for key in ("seed", "agents", "days"):
+                row[key] = int(row[key])
+            row["population"] = [float(x) for x in row["population"].split()]
+        except ValueError:
+            raise ResultsError(f"{path} is corrupt: line {line} holds a malformed number"
+                               f"{hint}") from None
+        if not row["run_id"] or row["run_id"] in rows:
+            raise ResultsError(f"{path} is corrupt: line {line} repeats or lacks a run_id{hint}")
+        rows[row["run_id"]] = row
+    return rows
+
+
+def write_results(path: Path, rows: Iterable[dict[str, Any]]) -> None:
+    """Write the table atomically (a temporary file of its own, then ``os.replace``)."""
+    with atomic_open(Path(path), newline="", fsync=True) as f:
+        writer = csv.writer(f)
+        writer.writerow(COLUMNS)
+        for row in rows:
+            out = dict(row)
+            if isinstance(out["population"], list):
+                out["population"] = " ".join(f"{x:g}" for x in out["population"])
+            writer.writerow([_cell(out[c]) for c in COLUMNS])
+
+
+def _cell(value: Any) -> str:
+    """Canonical text of a cell, the same for fresh rows and rows read back."""
+    if isinstance(value, bool):
+        return str(int(value))
+    if isinstance(value, float):
+        return str(int(value)) if value.is_integer() else repr(value)
+    return str(value)
