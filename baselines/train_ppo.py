@@ -301,28 +301,94 @@ def evaluate(checkpoint: str | Path, cfg: Any, args: Args, run_dir: Path | None 
     user takes), so this also checks the saved file.
     """
     from civa_env.policies import make_policy
-    from civa_env.wrappers import play_communities
 
     populations = populations or POPULATIONS
     option = "@deterministic" if args.deterministic else ""
     out: dict[str, Any] = {}
     for label, members in populations.items():
-        policies = [(name, make_policy(f"ppo:{checkpoint}{option}" if name == "ppo" else name,
-                                       seed=args.eval_seed), share) for name, share in members]
-        records = play_communities(cfg, policies, episodes=args.eval_episodes,
-                                   seed=args.eval_seed)
+        policies = {name: make_policy(f"ppo:{checkpoint}{option}" if name == "ppo" else name,
+                                      seed=args.eval_seed) for name, _ in members}
+        records = play(cfg, dict(members), policies, args.eval_episodes, args.eval_seed)
         keys = [k for k, v in records[0].items() if isinstance(v, (int, float)) and k != "seed"]
         row: dict[str, Any] = {k: float(np.mean([r[k] for r in records])) for k in keys}
         row["nAUP_sd"] = float(np.std([r["nAUP"] for r in records]))
         row["by_policy"] = {
-            name: {k: float(np.nanmean([r["by_policy"][name][k] for r in records]))
-                   for k in records[0]["by_policy"][name]}
+            name: {k: float(np.mean([r["by_policy"][name][k] for r in records
+                                     if name in r["by_policy"]]))
+                   for k in ("residents", "mean_return", "survival", "mean_wealth_end")}
             for name, _ in members}
         out[label] = row
     if run_dir is not None:
         (run_dir / "eval.json").write_text(json.dumps(out, indent=2) + "\n")
         (run_dir / "eval.md").write_text(eval_table(out, cfg.reward) + "\n")
         print(eval_table(out, cfg.reward))
+    return out
+
+
+def play(cfg: Any, mix: dict[str, float], policies: dict[str, Any], episodes: int,
+         seed: int) -> list[dict[str, Any]]:
+    """Whole episodes in the step loop (``civa_env.runner.run_communities``, no run folders).
+
+    The episodes (seeds ``seed``, ``seed + 1``, ...) run side by side; founders are assigned
+    to the policies of ``mix`` as in ``civa run`` and newcomers take their parent's policy.
+
+    Returns:
+        One record per episode: the community metrics (``wrappers.SUMMARY_KEYS``, behaviour
+        rates), ``seed`` and ``by_policy``: the scalars of the runner's per-policy breakdown
+        (``residents``, ``survival``, ``mean_wealth_end`` of the living, ...) plus
+        ``mean_return``, the policy's mean resident return in the config's reward.
+    """
+    from civa_env.runner import run_communities
+    from civa_env.wrappers import scalar_summary
+
+    results = run_communities([cfg] * episodes, [seed + e for e in range(episodes)], mix, None,
+                              policies=policies, progress=False, plots=False)
+    records = []
+    for result in results:
+        returns = resident_returns(result, cfg)
+        by_policy = {}
+        for label, group in result.summary["by_policy"].items():
+            mine = [returns[a] for a, r in result.residents.items() if r["policy"] == label]
+            by_policy[label] = {**{k: v for k, v in group.items() if isinstance(v, (int, float))},
+                                "mean_return": float(np.mean(mine))}
+        records.append({**scalar_summary(result.summary), "seed": result.seed,
+                        "by_policy": by_policy})
+    return records
+
+
+def resident_returns(result: Any, cfg: Any) -> dict[str, float]:
+    """Each resident's return in ``cfg.reward``, rebuilt from a finished ``RunResult``.
+
+    A resident born on day b is rewarded on days b+1 to its last day (its death, or the run's
+    last day). ``survival``: +1 a day, -1 on the day it died. ``community``: the population
+    after each of those days over ``n_agents``. ``wealth``: the daily changes telescope to its
+    last wealth minus its wealth at birth (founders': a reset with the run's seed;
+    newcomers': ``newcomer_wealth``).
+    """
+    from civa_env.community import CivaEnv
+    from civa_env.events import agent_index
+
+    last_day = int(result.summary["days"])
+    population = np.zeros(last_day + 1)
+    series = np.asarray(result.summary["population"][:last_day], np.float64)
+    population[1: len(series) + 1] = series
+    if cfg.reward == "wealth":
+        env = CivaEnv(cfg)
+        env.reset(seed=result.seed)
+        start_wealth = env.world.wealth.copy()
+        env.close()
+    out = {}
+    for name, r in result.residents.items():
+        died = r["died_day"] is not None
+        born, end = r["born_day"], r["died_day"] if died else last_day
+        if cfg.reward == "survival":
+            out[name] = float(max(end - born, 0) - 2 * died)
+        elif cfg.reward == "community":
+            out[name] = float(population[born + 1: end + 1].sum() / cfg.n_agents)
+        else:
+            first = (cfg.newcomer_wealth if r["parent"] is not None
+                     else float(start_wealth[agent_index(name)]))
+            out[name] = float(r["wealth"] - first) if end > born else 0.0
     return out
 
 
@@ -336,11 +402,11 @@ def eval_table(results: dict[str, Any], reward: str) -> str:
                      f"{r['final_population']:.1f} | {r['cooperation_per_resident_day']:.3f} | "
                      f"{r['betrayal_per_resident_day']:.3f} |")
     lines += ["", f"| population | policy | residents | mean {reward} return | survived | "
-              "final wealth |", "|---|---|---|---|---|---|"]
+              "final wealth (living) |", "|---|---|---|---|---|---|"]
     for label, r in results.items():
         for name, p in r["by_policy"].items():
             lines.append(f"| {label} | {name} | {p['residents']:.1f} | {p['mean_return']:.2f} | "
-                         f"{p['survived']:.2f} | {p['mean_final_wealth']:.1f} |")
+                         f"{p['survival']:.2f} | {p['mean_wealth_end']:.1f} |")
     return "\n".join(lines)
 
 

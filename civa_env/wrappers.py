@@ -24,14 +24,13 @@ for many residents, each resident is one slot of an SB3 ``VecEnv``.
   apart). When a community ends (last day or extinction) every seat is done and the
   community resets with a fresh seed.
 
-``play_communities`` runs whole episodes with several policies mixed in one community (the
-same controller rules) and reports the community metrics with a per-policy breakdown; the
-training script and the tests use it to compare policies.
+To compare trained residents with others in whole communities, use the step loop
+(``civa_env.runner.run_communities`` with ``policies={label: policy}``, no run folders):
+``baselines/train_ppo.py`` does so in its evaluation.
 """
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Hashable, Mapping, Sequence
 from typing import Any
@@ -61,8 +60,8 @@ def default_background() -> str:
 
 
 def shape_signature(cfg: Config) -> dict[str, Any]:
-    """What a numeric policy's network depends on: the config's shape fields plus the
-    feature and catalogue sizes (recorded next to checkpoints, checked when loading)."""
+    """The world's shape: the config's shape fields plus the feature and catalogue sizes
+    (recorded with checkpoints; ``policies.sb3.check_shape`` compares them when loading)."""
     out = {name: getattr(cfg, name) for name in SHAPE_FIELDS}
     out = {k: list(v) if isinstance(v, tuple) else v for k, v in out.items()}
     out["feature_size"] = feature_size(cfg)
@@ -228,7 +227,7 @@ class CivaVecEnv(_VecEnvBase):
             for k, i in enumerate(self._occupant[e].tolist()):
                 slot = base + k
                 if i < 0:  # vacant seat: black-death padding
-                    self._pad(slot)
+                    self._show(slot, None)
                     continue
                 name = env.possible_agents[i]
                 r = float(rew.get(name, 0.0))
@@ -246,10 +245,9 @@ class CivaVecEnv(_VecEnvBase):
                     self._ep_return[slot] = 0.0
                     self._ep_len[slot] = 0
                     self._occupant[e, k] = -1
-                    self._pad(slot)
+                    self._show(slot, None)
                 else:
-                    self._obs[slot] = obs[name]["features"]
-                    self._masks[slot] = obs[name]["action_mask"].astype(bool)
+                    self._show(slot, obs[name])
             self._seat_newcomers(e, obs)
             if not env.agents:  # the community's episode is over (last day or extinction)
                 for k in range(self.seats):
@@ -259,7 +257,7 @@ class CivaVecEnv(_VecEnvBase):
                         infos_out[slot]["terminal_observation"] = np.zeros(self.n_features,
                                                                            np.float32)
                         infos_out[slot]["TimeLimit.truncated"] = True
-                summary = _scalar_summary(env.summary())
+                summary = scalar_summary(env.summary())
                 summary["community"] = e
                 self.finished_communities.append(summary)
                 self._reset_community(e, None)
@@ -319,9 +317,10 @@ class CivaVecEnv(_VecEnvBase):
             return [indices]
         return list(indices)
 
-    def _pad(self, slot: int) -> None:
-        self._obs[slot] = 0.0
-        self._masks[slot] = self._idle_mask
+    def _show(self, slot: int, ob: Mapping[str, np.ndarray] | None) -> None:
+        """Write a slot's features and mask; None pads it (zeros, only ``idle`` allowed)."""
+        self._obs[slot] = 0.0 if ob is None else ob["features"]
+        self._masks[slot] = self._idle_mask if ob is None else ob["action_mask"].astype(bool)
 
     def _reset_community(self, e: int, seed: int | None) -> None:
         env = self.envs[e]
@@ -343,18 +342,11 @@ class CivaVecEnv(_VecEnvBase):
         self._controller[e, overflow] = 1
         learners = learners[: self.seats]
         self._occupant[e, : len(learners)] = learners
-        base = e * self.seats
-        for k in range(self.seats):
-            slot = base + k
-            self._ep_return[slot] = 0.0
-            self._ep_len[slot] = 0
-            i = self._occupant[e, k]
-            if i >= 0:
-                name = env.possible_agents[i]
-                self._obs[slot] = obs[name]["features"]
-                self._masks[slot] = obs[name]["action_mask"].astype(bool)
-            else:
-                self._pad(slot)
+        seats = slice(e * self.seats, (e + 1) * self.seats)
+        self._ep_return[seats] = 0.0
+        self._ep_len[seats] = 0
+        for k, i in enumerate(self._occupant[e].tolist()):
+            self._show(e * self.seats + k, obs[env.possible_agents[i]] if i >= 0 else None)
 
     def _seat_newcomers(self, e: int, obs: dict[str, dict]) -> None:
         """Give each newcomer its parent's controller; seat learner newcomers if possible."""
@@ -372,10 +364,8 @@ class CivaVecEnv(_VecEnvBase):
                     k = int(vacant[0])
                     self._occupant[e, k] = i
                     slot = e * self.seats + k
-                    self._obs[slot] = obs[name]["features"]
-                    self._masks[slot] = obs[name]["action_mask"].astype(bool)
-                    self._ep_return[slot] = 0.0
-                    self._ep_len[slot] = 0
+                    self._show(slot, obs[name])
+                    self._ep_return[slot], self._ep_len[slot] = 0.0, 0
                 else:
                     ctrl = 1
             self._controller[e, i] = ctrl
@@ -389,74 +379,8 @@ SUMMARY_KEYS = ("nAUP", "SC", "ED", "IC", "CC", "autocorr_lag1", "variance", "fi
                 "cooperation_per_resident_day", "betrayal_per_resident_day", "days")
 
 
-def _scalar_summary(summary: Mapping[str, Any]) -> dict[str, Any]:
+def scalar_summary(summary: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``SUMMARY_KEYS`` of a community summary plus ``rate_<behaviour>`` for each rate."""
     out = {k: summary[k] for k in SUMMARY_KEYS if k in summary}
     out.update({f"rate_{b}": r for b, r in summary.get("behaviour_rates", {}).items()})
     return out
-
-
-def play_communities(cfg: Config | Mapping[str, Any], policies: Sequence[tuple[str, Policy, float]],
-                     episodes: int = 1, seed: int = 0) -> list[dict[str, Any]]:
-    """Play whole episodes with several policies mixed in one community.
-
-    Founders are split between policies by share (seeded); newcomers take their parent's
-    policy. Every policy makes one ``act`` call a day for all its residents.
-
-    Args:
-        cfg: the world's config (or dict of fields).
-        policies: ``(label, policy, share)`` triples; shares are normalised.
-        episodes: episodes to play (seeds ``seed``, ``seed + 1``, ...).
-        seed: first episode seed.
-
-    Returns:
-        One record per episode: the community metrics (``nAUP``, ``SC``, ``ED``, ``IC``,
-        ``CC``, early warning, behaviour rates) and ``by_policy``: for each label the
-        residents it controlled, their mean return in the config's reward, the share that
-        survived and their mean wealth at the end.
-    """
-    cfg = _as_config(cfg)
-    labels = [p[0] for p in policies]
-    if len(set(labels)) != len(labels):
-        raise ValueError(f"policy labels must be distinct, got {labels}")
-    env = CivaEnv(cfg)
-    records = []
-    for ep in range(episodes):
-        ep_seed = seed + ep
-        obs, infos = env.reset(seed=ep_seed)
-        for p, (_, policy, _) in enumerate(policies):
-            policy.reset(cfg, seed=ep_seed * 1000 + p)
-        controller = np.full(cfg.max_agents, UNSET, np.int64)
-        living = np.flatnonzero(env.world.alive)
-        controller[living] = assign_controllers(len(living), [p[2] for p in policies],
-                                                np.random.default_rng(ep_seed + 1))
-        returns = np.zeros(cfg.max_agents)
-        while env.agents:
-            actions: dict[str, Any] = {}
-            for p, (_, policy, _) in enumerate(policies):
-                mine = [a for a in env.agents if controller[_index(a)] == p]
-                if mine:
-                    actions.update(policy.act({a: obs[a] for a in mine},
-                                              {a: infos.get(a, {}) for a in mine}))
-            obs, rew, _, _, infos = env.step(actions)
-            for name, r in rew.items():
-                returns[_index(name)] += r
-            for name in obs:
-                i = _index(name)
-                if controller[i] == UNSET:
-                    controller[i] = controller[max(int(env.world.parent[i]), 0)]
-        record = _scalar_summary(env.summary())
-        record["seed"] = ep_seed
-        world = env.world
-        by_policy = {}
-        for p, label in enumerate(labels):
-            rows = np.flatnonzero(controller == p)
-            by_policy[label] = {
-                "residents": int(len(rows)),
-                "mean_return": float(returns[rows].mean()) if len(rows) else math.nan,
-                "survived": float(world.alive[rows].mean()) if len(rows) else math.nan,
-                "mean_final_wealth": float(np.where(world.alive[rows], world.wealth[rows],
-                                                    0.0).mean()) if len(rows) else math.nan,
-            }
-        record["by_policy"] = by_policy
-        records.append(record)
-    return records

@@ -15,7 +15,8 @@ from sb3_contrib import MaskablePPO
 from civa_env import Config
 from civa_env.policies import make_policy
 from civa_env.policies.sb3 import save_checkpoint
-from civa_env.wrappers import CivaVecEnv, play_communities
+from civa_env.runner import run_communities
+from civa_env.wrappers import CivaVecEnv
 
 # A small world (10 residents, 3 factories, 4 residents in view) so training takes a minute.
 cfg = Config(n_agents=10, n_factories=3, view_size=4, reward="survival", obs_mode="numeric")
@@ -31,15 +32,15 @@ model.learn(30_000)  # MaskablePPO reads the masks through venv.env_method("acti
 path = save_checkpoint(model, Path("runs/examples/ppo_small.zip"), cfg)
 print(f"saved {path}")
 
-# Half trained residents, half scripted ones, in the same communities.
-ppo = make_policy(f"ppo:{path}", seed=0)
-scripted = make_policy("scripted", seed=0)
-random = make_policy("random", seed=0)
-for label, mix in [("ppo + scripted", [("ppo", ppo, 0.5), ("scripted", scripted, 0.5)]),
-                   ("ppo + random", [("ppo", ppo, 0.5), ("random", random, 0.5)])]:
-    records = play_communities(cfg, mix, episodes=5, seed=100)
-    naup = sum(r["nAUP"] for r in records) / len(records)
-    returns = {name: sum(r["by_policy"][name]["mean_return"] for r in records) / len(records)
-               for name, _, _ in mix}
-    print(f"{label}: nAUP {naup:.2f}; survival return per resident "
-          + ", ".join(f"{k} {v:.1f}" for k, v in returns.items()))
+# Half trained residents, half scripted (or random) ones, in five communities run side by side
+# in the step loop that `civa run` uses (no run folders); metrics are broken down by policy.
+policies = {"ppo": make_policy(f"ppo:{path}", seed=0), "scripted": make_policy("scripted"),
+            "random": make_policy("random")}
+for mix in [{"ppo": 0.5, "scripted": 0.5}, {"ppo": 0.5, "random": 0.5}]:
+    results = run_communities([cfg] * 5, range(100, 105), mix, None, policies=policies,
+                              progress=False, plots=False)
+    naup = sum(r.summary["nAUP"] for r in results) / len(results)
+    survival = {name: sum(r.summary["by_policy"][name]["survival"] for r in results) / len(results)
+                for name in mix}
+    print(f"{' + '.join(mix)}: nAUP {naup:.2f}; share of residents alive at the end "
+          + ", ".join(f"{k} {v:.2f}" for k, v in survival.items()))

@@ -22,7 +22,7 @@ pytest.importorskip("sb3_contrib")
 from civa_env import Config  # noqa: E402
 from civa_env.policies import make_policy  # noqa: E402
 from civa_env.policies.sb3 import CheckpointMismatch, read_metadata  # noqa: E402
-from civa_env.wrappers import CivaVecEnv, play_communities, shape_signature  # noqa: E402
+from civa_env.wrappers import CivaVecEnv, shape_signature  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = dict(n_agents=10, n_factories=3, view_size=4, max_days=30, obs_mode="numeric")
@@ -64,18 +64,58 @@ def test_trained_policy_beats_random_residents(tmp_path, seed):
     cfg = Config(**{k: v for k, v in SMALL.items()}, reward="survival")
     ppo = make_policy(f"ppo:{summary['checkpoint']}", seed=seed)
     rnd = make_policy("random", seed=seed)
-    # Side by side in the same communities: the training reward per resident.
-    mixed = play_communities(cfg, [("ppo", ppo, 0.5), ("random", rnd, 0.5)], episodes=4,
-                             seed=500 + 10 * seed)
+    policies = {"ppo": ppo, "random": rnd}
+    # Side by side in the same communities (the step loop): the training reward per resident.
+    mixed = train_ppo.play(cfg, {"ppo": 0.5, "random": 0.5}, policies, 4, 500 + 10 * seed)
     ppo_return = np.mean([r["by_policy"]["ppo"]["mean_return"] for r in mixed])
     rnd_return = np.mean([r["by_policy"]["random"]["mean_return"] for r in mixed])
     assert ppo_return > rnd_return + 5.0, (ppo_return, rnd_return)
     # And as whole communities: nAUP of all-PPO against all-random.
-    all_ppo = play_communities(cfg, [("ppo", ppo, 1.0)], episodes=4, seed=700 + 10 * seed)
-    all_rnd = play_communities(cfg, [("random", rnd, 1.0)], episodes=4, seed=700 + 10 * seed)
+    all_ppo = train_ppo.play(cfg, {"ppo": 1.0}, policies, 4, 700 + 10 * seed)
+    all_rnd = train_ppo.play(cfg, {"random": 1.0}, policies, 4, 700 + 10 * seed)
     naup_ppo = np.mean([r["nAUP"] for r in all_ppo])
     naup_rnd = np.mean([r["nAUP"] for r in all_rnd])
     assert naup_ppo > naup_rnd + 0.2, (naup_ppo, naup_rnd)
+
+
+@pytest.mark.parametrize("reward", ["survival", "community", "wealth"])
+def test_evaluation_returns_match_the_env_rewards(reward):
+    """``play``'s per-policy returns, rebuilt from the step loop's records, equal the sum of
+    the rewards the env hands out (deaths, newcomers and the last day included)."""
+    from civa_env.community import CivaEnv
+
+    cfg = Config(**SMALL, reward=reward, birth_threshold=11.0, birth_prob=0.6, upkeep=1.3)
+    for name, seed in [("random", 0), ("scripted", 1)]:
+        env, policy = CivaEnv(cfg), make_policy(name)
+        policy.reset(cfg, seed=seed)
+        obs, infos = env.reset(seed=seed)
+        returns: dict[str, float] = {}
+        while env.agents:
+            obs, rewards, _, _, infos = env.step(policy.act(
+                {a: obs[a] for a in env.agents}, {a: infos[a] for a in env.agents}))
+            for a, r in rewards.items():
+                returns[a] = returns.get(a, 0.0) + r
+        (record,) = train_ppo.play(cfg, {name: 1.0}, {name: make_policy(name)}, 1, seed)
+        group = record["by_policy"][name]
+        assert group["residents"] == env.world.n_used > cfg.n_agents  # newcomers counted
+        expected = sum(returns.values()) / env.world.n_used
+        assert group["mean_return"] == pytest.approx(expected, abs=1e-3)
+        # The breakdown is the runner's: wealth at the end averages the living only.
+        living = env.world.alive
+        assert group["mean_wealth_end"] == pytest.approx(
+            env.world.wealth[living].mean() if living.any() else 0.0)
+
+
+def test_evaluation_tables_from_a_checkpoint(checkpoint, tmp_path):
+    args = _small_args(tmp_path, eval_episodes=2)
+    cfg = train_ppo.world_config(args)
+    out = train_ppo.evaluate(checkpoint, cfg, args, tmp_path,
+                             populations={"halves": [("ppo", 0.5), ("random", 0.5)]})
+    group = out["halves"]["by_policy"]
+    assert group["ppo"]["residents"] >= 5 and group["random"]["residents"] >= 5
+    assert 0.0 <= group["ppo"]["survival"] <= 1.0
+    table = (tmp_path / "eval.md").read_text()
+    assert "| halves | ppo |" in table and "| halves | random |" in table
 
 
 # ---- (b) both algorithms on the vector env; masks reach MaskablePPO --------------------------
