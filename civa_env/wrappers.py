@@ -41,8 +41,10 @@ from gymnasium import spaces
 from civa_env.actions import Catalogue, Primary
 from civa_env.community import CivaEnv
 from civa_env.config import SHAPE_FIELDS, Config
+from civa_env.events import agent_index
 from civa_env.observe import FEATURE_CLIP, feature_size
 from civa_env.policies.base import Policy, make_policy
+from civa_env.runner import assign_policies
 
 try:  # SB3 is an optional extra: without it the VecEnv is a plain class with the same API.
     from stable_baselines3.common.vec_env import VecEnv as _VecEnvBase
@@ -80,25 +82,6 @@ def _as_config(cfg: Config | Mapping[str, Any] | None, **overrides: Any) -> Conf
     if isinstance(cfg, Mapping):
         return Config.from_kwargs(**{**cfg, **overrides})
     return cfg.replace(**overrides) if overrides else cfg
-
-
-def assign_controllers(n_alive: int, shares: Sequence[float],
-                       rng: np.random.Generator) -> np.ndarray:
-    """Controller index for each of ``n_alive`` founders: (n_alive,) int.
-
-    Controller ``c`` gets ``round(shares[c] * n_alive)`` residents (largest remainders, so
-    the counts add up), placed at seeded random positions.
-    """
-    shares = np.asarray(shares, dtype=np.float64)
-    if (shares < 0).any() or shares.sum() <= 0:
-        raise ValueError("policy shares must be >= 0 and sum to more than 0, "
-                         f"got {shares.tolist()}")
-    raw = shares / shares.sum() * n_alive
-    counts = np.floor(raw).astype(int)
-    rest = n_alive - counts.sum()
-    counts[np.argsort(-(raw - counts), kind="stable")[:rest]] += 1
-    labels = np.repeat(np.arange(len(shares)), counts)
-    return labels[rng.permutation(n_alive)]
 
 
 class CivaVecEnv(_VecEnvBase):
@@ -202,7 +185,7 @@ class CivaVecEnv(_VecEnvBase):
         for e, env in enumerate(self.envs):
             obs, infos = self._last[e]
             for name in env.agents:
-                if self._controller[e, _index(name)] == 1:
+                if self._controller[e, agent_index(name)] == 1:
                     key = (e, self._episode[e], name)
                     bg_obs[key] = obs[name]
                     bg_infos[key] = infos.get(name, {})
@@ -332,8 +315,9 @@ class CivaVecEnv(_VecEnvBase):
         self._controller[e] = UNSET
         living = np.flatnonzero(env.world.alive)
         share = self.learner_fraction
-        labels = assign_controllers(len(living), [share, 1.0 - share],
-                                    np.random.default_rng(seed + 1))
+        mix = {"learner": share, "background": 1.0 - share}
+        owners = assign_policies(mix, len(living), np.random.default_rng(seed + 1))
+        labels = (np.array(owners) == "background").astype(np.int8)  # 0 learner, 1 background
         self._controller[e, living] = labels
         learners = living[labels == 0]
         self._occupant[e] = -1
@@ -353,7 +337,7 @@ class CivaVecEnv(_VecEnvBase):
         env = self.envs[e]
         world = env.world
         for name in obs:
-            i = _index(name)
+            i = agent_index(name)
             if self._controller[e, i] != UNSET:
                 continue
             parent = int(world.parent[i])
@@ -369,10 +353,6 @@ class CivaVecEnv(_VecEnvBase):
                 else:
                     ctrl = 1
             self._controller[e, i] = ctrl
-
-
-def _index(name: str) -> int:
-    return int(name.rsplit("_", 1)[1])
 
 
 SUMMARY_KEYS = ("nAUP", "SC", "ED", "IC", "CC", "autocorr_lag1", "variance", "final_population",
