@@ -19,7 +19,7 @@ from civa_env.policies.scripted import (
     tendency_table_markdown,
 )
 from civa_env.runner import run_community
-from civa_env.values import Value, all_conditions
+from civa_env.values import N_CONDITION_CODES, Value, all_conditions
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -63,7 +63,7 @@ def test_seeded_and_deterministic():
 
 def test_table_covers_every_condition_and_docs_match():
     table = tendency_table()
-    assert table.shape == (21, len(FIELDS))
+    assert table.shape == (N_CONDITION_CODES, len(FIELDS))
     assert set(BASELINE) == set(FIELDS)
     for (head, value), changes in CHANGES.items():
         assert head in ("with", "without") and isinstance(value, Value)

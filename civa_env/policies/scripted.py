@@ -59,7 +59,7 @@ from civa_env.config import Config
 from civa_env.observe import CONDITION_FEATURES, FACTORY_FEATURES, OWN_FEATURES, SLOT_FEATURES
 from civa_env.policies.base import Policy, register_policy
 from civa_env.rules import production
-from civa_env.values import Value, all_conditions
+from civa_env.values import N_CONDITION_CODES, Direction, Value, ValueCondition, code_of
 
 TABLE_VERSION = "scripted-v1"
 
@@ -142,8 +142,8 @@ def condition_row(condition: str) -> dict[str, float]:
 
 
 def tendency_table() -> np.ndarray:
-    """(21, len(FIELDS)) float array indexed by value-condition code."""
-    table = np.zeros((21, len(FIELDS)))
+    """(N_CONDITION_CODES, len(FIELDS)) float array indexed by value-condition code."""
+    table = np.zeros((N_CONDITION_CODES, len(FIELDS)))
     for code, condition in enumerate(_conditions_by_code()):
         row = condition_row(condition)
         table[code] = [row[f] for f in FIELDS]
@@ -151,8 +151,7 @@ def tendency_table() -> np.ndarray:
 
 
 def _conditions_by_code() -> list[str]:
-    # values.all_conditions() is ordered baseline, with:* (codes 1-10), without:* (11-20).
-    return all_conditions()
+    return [str(ValueCondition.from_code(code)) for code in range(N_CONDITION_CODES)]
 
 
 def tendency_table_markdown() -> str:
@@ -228,9 +227,12 @@ class ScriptedPolicy(Policy):
         log_w = feats[:, 0]
         wealth, skill = _unlog(log_w), feats[:, 1]
         c0 = OWN_FEATURES
-        direction = feats[:, c0:c0 + 3].argmax(1)
-        value = feats[:, c0 + 3:c0 + CONDITION_FEATURES].argmax(1)
-        code = np.where(direction == 0, 0, np.where(direction == 1, 1 + value, 11 + value))
+        # The condition's features: a direction one-hot (baseline, with, without), then a
+        # value one-hot (see observe.features).
+        v0 = c0 + len(Direction)
+        direction = feats[:, c0:v0].argmax(1)
+        value = feats[:, v0:c0 + CONDITION_FEATURES].argmax(1)
+        code = code_of(direction, value)
         t = {f: self.table[code, n] for n, f in enumerate(FIELDS)}  # each (K,)
 
         # ---- factories: expected share of each known factory -------------------------------
