@@ -10,11 +10,12 @@ import pytest
 import civa_env
 from civa_env.events import EventKind
 from civa_env.policies import make_policy
-from civa_env.policies.scripted import (
+from civa_env.policies.scripted import ScriptedPolicy
+from civa_env.policies.scripted_table import (
     BASELINE,
     CHANGES,
     FIELDS,
-    ScriptedPolicy,
+    fields_table_markdown,
     tendency_table,
     tendency_table_markdown,
 )
@@ -78,6 +79,7 @@ def test_table_covers_every_condition_and_docs_match():
         assert changed == expected, condition
     doc = (ROOT / "docs" / "scripted.md").read_text()
     assert tendency_table_markdown() in doc, "docs/scripted.md is out of date: paste the table"
+    assert fields_table_markdown() in doc, "docs/scripted.md is out of date: paste the fields"
 
 
 def test_scripted_takes_no_argument():
@@ -140,3 +142,20 @@ def test_numeric_mode_deceives_through_broadcasts():
                   if e.kind == EventKind.MESSAGE and e.target is None and "peace" in e.text]
     assert broadcasts
     assert env.summary()["behaviours"]["deception"] > 0
+
+
+def test_memory_is_kept_for_the_living_only():
+    """Residents who die are forgotten; the living keep their memory (same actions)."""
+    env = civa_env.parallel_env(seed=2, condition="with:power", prevalence=1.0, upkeep=1.4,
+                                max_days=25)
+    policy = make_policy("scripted")
+    policy.reset(env.cfg, 2)
+    obs, infos = env.reset(seed=2)
+    deaths = 0
+    while env.agents:
+        actions = policy.act({a: obs[a] for a in env.agents}, {a: infos[a] for a in env.agents})
+        remembered = set(policy._last_factory) | set(policy._plan)
+        assert remembered <= set(env.agents)
+        obs, _, terminations, _, infos = env.step(actions)
+        deaths += sum(terminations.values())
+    assert deaths > 0 and env.world.n_used > len(policy._last_factory)
