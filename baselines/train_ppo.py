@@ -41,6 +41,8 @@ from typing import Any
 
 import numpy as np
 
+from civa_env import Config
+
 
 @dataclass
 class Args:
@@ -53,20 +55,21 @@ class Args:
     algo: str = "maskable_ppo"
     """``maskable_ppo`` (sb3-contrib, reads the action masks) or ``ppo`` (SB3, unmasked)"""
 
-    # World
-    condition: str = "baseline"
+    # World: these fields map onto Config fields of the same name, with Config's defaults.
+    condition: str = Config.condition
     """value condition of the residents: ``baseline``, ``with:<value>``, ``without:<value>``"""
-    prevalence: float = 1.0
+    prevalence: float = Config.prevalence
     """share of residents holding the condition"""
     reward: str = "survival"
-    """training reward: ``survival``, ``wealth`` or ``community``"""
-    n_agents: int = 25
+    """training reward: ``survival``, ``wealth`` or ``community`` (the env's default is
+    ``wealth``; survival trains fastest)"""
+    n_agents: int = Config.n_agents
     """residents at the start of an episode"""
-    max_days: int = 30
+    max_days: int = Config.max_days
     """days per episode"""
-    n_factories: int = 5
+    n_factories: int = Config.n_factories
     """factories (fixes the action catalogue)"""
-    view_size: int = 24
+    view_size: int = Config.view_size
     """residents each one sees (fixes features and catalogue)"""
 
     # Who the learner lives with
@@ -156,13 +159,15 @@ def parse_args(argv: list[str] | None = None) -> Args:
     return args
 
 
-def world_config(args: Args):
-    """The training world's ``Config`` (numeric observations)."""
-    from civa_env import Config
+WORLD_FIELDS = ("condition", "prevalence", "reward", "n_agents", "max_days", "n_factories",
+                "view_size")  # the Args fields passed on to Config (``seed`` is the training's)
 
-    return Config(n_agents=args.n_agents, max_days=args.max_days, n_factories=args.n_factories,
-                  known_at_start=min(2, args.n_factories), view_size=args.view_size,
-                  condition=args.condition, prevalence=args.prevalence, reward=args.reward,
+
+def world_config(args: Args) -> Config:
+    """The training world's ``Config``: the ``WORLD_FIELDS`` of ``args``, numeric
+    observations, and no more factories known at the start than there are."""
+    return Config(**{name: getattr(args, name) for name in WORLD_FIELDS},
+                  known_at_start=min(Config.known_at_start, args.n_factories),
                   obs_mode="numeric")
 
 

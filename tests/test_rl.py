@@ -118,6 +118,20 @@ def test_evaluation_tables_from_a_checkpoint(checkpoint, tmp_path):
     assert "| halves | ppo |" in table and "| halves | random |" in table
 
 
+def test_training_world_defaults_are_the_configs():
+    """``Args`` restates no world default: a bare ``Args`` gives the default ``Config``."""
+    import dataclasses
+
+    args = train_ppo.Args()
+    assert train_ppo.world_config(args) == Config(reward=args.reward, obs_mode="numeric")
+    defaults = {f.name: f.default for f in dataclasses.fields(train_ppo.Args)}
+    for name in train_ppo.WORLD_FIELDS:
+        if name != "reward":  # training's own default (survival trains fastest)
+            assert defaults[name] == getattr(Config, name), name
+    small = train_ppo.world_config(train_ppo.parse_args(["--n-factories", "1", "--n-agents", "7"]))
+    assert (small.n_factories, small.known_at_start, small.n_agents) == (1, 1, 7)
+
+
 # ---- (b) both algorithms on the vector env; masks reach MaskablePPO --------------------------
 class _Recorder(CivaVecEnv):
     """Counts actions that the masks (as they were when the action was chosen) forbid."""
