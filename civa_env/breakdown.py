@@ -15,14 +15,9 @@ import numpy as np
 
 from civa_env import behaviours
 from civa_env.community import CivaEnv
-from civa_env.events import EventKind, agent_name
+from civa_env.events import ACTION_KINDS, agent_name
 from civa_env.values import ValueCondition
 
-# What residents chose to do, as metrics' census "actions" counts them: outcomes (outage,
-# alliance_formed/dissolved, birth, death, invalid) are not actions.
-ACTION_KINDS = (EventKind.WORK, EventKind.EXPLORE, EventKind.UPGRADE_SELF,
-                EventKind.UPGRADE_FACTORY, EventKind.IDLE, EventKind.GIFT, EventKind.ATTACK,
-                EventKind.MERGE_PROPOSAL, EventKind.MESSAGE)
 # Outcomes of an LLM decision (first try valid, valid after the retry, safe default), read
 # from ``policy.infos[key]["llm"]`` after each ``act`` (see policies/llm/policy.py).
 LLM_OUTCOMES = ("valid", "retried", "fallback")

@@ -45,6 +45,11 @@ class EventKind(enum.IntEnum):
 
 
 KIND_BY_LABEL = {k.label: k for k in EventKind}
+# What residents chose to do; the other kinds (outage, alliance formed or dissolved, birth,
+# death, invalid) are outcomes. The census and the per-policy breakdowns count these.
+ACTION_KINDS = (EventKind.WORK, EventKind.EXPLORE, EventKind.UPGRADE_SELF,
+                EventKind.UPGRADE_FACTORY, EventKind.IDLE, EventKind.GIFT, EventKind.ATTACK,
+                EventKind.MERGE_PROPOSAL, EventKind.MESSAGE)
 
 ATTACK_SUCCESS = 1
 ATTACK_ON_ALLY = 2

@@ -21,14 +21,11 @@ from scipy.sparse.csgraph import connected_components
 
 from civa_env import behaviours
 from civa_env.config import Config
-from civa_env.events import EventKind, EventLog
+from civa_env.events import ACTION_KINDS, EventKind, EventLog
 from civa_env.state import Deal, WorldState
 
-# Event kinds counted as the day's actions (None: an outcome, not an action).
-_ACTION_KINDS = (EventKind.WORK, EventKind.EXPLORE, EventKind.UPGRADE_SELF,
-                 EventKind.UPGRADE_FACTORY, EventKind.IDLE, EventKind.GIFT, EventKind.ATTACK,
-                 EventKind.MERGE_PROPOSAL, EventKind.MESSAGE)
-_ACTION_LABELS = [k.label if k in _ACTION_KINDS else None for k in EventKind]
+# Label of each event kind counted as an action (None: an outcome, not an action).
+_ACTION_LABELS = [k.label if k in ACTION_KINDS else None for k in EventKind]
 # Plain ints for the hot paths (comparing an array with an enum member is slow).
 _KIND_WORK, _KIND_EXPLORE = int(EventKind.WORK), int(EventKind.EXPLORE)
 _KIND_BIRTH, _KIND_DEATH = int(EventKind.BIRTH), int(EventKind.DEATH)

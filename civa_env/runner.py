@@ -46,7 +46,7 @@ from civa_env.runfolder import (
     prepare_run_dir,
     write_json_atomic,
 )
-from civa_env.values import ValueCondition
+from civa_env.values import N_CONDITION_CODES, ValueCondition
 
 __all__ = ["ACTION_KINDS", "LLM_OUTCOMES", "POLICY_FILES", "RUN_FILES", "RunFolderError",
            "RunResult", "assign_policies", "breakdown", "format_mix", "is_complete_run",
@@ -186,9 +186,8 @@ class _Episode:
                                          llm=llm)
         codes = np.where(np.arange(env.world.n_pool) < env.world.n_used,
                          env.world.condition.astype(np.int64), -1)
-        summary["by_condition"] = breakdown(
-            env, codes, [str(ValueCondition.from_code(c)) for c in range(21)], cols=cols,
-            masks=masks, llm=llm)
+        labels = [str(ValueCondition.from_code(c)) for c in range(N_CONDITION_CODES)]
+        summary["by_condition"] = breakdown(env, codes, labels, cols=cols, masks=masks, llm=llm)
         if llm is not None:
             summary["llm"] = llm_counts(llm)
         residents = self._residents()

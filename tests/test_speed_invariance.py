@@ -20,8 +20,10 @@ from civa_env.policies import make_policy
 
 GOLDEN = {
     (25, "scripted", 1, "text"): "53a3cfb8b0eaa181a838a23999ee979691b8d8822829836cf9b11fcd2b6a5a12",
-    (100, "scripted", 2, "numeric"): "d321d72b9c26f07ad147133760e9d160475326fd7f62adbacd5f05c767dc47bc",
-    (100, "random", 3, "numeric"): "ddaaa8ba2796c366e82ad9dd731bf5f5e92c359be026bb8eb486ae67b19c6770",
+    (100, "scripted", 2, "numeric"):
+        "d321d72b9c26f07ad147133760e9d160475326fd7f62adbacd5f05c767dc47bc",
+    (100, "random", 3, "numeric"):
+        "ddaaa8ba2796c366e82ad9dd731bf5f5e92c359be026bb8eb486ae67b19c6770",
 }
 
 
