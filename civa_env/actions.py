@@ -22,6 +22,7 @@ from __future__ import annotations
 import enum
 import string
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -396,14 +397,9 @@ def _pack_structured(batch: ActionBatch, i: int, name: str, action: dict[str, An
         batch.messages.append(Message(day, i, recipient, text))
 
 
-# Plain ints for the hot path (enum attribute access is slow in CPython).
-_PRIMARY_IDLE = int(Primary.IDLE)
-_PRIMARY_UPGRADE_FACTORY = int(Primary.UPGRADE_FACTORY)
-_PRIMARY_UPGRADE_SELF = int(Primary.UPGRADE_SELF)
-_PRIMARY_WORK = int(Primary.WORK)
-_SECONDARY_GIFT = int(Secondary.GIFT)
-_SECONDARY_MERGE = int(Secondary.MERGE)
-_SECONDARY_NONE = int(Secondary.NONE)
+# Plain ints for the hot path (see rules.py: enum class attributes are slow to read).
+_P = SimpleNamespace(**{k.name: int(k) for k in Primary})
+_S = SimpleNamespace(**{k.name: int(k) for k in Secondary})
 
 
 def _validate(batch: ActionBatch, state: WorldState, cfg: Config) -> None:
@@ -412,50 +408,50 @@ def _validate(batch: ActionBatch, state: WorldState, cfg: Config) -> None:
     p, f = batch.primary, batch.factory
     fac = np.clip(f, 0, m - 1)
     rows = np.arange(n)
-    needs_factory = state.alive & ((p == _PRIMARY_WORK) | (p == _PRIMARY_UPGRADE_FACTORY))
+    needs_factory = state.alive & ((p == _P.WORK) | (p == _P.UPGRADE_FACTORY))
     bad = needs_factory & ((f < 0) | (f >= m))
     bad_known = needs_factory & ~bad & ~state.known[rows, fac]
     if bad.any():
         batch.flag_many(np.flatnonzero(bad), "unknown factory: idle")
     if bad_known.any():
         batch.flag_many(np.flatnonzero(bad_known), "factory not known to the resident: idle")
-    p[bad | bad_known] = _PRIMARY_IDLE
-    upgrading = state.alive & ((p == _PRIMARY_UPGRADE_SELF) | (p == _PRIMARY_UPGRADE_FACTORY))
+    p[bad | bad_known] = _P.IDLE
+    upgrading = state.alive & ((p == _P.UPGRADE_SELF) | (p == _P.UPGRADE_FACTORY))
     poor = upgrading & (state.wealth < cfg.upgrade_cost)
     if poor.any():
         batch.flag_many(np.flatnonzero(poor), f"upgrade costs {cfg.upgrade_cost}: idle")
-        p[poor] = _PRIMARY_IDLE
-    f[(p != _PRIMARY_WORK) & (p != _PRIMARY_UPGRADE_FACTORY)] = -1
+        p[poor] = _P.IDLE
+    f[(p != _P.WORK) & (p != _P.UPGRADE_FACTORY)] = -1
 
     s, t = batch.secondary, batch.target
-    has_sec = state.alive & (s != _SECONDARY_NONE)
+    has_sec = state.alive & (s != _S.NONE)
     tgt = np.clip(t, 0, n - 1)
     bad_t = has_sec & ((t < 0) | (t >= n) | ~state.alive[tgt] | (t == rows))
     if bad_t.any():
         batch.flag_many(np.flatnonzero(bad_t & (t == rows)), "cannot target oneself: none")
         batch.flag_many(np.flatnonzero(bad_t & (t != rows)),
                         "target is dead or unknown: no secondary action")
-        s[bad_t] = _SECONDARY_NONE
-    merge = state.alive & (s == _SECONDARY_MERGE)
+        s[bad_t] = _S.NONE
+    merge = state.alive & (s == _S.MERGE)
     if merge.any():
         mi = np.flatnonzero(merge)
         already = is_allied(state, mi, t[mi])
         if already.any():
             batch.flag_many(mi[already], "already allied: no secondary action")
-            s[mi[already]] = _SECONDARY_NONE
-    gift = state.alive & (s == _SECONDARY_GIFT)
+            s[mi[already]] = _S.NONE
+    gift = state.alive & (s == _S.GIFT)
     a = batch.amount
     bad_amount = gift & ~(a > 0)  # also catches NaN
     if bad_amount.any():
         batch.flag_many(np.flatnonzero(bad_amount), "gift amount must be > 0: no gift")
-        s[bad_amount] = _SECONDARY_NONE
+        s[bad_amount] = _S.NONE
     gift &= ~bad_amount
     too_big = gift & (a > np.maximum(state.wealth, 0.0) + 1e-9)
     if too_big.any():
         batch.flag_many(np.flatnonzero(too_big), "gift larger than wealth held: cut")
         a[too_big] = np.maximum(state.wealth[too_big], 0.0)
-    t[s == _SECONDARY_NONE] = -1
-    a[s != _SECONDARY_GIFT] = 0.0
+    t[s == _S.NONE] = -1
+    a[s != _S.GIFT] = 0.0
     # Messages to residents who are dead (or never born) are dropped.
     kept = []
     for msg in batch.messages:

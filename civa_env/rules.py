@@ -12,6 +12,8 @@ Each rule updates the state in place and appends its events to the day's ``DayEv
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 
 from civa_env.actions import EVERYONE, ActionBatch, Primary, Secondary, is_allied
@@ -26,30 +28,11 @@ from civa_env.events import (
 )
 from civa_env.state import Deal, WorldState
 
-# Plain ints for the hot paths (enum attribute access is slow in CPython).
-_EVENTKIND_ALLIANCE_DISSOLVED = int(EventKind.ALLIANCE_DISSOLVED)
-_EVENTKIND_ALLIANCE_FORMED = int(EventKind.ALLIANCE_FORMED)
-_EVENTKIND_ATTACK = int(EventKind.ATTACK)
-_EVENTKIND_BIRTH = int(EventKind.BIRTH)
-_EVENTKIND_DEATH = int(EventKind.DEATH)
-_EVENTKIND_EXPLORE = int(EventKind.EXPLORE)
-_EVENTKIND_GIFT = int(EventKind.GIFT)
-_EVENTKIND_IDLE = int(EventKind.IDLE)
-_EVENTKIND_INVALID = int(EventKind.INVALID)
-_EVENTKIND_MERGE_PROPOSAL = int(EventKind.MERGE_PROPOSAL)
-_EVENTKIND_MESSAGE = int(EventKind.MESSAGE)
-_EVENTKIND_OUTAGE = int(EventKind.OUTAGE)
-_EVENTKIND_UPGRADE_FACTORY = int(EventKind.UPGRADE_FACTORY)
-_EVENTKIND_UPGRADE_SELF = int(EventKind.UPGRADE_SELF)
-_EVENTKIND_WORK = int(EventKind.WORK)
-_PRIMARY_EXPLORE = int(Primary.EXPLORE)
-_PRIMARY_IDLE = int(Primary.IDLE)
-_PRIMARY_UPGRADE_FACTORY = int(Primary.UPGRADE_FACTORY)
-_PRIMARY_UPGRADE_SELF = int(Primary.UPGRADE_SELF)
-_PRIMARY_WORK = int(Primary.WORK)
-_SECONDARY_ATTACK = int(Secondary.ATTACK)
-_SECONDARY_GIFT = int(Secondary.GIFT)
-_SECONDARY_MERGE = int(Secondary.MERGE)
+# Plain ints for the hot paths: attribute access on an enum class is slow in CPython, on a
+# namespace it is not (K.ATTACK == int(EventKind.ATTACK)).
+K = SimpleNamespace(**{k.name: int(k) for k in EventKind})
+P = SimpleNamespace(**{k.name: int(k) for k in Primary})
+S = SimpleNamespace(**{k.name: int(k) for k in Secondary})
 
 
 def production(capacity: np.ndarray, workers: np.ndarray, cfg: Config) -> np.ndarray:
@@ -71,7 +54,7 @@ def produce(state: WorldState, batch: ActionBatch, rng: np.random.Generator, cfg
 
     Returns income (N,)."""
     m = cfg.n_factories
-    workers_idx = np.flatnonzero(state.alive & (batch.primary == _PRIMARY_WORK))
+    workers_idx = np.flatnonzero(state.alive & (batch.primary == P.WORK))
     fac = batch.factory[workers_idx].astype(np.int64)
     counts = np.bincount(fac, minlength=m)
     outage = rng.random(m) < cfg.outage_prob
@@ -88,15 +71,15 @@ def produce(state: WorldState, batch: ActionBatch, rng: np.random.Generator, cfg
     state.outage[:] = outage
     if outage.any():
         off = np.flatnonzero(outage)
-        ev.add(_EVENTKIND_OUTAGE, np.full(len(off), -1), factory=off)
-    ev.add(_EVENTKIND_WORK, workers_idx, factory=fac, amount=share, wealth=w0[workers_idx])
+        ev.add(K.OUTAGE, np.full(len(off), -1), factory=off)
+    ev.add(K.WORK, workers_idx, factory=fac, amount=share, wealth=w0[workers_idx])
     return income
 
 
 def explore(state: WorldState, batch: ActionBatch, rng: np.random.Generator, cfg: Config,
             ev: DayEvents, income: np.ndarray, w0: np.ndarray) -> None:
     """Explore: reveal an unknown factory (p=0.3), else find uniform [0, 3] wealth (p=0.3)."""
-    rows = np.flatnonzero(state.alive & (batch.primary == _PRIMARY_EXPLORE))
+    rows = np.flatnonzero(state.alive & (batch.primary == P.EXPLORE))
     if len(rows) == 0:
         return
     u_reveal, u_find = rng.random(len(rows)), rng.random(len(rows))
@@ -112,24 +95,24 @@ def explore(state: WorldState, batch: ActionBatch, rng: np.random.Generator, cfg
     state.wealth[rows] += amount
     income[rows] += amount
     flag = np.where(reveal, EXPLORE_REVEALED, np.where(find, EXPLORE_FOUND, 0))
-    ev.add(_EVENTKIND_EXPLORE, rows, factory=np.where(reveal, pick, -1), amount=amount,
+    ev.add(K.EXPLORE, rows, factory=np.where(reveal, pick, -1), amount=amount,
            flag=flag, wealth=w0[rows])
 
 
 def upgrade(state: WorldState, batch: ActionBatch, cfg: Config, ev: DayEvents,
             w0: np.ndarray) -> None:
     """``upgrade self`` (skill += 0.1) and ``upgrade factory`` (C_m += 1), each costing 3."""
-    me = np.flatnonzero(state.alive & (batch.primary == _PRIMARY_UPGRADE_SELF))
+    me = np.flatnonzero(state.alive & (batch.primary == P.UPGRADE_SELF))
     state.wealth[me] -= cfg.upgrade_cost
     state.skill[me] += cfg.skill_gain
-    ev.add(_EVENTKIND_UPGRADE_SELF, me, amount=state.skill[me], wealth=w0[me])
-    fa = np.flatnonzero(state.alive & (batch.primary == _PRIMARY_UPGRADE_FACTORY))
+    ev.add(K.UPGRADE_SELF, me, amount=state.skill[me], wealth=w0[me])
+    fa = np.flatnonzero(state.alive & (batch.primary == P.UPGRADE_FACTORY))
     fac = batch.factory[fa].astype(np.int64)
     state.wealth[fa] -= cfg.upgrade_cost
     np.add.at(state.capacity, fac, cfg.capacity_gain)
-    ev.add(_EVENTKIND_UPGRADE_FACTORY, fa, factory=fac, amount=state.capacity[fac], wealth=w0[fa])
-    idle = np.flatnonzero(state.alive & (batch.primary == _PRIMARY_IDLE))
-    ev.add(_EVENTKIND_IDLE, idle, wealth=w0[idle])
+    ev.add(K.UPGRADE_FACTORY, fa, factory=fac, amount=state.capacity[fac], wealth=w0[fa])
+    idle = np.flatnonzero(state.alive & (batch.primary == P.IDLE))
+    ev.add(K.IDLE, idle, wealth=w0[idle])
 
 
 def _remember(state: WorldState, day: int, src: np.ndarray, dst: np.ndarray, kind: Deal) -> None:
@@ -160,9 +143,9 @@ def merge(state: WorldState, batch: ActionBatch, cfg: Config, ev: DayEvents, day
 
     Allies share what factories they know (every day). Returns alliances formed.
     """
-    rows = np.flatnonzero(state.alive & (batch.secondary == _SECONDARY_MERGE))
+    rows = np.flatnonzero(state.alive & (batch.secondary == S.MERGE))
     tgt = batch.target[rows]
-    ev.add(_EVENTKIND_MERGE_PROPOSAL, rows, tgt, wealth=w0[rows], target_wealth=w0[tgt])
+    ev.add(K.MERGE_PROPOSAL, rows, tgt, wealth=w0[rows], target_wealth=w0[tgt])
     _remember(state, day, rows, tgt, Deal.MERGE)
     mutual = _has_recent(state, Deal.MERGE, tgt, rows, day - cfg.merge_window + 1)
     formed = 0
@@ -174,7 +157,7 @@ def merge(state: WorldState, batch: ActionBatch, cfg: Config, ev: DayEvents, day
         formed = len(pairs)
         if formed:
             state.allies = np.concatenate([state.allies, pairs])
-            ev.add(_EVENTKIND_ALLIANCE_FORMED, pairs[:, 0], pairs[:, 1],
+            ev.add(K.ALLIANCE_FORMED, pairs[:, 0], pairs[:, 1],
                    wealth=w0[pairs[:, 0]], target_wealth=w0[pairs[:, 1]])
     if len(state.allies):
         a, b = state.allies[:, 0], state.allies[:, 1]
@@ -187,7 +170,7 @@ def merge(state: WorldState, batch: ActionBatch, cfg: Config, ev: DayEvents, day
 def give(state: WorldState, batch: ActionBatch, ev: DayEvents, day: int,
          w0: np.ndarray) -> np.ndarray:
     """Gifts, all at once, each cut to the giver's wealth after the primary action."""
-    rows = np.flatnonzero(state.alive & (batch.secondary == _SECONDARY_GIFT))
+    rows = np.flatnonzero(state.alive & (batch.secondary == S.GIFT))
     tgt = batch.target[rows]
     amount = np.minimum(batch.amount[rows], np.maximum(state.wealth[rows], 0.0))
     n = state.n_pool
@@ -198,7 +181,7 @@ def give(state: WorldState, batch: ActionBatch, ev: DayEvents, day: int,
     state.given[rows] = amount
     state.ever_gave[rows] = True
     state.received[:] = received
-    ev.add(_EVENTKIND_GIFT, rows, tgt, amount=amount, wealth=w0[rows], target_wealth=w0[tgt])
+    ev.add(K.GIFT, rows, tgt, amount=amount, wealth=w0[rows], target_wealth=w0[tgt])
     _remember(state, day, rows, tgt, Deal.GIFT)
     return rows
 
@@ -212,7 +195,7 @@ def attack(state: WorldState, batch: ActionBatch, rng: np.random.Generator, cfg:
     defender's wealth; both pay ``fight_cost``, a failed attacker ``failed_attack_cost`` more.
     Attacking an ally dissolves the alliance.
     """
-    rows = np.flatnonzero(state.alive & (batch.secondary == _SECONDARY_ATTACK))
+    rows = np.flatnonzero(state.alive & (batch.secondary == S.ATTACK))
     n = state.n_pool
     state.looted[:] = 0.0
     state.lost[:] = 0.0
@@ -233,18 +216,17 @@ def attack(state: WorldState, batch: ActionBatch, rng: np.random.Generator, cfg:
     looted: dict[int, float] = {}
     lost: dict[int, float] = {}
     hits: dict[int, int] = {}
-    w_weight, w_cap = cfg.attack_wealth_weight, cfg.attack_wealth_cap
     loot_out, flags = [], []
     dissolved: list[tuple[int, int]] = []
     for k, i in enumerate(order.tolist()):
         j = attacking[i]
         on_ally = j in allies_of.get(i, ())
         wi, wj = wealth[i], wealth[j]
-        s_i = skill[i] + w_weight * min(max(wi, 0.0), w_cap)
-        s_j = skill[j] + w_weight * min(max(wj, 0.0), w_cap)
+        s_i = strength(skill[i], wi, cfg)
+        s_j = strength(skill[j], wj, cfg)
         for a in allies_of.get(j, ()):
             if attacking.get(a) != j and state.alive[a]:
-                s_j += cfg.ally_defence * (skill[a] + w_weight * min(max(wealth[a], 0.0), w_cap))
+                s_j += cfg.ally_defence * strength(skill[a], wealth[a], cfg)
         success = draws[k] < s_i / (s_i + s_j)
         loot = cfg.loot_fraction * max(wj, 0.0) if success else 0.0
         cost_i = cfg.fight_cost + (0.0 if success else cfg.failed_attack_cost)
@@ -266,12 +248,12 @@ def attack(state: WorldState, batch: ActionBatch, rng: np.random.Generator, cfg:
     state.lost[touched] = list(lost.values())
     state.attacked_by[list(hits)] = list(hits.values())
     tgt = tgt_of[order]
-    ev.add(_EVENTKIND_ATTACK, order, tgt, amount=np.array(loot_out), flag=np.array(flags),
+    ev.add(K.ATTACK, order, tgt, amount=np.array(loot_out), flag=np.array(flags),
            wealth=w0[order], target_wealth=w0[tgt])
     _remember(state, day, order, tgt, Deal.ATTACK)
     if dissolved:
         gone = np.array(dissolved, np.int32)
-        ev.add(_EVENTKIND_ALLIANCE_DISSOLVED, gone[:, 0], gone[:, 1])
+        ev.add(K.ALLIANCE_DISSOLVED, gone[:, 0], gone[:, 1])
         _drop_alliances(state, gone[:, 0].astype(np.int64) * n + gone[:, 1])
 
 
@@ -288,7 +270,7 @@ def send_messages(state: WorldState, batch: ActionBatch, ev: DayEvents, day: int
         return
     src = np.array([m.sender for m in msgs], np.int32)
     dst = np.array([m.recipient for m in msgs], np.int32)
-    ev.add(_EVENTKIND_MESSAGE, src, np.where(dst == EVERYONE, -1, dst),
+    ev.add(K.MESSAGE, src, np.where(dst == EVERYONE, -1, dst),
            texts=[m.text for m in msgs])
     _remember(state, day, src, dst, Deal.MESSAGE)
     state.outbox = list(msgs)
@@ -298,7 +280,7 @@ def apply_upkeep(state: WorldState, batch: ActionBatch, rng: np.random.Generator
                  cfg: Config) -> np.ndarray:
     """Everyone alive pays ``upkeep * lognormal(0, 0.1)``; idlers pay 0.7 of it."""
     cost = cfg.upkeep * rng.lognormal(0.0, cfg.upkeep_noise, size=state.n_pool)
-    cost = np.where(batch.primary == _PRIMARY_IDLE, cost * cfg.idle_upkeep_factor, cost)
+    cost = np.where(batch.primary == P.IDLE, cost * cfg.idle_upkeep_factor, cost)
     cost = np.where(state.alive, cost, 0.0)
     state.wealth -= cost
     return cost
@@ -310,7 +292,7 @@ def remove_dead(state: WorldState, ev: DayEvents, day: int) -> np.ndarray:
     if len(dead):
         state.alive[dead] = False
         state.died_day[dead] = day
-        ev.add(_EVENTKIND_DEATH, dead, amount=state.wealth[dead])
+        ev.add(K.DEATH, dead, amount=state.wealth[dead])
         if len(state.allies):
             is_dead = np.zeros(state.n_pool, bool)
             is_dead[dead] = True
@@ -346,7 +328,7 @@ def give_birth(state: WorldState, rng: np.random.Generator, cfg: Config, ev: Day
         # Drawn again: each newcomer holds the condition with probability `prevalence`.
         holds = rng.random(len(kids)) < cfg.prevalence
         state.condition[kids] = np.where(holds, cfg.value_condition.code, 0)
-    ev.add(_EVENTKIND_BIRTH, parents, kids, amount=cfg.newcomer_wealth)
+    ev.add(K.BIRTH, parents, kids, amount=cfg.newcomer_wealth)
     return kids
 
 
@@ -359,7 +341,7 @@ def step_day(state: WorldState, batch: ActionBatch, rng: np.random.Generator,
                    + cfg.n_factories + 8)
     w0 = state.wealth.copy()
     for i, reasons in sorted(batch.invalid.items()):
-        ev.add(_EVENTKIND_INVALID, [i], texts=["; ".join(reasons)])
+        ev.add(K.INVALID, [i], texts=["; ".join(reasons)])
     income = produce(state, batch, rng, cfg, ev, w0)
     explore(state, batch, rng, cfg, ev, income, w0)
     upgrade(state, batch, cfg, ev, w0)
