@@ -59,6 +59,7 @@ def measure(n_agents: int, obs_mode: str, seconds: float, seed: int = 0) -> dict
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
     return {"residents": n_agents, "mode": obs_mode, "steps": steps,
+            "mean_living": resident_steps / max(steps, 1),
             "env_rs_per_s": resident_steps / step_time, "loop_rs_per_s": resident_steps / total,
             "text_us_per_resident": text_us, "bytes_per_step_per_resident": peak / len(actions)}
 
@@ -70,13 +71,14 @@ def main() -> None:
     parser.add_argument("--modes", default="numeric,text")
     parser.add_argument("--seconds", type=float, default=4.0)
     args = parser.parse_args()
-    print("| residents | obs mode | steps | env.step resident-steps/s | loop resident-steps/s "
-          "| text us/resident | step bytes/resident |")
-    print("|---:|---|---:|---:|---:|---:|---:|")
+    print("| residents | obs mode | steps | mean living | env.step resident-steps/s "
+          "| loop resident-steps/s | text us/resident | step bytes/resident |")
+    print("|---:|---|---:|---:|---:|---:|---:|---:|")
     for n in (int(x) for x in args.sizes.split(",")):
         for mode in args.modes.split(","):
             r = measure(n, mode, args.seconds)
-            print(f"| {r['residents']} | {r['mode']} | {r['steps']} | {r['env_rs_per_s']:,.0f} "
+            print(f"| {r['residents']} | {r['mode']} | {r['steps']} | {r['mean_living']:.0f} "
+                  f"| {r['env_rs_per_s']:,.0f} "
                   f"| {r['loop_rs_per_s']:,.0f} | {r['text_us_per_resident']:.1f} "
                   f"| {r['bytes_per_step_per_resident']:,.0f} |", flush=True)
 
