@@ -45,7 +45,8 @@ from pettingzoo import AECEnv, ParallelEnv
 from pettingzoo.utils.conversions import parallel_to_aec
 
 from civa_env import behaviours, metrics
-from civa_env.actions import Catalogue, pack_actions, structured_action_space
+from civa_env.actions import pack_actions, structured_action_space
+from civa_env.catalogue import Catalogue
 from civa_env.config import Config
 from civa_env.events import EventLog, agent_name
 from civa_env.observe import (

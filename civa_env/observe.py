@@ -13,7 +13,8 @@ import numpy as np
 from gymnasium import spaces
 from numpy.lib.stride_tricks import as_strided
 
-from civa_env.actions import EVERYONE, Catalogue
+from civa_env.actions import EVERYONE
+from civa_env.catalogue import Catalogue
 from civa_env.config import Config
 from civa_env.state import Message, WorldState
 from civa_env.values import N_CONDITION_CODES, Direction, Value, prompt_for

@@ -16,7 +16,8 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from civa_env.actions import EVERYONE, ActionBatch, Primary, Secondary, is_allied
+from civa_env.actions import EVERYONE, ActionBatch
+from civa_env.catalogue import Primary, Secondary, is_allied
 from civa_env.config import Config
 from civa_env.events import (
     ATTACK_ON_ALLY,

@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 from gymnasium import spaces
 
-from civa_env.actions import Catalogue, Primary
+from civa_env.catalogue import Catalogue, Primary
 from civa_env.community import CivaEnv
 from civa_env.config import SHAPE_FIELDS, Config
 from civa_env.events import agent_index

@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from civa_env.actions import Catalogue, Primary, Secondary
+from civa_env.catalogue import Catalogue, Primary, Secondary
 from civa_env.config import Config
 from civa_env.observe import CONDITION_FEATURES, FACTORY_FEATURES, OWN_FEATURES, SLOT_FEATURES
 from civa_env.policies.base import Policy, register_policy

@@ -1,0 +1,138 @@
+"""The flat action catalogue: primary x secondary choices over factories and view slots.
+
+``Catalogue`` numbers every choice a resident can make without messages, decodes ids in a
+vectorised way, and builds the action mask from the world. Its size depends on
+``n_factories``, ``view_size`` and ``gift_levels`` only, never on the community's size.
+"""
+
+from __future__ import annotations
+
+import enum
+
+import numpy as np
+
+from civa_env.config import Config
+from civa_env.state import WorldState
+
+
+class Primary(enum.IntEnum):
+    """Primary actions (one a day)."""
+
+    WORK = 0  # secure resources at a known factory
+    EXPLORE = 1
+    UPGRADE_SELF = 2
+    UPGRADE_FACTORY = 3
+    IDLE = 4
+
+
+class Secondary(enum.IntEnum):
+    """Secondary actions (at most one a day)."""
+
+    NONE = 0
+    GIFT = 1
+    ATTACK = 2
+    MERGE = 3
+
+
+class Catalogue:
+    """The flat action ids: ``primary_choice * n_secondary + secondary_choice``.
+
+    Primary choices: work at factory m (M), explore, upgrade self, upgrade factory m (M),
+    idle. Secondary choices: none, gift to view slot v at level l (V x L), attack slot v
+    (V), merge with slot v (V). The size depends on ``n_factories``, ``view_size`` and
+    ``gift_levels`` only, never on the community's size.
+    """
+
+    def __init__(self, cfg: Config) -> None:
+        m, v, levels = cfg.n_factories, cfg.view_size, len(cfg.gift_levels)
+        self.n_factories, self.view_size, self.n_levels = m, v, levels
+        self.gift_levels = np.asarray(cfg.gift_levels)
+        self.n_primary = 2 * m + 3
+        self.n_secondary = 1 + v * (levels + 2)
+        self.size = self.n_primary * self.n_secondary
+        # Lookup tables: primary choice -> (kind, factory); secondary choice -> (kind, slot, level).
+        self.p_kind = np.array([Primary.WORK] * m + [Primary.EXPLORE, Primary.UPGRADE_SELF]
+                               + [Primary.UPGRADE_FACTORY] * m + [Primary.IDLE], np.int8)
+        self.p_factory = np.array(list(range(m)) + [-1, -1] + list(range(m)) + [-1], np.int16)
+        gift_slots = np.repeat(np.arange(v), levels)
+        self.s_kind = np.concatenate([[Secondary.NONE], np.full(v * levels, Secondary.GIFT),
+                                      np.full(v, Secondary.ATTACK),
+                                      np.full(v, Secondary.MERGE)]).astype(np.int8)
+        self.s_slot = np.concatenate([[-1], gift_slots, np.arange(v), np.arange(v)])
+        self.s_slot = self.s_slot.astype(np.int32)
+        self.s_level = np.concatenate([[-1], np.tile(np.arange(levels), v),
+                                       np.full(2 * v, -1)]).astype(np.int32)
+
+    def encode(self, primary: int, factory: int = -1, secondary: int = Secondary.NONE,
+               slot: int = -1, level: int = 0) -> int:
+        """Flat id of a choice (``slot`` is a view slot; ``level`` indexes ``gift_levels``)."""
+        m, v, levels = self.n_factories, self.view_size, self.n_levels
+        p = {Primary.WORK: factory, Primary.EXPLORE: m, Primary.UPGRADE_SELF: m + 1,
+             Primary.UPGRADE_FACTORY: m + 2 + factory, Primary.IDLE: 2 * m + 2}[Primary(primary)]
+        secondary = Secondary(secondary)
+        if secondary == Secondary.NONE:
+            s = 0
+        elif secondary == Secondary.GIFT:
+            s = 1 + slot * levels + level
+        elif secondary == Secondary.ATTACK:
+            s = 1 + v * levels + slot
+        else:
+            s = 1 + v * levels + v + slot
+        if primary in (Primary.WORK, Primary.UPGRADE_FACTORY) and not 0 <= factory < m:
+            raise ValueError(f"factory {factory} out of range [0, {m})")
+        if secondary != Secondary.NONE and not 0 <= slot < v:
+            raise ValueError(f"view slot {slot} out of range [0, {v})")
+        return p * self.n_secondary + s
+
+    def decode(self, ids: np.ndarray) -> dict[str, np.ndarray]:
+        """Vectorised inverse: ids (K,) -> primary, factory, secondary, slot, level (K,) each."""
+        p, s = np.divmod(np.asarray(ids, dtype=np.int64), self.n_secondary)
+        return {"primary": self.p_kind[p], "factory": self.p_factory[p],
+                "secondary": self.s_kind[s], "slot": self.s_slot[s], "level": self.s_level[s]}
+
+    def describe(self, action_id: int) -> str:
+        """Human-readable meaning of a flat id (for logs and docs)."""
+        d = {k: int(v[0]) for k, v in self.decode(np.array([action_id])).items()}
+        out = Primary(d["primary"]).name.lower()
+        if d["factory"] >= 0:
+            out += f" factory {d['factory']}"
+        if d["secondary"]:
+            out += f" + {Secondary(d['secondary']).name.lower()} slot {d['slot']}"
+            if d["level"] >= 0:
+                out += f" ({self.gift_levels[d['level']]:.0%} of wealth)"
+        return out
+
+    def mask(self, state: WorldState, view: np.ndarray, rows: np.ndarray,
+             cfg: Config) -> np.ndarray:
+        """Valid flat ids for residents ``rows``: (K, size) int8.
+
+        Args:
+            state: the world.
+            view: (N, V) int32 resident index per view slot, -1 empty.
+            rows: (K,) resident indices.
+            cfg: the config.
+        """
+        wealth = state.wealth[rows]
+        known = state.known[rows]  # (K, M)
+        can_pay = (wealth >= cfg.upgrade_cost)[:, None]
+        ones = np.ones((len(rows), 1), bool)
+        pmask = np.concatenate([known, ones, can_pay, known & can_pay, ones], axis=1)
+        present = view[rows] >= 0  # (K, V)
+        allied = is_allied(state, np.repeat(rows, self.view_size), view[rows].ravel())
+        allied = allied.reshape(present.shape)
+        has_wealth = (wealth > 0)[:, None]
+        smask = np.concatenate([ones, np.repeat(present & has_wealth, self.n_levels, axis=1),
+                                present, present & ~allied], axis=1)
+        return (pmask[:, :, None] & smask[:, None, :]).reshape(len(rows), self.size).view(np.int8)
+
+
+def is_allied(state: WorldState, i: np.ndarray, j: np.ndarray) -> np.ndarray:
+    """Whether each pair (i[k], j[k]) is an alliance: (K,) bool."""
+    if state.allies.shape[0] == 0 or len(i) == 0:
+        return np.zeros(len(i), bool)
+    n = state.n_pool
+    keys = np.sort(state.allies[:, 0].astype(np.int64) * n + state.allies[:, 1])
+    lo, hi = np.minimum(i, j).astype(np.int64), np.maximum(i, j).astype(np.int64)
+    query = lo * n + hi
+    pos = np.searchsorted(keys, query).clip(max=len(keys) - 1)
+    return (keys[pos] == query) & (i >= 0) & (j >= 0)
