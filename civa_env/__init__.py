@@ -15,15 +15,15 @@ __all__ = ["CivaEnv", "Config", "Value", "ValueCondition", "env", "parallel_env"
 
 
 def _register() -> None:
+    """Register ``civa/civa-v0`` in PettingZoo's parallel and AEC registries (once)."""
     import pettingzoo
 
     entries = (("parallel", "civa_env.community:parallel_env"),
                ("aec", "civa_env.community:raw_env"))
     for kind, entry in entries:
-        try:
+        registry = pettingzoo.parallel_registry if kind == "parallel" else pettingzoo.aec_registry
+        if "civa/civa-v0" not in registry:  # a reloaded module would warn of an override
             pettingzoo.register(kind, id="civa/civa-v0", entry_point=entry)
-        except Exception:  # already registered (module reloaded)
-            pass
 
 
 _register()
