@@ -86,6 +86,7 @@ class CivaEnv(ParallelEnv):
         self.world: WorldState | None = None
         self.view = np.full((n, cfg.view_size), -1, np.int32)
         self.log = EventLog()
+        self._behaviours = behaviours.DailyCounts(cfg.recent_days, cfg.deception_window)
         self._rng: np.random.Generator | None = None
         self._features = np.zeros((n, feature_size(cfg)), np.float32)
         self._masks = np.zeros((n, self.catalogue.size), np.int8)
@@ -115,6 +116,7 @@ class CivaEnv(ParallelEnv):
             self._rng = np.random.default_rng(self.cfg.seed)
         self.world = initial_state(self.cfg, self._rng)
         self.log = EventLog()
+        self._behaviours = behaviours.DailyCounts(self.cfg.recent_days, self.cfg.deception_window)
         self._population_sum = 0
         living = np.flatnonzero(self.world.alive)
         self.agents = [self.possible_agents[i] for i in living]
@@ -135,7 +137,7 @@ class CivaEnv(ParallelEnv):
         chunk = day_events.freeze()
         census = metrics.census(new, chunk[0], old.wealth, old.alive, cfg)
         self.log.append(chunk, census)
-        census["behaviours"] = self._day_behaviours()
+        census["behaviours"] = self._behaviours.day(*chunk, census, new.ever_gave)
         self._population_sum += census["population"]
         census["nAUP"] = self._population_sum / (cfg.max_days * cfg.n_agents)
 
@@ -170,15 +172,6 @@ class CivaEnv(ParallelEnv):
         else:
             values = np.full(len(acted), new.alive.sum() / self.cfg.n_agents)
         return {names[i]: float(r) for i, r in zip(acted.tolist(), values.tolist(), strict=True)}
-
-    def _day_behaviours(self) -> dict[str, int]:
-        window = max(self.cfg.recent_days, self.cfg.deception_window + 1)
-        cols, texts, start = self.log.tail_columns(window)
-        masks = behaviours.detect(cols, texts, self.log.census[-window:],
-                                  recent_days=self.cfg.recent_days,
-                                  deception_window=self.cfg.deception_window, episode=False,
-                                  givers=self.world.ever_gave)
-        return behaviours.count(masks, slice(start, None))
 
     def _observe(self, rows: np.ndarray, invalid: dict[int, list[str]],
                  census: dict[str, Any] | None) -> tuple[dict[str, dict], dict[str, dict]]:
