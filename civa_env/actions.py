@@ -290,7 +290,7 @@ def _validate(batch: ActionBatch, state: WorldState, cfg: Config) -> None:
     """Replace content that cannot be carried out by its nearest valid meaning (flagged)."""
     n, m = state.n_pool, cfg.n_factories
     p, f = batch.primary, batch.factory
-    fac = np.clip(f, 0, m - 1)
+    fac = np.minimum(np.maximum(f, 0), m - 1)  # np.clip, with less overhead
     rows = np.arange(n)
     needs_factory = state.alive & ((p == _P.WORK) | (p == _P.UPGRADE_FACTORY))
     bad = needs_factory & ((f < 0) | (f >= m))
@@ -309,7 +309,7 @@ def _validate(batch: ActionBatch, state: WorldState, cfg: Config) -> None:
 
     s, t = batch.secondary, batch.target
     has_sec = state.alive & (s != _S.NONE)
-    tgt = np.clip(t, 0, n - 1)
+    tgt = np.minimum(np.maximum(t, 0), n - 1)
     bad_t = has_sec & ((t < 0) | (t >= n) | ~state.alive[tgt] | (t == rows))
     if bad_t.any():
         batch.flag_many(np.flatnonzero(bad_t & (t == rows)), "cannot target oneself: none")

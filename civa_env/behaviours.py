@@ -194,9 +194,9 @@ class DailyCounts:
         """Counts of one new day from its event columns (days must come in order)."""
         kind = cols["kind"]
         actor, target = cols["actor"], cols["target"]
-        g_idx = np.flatnonzero(kind == _KIND_GIFT)
-        a_idx = np.flatnonzero(kind == _KIND_ATTACK)
-        m_idx = np.flatnonzero(kind == _KIND_MESSAGE)
+        g_idx = (kind == _KIND_GIFT).nonzero()[0]
+        a_idx = (kind == _KIND_ATTACK).nonzero()[0]
+        m_idx = (kind == _KIND_MESSAGE).nonzero()[0]
         self._gifts.append(set(zip(actor[g_idx].tolist(), target[g_idx].tolist(), strict=True)))
         self._friendly.append(self._friendly_pairs(m_idx, actor, target, texts))
         median, mean = census["wealth_median_start"], census["wealth_mean_start"]

@@ -118,7 +118,7 @@ class CivaEnv(ParallelEnv):
         self.log = EventLog()
         self._behaviours = behaviours.DailyCounts(self.cfg.recent_days, self.cfg.deception_window)
         self._population_sum = 0
-        living = np.flatnonzero(self.world.alive)
+        living = self.world.alive.nonzero()[0]
         self.agents = [self.possible_agents[i] for i in living]
         obs, infos = self._observe(living, {}, None)
         return obs, infos
@@ -141,11 +141,11 @@ class CivaEnv(ParallelEnv):
         self._population_sum += census["population"]
         census["nAUP"] = self._population_sum / (cfg.max_days * cfg.n_agents)
 
-        acted = np.flatnonzero(old.alive)
+        acted = old.alive.nonzero()[0]
         truncated = new.day >= cfg.max_days
         # Newcomers join the dicts to get their first observation; one born on the last day
         # never acts, so it is left out (it still counts in the census).
-        born = np.flatnonzero(new.alive & ~old.alive) if not truncated else np.empty(0, int)
+        born = (new.alive & ~old.alive).nonzero()[0] if not truncated else np.empty(0, int)
         rows = np.concatenate([acted, born])
         dead = ~new.alive[acted]
         names = self.possible_agents
@@ -157,7 +157,7 @@ class CivaEnv(ParallelEnv):
         for i in born.tolist():
             rewards[names[i]] = 0.0
         obs, infos = self._observe(rows, batch.invalid, census)
-        living = np.flatnonzero(new.alive)
+        living = new.alive.nonzero()[0]
         self.agents = [] if truncated else [names[i] for i in living]
         if self.render_mode == "human":
             self.render()

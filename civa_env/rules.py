@@ -32,6 +32,8 @@ from civa_env.state import Deal, WorldState
 # Plain ints for the hot paths: attribute access on an enum class is slow in CPython, on a
 # namespace it is not (K.ATTACK == int(EventKind.ATTACK)).
 K = SimpleNamespace(**{k.name: int(k) for k in EventKind})
+# Row lists as ``mask.nonzero()[0]``: for 1-D masks the same as ``np.flatnonzero(mask)``,
+# at half the overhead per call.
 P = SimpleNamespace(**{k.name: int(k) for k in Primary})
 S = SimpleNamespace(**{k.name: int(k) for k in Secondary})
 
@@ -55,7 +57,7 @@ def produce(state: WorldState, batch: ActionBatch, rng: np.random.Generator, cfg
 
     Returns income (N,)."""
     m = cfg.n_factories
-    workers_idx = np.flatnonzero(state.alive & (batch.primary == P.WORK))
+    workers_idx = (state.alive & (batch.primary == P.WORK)).nonzero()[0]
     fac = batch.factory[workers_idx].astype(np.int64)
     counts = np.bincount(fac, minlength=m)
     outage = rng.random(m) < cfg.outage_prob
@@ -71,7 +73,7 @@ def produce(state: WorldState, batch: ActionBatch, rng: np.random.Generator, cfg
     state.output[:] = np.bincount(fac, weights=share, minlength=m)
     state.outage[:] = outage
     if outage.any():
-        off = np.flatnonzero(outage)
+        off = outage.nonzero()[0]
         ev.add(K.OUTAGE, np.full(len(off), -1), factory=off)
     ev.add(K.WORK, workers_idx, factory=fac, amount=share, wealth=w0[workers_idx])
     return income
@@ -80,7 +82,7 @@ def produce(state: WorldState, batch: ActionBatch, rng: np.random.Generator, cfg
 def explore(state: WorldState, batch: ActionBatch, rng: np.random.Generator, cfg: Config,
             ev: DayEvents, income: np.ndarray, w0: np.ndarray) -> None:
     """Explore: reveal an unknown factory (p=0.3), else find uniform [0, 3] wealth (p=0.3)."""
-    rows = np.flatnonzero(state.alive & (batch.primary == P.EXPLORE))
+    rows = (state.alive & (batch.primary == P.EXPLORE)).nonzero()[0]
     if len(rows) == 0:
         return
     u_reveal, u_find = rng.random(len(rows)), rng.random(len(rows))
@@ -103,16 +105,16 @@ def explore(state: WorldState, batch: ActionBatch, rng: np.random.Generator, cfg
 def upgrade(state: WorldState, batch: ActionBatch, cfg: Config, ev: DayEvents,
             w0: np.ndarray) -> None:
     """``upgrade self`` (skill += 0.1) and ``upgrade factory`` (C_m += 1), each costing 3."""
-    me = np.flatnonzero(state.alive & (batch.primary == P.UPGRADE_SELF))
+    me = (state.alive & (batch.primary == P.UPGRADE_SELF)).nonzero()[0]
     state.wealth[me] -= cfg.upgrade_cost
     state.skill[me] += cfg.skill_gain
     ev.add(K.UPGRADE_SELF, me, amount=state.skill[me], wealth=w0[me])
-    fa = np.flatnonzero(state.alive & (batch.primary == P.UPGRADE_FACTORY))
+    fa = (state.alive & (batch.primary == P.UPGRADE_FACTORY)).nonzero()[0]
     fac = batch.factory[fa].astype(np.int64)
     state.wealth[fa] -= cfg.upgrade_cost
     np.add.at(state.capacity, fac, cfg.capacity_gain)
     ev.add(K.UPGRADE_FACTORY, fa, factory=fac, amount=state.capacity[fac], wealth=w0[fa])
-    idle = np.flatnonzero(state.alive & (batch.primary == P.IDLE))
+    idle = (state.alive & (batch.primary == P.IDLE)).nonzero()[0]
     ev.add(K.IDLE, idle, wealth=w0[idle])
 
 
@@ -144,7 +146,7 @@ def merge(state: WorldState, batch: ActionBatch, cfg: Config, ev: DayEvents, day
 
     Allies share what factories they know (every day). Returns alliances formed.
     """
-    rows = np.flatnonzero(state.alive & (batch.secondary == S.MERGE))
+    rows = (state.alive & (batch.secondary == S.MERGE)).nonzero()[0]
     tgt = batch.target[rows]
     ev.add(K.MERGE_PROPOSAL, rows, tgt, wealth=w0[rows], target_wealth=w0[tgt])
     _remember(state, day, rows, tgt, Deal.MERGE)
@@ -171,7 +173,7 @@ def merge(state: WorldState, batch: ActionBatch, cfg: Config, ev: DayEvents, day
 def give(state: WorldState, batch: ActionBatch, ev: DayEvents, day: int,
          w0: np.ndarray) -> np.ndarray:
     """Gifts, all at once, each cut to the giver's wealth after the primary action."""
-    rows = np.flatnonzero(state.alive & (batch.secondary == S.GIFT))
+    rows = (state.alive & (batch.secondary == S.GIFT)).nonzero()[0]
     tgt = batch.target[rows]
     amount = np.minimum(batch.amount[rows], np.maximum(state.wealth[rows], 0.0))
     n = state.n_pool
@@ -196,7 +198,7 @@ def attack(state: WorldState, batch: ActionBatch, rng: np.random.Generator, cfg:
     defender's wealth; both pay ``fight_cost``, a failed attacker ``failed_attack_cost`` more.
     Attacking an ally dissolves the alliance.
     """
-    rows = np.flatnonzero(state.alive & (batch.secondary == S.ATTACK))
+    rows = (state.alive & (batch.secondary == S.ATTACK)).nonzero()[0]
     n = state.n_pool
     state.looted[:] = 0.0
     state.lost[:] = 0.0
@@ -289,7 +291,7 @@ def apply_upkeep(state: WorldState, batch: ActionBatch, rng: np.random.Generator
 
 def remove_dead(state: WorldState, ev: DayEvents, day: int) -> np.ndarray:
     """Residents whose wealth fell below 0 are removed; their alliances end."""
-    dead = np.flatnonzero(state.alive & (state.wealth < 0))
+    dead = (state.alive & (state.wealth < 0)).nonzero()[0]
     if len(dead):
         state.alive[dead] = False
         state.died_day[dead] = day
@@ -307,7 +309,7 @@ def give_birth(state: WorldState, rng: np.random.Generator, cfg: Config, ev: Day
     """Residents with wealth >= 20 have a newcomer with p=0.3 while the pool has names."""
     eligible = state.alive & (state.wealth >= cfg.birth_threshold)
     draws = rng.random(state.n_pool)
-    parents = np.flatnonzero(eligible & (draws < cfg.birth_prob))
+    parents = (eligible & (draws < cfg.birth_prob)).nonzero()[0]
     free = state.n_pool - state.n_used
     if len(parents) > free:
         # Not enough names for all: a seeded draw decides who, not the name order.
