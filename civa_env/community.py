@@ -182,20 +182,29 @@ class CivaEnv(ParallelEnv):
         feats = features(world, self.view, rows, inbox_count(world), cfg)
         masks = self.catalogue.mask(world, self.view, rows, cfg)
         names = self.possible_agents
+        if not text_mode:
+            # The common case as comprehensions (iterating feats and masks gives their rows).
+            keys = [names[i] for i in rows.tolist()]
+            obs = {name: {"text": "", "features": f, "action_mask": m}
+                   for name, f, m in zip(keys, feats, masks, strict=True)}
+            if census is None:
+                infos = {name: {"invalid": invalid.get(i, [])}
+                         for name, i in zip(keys, rows.tolist(), strict=True)}
+            else:
+                infos = {name: {"invalid": invalid.get(i, []), "community": census}
+                         for name, i in zip(keys, rows.tolist(), strict=True)}
+            return obs, infos
         obs: dict[str, dict] = {}
         infos: dict[str, dict] = {}
         for k, i in enumerate(rows.tolist()):
             name = names[i]
-            if text_mode:
-                text = (briefer.brief(i) if world.alive[i]
-                        else f"You are resident_{i}. You starved on day {world.day}.")
-            else:
-                text = ""
+            text = (briefer.brief(i) if world.alive[i]
+                    else f"You are resident_{i}. You starved on day {world.day}.")
             obs[name] = {"text": text, "features": feats[k], "action_mask": masks[k]}
             info = {"invalid": invalid.get(i, [])}
             if census is not None:
                 info["community"] = census
-            if text_mode and world.alive[i]:
+            if world.alive[i]:
                 info["legal"] = self.legal(i, briefer.allies_of)
             infos[name] = info
         return obs, infos

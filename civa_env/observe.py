@@ -11,7 +11,6 @@ import string
 
 import numpy as np
 from gymnasium import spaces
-from numpy.lib.stride_tricks import as_strided
 
 from civa_env.actions import EVERYONE
 from civa_env.catalogue import Catalogue
@@ -71,7 +70,8 @@ def compute_view(state: WorldState, cfg: Config, rng: np.random.Generator) -> np
     width = min(v, n_alive - 1)
     perm = living[rng.permutation(n_alive)]
     ring = np.concatenate([perm, perm[:width]])[1:]
-    sample = as_strided(ring, shape=(n_alive, width), strides=(ring.strides[0],) * 2)
+    # sample[r, c] = ring[r + c], gathered (as_strided's Python set-up costs more per call).
+    sample = ring[np.arange(n_alive)[:, None] + np.arange(width)]
     ii, jj, level = _priority_pairs(state, n, cfg.recent_days)
     if len(ii) == 0:
         view[perm, :width] = np.sort(sample, axis=1)

@@ -36,6 +36,7 @@ K = SimpleNamespace(**{k.name: int(k) for k in EventKind})
 # at half the overhead per call.
 P = SimpleNamespace(**{k.name: int(k) for k in Primary})
 S = SimpleNamespace(**{k.name: int(k) for k in Secondary})
+D = SimpleNamespace(**{k.name: int(k) for k in Deal})  # an enum member makes numpy calls slow
 
 
 def production(capacity: np.ndarray, workers: np.ndarray, cfg: Config) -> np.ndarray:
@@ -118,7 +119,7 @@ def upgrade(state: WorldState, batch: ActionBatch, cfg: Config, ev: DayEvents,
     ev.add(K.IDLE, idle, wealth=w0[idle])
 
 
-def _remember(state: WorldState, day: int, src: np.ndarray, dst: np.ndarray, kind: Deal) -> None:
+def _remember(state: WorldState, day: int, src: np.ndarray, dst: np.ndarray, kind: int) -> None:
     if len(src) == 0:
         return
     state.recent_day = np.concatenate([state.recent_day, np.full(len(src), day, np.int32)])
@@ -127,7 +128,7 @@ def _remember(state: WorldState, day: int, src: np.ndarray, dst: np.ndarray, kin
     state.recent_kind = np.concatenate([state.recent_kind, np.full(len(src), kind, np.int8)])
 
 
-def _has_recent(state: WorldState, kind: Deal, src: np.ndarray, dst: np.ndarray,
+def _has_recent(state: WorldState, kind: int, src: np.ndarray, dst: np.ndarray,
                 since_day: int) -> np.ndarray:
     """Whether a dealing ``src[k] -> dst[k]`` of ``kind`` happened on or after ``since_day``."""
     sel = (state.recent_kind == kind) & (state.recent_day >= since_day)
@@ -149,8 +150,8 @@ def merge(state: WorldState, batch: ActionBatch, cfg: Config, ev: DayEvents, day
     rows = (state.alive & (batch.secondary == S.MERGE)).nonzero()[0]
     tgt = batch.target[rows]
     ev.add(K.MERGE_PROPOSAL, rows, tgt, wealth=w0[rows], target_wealth=w0[tgt])
-    _remember(state, day, rows, tgt, Deal.MERGE)
-    mutual = _has_recent(state, Deal.MERGE, tgt, rows, day - cfg.merge_window + 1)
+    _remember(state, day, rows, tgt, D.MERGE)
+    mutual = _has_recent(state, D.MERGE, tgt, rows, day - cfg.merge_window + 1)
     formed = 0
     if mutual.any():
         pairs = np.unique(np.stack([np.minimum(rows[mutual], tgt[mutual]),
@@ -185,7 +186,7 @@ def give(state: WorldState, batch: ActionBatch, ev: DayEvents, day: int,
     state.ever_gave[rows] = True
     state.received[:] = received
     ev.add(K.GIFT, rows, tgt, amount=amount, wealth=w0[rows], target_wealth=w0[tgt])
-    _remember(state, day, rows, tgt, Deal.GIFT)
+    _remember(state, day, rows, tgt, D.GIFT)
     return rows
 
 
@@ -253,7 +254,7 @@ def attack(state: WorldState, batch: ActionBatch, rng: np.random.Generator, cfg:
     tgt = tgt_of[order]
     ev.add(K.ATTACK, order, tgt, amount=np.array(loot_out), flag=np.array(flags),
            wealth=w0[order], target_wealth=w0[tgt])
-    _remember(state, day, order, tgt, Deal.ATTACK)
+    _remember(state, day, order, tgt, D.ATTACK)
     if dissolved:
         gone = np.array(dissolved, np.int32)
         ev.add(K.ALLIANCE_DISSOLVED, gone[:, 0], gone[:, 1])
@@ -275,7 +276,7 @@ def send_messages(state: WorldState, batch: ActionBatch, ev: DayEvents, day: int
     dst = np.array([m.recipient for m in msgs], np.int32)
     ev.add(K.MESSAGE, src, np.where(dst == EVERYONE, -1, dst),
            texts=[m.text for m in msgs])
-    _remember(state, day, src, dst, Deal.MESSAGE)
+    _remember(state, day, src, dst, D.MESSAGE)
     state.outbox = list(msgs)
 
 
