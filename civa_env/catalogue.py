@@ -117,12 +117,15 @@ class Catalogue:
         can_pay = (wealth >= cfg.upgrade_cost)[:, None]
         ones = np.ones((len(rows), 1), bool)
         pmask = np.concatenate([known, ones, can_pay, known & can_pay, ones], axis=1)
-        present = view[rows] >= 0  # (K, V)
-        allied = is_allied(state, np.repeat(rows, self.view_size), view[rows].ravel())
-        allied = allied.reshape(present.shape)
+        seen = view[rows]  # (K, V)
+        present = seen >= 0
+        mergeable = present
+        if len(state.allies):  # (without alliances, everyone present may be asked)
+            allied = is_allied(state, np.repeat(rows, self.view_size), seen.ravel())
+            mergeable = present & ~allied.reshape(present.shape)
         has_wealth = (wealth > 0)[:, None]
         smask = np.concatenate([ones, np.repeat(present & has_wealth, self.n_levels, axis=1),
-                                present, present & ~allied], axis=1)
+                                present, mergeable], axis=1)
         return (pmask[:, :, None] & smask[:, None, :]).reshape(len(rows), self.size).view(np.int8)
 
 

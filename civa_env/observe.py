@@ -133,6 +133,13 @@ def _clip(x: np.ndarray) -> np.ndarray:
     return np.minimum(np.maximum(x, -FEATURE_CLIP), FEATURE_CLIP)
 
 
+# Condition code -> its one-hot columns after the own facts: the direction (0 none, 1 with,
+# 2 without), and for codes > 0 the value (codes 1-10 and 11-20 name the same ten values).
+_CODES = np.arange(N_CONDITION_CODES)
+_DIRECTION_COLUMN = np.where(_CODES == 0, 0, np.where(_CODES <= len(Value), 1, 2))
+_VALUE_COLUMN = len(Direction) + (_CODES - 1) % len(Value)
+
+
 def _signed_log(x: np.ndarray) -> np.ndarray:
     return np.sign(x) * np.log1p(np.abs(x))
 
@@ -152,9 +159,10 @@ def features(state: WorldState, view: np.ndarray, rows: np.ndarray, inbox_count:
     # values as clipping after, and 0/1 flags need no clipping.
     out = np.zeros((k, feature_size(cfg)), np.float32)
     alive = state.alive
-    n_alive = max(int(alive.sum()), 1)
+    n_alive = max(np.count_nonzero(alive), 1)
     wealth = state.wealth
-    logs = _signed_log(np.stack([wealth[rows], state.income[rows], state.received[rows],
+    # np.array of a list of same-length rows: what np.stack gives, with less overhead.
+    logs = _signed_log(np.array([wealth[rows], state.income[rows], state.received[rows],
                                  state.given[rows], state.looted[rows], state.lost[rows]]))
     own = np.empty((k, OWN_FEATURES))
     own[:, 0] = logs[0]
@@ -169,15 +177,14 @@ def features(state: WorldState, view: np.ndarray, rows: np.ndarray, inbox_count:
     out[:, :OWN_FEATURES] = _clip(own)
     # Value condition one-hot: direction (none, with, without), then the value.
     base = OWN_FEATURES
-    code = state.condition[rows].astype(np.int64)
-    direction = np.where(code == 0, 0, np.where(code <= 10, 1, 2))
-    out[np.arange(k), base + direction] = 1.0
+    code = state.condition[rows]
+    out[np.arange(k), base + _DIRECTION_COLUMN[code]] = 1.0
     has_value = (code > 0).nonzero()[0]
-    out[has_value, base + len(Direction) + (code[has_value] - 1) % 10] = 1.0
+    out[has_value, base + _VALUE_COLUMN[code[has_value]]] = 1.0
     # Factories: the report of those the resident knows (capacity etc. are >= 0).
     base += CONDITION_FEATURES
-    fac = np.stack([np.ones(m), state.capacity / 10.0, state.workers / 10.0,
-                    state.output / 10.0, state.outage.astype(np.float64)], axis=1)  # (M, 5)
+    fac = np.array([np.ones(m), state.capacity / 10.0, state.workers / 10.0,
+                    state.output / 10.0, state.outage.astype(np.float64)]).T  # (M, 5)
     fac = _clip(fac)
     known = state.known[rows]
     out[:, base:base + FACTORY_FEATURES * m] = (known[:, :, None] * fac[None]).reshape(k, -1)
@@ -215,7 +222,7 @@ def _mark_dealings(slots: np.ndarray, state: WorldState, view: np.ndarray, rows:
     if not ok.any():
         return
     viewer, other, channel, row = viewer[ok], other[ok], channel[ok], row[ok]
-    pair, slot = np.nonzero(view[viewer] == other[:, None])
+    pair, slot = (view[viewer] == other[:, None]).nonzero()
     slots[row[pair], slot, channel[pair]] = 1.0
 
 
