@@ -207,24 +207,17 @@ class EventLog:
     def columns(self) -> tuple[dict[str, np.ndarray], dict[int, str]]:
         """All events as columns (rows in day order) and a {row: text} map."""
         if self._cache is None:
-            cols, texts, _ = self.tail_columns(len(self._chunks))
+            if self._chunks:
+                cols = {k: np.concatenate([c[k] for c in self._chunks]) for k in COLUMNS}
+            else:
+                cols = {k: np.empty(0, dtype=dt) for k, (dt, _) in COLUMNS.items()}
+            texts: dict[int, str] = {}
+            offset = 0
+            for chunk, chunk_texts in zip(self._chunks, self._texts, strict=True):
+                texts.update({offset + r: t for r, t in chunk_texts.items()})
+                offset += len(chunk["day"])
             self._cache = (cols, texts)
         return self._cache
-
-    def tail_columns(self, n_days: int) -> tuple[dict[str, np.ndarray], dict[int, str], int]:
-        """Columns of the last ``n_days`` recorded days, their texts, and the row where the
-        last day starts."""
-        chunks = self._chunks[-n_days:] if n_days > 0 else []
-        text_maps = self._texts[-n_days:] if n_days > 0 else []
-        if not chunks:
-            return {k: np.empty(0, dtype=dt) for k, (dt, _) in COLUMNS.items()}, {}, 0
-        cols = {k: np.concatenate([c[k] for c in chunks]) for k in COLUMNS}
-        texts: dict[int, str] = {}
-        offset = 0
-        for chunk, chunk_texts in zip(chunks, text_maps, strict=True):
-            texts.update({offset + r: t for r, t in chunk_texts.items()})
-            offset += len(chunk["day"])
-        return cols, texts, offset - len(chunks[-1]["day"])
 
     def events(self, day: int | None = None) -> Iterator[Event]:
         """Typed records, of one day or of all."""
