@@ -52,7 +52,6 @@ from civa_env.events import EventLog, agent_name
 from civa_env.observe import (
     Briefer,
     compute_view,
-    feature_size,
     features,
     inbox_count,
     observation_space,
@@ -86,12 +85,11 @@ class CivaEnv(ParallelEnv):
         self.world: WorldState | None = None
         self.view = np.full((n, cfg.view_size), -1, np.int32)
         self.log = EventLog()
-        self._behaviours = behaviours.DailyCounts(cfg.recent_days, cfg.deception_window)
+        self._behaviours: behaviours.DailyCounts | None = None  # made by reset()
+        self._population_sum = 0  # living residents summed over days (for the running nAUP)
         self._rng: np.random.Generator | None = None
-        self._features = np.zeros((n, feature_size(cfg)), np.float32)
-        self._masks = np.zeros((n, self.catalogue.size), np.int8)
 
-    # ---- spaces (cached: PettingZoo requires the same object each call) -------------------
+    # ---- spaces -------------------------------------------------------------------------------
     # The same space objects every call, as PettingZoo requires (built once in __init__; no
     # functools.lru_cache, which would keep every env ever built alive).
     def observation_space(self, agent: str) -> spaces.Dict:
