@@ -335,12 +335,10 @@ class _Saver:
         self.path, self.rows, self.order = path, rows, order
         self.added = 0
         self._last = 0.0
-        self._dirty = False
 
     def add(self, row: dict[str, Any]) -> None:
         self.rows[row["run_id"]] = row
         self.added += 1
-        self._dirty = True
         if time.monotonic() - self._last > 1.0:
             self.save()
 
@@ -350,7 +348,6 @@ class _Saver:
                         key=lambda r: (self.order.get(r["run_id"], big), r["run_id"]))
         write_results(self.path, ranked)
         self._last = time.monotonic()
-        self._dirty = False
 
 
 def _bar(total: int, progress: bool):

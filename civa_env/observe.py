@@ -16,7 +16,7 @@ from civa_env.actions import EVERYONE
 from civa_env.catalogue import Catalogue
 from civa_env.config import Config
 from civa_env.state import Message, WorldState
-from civa_env.values import N_CONDITION_CODES, Direction, Value, prompt_for
+from civa_env.values import N_CONDITION_CODES, Direction, Value, direction_of, prompt_for, value_of
 
 FEATURE_CLIP = 10.0
 OWN_FEATURES = 13
@@ -136,8 +136,8 @@ def _clip(x: np.ndarray) -> np.ndarray:
 # Condition code -> its one-hot columns after the own facts: the direction (0 none, 1 with,
 # 2 without), and for codes > 0 the value (codes 1-10 and 11-20 name the same ten values).
 _CODES = np.arange(N_CONDITION_CODES)
-_DIRECTION_COLUMN = np.where(_CODES == 0, 0, np.where(_CODES <= len(Value), 1, 2))
-_VALUE_COLUMN = len(Direction) + (_CODES - 1) % len(Value)
+_DIRECTION_COLUMN = direction_of(_CODES)
+_VALUE_COLUMN = len(Direction) + value_of(_CODES)  # only read for codes > 0
 
 
 def _signed_log(x: np.ndarray) -> np.ndarray:

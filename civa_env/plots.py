@@ -8,8 +8,6 @@ from typing import Any
 
 import numpy as np
 
-RUN_PLOTS = ("population.png", "wealth.png", "actions.png")
-
 
 def _pyplot():
     import matplotlib

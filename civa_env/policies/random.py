@@ -17,7 +17,6 @@ class RandomPolicy(Policy):
     name = "random"
 
     def __init__(self, seed: int | None = None) -> None:
-        self._seed = seed
         self.rng = np.random.default_rng(seed)
 
     def reset(self, cfg: Config, seed: int | None = None) -> None:

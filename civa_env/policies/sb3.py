@@ -171,7 +171,6 @@ class SB3Policy(Policy):
             raise ValueError(f"{self.path}: unknown checkpoint format {self.meta.get('format')!r}")
         self.algo = self.meta["algo"]
         self.device = device
-        self._seed = seed
         self.rng = np.random.default_rng(seed)
         self._model: Any = None
         self.cfg: Config | None = None

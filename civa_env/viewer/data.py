@@ -25,7 +25,6 @@ from civa_env.values import ValueCondition
 
 PRIMARY_KINDS = (EventKind.WORK, EventKind.EXPLORE, EventKind.UPGRADE_SELF,
                  EventKind.UPGRADE_FACTORY, EventKind.IDLE)
-REFLECTION_PHASES = ("perception", "combined")
 MAX_REFLECTION_CHARS = 2000
 # Series of metrics.json drawn from the census instead (kept out of the summary table).
 SERIES_KEYS = ("population", "wealth_mean", "gini", "production", "actions")
