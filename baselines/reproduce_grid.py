@@ -16,10 +16,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from civa_env.config import Config
-from civa_env.experiments import Sweep
-from civa_env.report import build_report
-from civa_env.values import all_conditions
+from civa_env.experiments.report import build_report
+from civa_env.experiments.sweep import Sweep
+from civa_env.world.config import Config
+from civa_env.world.values import all_conditions
 
 
 @dataclass

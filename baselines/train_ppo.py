@@ -1,7 +1,7 @@
 """Train CIVA residents with PPO or MaskablePPO (stable-baselines3 / sb3-contrib), CleanRL style.
 
 One policy is shared by all the residents it controls (parameter sharing): each resident is a
-slot of ``civa_env.wrappers.CivaVecEnv``; the rest of the community is played by a
+slot of ``civa_env.envs.sb3.CivaVecEnv``; the rest of the community is played by a
 background policy (``scripted`` by default). The run folder gets:
 
 * ``progress.csv``: SB3's training log (episode return, losses, fps) per rollout;
@@ -244,8 +244,8 @@ def train(args: Args) -> dict[str, Any]:
     import torch
     from stable_baselines3.common.logger import configure
 
+    from civa_env.envs.sb3 import CivaVecEnv, shape_signature
     from civa_env.policies.sb3 import save_checkpoint
-    from civa_env.wrappers import CivaVecEnv, shape_signature
 
     torch.set_num_threads(args.torch_threads)
     cfg = world_config(args)
@@ -332,7 +332,7 @@ def evaluate(checkpoint: str | Path, cfg: Any, args: Args, run_dir: Path | None 
 
 def play(cfg: Any, mix: dict[str, float], policies: dict[str, Any], episodes: int,
          seed: int) -> list[dict[str, Any]]:
-    """Whole episodes in the step loop (``civa_env.runner.run_communities``, no run folders).
+    """Whole episodes in the step loop (``experiments.runner.run_communities``, no run folders).
 
     The episodes (seeds ``seed``, ``seed + 1``, ...) run side by side; founders are assigned
     to the policies of ``mix`` as in ``civa run`` and newcomers take their parent's policy.
@@ -343,8 +343,8 @@ def play(cfg: Any, mix: dict[str, float], policies: dict[str, Any], episodes: in
         (``residents``, ``survival``, ``mean_wealth_end`` of the living, ...) plus
         ``mean_return``, the policy's mean resident return in the config's reward.
     """
-    from civa_env.runner import run_communities
-    from civa_env.wrappers import scalar_summary
+    from civa_env.envs.sb3 import scalar_summary
+    from civa_env.experiments.runner import run_communities
 
     results = run_communities([cfg] * episodes, [seed + e for e in range(episodes)], mix, None,
                               policies=policies, progress=False, plots=False)
@@ -370,8 +370,8 @@ def resident_returns(result: Any, cfg: Any) -> dict[str, float]:
     last wealth minus its wealth at birth (founders': a reset with the run's seed;
     newcomers': ``newcomer_wealth``).
     """
-    from civa_env.community import CivaEnv
-    from civa_env.events import agent_index
+    from civa_env.envs.parallel import CivaEnv
+    from civa_env.world.events import agent_index
 
     last_day = int(result.summary["days"])
     population = np.zeros(last_day + 1)

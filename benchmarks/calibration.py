@@ -31,8 +31,13 @@ from collections.abc import Callable
 import numpy as np
 
 import civa_env
-from civa_env.actions import Primary, Secondary
-from civa_env.observe import CONDITION_FEATURES, FACTORY_FEATURES, OWN_FEATURES, SLOT_FEATURES
+from civa_env.world.kinds import Primary, Secondary
+from civa_env.world.perception import (
+    CONDITION_FEATURES,
+    FACTORY_FEATURES,
+    OWN_FEATURES,
+    SLOT_FEATURES,
+)
 
 SCENARIOS = ("cooperative", "half_attack", "all_attack", "half_attack_gifts")
 GIFT_FLOOR = 12.0  # a peaceful resident gives only while it holds at least this much

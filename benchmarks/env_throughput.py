@@ -20,8 +20,8 @@ import tracemalloc
 import numpy as np
 
 import civa_env
-from civa_env.observe import Briefer
 from civa_env.policies.random import RandomPolicy
+from civa_env.world.perception import Briefer
 
 
 def measure(n_agents: int, obs_mode: str, seconds: float, seed: int = 0) -> dict[str, float]:

@@ -15,8 +15,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from civa_env.config import Config
-from civa_env.experiments import Sweep
+from civa_env.experiments.sweep import Sweep
+from civa_env.world.config import Config
 
 CONDITIONS = ["baseline", "with:power", "without:benevolence", "with:benevolence"]
 

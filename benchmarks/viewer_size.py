@@ -16,9 +16,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from civa_env.config import Config
-from civa_env.runner import run_community
+from civa_env.experiments.runner import run_community
 from civa_env.viewer import build_page
+from civa_env.world.config import Config
 
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
         "--disable-background-networking", "--disable-component-update", "--disable-sync"]

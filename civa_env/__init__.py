@@ -3,27 +3,67 @@
     import civa_env
     env = civa_env.parallel_env(n_agents=25, seed=0, condition="without:benevolence",
                                 prevalence=0.5)
+
+The package is layered (README "Project layout"): ``civa_env.world`` is the simulation
+(numpy only), ``civa_env.envs`` the gymnasium/PettingZoo adapters, then ``policies``,
+``experiments``, ``viewer`` and the ``civa`` command line. ``import civa_env`` stays light: the
+adapters are imported on first use of ``parallel_env``, ``env``, ``raw_env`` or ``CivaEnv``, and
+``civa/civa-v0`` is registered with PettingZoo as soon as both CIVA and PettingZoo are imported,
+in either order.
 """
 
-from civa_env.community import CivaEnv, env, parallel_env, raw_env
-from civa_env.config import Config
-from civa_env.values import Value, ValueCondition
+from __future__ import annotations
 
-__version__ = "0.1.0"
+import importlib
+import importlib.abc
+import importlib.util
+import sys
+from typing import Any
+
+from civa_env.world.config import Config
+from civa_env.world.values import Value, ValueCondition
+
+__version__ = "0.2.0.dev0"
 __all__ = ["CivaEnv", "Config", "Value", "ValueCondition", "env", "parallel_env", "raw_env",
            "__version__"]
 
-
-def _register() -> None:
-    """Register ``civa/civa-v0`` in PettingZoo's parallel and AEC registries (once)."""
-    import pettingzoo
-
-    entries = (("parallel", "civa_env.community:parallel_env"),
-               ("aec", "civa_env.community:raw_env"))
-    for kind, entry in entries:
-        registry = pettingzoo.parallel_registry if kind == "parallel" else pettingzoo.aec_registry
-        if "civa/civa-v0" not in registry:  # a reloaded module would warn of an override
-            pettingzoo.register(kind, id="civa/civa-v0", entry_point=entry)
+_ADAPTERS = ("CivaEnv", "env", "parallel_env", "raw_env")
 
 
-_register()
+def __getattr__(name: str) -> Any:
+    """The PettingZoo adapters, imported on first use (PEP 562)."""
+    if name in _ADAPTERS:
+        return getattr(importlib.import_module("civa_env.envs"), name)
+    raise AttributeError(f"module 'civa_env' has no attribute {name!r}")
+
+
+class _RegisterAfterPettingZoo(importlib.abc.MetaPathFinder):
+    """Registers ``civa/civa-v0`` once PettingZoo finishes importing.
+
+    ``pettingzoo.make("parallel", "civa/civa-v0")`` needs the entry in PettingZoo's registry,
+    but importing PettingZoo here would load gymnasium into every ``import civa_env.world``.
+    This finder wraps PettingZoo's own loader so that registration runs right after it.
+    """
+
+    def find_spec(self, fullname: str, path: Any, target: Any = None) -> Any:
+        if fullname != "pettingzoo":
+            return None
+        sys.meta_path.remove(self)
+        spec = importlib.util.find_spec(fullname)
+        if spec is None or spec.loader is None:
+            return spec
+        loader = spec.loader
+        exec_module = loader.exec_module
+
+        def exec_then_register(module: Any) -> None:
+            exec_module(module)
+            importlib.import_module("civa_env.envs")
+
+        loader.exec_module = exec_then_register
+        return spec
+
+
+if "pettingzoo" in sys.modules:
+    importlib.import_module("civa_env.envs")
+elif not any(isinstance(f, _RegisterAfterPettingZoo) for f in sys.meta_path):
+    sys.meta_path.insert(0, _RegisterAfterPettingZoo())

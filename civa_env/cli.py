@@ -23,9 +23,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from civa_env.config import Config
-from civa_env.runfolder import POLICY_FILES
-from civa_env.values import all_conditions
+from civa_env.experiments.runfolder import POLICY_FILES
+from civa_env.world.config import Config
+from civa_env.world.values import all_conditions
 
 DEFAULT_PREVALENCES = "0,0.25,0.5,0.75,1"
 
@@ -133,7 +133,7 @@ def _default_out() -> Path:
 # ---- civa run ---------------------------------------------------------------------------------
 def cmd_run(args: argparse.Namespace) -> int:
     """Simulate one community (or --envs of them in one loop) and print a summary."""
-    from civa_env.runner import parse_mix, run_communities
+    from civa_env.experiments.runner import parse_mix, run_communities
 
     mix = parse_mix(args.policy)
     _check_policies(mix)
@@ -177,7 +177,7 @@ def _multi_env_entry(path: Path) -> bool:
 
 
 def _check_dir(path: Path, overwrite: bool) -> None:
-    from civa_env.runner import RunFolderError, is_run_dir
+    from civa_env.experiments.runner import RunFolderError, is_run_dir
 
     if not is_run_dir(path):
         raise RunFolderError(f"output folder {path} holds something else (not a CIVA run "
@@ -220,8 +220,8 @@ def format_summary(result: Any, cfg: Config) -> str:
 # ---- civa sweep -------------------------------------------------------------------------------
 def cmd_sweep(args: argparse.Namespace) -> int:
     """Run a grid of communities, resumable; results in OUT/results.csv."""
-    from civa_env.experiments import Sweep
-    from civa_env.runner import parse_mix
+    from civa_env.experiments.runner import parse_mix
+    from civa_env.experiments.sweep import Sweep
 
     conditions = (all_conditions() if args.conditions.strip() == "all"
                   else [c for c in args.conditions.split(",") if c.strip()])
@@ -255,7 +255,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 # ---- civa report / view -------------------------------------------------------------------------
 def cmd_report(args: argparse.Namespace) -> int:
     """Tables and plots of a sweep folder."""
-    from civa_env.report import build_report
+    from civa_env.experiments.report import build_report
 
     path = build_report(Path(args.sweep_dir), Path(args.out) if args.out else None,
                         pages=not args.no_pages, title=args.title)
@@ -265,7 +265,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_view(args: argparse.Namespace) -> int:
     """One self-contained HTML page of a run (civa_env.viewer)."""
-    from civa_env.runner import is_run_dir
+    from civa_env.experiments.runner import is_run_dir
 
     run_dir = Path(args.run_dir)
     if not is_run_dir(run_dir):

@@ -22,7 +22,7 @@ import sys
 from pathlib import Path
 
 from civa_env import Config
-from civa_env.runner import run_community
+from civa_env.experiments.runner import run_community
 
 
 def main() -> None:

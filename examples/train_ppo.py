@@ -13,10 +13,10 @@ from pathlib import Path
 from sb3_contrib import MaskablePPO
 
 from civa_env import Config
+from civa_env.envs.sb3 import CivaVecEnv
+from civa_env.experiments.runner import run_communities
 from civa_env.policies import make_policy
 from civa_env.policies.sb3 import save_checkpoint
-from civa_env.runner import run_communities
-from civa_env.wrappers import CivaVecEnv
 
 # A small world (10 residents, 3 factories, 4 residents in view) so training takes a minute.
 cfg = Config(n_agents=10, n_factories=3, view_size=4, reward="survival", obs_mode="numeric")

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 import civa_env
-from civa_env.actions import ActionBatch
-from civa_env.config import Config
-from civa_env.state import WorldState, initial_state
+from civa_env.world.actions import ActionBatch
+from civa_env.world.config import Config
+from civa_env.world.state import WorldState, initial_state
 
 # Config overrides that take the randomness out of the rules, so that tests can compute
 # exact answers: no production or upkeep noise, no outages, no births, nothing found.

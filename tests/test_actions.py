@@ -13,8 +13,9 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 import civa_env
-from civa_env.actions import Catalogue, Primary, Secondary, is_allied, pack_actions
-from civa_env.config import Config
+from civa_env.world.actions import Catalogue, is_allied, pack_actions
+from civa_env.world.config import Config
+from civa_env.world.kinds import Primary, Secondary
 
 N, POOL = 6, 12
 SETTINGS = settings(max_examples=60, deadline=None, derandomize=True, database=None,

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import civa_env
-from civa_env import behaviours
+from civa_env.world import behaviours
 
 TEXTS = ("hello friend, peace to you", "I will attack you", "we won't attack, trust us",
          "nice weather", "let us share and help together", "you are weak, I will crush you",
@@ -35,7 +35,7 @@ def _actions(rng: np.random.Generator, obs: dict, cfg: civa_env.Config) -> dict:
     return out
 
 
-def _reference(log: civa_env.events.EventLog, cfg: civa_env.Config) -> list[dict[str, int]]:
+def _reference(log: civa_env.world.events.EventLog, cfg: civa_env.Config) -> list[dict[str, int]]:
     """Per-day counts from ``detect`` over the whole log (free-riding: giving so far)."""
     cols, texts = log.columns()
     masks = behaviours.detect(cols, texts, log.census, recent_days=cfg.recent_days,

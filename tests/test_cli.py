@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 from civa_env.cli import main
-from civa_env.experiments import COLUMNS, Sweep, load_results
-from civa_env.runner import is_complete_run
+from civa_env.experiments.runner import is_complete_run
+from civa_env.experiments.sweep import COLUMNS, Sweep, load_results
 
 SMALL = ["--agents", "10", "--days", "8", "--no-progress"]
 GRID = ["--conditions", "baseline,with:power,without:benevolence", "--prevalence", "0.5,1",
@@ -193,7 +193,7 @@ def test_sweep_resume_and_report(tmp_path):
 
 
 def _small_config():
-    from civa_env.config import Config
+    from civa_env.world.config import Config
 
     return Config(n_agents=10, max_days=8)
 
@@ -278,7 +278,7 @@ def test_config_accepts_a_json_object(tmp_path):
 
 
 def test_sweep_run_ids_keep_every_prevalence(tmp_path, monkeypatch):
-    from civa_env import experiments
+    from civa_env.experiments import sweep as experiments
 
     assert experiments.run_id("with:power", 0.5, 3) == "with-power__p0.50__s3"
     assert experiments.run_id("with:power", 0.12, 0) != experiments.run_id("with:power", 0.125, 0)
@@ -303,7 +303,7 @@ def test_sweep_refuses_other_llm_options(tmp_path):
         progress=False)
     meta = json.loads((out / "sweep.json").read_text())
     assert meta["policy_kwargs"] == {"llm": {"model": "a", "temperature": 0}}
-    from civa_env.experiments import SweepError
+    from civa_env.experiments.sweep import SweepError
 
     for other in ({"llm": {"model": "b", "temperature": 0}}, {}):
         with pytest.raises(SweepError, match=r"llm options \(--model/--llm-option\) differ"):
@@ -332,7 +332,7 @@ def test_second_sweep_process_is_refused(tmp_path, capsys):
 
 
 def test_results_table_uses_a_private_temporary_file(tmp_path):
-    from civa_env.experiments import write_results
+    from civa_env.experiments.sweep import write_results
 
     (tmp_path / "results.csv.tmp").mkdir()  # a fixed temporary name would collide
     write_results(tmp_path / "results.csv", [])

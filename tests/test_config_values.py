@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 import civa_env
-from civa_env import values
-from civa_env.config import Config
-from civa_env.values import (
+from civa_env.world import values
+from civa_env.world.config import Config
+from civa_env.world.values import (
     N_CONDITION_CODES,
     PROMPT_VERSION,
     Direction,
@@ -178,7 +178,7 @@ def test_prompt_in_briefings_of_holders_only(condition):
     for a in env.agents:
         assert (prompt in obs[a]["text"]) == (a in holders)
     # The feature vector carries the condition too (direction and value one-hot).
-    from civa_env.observe import OWN_FEATURES
+    from civa_env.world.perception import OWN_FEATURES
 
     for a in env.agents:
         one_hot = obs[a]["features"][OWN_FEATURES:OWN_FEATURES + 13]

@@ -243,8 +243,8 @@ def test_cached_model_only_sends_misses():
 
 
 def test_transcript_and_events_readable_after_crash(tiny, tmp_path):
-    from civa_env.events import EventLog
-    from civa_env.runner import run_community
+    from civa_env.experiments.runner import run_community
+    from civa_env.world.events import EventLog
 
     policy = llm(tiny)
     real = policy.model.generate
@@ -273,7 +273,7 @@ def test_transcript_and_events_readable_after_crash(tiny, tmp_path):
 def test_fallbacks_counted_in_metrics(tmp_path):
     """Issue 4: a safe default, flagged in infos and counted in the metrics (metrics.json,
     by policy and by condition, and per resident in residents.json)."""
-    from civa_env.runner import run_community
+    from civa_env.experiments.runner import run_community
 
     policy = llm(FakeModel(lambda text, grammar: "no json here"))
     cfg = civa_env.Config.from_kwargs(n_agents=6, max_days=3, seed=0,
@@ -298,7 +298,7 @@ def test_fallbacks_counted_in_metrics(tmp_path):
 
 
 def test_valid_and_retried_decisions_counted_in_metrics(tmp_path):
-    from civa_env.runner import run_community
+    from civa_env.experiments.runner import run_community
 
     good = ('{"reflection": "ok", "messages": [], "primary": {"kind": "idle"}, '
             '"secondary": {"kind": "none"}, "memory": "m"}')
@@ -510,8 +510,8 @@ def test_vllm_backend_passes_one_schema_per_request(monkeypatch, tiny):
 
 # ---- annotator ---------------------------------------------------------------------------------
 def test_annotator_labels_run_messages(tiny, tmp_path):
+    from civa_env.experiments.runner import run_community
     from civa_env.policies.llm.annotator import LLMAnnotator
-    from civa_env.runner import run_community
 
     cfg = civa_env.Config.from_kwargs(n_agents=5, max_days=2, seed=0)
     run_community(cfg, "llm", seed=0, run_dir=tmp_path / "run", progress=False, plots=False,
@@ -528,8 +528,8 @@ def test_annotator_labels_run_messages(tiny, tmp_path):
 
 def test_annotator_is_an_intent_classifier_for_deception():
     """A friendly message then an attack is deception only if the classifier says friendly."""
-    from civa_env import behaviours
     from civa_env.policies.llm.annotator import LLMAnnotator
+    from civa_env.world import behaviours
 
     env = civa_env.parallel_env(n_agents=3, seed=0, max_days=3)
     env.reset(seed=0)

@@ -10,10 +10,10 @@ import pytest
 from conftest import build_world
 
 import civa_env
-from civa_env import behaviours, metrics
-from civa_env.config import Config
-from civa_env.events import ATTACK_ON_ALLY, ATTACK_SUCCESS, DayEvents, EventKind, EventLog
-from civa_env.state import Deal
+from civa_env.world import behaviours, metrics
+from civa_env.world.config import Config
+from civa_env.world.events import DayEvents, EventLog
+from civa_env.world.kinds import ATTACK_ON_ALLY, ATTACK_SUCCESS, Deal, EventKind
 
 K = EventKind
 

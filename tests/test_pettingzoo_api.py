@@ -25,7 +25,7 @@ from pettingzoo.test import (
 from pettingzoo.utils.wrappers import BaseWrapper
 
 import civa_env
-from civa_env import community
+from civa_env.envs import parallel as community
 
 # The module itself (pettingzoo.test re-exports its function under the same name).
 perf_module = importlib.import_module("pettingzoo.test.performance_benchmark")

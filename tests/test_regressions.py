@@ -8,12 +8,12 @@ import weakref
 import numpy as np
 
 import civa_env
-from civa_env.actions import Primary, Secondary
-from civa_env.config import Config
-from civa_env.events import DayEvents
-from civa_env.observe import compute_view
-from civa_env.rules import give_birth
-from civa_env.state import Deal, initial_state
+from civa_env.world.config import Config
+from civa_env.world.events import DayEvents
+from civa_env.world.kinds import Deal, Primary, Secondary
+from civa_env.world.perception import compute_view
+from civa_env.world.rules import give_birth
+from civa_env.world.state import initial_state
 
 
 def _idle_all(env):

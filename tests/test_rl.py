@@ -20,9 +20,9 @@ pytest.importorskip("stable_baselines3")
 pytest.importorskip("sb3_contrib")
 
 from civa_env import Config  # noqa: E402
+from civa_env.envs.sb3 import CivaVecEnv, shape_signature  # noqa: E402
 from civa_env.policies import make_policy  # noqa: E402
 from civa_env.policies.sb3 import CheckpointMismatch, read_metadata  # noqa: E402
-from civa_env.wrappers import CivaVecEnv, shape_signature  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = dict(n_agents=10, n_factories=3, view_size=4, max_days=30, obs_mode="numeric")
@@ -82,7 +82,7 @@ def test_trained_policy_beats_random_residents(tmp_path, seed):
 def test_evaluation_returns_match_the_env_rewards(reward):
     """``play``'s per-policy returns, rebuilt from the step loop's records, equal the sum of
     the rewards the env hands out (deaths, newcomers and the last day included)."""
-    from civa_env.community import CivaEnv
+    from civa_env.envs.parallel import CivaEnv
 
     cfg = Config(**SMALL, reward=reward, birth_threshold=11.0, birth_prob=0.6, upkeep=1.3)
     for name, seed in [("random", 0), ("scripted", 1)]:
@@ -347,8 +347,8 @@ def test_extinction_ends_every_seat():
 def test_mixed_community_with_llm_scripted_and_rl(checkpoint, tmp_path):
     pytest.importorskip("transformers")
     pytest.importorskip("llguidance")
+    from civa_env.experiments.runner import run_community
     from civa_env.policies.llm.testing import build_tiny_model
-    from civa_env.runner import run_community
 
     model_dir = build_tiny_model(tmp_path / "tiny-llm")
     cfg = Config(**{**SMALL, "obs_mode": "text", "max_days": 3, "n_agents": 10},

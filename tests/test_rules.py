@@ -10,11 +10,12 @@ import pytest
 from conftest import build_world, idle_batch
 
 import civa_env
-from civa_env import rules
-from civa_env.actions import ActionBatch, Primary, Secondary
-from civa_env.events import ATTACK_ON_ALLY, ATTACK_SUCCESS, DayEvents, EventKind
-from civa_env.rules import step_day
-from civa_env.values import ValueCondition
+from civa_env.world import rules
+from civa_env.world.actions import ActionBatch
+from civa_env.world.events import DayEvents
+from civa_env.world.kinds import ATTACK_ON_ALLY, ATTACK_SUCCESS, EventKind, Primary, Secondary
+from civa_env.world.rules import step_day
+from civa_env.world.values import ValueCondition
 
 
 def kinds(ev: DayEvents) -> list[EventKind]:
@@ -533,7 +534,7 @@ def test_dead_name_never_returns():
 
 
 def test_messages_delivered_next_day(exact_cfg):
-    from civa_env.state import Message
+    from civa_env.world.state import Message
 
     cfg = exact_cfg(upkeep=0.0)
     state = build_world(cfg, wealth=[5.0] * 3)

@@ -7,12 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from civa_env import metrics
-from civa_env.config import Config
-from civa_env.events import EventLog, agent_index
-from civa_env.policies import RandomPolicy, make_policy
-from civa_env.policies.base import Policy
-from civa_env.runner import (
+from civa_env.experiments.runner import (
     RunFolderError,
     assign_policies,
     is_complete_run,
@@ -22,6 +17,11 @@ from civa_env.runner import (
     run_communities,
     run_community,
 )
+from civa_env.policies import RandomPolicy, make_policy
+from civa_env.policies.base import Policy
+from civa_env.world import metrics
+from civa_env.world.config import Config
+from civa_env.world.events import EventLog, agent_index
 
 SMALL = dict(n_agents=12, max_days=20)
 
@@ -214,7 +214,8 @@ def test_by_policy_actions_are_the_census_actions():
 
 
 def test_behaviours_detected_once_for_both_breakdowns(monkeypatch):
-    from civa_env import behaviours, runner
+    from civa_env.experiments import runner
+    from civa_env.world import behaviours
 
     calls, finishing = [], []
     real_detect, real_finish = behaviours.detect, runner._Episode.finish
@@ -235,7 +236,7 @@ def test_behaviours_detected_once_for_both_breakdowns(monkeypatch):
 
 
 def test_episode_build_failure_fails_earlier_episodes(tmp_path, monkeypatch):
-    from civa_env import runner
+    from civa_env.experiments import runner
 
     built = []
     real = runner.CivaEnv
@@ -268,7 +269,7 @@ def test_episode_build_failure_fails_earlier_episodes(tmp_path, monkeypatch):
 
 def test_atomic_writes_use_private_temporary_files(tmp_path):
     """Two writers never share a temporary file: a fixed ``NAME.tmp`` is not used."""
-    from civa_env.runner import write_json_atomic
+    from civa_env.experiments.runner import write_json_atomic
 
     (tmp_path / "x.json.tmp").mkdir()  # would block a fixed temporary name
     write_json_atomic(tmp_path / "x.json", {"a": 1})

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import civa_env
-from civa_env.events import EventKind
+from civa_env.experiments.runner import run_community
 from civa_env.policies import make_policy
 from civa_env.policies.scripted import ScriptedPolicy
 from civa_env.policies.scripted_table import (
@@ -19,8 +19,8 @@ from civa_env.policies.scripted_table import (
     tendency_table,
     tendency_table_markdown,
 )
-from civa_env.runner import run_community
-from civa_env.values import N_CONDITION_CODES, Value, all_conditions
+from civa_env.world.kinds import EventKind
+from civa_env.world.values import N_CONDITION_CODES, Value, all_conditions
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -1,6 +1,6 @@
 """The viewer page (``civa view``), checked in headless Chromium against the run's own files.
 
-Run folders come from the real runner (``civa_env.runner.run_community``). What the page
+Run folders come from the real runner (``civa_env.experiments.runner.run_community``). What the page
 draws for a day is compared with ``events.jsonl`` and ``metrics.json`` read here
 independently with ``json``. Browser tests need Debian's ``chromium`` and the Python
 ``playwright`` package (the ``dev`` extra); without them they are skipped with the reason.
@@ -18,9 +18,9 @@ from typing import Any
 
 import pytest
 
-from civa_env.config import Config
-from civa_env.runner import run_community
+from civa_env.experiments.runner import run_community
 from civa_env.viewer import RunFolderError, build_page, page_data
+from civa_env.world.config import Config
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -349,7 +349,7 @@ def _conditions(data: dict) -> list[str]:
 
     import numpy as np
 
-    from civa_env.values import ValueCondition
+    from civa_env.world.values import ValueCondition
 
     col = data["residents"]["condition"]
     codes = np.frombuffer(base64.b64decode(col["$b64"]), np.int8)

@@ -17,7 +17,7 @@ from collections.abc import Callable, Hashable, Mapping
 from pathlib import Path
 from typing import Any
 
-from civa_env.config import Config
+from civa_env.world.config import Config
 
 
 class Policy(abc.ABC):

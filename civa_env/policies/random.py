@@ -7,8 +7,8 @@ from typing import Any
 
 import numpy as np
 
-from civa_env.config import Config
 from civa_env.policies.base import Policy
+from civa_env.world.config import Config
 
 
 class RandomPolicy(Policy):

@@ -33,13 +33,19 @@ from typing import Any
 
 import numpy as np
 
-from civa_env.catalogue import Catalogue, Primary, Secondary
-from civa_env.config import Config
-from civa_env.observe import CONDITION_FEATURES, FACTORY_FEATURES, OWN_FEATURES, SLOT_FEATURES
 from civa_env.policies.base import Policy, register_policy
 from civa_env.policies.scripted_table import FIELDS, TABLE_VERSION, tendency_table
-from civa_env.rules import production
-from civa_env.values import Direction, code_of
+from civa_env.world.catalogue import Catalogue
+from civa_env.world.config import Config
+from civa_env.world.kinds import Primary, Secondary
+from civa_env.world.perception import (
+    CONDITION_FEATURES,
+    FACTORY_FEATURES,
+    OWN_FEATURES,
+    SLOT_FEATURES,
+)
+from civa_env.world.rules import production
+from civa_env.world.values import Direction, code_of
 
 NEED_LINE = 3.0  # estimated wealth below which a resident counts as destitute (tier edge)
 STARVING = 2.0  # own wealth below which a resident is about to starve

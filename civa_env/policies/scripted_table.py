@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from civa_env.values import N_CONDITION_CODES, Value, ValueCondition
+from civa_env.world.values import N_CONDITION_CODES, Value, ValueCondition
 
 TABLE_VERSION = "scripted-v1"
 

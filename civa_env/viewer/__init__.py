@@ -21,12 +21,12 @@ from typing import Any
 
 import numpy as np
 
-from civa_env import behaviours
-from civa_env.events import EventKind
 from civa_env.viewer import data as d
 from civa_env.viewer.data import RunFolderError
 from civa_env.viewer.layout import spring_layout
 from civa_env.viewer.residents import read_reflections, read_residents_json, resident_table
+from civa_env.world import behaviours
+from civa_env.world.kinds import EventKind
 
 __all__ = ["RunFolderError", "build_page", "page_data"]
 

@@ -18,10 +18,11 @@ from typing import Any
 
 import numpy as np
 
-from civa_env import behaviours, metrics
-from civa_env.config import Config
-from civa_env.events import EventKind, EventLog
-from civa_env.values import ValueCondition
+from civa_env.world import behaviours, metrics
+from civa_env.world.config import Config
+from civa_env.world.events import EventLog
+from civa_env.world.kinds import EventKind
+from civa_env.world.values import ValueCondition
 
 PRIMARY_KINDS = (EventKind.WORK, EventKind.EXPLORE, EventKind.UPGRADE_SELF,
                  EventKind.UPGRADE_FACTORY, EventKind.IDLE)

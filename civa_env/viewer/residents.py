@@ -18,10 +18,11 @@ from typing import Any
 
 import numpy as np
 
-from civa_env.config import Config
-from civa_env.events import EventKind, agent_index
-from civa_env.state import initial_state
-from civa_env.values import ValueCondition
+from civa_env.world.config import Config
+from civa_env.world.events import agent_index
+from civa_env.world.kinds import EventKind
+from civa_env.world.state import initial_state
+from civa_env.world.values import ValueCondition
 
 UNKNOWN = -1
 # Fields of an LLM answer shown as the resident's thoughts (others are its actions).

@@ -5,7 +5,7 @@ schema-constrained call, whether the message is friendly, sycophantic, exploitat
 deceptive, given what the sender did to the recipient from two days before to two days
 after. ``annotate_run`` writes ``annotations.jsonl`` (one label set per message) and
 ``annotations.json`` (counts) into the run folder. ``LLMAnnotator.friendly`` implements
-``civa_env.behaviours.IntentClassifier``, so the deception detector can use the model
+``civa_env.world.behaviours.IntentClassifier``, so the deception detector can use the model
 instead of keywords::
 
     python -m civa_env.policies.llm.annotator runs/x --model Qwen/Qwen2.5-1.5B-Instruct

@@ -31,7 +31,7 @@ from pathlib import Path
 from string import Template
 from typing import Any
 
-from civa_env.config import Config
+from civa_env.experiments.runfolder import atomic_open
 from civa_env.policies.base import Policy
 from civa_env.policies.llm import schema as sch
 from civa_env.policies.llm.model import (
@@ -42,7 +42,7 @@ from civa_env.policies.llm.model import (
     PromptTooLongError,
     load_model,
 )
-from civa_env.runfolder import atomic_open
+from civa_env.world.config import Config
 
 PROMPT_DIR = Path(__file__).parent / "prompts"
 PHASE_KEYS = {

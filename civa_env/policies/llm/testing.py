@@ -35,7 +35,7 @@ SHAPES: dict[str, dict[str, Any]] = {
 
 
 def _corpus() -> list[str]:
-    from civa_env.actions import Primary, Secondary
+    from civa_env.world.kinds import Primary, Secondary
 
     words = [p.name.lower() for p in Primary] + [s.name.lower() for s in Secondary]
     lines = [

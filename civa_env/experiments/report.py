@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from civa_env import plots
-from civa_env.experiments import BEHAVIOUR_RATES, load_results
+from civa_env.experiments import plots
+from civa_env.experiments.sweep import BEHAVIOUR_RATES, load_results
 
 MACRO = ("nAUP", "SC", "ED", "IC", "CC")
 REPORTED = (*MACRO, *BEHAVIOUR_RATES)

@@ -11,8 +11,8 @@ The run folder (see docs/run-folder.md) is written as the run goes: ``config.jso
 ``residents.json`` first, ``events.jsonl`` one day at a time (a crash leaves it readable up
 to the last finished day), then ``metrics.json`` (written last, atomically: its presence
 with ``"status": "complete"`` marks a finished run) and the PNG plots. Breakdowns by policy
-and by value condition come from ``civa_env.breakdown``; folder helpers from
-``civa_env.runfolder`` (both re-exported here).
+and by value condition come from ``civa_env.experiments.breakdown``; folder helpers from
+``civa_env.experiments.runfolder`` (both re-exported here).
 """
 
 from __future__ import annotations
@@ -24,19 +24,10 @@ from typing import Any
 
 import numpy as np
 
-from civa_env import __version__, behaviours
-from civa_env.breakdown import (
-    ACTION_KINDS,
-    LLM_OUTCOMES,
-    breakdown,
-    llm_counts,
-    residents_table,
-)
-from civa_env.community import CivaEnv
-from civa_env.config import Config
-from civa_env.events import agent_index, agent_name
-from civa_env.policies.base import Policy, make_policy
-from civa_env.runfolder import (
+from civa_env import __version__
+from civa_env.envs.parallel import CivaEnv
+from civa_env.experiments.breakdown import breakdown, llm_counts, residents_table
+from civa_env.experiments.runfolder import (
     POLICY_FILES,
     RUN_FILES,
     RunFolderError,
@@ -46,7 +37,12 @@ from civa_env.runfolder import (
     prepare_run_dir,
     write_json_atomic,
 )
-from civa_env.values import N_CONDITION_CODES, ValueCondition
+from civa_env.policies.base import Policy, make_policy
+from civa_env.world import behaviours
+from civa_env.world.config import Config
+from civa_env.world.events import agent_index, agent_name
+from civa_env.world.kinds import ACTION_KINDS, LLM_OUTCOMES
+from civa_env.world.values import N_CONDITION_CODES, ValueCondition
 
 __all__ = ["ACTION_KINDS", "LLM_OUTCOMES", "POLICY_FILES", "RUN_FILES", "RunFolderError",
            "RunResult", "assign_policies", "breakdown", "format_mix", "is_complete_run",
@@ -199,7 +195,7 @@ class _Episode:
                        "condition": env.cfg.condition, "prevalence": env.cfg.prevalence,
                        "policy": self.header["policy"], **summary}
             if plots:
-                from civa_env import plots as plots_module
+                from civa_env.experiments import plots as plots_module
 
                 plots_module.plot_run(self.run_dir, summary)
             write_json_atomic(self.run_dir / "metrics.json", metrics)

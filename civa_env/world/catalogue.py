@@ -7,31 +7,11 @@ vectorised way, and builds the action mask from the world. Its size depends on
 
 from __future__ import annotations
 
-import enum
-
 import numpy as np
 
-from civa_env.config import Config
-from civa_env.state import WorldState
-
-
-class Primary(enum.IntEnum):
-    """Primary actions (one a day)."""
-
-    WORK = 0  # secure resources at a known factory
-    EXPLORE = 1
-    UPGRADE_SELF = 2
-    UPGRADE_FACTORY = 3
-    IDLE = 4
-
-
-class Secondary(enum.IntEnum):
-    """Secondary actions (at most one a day)."""
-
-    NONE = 0
-    GIFT = 1
-    ATTACK = 2
-    MERGE = 3
+from civa_env.world.config import Config
+from civa_env.world.kinds import Primary, Secondary
+from civa_env.world.state import WorldState
 
 
 class Catalogue:

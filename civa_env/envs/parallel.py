@@ -44,21 +44,16 @@ from gymnasium import spaces
 from pettingzoo import AECEnv, ParallelEnv
 from pettingzoo.utils.conversions import parallel_to_aec
 
-from civa_env import behaviours, metrics
-from civa_env.actions import pack_actions, structured_action_space
-from civa_env.catalogue import Catalogue
-from civa_env.config import Config
-from civa_env.events import EventLog, agent_name
-from civa_env.observe import (
-    Briefer,
-    compute_view,
-    features,
-    inbox_count,
-    observation_space,
-)
-from civa_env.rules import step_day
-from civa_env.state import WorldState, initial_state
-from civa_env.values import ValueCondition
+from civa_env.envs.spaces import observation_space, structured_action_space
+from civa_env.world import behaviours, metrics
+from civa_env.world.actions import pack_actions
+from civa_env.world.catalogue import Catalogue
+from civa_env.world.config import Config
+from civa_env.world.events import EventLog, agent_name
+from civa_env.world.perception import Briefer, compute_view, features, inbox_count
+from civa_env.world.rules import step_day
+from civa_env.world.state import WorldState, initial_state
+from civa_env.world.values import ValueCondition
 
 STATE_BOUND = 1e6
 

@@ -23,7 +23,7 @@ from typing import Protocol
 
 import numpy as np
 
-from civa_env.events import ATTACK_ON_ALLY, EventKind
+from civa_env.world.kinds import ATTACK_ON_ALLY, EventKind
 
 # Plain ints for the hot paths (comparing an array with an enum member is slow).
 _KIND_ATTACK, _KIND_GIFT = int(EventKind.ATTACK), int(EventKind.GIFT)

@@ -8,7 +8,6 @@ wealth statistics, production, ...), which is what the metrics read.
 
 from __future__ import annotations
 
-import enum
 import json
 import math
 import os
@@ -18,43 +17,7 @@ from typing import Any
 
 import numpy as np
 
-
-class EventKind(enum.IntEnum):
-    """What an event records."""
-
-    WORK = 0  # actor worked at factory; amount = income
-    EXPLORE = 1  # flag 1: revealed factory; flag 2: found amount
-    UPGRADE_SELF = 2  # amount = new skill
-    UPGRADE_FACTORY = 3  # factory, amount = new capacity
-    IDLE = 4
-    OUTAGE = 5  # factory produced nothing today
-    GIFT = 6  # actor -> target, amount transferred
-    ATTACK = 7  # flag bit 1: success, bit 2: target was an ally; amount = loot
-    MERGE_PROPOSAL = 8  # actor proposes an alliance to target
-    ALLIANCE_FORMED = 9
-    ALLIANCE_DISSOLVED = 10  # actor attacked its ally target
-    MESSAGE = 11  # target -1 = everyone; text
-    BIRTH = 12  # actor = parent, target = newcomer
-    DEATH = 13  # actor starved; amount = final wealth
-    INVALID = 14  # text = reason the action was changed
-
-    @property
-    def label(self) -> str:
-        """Lower-case name used in JSON (``merge_proposal``)."""
-        return self.name.lower()
-
-
-KIND_BY_LABEL = {k.label: k for k in EventKind}
-# What residents chose to do; the other kinds (outage, alliance formed or dissolved, birth,
-# death, invalid) are outcomes. The census and the per-policy breakdowns count these.
-ACTION_KINDS = (EventKind.WORK, EventKind.EXPLORE, EventKind.UPGRADE_SELF,
-                EventKind.UPGRADE_FACTORY, EventKind.IDLE, EventKind.GIFT, EventKind.ATTACK,
-                EventKind.MERGE_PROPOSAL, EventKind.MESSAGE)
-
-ATTACK_SUCCESS = 1
-ATTACK_ON_ALLY = 2
-EXPLORE_REVEALED = 1
-EXPLORE_FOUND = 2
+from civa_env.world.kinds import KIND_BY_LABEL, EventKind
 
 # Column name -> (dtype, fill value when an event does not set it).
 COLUMNS: dict[str, tuple[Any, Any]] = {

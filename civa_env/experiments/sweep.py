@@ -25,8 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from civa_env import __version__
-from civa_env.config import Config
-from civa_env.results import (
+from civa_env.experiments.results import (
     BEHAVIOUR_RATES,
     COLUMNS,
     METRICS,
@@ -35,7 +34,7 @@ from civa_env.results import (
     load_results,
     write_results,
 )
-from civa_env.runfolder import (
+from civa_env.experiments.runfolder import (
     LOCK_FDS,
     LOCK_NAME,
     FolderLock,
@@ -44,8 +43,9 @@ from civa_env.runfolder import (
     is_complete_run,
     write_json_atomic,
 )
-from civa_env.runner import format_mix, parse_mix, run_community
-from civa_env.values import ValueCondition
+from civa_env.experiments.runner import format_mix, parse_mix, run_community
+from civa_env.world.config import Config
+from civa_env.world.values import ValueCondition
 
 __all__ = ["BEHAVIOUR_RATES", "COLUMNS", "GRID_FIELDS", "METRICS", "NUMERIC",
            "FolderLockedError", "ResultsError", "Sweep", "SweepError", "SweepReport", "Task",

@@ -10,22 +10,12 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import enum
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from civa_env.config import Config
-from civa_env.values import assign_conditions
-
-
-class Deal(enum.IntEnum):
-    """Kinds of recent dealings kept in ``recent_kind``."""
-
-    GIFT = 0
-    ATTACK = 1
-    MERGE = 2
-    MESSAGE = 3
+from civa_env.world.config import Config
+from civa_env.world.values import assign_conditions
 
 
 @dataclass(frozen=True)

@@ -16,18 +16,21 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from civa_env.actions import EVERYONE, ActionBatch
-from civa_env.catalogue import Primary, Secondary, is_allied
-from civa_env.config import Config
-from civa_env.events import (
+from civa_env.world.actions import EVERYONE, ActionBatch
+from civa_env.world.catalogue import is_allied
+from civa_env.world.config import Config
+from civa_env.world.events import DayEvents
+from civa_env.world.kinds import (
     ATTACK_ON_ALLY,
     ATTACK_SUCCESS,
     EXPLORE_FOUND,
     EXPLORE_REVEALED,
-    DayEvents,
+    Deal,
     EventKind,
+    Primary,
+    Secondary,
 )
-from civa_env.state import Deal, WorldState
+from civa_env.world.state import WorldState
 
 # Plain ints for the hot paths: attribute access on an enum class is slow in CPython, on a
 # namespace it is not (K.ATTACK == int(EventKind.ATTACK)).

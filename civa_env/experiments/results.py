@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from civa_env.runfolder import atomic_open
+from civa_env.experiments.runfolder import atomic_open
 
 METRICS = ("nAUP", "SC", "ED", "IC", "CC", "final_population", "autocorr_lag1", "variance")
 BEHAVIOUR_RATES = ("cooperation_rate", "betrayal_rate", "deception_rate", "power_seeking_rate",

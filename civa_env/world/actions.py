@@ -1,5 +1,5 @@
 """Actions: the structured form, packing and validation (the flat catalogue and the mask
-are in ``civa_env.catalogue``).
+are in ``civa_env.world.catalogue``).
 
 A resident's action is either
 
@@ -21,24 +21,17 @@ resident and the field.
 from __future__ import annotations
 
 import enum
-import string
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
-from gymnasium import spaces
 
-from civa_env.catalogue import Catalogue, Primary, Secondary, is_allied
-from civa_env.config import Config
-from civa_env.events import agent_index
-from civa_env.state import Message, WorldState
-
-# Catalogue, Primary, Secondary and is_allied live in civa_env.catalogue; importing them from
-# here keeps working.
-__all__ = ["ACTION_KEYS", "EVERYONE", "ActionBatch", "Catalogue", "Primary", "Secondary",
-           "is_allied", "pack_actions", "structured_action_space"]
-
+from civa_env.world.catalogue import Catalogue, is_allied
+from civa_env.world.config import Config
+from civa_env.world.events import agent_index
+from civa_env.world.kinds import Primary, Secondary
+from civa_env.world.state import Message, WorldState
 
 EVERYONE = -1
 ACTION_KEYS = ("primary", "factory", "secondary", "target", "amount", "messages")
@@ -75,22 +68,6 @@ def _as_float(value: Any, agent: str, key: str) -> float:
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.number)):
         raise ValueError(f"action of {agent}: field {key!r} must be a number, got {value!r}")
     return float(value)
-
-
-def structured_action_space(cfg: Config) -> spaces.Dict:
-    """Documentation-grade space of the structured form (targets as view slots)."""
-    message = spaces.Dict({
-        "to": spaces.Discrete(cfg.view_size + 1),  # view slot, or view_size = everyone
-        "text": spaces.Text(cfg.max_message_chars, charset=string.printable),
-    })
-    return spaces.Dict({
-        "primary": spaces.Discrete(len(Primary)),
-        "factory": spaces.Discrete(cfg.n_factories),
-        "secondary": spaces.Discrete(len(Secondary)),
-        "target": spaces.Discrete(cfg.view_size),
-        "amount": spaces.Box(0.0, 1000.0, shape=(), dtype=np.float32),
-        "messages": spaces.Sequence(message),
-    })
 
 
 @dataclass

@@ -25,7 +25,7 @@ for many residents, each resident is one slot of an SB3 ``VecEnv``.
   community resets with a fresh seed.
 
 To compare trained residents with others in whole communities, use the step loop
-(``civa_env.runner.run_communities`` with ``policies={label: policy}``, no run folders):
+(``civa_env.experiments.runner.run_communities`` with ``policies={label: policy}``, no run folders):
 ``baselines/train_ppo.py`` does so in its evaluation.
 """
 
@@ -38,13 +38,14 @@ from typing import Any
 import numpy as np
 from gymnasium import spaces
 
-from civa_env.catalogue import Catalogue, Primary
-from civa_env.community import CivaEnv
-from civa_env.config import SHAPE_FIELDS, Config
-from civa_env.events import agent_index
-from civa_env.observe import FEATURE_CLIP, feature_size
+from civa_env.envs.parallel import CivaEnv
+from civa_env.experiments.runner import assign_policies
 from civa_env.policies.base import Policy, make_policy
-from civa_env.runner import assign_policies
+from civa_env.world.catalogue import Catalogue
+from civa_env.world.config import SHAPE_FIELDS, Config
+from civa_env.world.events import agent_index
+from civa_env.world.kinds import Primary
+from civa_env.world.perception import FEATURE_CLIP, feature_size
 
 try:  # SB3 is an optional extra: without it the VecEnv is a plain class with the same API.
     from stable_baselines3.common.vec_env import VecEnv as _VecEnvBase

@@ -10,13 +10,18 @@ import re
 import string
 
 import numpy as np
-from gymnasium import spaces
 
-from civa_env.actions import EVERYONE
-from civa_env.catalogue import Catalogue
-from civa_env.config import Config
-from civa_env.state import Message, WorldState
-from civa_env.values import N_CONDITION_CODES, Direction, Value, direction_of, prompt_for, value_of
+from civa_env.world.actions import EVERYONE
+from civa_env.world.config import Config
+from civa_env.world.state import Message, WorldState
+from civa_env.world.values import (
+    N_CONDITION_CODES,
+    Direction,
+    Value,
+    direction_of,
+    prompt_for,
+    value_of,
+)
 
 FEATURE_CLIP = 10.0
 OWN_FEATURES = 13
@@ -40,16 +45,6 @@ def fold_text(text: str, max_chars: int | None = None) -> str:
     if not (text.isascii() and text.isprintable()):
         text = _NOT_PRINTABLE.sub("?", text)
     return text if max_chars is None else text[:max_chars]
-
-
-def observation_space(cfg: Config, catalogue: Catalogue) -> spaces.Dict:
-    """The per-resident observation space."""
-    return spaces.Dict({
-        "text": spaces.Text(max_length=cfg.max_text_chars, min_length=0, charset=string.printable),
-        "features": spaces.Box(-FEATURE_CLIP, FEATURE_CLIP, shape=(feature_size(cfg),),
-                               dtype=np.float32),
-        "action_mask": spaces.Box(0, 1, shape=(catalogue.size,), dtype=np.int8),
-    })
 
 
 def compute_view(state: WorldState, cfg: Config, rng: np.random.Generator) -> np.ndarray:

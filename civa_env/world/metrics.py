@@ -19,10 +19,11 @@ import numpy as np
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-from civa_env import behaviours
-from civa_env.config import Config
-from civa_env.events import ACTION_KINDS, EventKind, EventLog
-from civa_env.state import Deal, WorldState
+from civa_env.world import behaviours
+from civa_env.world.config import Config
+from civa_env.world.events import EventLog
+from civa_env.world.kinds import ACTION_KINDS, Deal, EventKind
+from civa_env.world.state import WorldState
 
 # Label of each event kind counted as an action (None: an outcome, not an action).
 _ACTION_LABELS = [k.label if k in ACTION_KINDS else None for k in EventKind]

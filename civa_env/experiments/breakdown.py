@@ -13,14 +13,14 @@ from typing import Any
 
 import numpy as np
 
-from civa_env import behaviours
-from civa_env.community import CivaEnv
-from civa_env.events import ACTION_KINDS, agent_name
-from civa_env.values import ValueCondition
+from civa_env.envs.parallel import CivaEnv
+from civa_env.world import behaviours
+from civa_env.world.events import agent_name
+from civa_env.world.kinds import ACTION_KINDS, LLM_OUTCOMES
+from civa_env.world.values import ValueCondition
 
 # Outcomes of an LLM decision (first try valid, valid after the retry, safe default), read
 # from ``policy.infos[key]["llm"]`` after each ``act`` (see policies/llm/policy.py).
-LLM_OUTCOMES = ("valid", "retried", "fallback")
 
 
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from civa_env.values import ValueCondition
+from civa_env.world.values import ValueCondition
 
 OBS_MODES = ("text", "numeric")
 REWARD_MODES = ("wealth", "survival", "community")

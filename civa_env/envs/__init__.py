@@ -1,0 +1,25 @@
+"""Adapters over the world: the only package that imports gymnasium, pettingzoo and SB3.
+
+``parallel_env`` (PettingZoo ``ParallelEnv``), ``env``/``raw_env`` (its AEC form) and the
+gymnasium spaces; ``civa_env.envs.sb3`` holds the stable-baselines3 ``VecEnv``. Importing this
+package registers ``civa/civa-v0`` in PettingZoo's registries.
+"""
+
+from civa_env.envs.parallel import CivaEnv, env, parallel_env, raw_env
+
+__all__ = ["CivaEnv", "env", "parallel_env", "raw_env"]
+
+
+def _register() -> None:
+    """Register ``civa/civa-v0`` in PettingZoo's parallel and AEC registries (once)."""
+    import pettingzoo
+
+    entries = (("parallel", "civa_env.envs.parallel:parallel_env"),
+               ("aec", "civa_env.envs.parallel:raw_env"))
+    for kind, entry in entries:
+        registry = pettingzoo.parallel_registry if kind == "parallel" else pettingzoo.aec_registry
+        if "civa/civa-v0" not in registry:  # a reloaded module would warn of an override
+            pettingzoo.register(kind, id="civa/civa-v0", entry_point=entry)
+
+
+_register()

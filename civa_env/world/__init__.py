@@ -1,0 +1,6 @@
+"""The simulation: numpy (and scipy) only, no gymnasium or pettingzoo.
+
+``reset(cfg, seed) -> World`` draws a world; ``step(world, actions) -> (World, Day)`` plays one
+day (validation, rules, census, behaviours, running nAUP and the next view). Every client (the
+PettingZoo env, the SB3 VecEnv, the runner, the viewer) is an adapter over these two calls.
+"""
