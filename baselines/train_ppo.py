@@ -380,7 +380,7 @@ def resident_returns(result: Any, cfg: Any) -> dict[str, float]:
     if cfg.reward == "wealth":
         env = CivaEnv(cfg)
         env.reset(seed=result.seed)
-        start_wealth = env.world.wealth.copy()
+        start_wealth = env.world.state.wealth.copy()
         env.close()
     out = {}
     for name, r in result.residents.items():

@@ -43,8 +43,8 @@ def measure(n_agents: int, obs_mode: str, seconds: float, seed: int = 0) -> dict
     total = time.perf_counter() - start
     # Text cost per resident, on a fresh state of this size.
     env.reset(seed=seed)
-    briefer = Briefer(env.world, env.view, env.cfg)
-    living = np.flatnonzero(env.world.alive).tolist()
+    briefer = Briefer(env.world.state, env.world.view, env.cfg)
+    living = np.flatnonzero(env.world.state.alive).tolist()
     t = time.perf_counter()
     reps = max(1, 2000 // len(living))
     for _ in range(reps):

@@ -11,7 +11,8 @@ import pytest
 import civa_env
 from civa_env.world.actions import ActionBatch
 from civa_env.world.config import Config
-from civa_env.world.state import WorldState, initial_state
+from civa_env.world.day import reset as reset_world
+from civa_env.world.state import WorldState
 
 # Config overrides that take the randomness out of the rules, so that tests can compute
 # exact answers: no production or upkeep noise, no outages, no births, nothing found.
@@ -43,8 +44,9 @@ def exact_cfg() -> Callable[..., Config]:
 
 
 def build_world(cfg: Config, seed: int = 0, **arrays: Any) -> WorldState:
-    """``initial_state`` then arrays set by hand (``wealth=[...]`` sets the first entries)."""
-    state = initial_state(cfg, np.random.default_rng(seed))
+    """The state of ``world.reset(cfg, seed)``, then arrays set by hand (``wealth=[...]``
+    sets the first entries)."""
+    state = reset_world(cfg, seed).state
     for name, value in arrays.items():
         current = getattr(state, name)
         if isinstance(current, np.ndarray):

@@ -32,7 +32,7 @@ def _base_env() -> civa_env.CivaEnv:
     actions["resident_5"] = {"primary": "idle", "secondary": "gift", "target": "resident_4",
                              "amount": 1e9}
     env.step(actions)
-    assert env.world.ally_matrix()[0, 1] and not env.world.alive[5]
+    assert env.world.state.ally_matrix()[0, 1] and not env.world.state.alive[5]
     return env
 
 
@@ -64,14 +64,14 @@ def _resident(value, env, i, *, everyone: bool):
         return None
     if everyone and value == v:
         return -1
-    if 0 <= value < v and env.view[i, value] >= 0:
-        return int(env.view[i, value])
+    if 0 <= value < v and env.world.view[i, value] >= 0:
+        return int(env.world.view[i, value])
     return None
 
 
 def expect_valid(env, name: str, action: dict) -> bool:
     """Whether a well-typed structured action should pass without a flag."""
-    w, cfg, i = env.world, env.cfg, int(name.split("_")[1])
+    w, cfg, i = env.world.state, env.cfg, int(name.split("_")[1])
     alive = lambda j: j is not None and 0 <= j < w.n_pool and w.alive[j]  # noqa: E731
 
     def kind(enum_cls, value):
@@ -148,7 +148,7 @@ def living(env) -> list[str]:
 
 def check_consistent(env, before: dict, obs, terms, truncs) -> None:
     """No resident's state is lost: the living are env.agents; only the starved left."""
-    w = env.world
+    w = env.world.state
     assert np.isfinite(w.wealth).all() and np.isfinite(w.skill).all()
     alive_names = {env.possible_agents[i] for i in np.flatnonzero(w.alive)}
     assert set(env.agents) == alive_names
@@ -172,7 +172,7 @@ def test_arbitrary_structured_content_is_flagged_exactly_when_invalid(data):
     names = living(env)
     actions = {a: data.draw(structured, label=a) for a in names}
     expected = {a: expect_valid(env, a, act) for a, act in actions.items()}
-    before = {a: env.world.wealth[env.possible_agents.index(a)] for a in names}
+    before = {a: env.world.state.wealth[env.possible_agents.index(a)] for a in names}
     obs, rewards, terms, truncs, infos = env.step(actions)
     for a in names:
         flags = infos[a]["invalid"]
@@ -180,7 +180,7 @@ def test_arbitrary_structured_content_is_flagged_exactly_when_invalid(data):
         assert all(isinstance(r, str) and r for r in flags)
     check_consistent(env, before, obs, terms, truncs)
     # Every flag is also in the event log as an INVALID event with its reasons.
-    logged = {e.actor for e in env.log.events(env.world.day) if e.kind.label == "invalid"}
+    logged = {e.actor for e in env.log.events(env.world.state.day) if e.kind.label == "invalid"}
     assert logged == {a for a in names if infos[a]["invalid"]}
 
 
@@ -205,8 +205,8 @@ def test_arbitrary_flat_ids_never_crash(data):
 
 def _observe(env):
     """The current observations (the base env's last step returned them; recompute masks)."""
-    rows = np.flatnonzero(env.world.alive)
-    masks = env.catalogue.mask(env.world, env.view, rows, env.cfg)
+    rows = np.flatnonzero(env.world.state.alive)
+    masks = env.catalogue.mask(env.world.state, env.world.view, rows, env.cfg)
     return {env.possible_agents[i]: {"action_mask": masks[k]} for k, i in enumerate(rows.tolist())}
 
 
@@ -244,7 +244,7 @@ def test_missing_action_idles_flagged_and_dead_actions_ignored(env):
 
 
 def test_flags_name_the_reason(env):
-    w = env.world
+    w = env.world.state
     unknown = int(np.flatnonzero(~w.known[2])[0])
     actions = {a: {"primary": "idle"} for a in env.agents}
     actions["resident_2"] = {"primary": "work", "factory": unknown}
@@ -264,7 +264,7 @@ def test_flags_name_the_reason(env):
     assert "already allied" in r0 and "at most 2" in r0 and "280" in r0 and "self" in r0
     assert "oneself" in infos["resident_1"]["invalid"][0]
     # The long message went out cut to 280 characters; the one to self was dropped.
-    sent = [e for e in env.log.events(env.world.day) if e.kind.label == "message"]
+    sent = [e for e in env.log.events(env.world.state.day) if e.kind.label == "message"]
     assert [(e.actor, e.target, len(e.text)) for e in sent] == [
         ("resident_0", "resident_3", 280)]
 
@@ -277,14 +277,15 @@ WRONG_WHOLE = [[1, 2], "work", 3.0, 2.5, None, True, (0,), {1, 2}, np.array([1, 
 
 @pytest.mark.parametrize("action", WRONG_WHOLE, ids=lambda x: type(x).__name__)
 def test_wrong_type_whole_action_raises(env, action):
-    day, wealth = env.world.day, env.world.wealth.copy()
+    day, wealth = env.world.state.day, env.world.state.wealth.copy()
     actions = {a: 0 for a in env.agents}
     actions["resident_3"] = action
     with pytest.raises(ValueError, match="resident_3"):
         env.step(actions)
-    assert env.world.day == day and np.array_equal(env.world.wealth, wealth)  # nothing happened
+    # nothing happened
+    assert env.world.state.day == day and np.array_equal(env.world.state.wealth, wealth)
     env.step({a: 0 for a in env.agents})  # and the env goes on
-    assert env.world.day == day + 1
+    assert env.world.state.day == day + 1
 
 
 WRONG_FIELDS = [
@@ -315,14 +316,14 @@ WRONG_FIELDS = [
 
 @pytest.mark.parametrize("action,field", WRONG_FIELDS, ids=[f for _, f in WRONG_FIELDS])
 def test_wrong_type_field_raises_naming_resident_and_field(env, action, field):
-    wealth = env.world.wealth.copy()
+    wealth = env.world.state.wealth.copy()
     actions = {a: {"primary": "idle"} for a in env.agents}
     actions["resident_2"] = action
     with pytest.raises(ValueError) as err:
         env.step(actions)
     message = str(err.value)
     assert "resident_2" in message and field in message, message
-    assert np.array_equal(env.world.wealth, wealth)
+    assert np.array_equal(env.world.state.wealth, wealth)
 
 
 def test_unknown_agent_raises(env):
@@ -347,11 +348,11 @@ def test_any_wrong_type_raises_naming_resident_and_field(field, value, who):
               "amount": 1.0, field: value}
     actions = {a: 0 for a in env.agents}
     actions[who] = action
-    day = env.world.day
+    day = env.world.state.day
     with pytest.raises(ValueError) as err:
         env.step(actions)
     assert who in str(err.value) and field in str(err.value), str(err.value)
-    assert env.world.day == day
+    assert env.world.state.day == day
 
 
 # ---- the catalogue -------------------------------------------------------------------------------
@@ -392,16 +393,16 @@ def test_catalogue_encode_rejects_out_of_range():
 def test_flat_gift_is_a_fraction_of_wealth(env):
     i = 2
     slot = 0
-    j = int(env.view[i, slot])
-    w_i, w_j = env.world.wealth[i], env.world.wealth[j]
+    j = int(env.world.view[i, slot])
+    w_i, w_j = env.world.state.wealth[i], env.world.state.wealth[j]
     flat = env.catalogue.encode(Primary.IDLE, -1, Secondary.GIFT, slot, 2)  # 50%
-    batch = pack_actions({"resident_2": flat}, env.world, env.view, env.catalogue, env.cfg,
-                         env.world.day + 1)
+    batch = pack_actions({"resident_2": flat}, env.world.state, env.world.view, env.catalogue,
+                         env.cfg, env.world.state.day + 1)
     assert batch.target[i] == j and batch.amount[i] == pytest.approx(0.5 * w_i)
     assert batch.invalid.get(i) is None
-    assert math.isclose(w_j, env.world.wealth[j])  # packing changes nothing
+    assert math.isclose(w_j, env.world.state.wealth[j])  # packing changes nothing
 
 
 def test_mask_of_no_residents_is_empty(env):
-    masks = env.catalogue.mask(env.world, env.view, np.empty(0, np.int64), env.cfg)
+    masks = env.catalogue.mask(env.world.state, env.world.view, np.empty(0, np.int64), env.cfg)
     assert masks.shape == (0, env.catalogue.size)

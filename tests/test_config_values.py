@@ -173,7 +173,7 @@ def test_prompt_in_briefings_of_holders_only(condition):
     obs, _ = env.reset(seed=2)
     cond = ValueCondition.parse(condition)
     prompt = cond.prompt()
-    holders = [a for a in env.agents if env.world.condition[env.possible_agents.index(a)]]
+    holders = [a for a in env.agents if env.world.state.condition[env.possible_agents.index(a)]]
     assert len(holders) == 4
     for a in env.agents:
         assert (prompt in obs[a]["text"]) == (a in holders)
@@ -196,9 +196,9 @@ def test_newcomers_keep_their_parents_prompt():
     best = {}
     for a in env.agents:
         i = env.possible_agents.index(a)
-        best[a] = int(np.flatnonzero(env.world.known[i])[0])
+        best[a] = int(np.flatnonzero(env.world.state.known[i])[0])
     obs, *_ = env.step({a: {"primary": "work", "factory": best[a]} for a in env.agents})
-    w = env.world
+    w = env.world.state
     newcomers = np.flatnonzero(w.parent >= 0)
     assert len(newcomers) > 0
     for k in newcomers.tolist():

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 
 import numpy as np
 import pytest
@@ -58,7 +59,7 @@ def run(seed: int, tmp_path=None, **config) -> dict:
         lines_file = path.read_text()
     else:
         lines_file = None
-    return {"trace": trace, "log": lines, "file": lines_file, "days": env.world.day,
+    return {"trace": trace, "log": lines, "file": lines_file, "days": env.world.state.day,
             "state": env.state().tobytes(), "summary": json.dumps(env.summary(), sort_keys=True)}
 
 
@@ -66,7 +67,7 @@ def _dump(value) -> str:
     """Exact JSON of nested dicts with arrays (arrays as raw bytes in hex: no rounding)."""
 
     def convert(x):
-        if isinstance(x, dict):
+        if isinstance(x, Mapping):  # dicts, and the lazily computed legal facts
             return {str(k): convert(v) for k, v in x.items()}
         if isinstance(x, (list, tuple)):
             return [convert(v) for v in x]

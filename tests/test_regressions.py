@@ -56,7 +56,7 @@ def test_newcomers_are_drawn_again_at_the_prevalence_without_inheritance():
     cfg = Config(n_agents=1, max_agents=400, inherit_values=False,
                  condition="with:power", prevalence=0.4, birth_prob=1.0)
     rng = np.random.default_rng(0)
-    state = initial_state(cfg, rng)
+    state = initial_state(cfg, rng, rng)
     holders = 0
     for day in range(1, 301):  # one newcomer a day, each drawn on its own
         state.wealth[0] = 30.0
@@ -71,7 +71,7 @@ def test_parents_are_drawn_by_seed_when_names_run_short():
     parents_seen = set()
     for seed in range(5):
         rng = np.random.default_rng(seed)
-        state = initial_state(cfg, rng)
+        state = initial_state(cfg, rng, rng)
         state.wealth[:50] = 30.0
         give_birth(state, rng, cfg, DayEvents(1), 1)
         parents_seen |= set(state.parent[50:55].tolist())
@@ -99,7 +99,7 @@ def test_daily_free_riding_remembers_gifts_older_than_the_window():
     env.step(first)
     for _ in range(4):
         env.step(_idle_all(env))
-    env.world.wealth[1] = 50.0  # resident_1 is the richest at the start of day 6
+    env.world.state.wealth[1] = 50.0  # resident_1 is the richest at the start of day 6
     back = _idle_all(env)
     back["resident_0"] = {**give, "target": "resident_1"}
     _, _, _, _, infos = env.step(back)
@@ -108,7 +108,7 @@ def test_daily_free_riding_remembers_gifts_older_than_the_window():
 
 def test_view_ignores_dealings_older_than_recent_days():
     cfg = Config(n_agents=30, view_size=2, recent_days=1, merge_window=3, seed=0)
-    state = initial_state(cfg, np.random.default_rng(0))
+    state = initial_state(cfg, np.random.default_rng(0), np.random.default_rng(1))
     state.day = 5
     # resident_0 gave to resident_29 on day 4: outside a 1-day window.
     state.recent_day = np.array([4], np.int32)

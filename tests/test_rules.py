@@ -259,14 +259,14 @@ def test_gift_cut_to_wealth_after_primary(exact_cfg):
 def test_gift_larger_than_wealth_is_cut_and_flagged(exact_cfg):
     env = civa_env.parallel_env(exact_cfg(upkeep=0.0))
     env.reset(seed=0)
-    wealth = env.world.wealth[:3].copy()
+    wealth = env.world.state.wealth[:3].copy()
     obs, rewards, _, _, infos = env.step({
         "resident_0": {"primary": "idle", "secondary": "gift", "target": "resident_1",
                        "amount": 1000.0},
         "resident_1": {"primary": "idle"}, "resident_2": {"primary": "idle"}})
     assert any("cut" in r for r in infos["resident_0"]["invalid"])
-    assert env.world.wealth[0] == pytest.approx(0.0)
-    assert env.world.wealth[1] == pytest.approx(wealth[1] + wealth[0])
+    assert env.world.state.wealth[0] == pytest.approx(0.0)
+    assert env.world.state.wealth[1] == pytest.approx(wealth[1] + wealth[0])
     assert infos["resident_1"]["invalid"] == []
 
 
@@ -524,7 +524,7 @@ def test_dead_name_never_returns():
         dead |= {a for a, t in terms.items() if t}
         assert not dead & set(env.agents)
         seen_order += [a for a in obs if a not in before]
-    w = env.world
+    w = env.world.state
     assert dead and w.n_used > 10
     assert not w.alive[w.died_day >= 0].any()
     assert seen_order == env.possible_agents[: len(seen_order)]  # names in pool order

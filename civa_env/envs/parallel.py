@@ -17,9 +17,15 @@ defaults are in README "Rules" and in `Config`.
 
 ## Observation space
 `text`: the resident's briefing (printable ASCII, at most `max_text_chars`; empty in
-`obs_mode="numeric"`). `features`: float32 vector of `observe.feature_size(cfg)` values in
-[-10, 10] (own facts, value condition, factories, one row per view slot). `action_mask`:
-int8 over the flat catalogue.
+`obs_mode="numeric"`). `features`: float32 vector of `perception.feature_size(cfg)` values in
+[-10, 10] (named channels: own facts, value condition, factories, one row per view slot).
+`action_mask`: int8 over the flat catalogue.
+
+## Infos
+`infos[agent]`: `invalid` (reasons its last action was changed), `day` (the day about to be
+played), `legal` (for the living, in every observation mode: known factories, targets by
+view slot, allies, wealth, message limits; computed on first access) and, after a step,
+`community` (the day's census).
 
 ## Action space
 A flat id (see `actions.Catalogue`) or a structured dict (see `actions`), per resident.
@@ -44,22 +50,25 @@ from gymnasium import spaces
 from pettingzoo import AECEnv, ParallelEnv
 from pettingzoo.utils.conversions import parallel_to_aec
 
+from civa_env import world as world_fn
 from civa_env.envs.spaces import observation_space, structured_action_space
-from civa_env.world import behaviours, metrics
-from civa_env.world.actions import pack_actions
+from civa_env.world import metrics
 from civa_env.world.catalogue import Catalogue
 from civa_env.world.config import Config
+from civa_env.world.day import Day, World
 from civa_env.world.events import EventLog, agent_name
-from civa_env.world.perception import Briefer, compute_view, features, inbox_count
-from civa_env.world.rules import step_day
-from civa_env.world.state import WorldState, initial_state
 from civa_env.world.values import ValueCondition
 
 STATE_BOUND = 1e6
 
 
 class CivaEnv(ParallelEnv):
-    """The CIVA community as a PettingZoo ``ParallelEnv``; see the module docstring."""
+    """The CIVA community as a PettingZoo ``ParallelEnv``; see the module docstring.
+
+    A thin adapter over ``civa_env.world``: ``reset`` calls ``world.reset``, ``step`` calls
+    ``world.step`` and turns the ``Day`` into PettingZoo's dicts. ``self.world`` is the
+    ``World`` (state, view, random streams, event log).
+    """
 
     metadata = {"name": "civa_v0", "render_modes": ["ansi", "human"], "is_parallelizable": True}
 
@@ -69,7 +78,6 @@ class CivaEnv(ParallelEnv):
         cfg = self.cfg
         self.render_mode = cfg.render_mode
         self.possible_agents = [agent_name(i) for i in range(cfg.max_agents)]
-        self._index_of = {name: i for i, name in enumerate(self.possible_agents)}
         self.catalogue = Catalogue(cfg)
         self._observation_space = observation_space(cfg, self.catalogue)
         self._action_space = spaces.Discrete(self.catalogue.size)
@@ -77,12 +85,8 @@ class CivaEnv(ParallelEnv):
         self.state_space = spaces.Box(-STATE_BOUND, STATE_BOUND, shape=(n * (4 + m) + m + 1,),
                                       dtype=np.float32)
         self.agents: list[str] = []
-        self.world: WorldState | None = None
-        self.view = np.full((n, cfg.view_size), -1, np.int32)
-        self.log = EventLog()
-        self._behaviours: behaviours.DailyCounts | None = None  # made by reset()
-        self._population_sum = 0  # living residents summed over days (for the running nAUP)
-        self._rng: np.random.Generator | None = None
+        self.world: World | None = None
+        self._episodes = 0  # resets so far: a reset without a seed continues the stream
 
     # ---- spaces -------------------------------------------------------------------------------
     # The same space objects every call, as PettingZoo requires (built once in __init__; no
@@ -99,22 +103,25 @@ class CivaEnv(ParallelEnv):
         """The structured action form as a gymnasium space (targets as view slots)."""
         return structured_action_space(self.cfg)
 
+    @property
+    def log(self) -> EventLog:
+        """The episode's event log."""
+        return self.world.log if self.world is not None else EventLog()
+
     # ---- episode -------------------------------------------------------------------------------
     def reset(self, seed: int | None = None,
               options: dict | None = None) -> tuple[dict[str, dict], dict[str, dict]]:
-        """Start an episode. ``seed`` defaults to the config's seed on the first reset."""
-        if seed is not None:
-            self._rng = np.random.default_rng(seed)
-        elif self._rng is None:
-            self._rng = np.random.default_rng(self.cfg.seed)
-        self.world = initial_state(self.cfg, self._rng)
-        self.log = EventLog()
-        self._behaviours = behaviours.DailyCounts(self.cfg.recent_days, self.cfg.deception_window)
-        self._population_sum = 0
-        living = self.world.alive.nonzero()[0]
-        self.agents = [self.possible_agents[i] for i in living]
-        obs, infos = self._observe(living, {}, None)
-        return obs, infos
+        """Start an episode with ``seed``; without one, the config's seed on the first reset
+        and, on later resets, a seed drawn from the previous one (a fresh episode each time)."""
+        if seed is None:
+            base = self.cfg.seed
+            seed = base if self._episodes == 0 or base is None else int(
+                np.random.SeedSequence([base, self._episodes]).generate_state(1)[0])
+        self._episodes += 1
+        self.world = world_fn.reset(self.cfg, seed)
+        living = self.world.living
+        self.agents = [self.possible_agents[i] for i in living.tolist()]
+        return self._observe(living, {}, None)
 
     def step(self, actions: dict[str, Any]) -> tuple[dict, dict, dict, dict, dict]:
         """Play one day for everyone; see the module docstring for the dicts returned."""
@@ -122,108 +129,58 @@ class CivaEnv(ParallelEnv):
             raise RuntimeError("call reset() before step()")
         if not self.agents:
             return {}, {}, {}, {}, {}
-        cfg, old = self.cfg, self.world
-        batch = pack_actions(actions, old, self.view, self.catalogue, cfg, old.day + 1,
-                             self._index_of)
-        new, day_events = step_day(old, batch, self._rng, cfg)
-        self.world = new
-        chunk = day_events.freeze()
-        census = metrics.census(new, chunk[0], old.wealth, old.alive, cfg)
-        self.log.append(chunk, census)
-        census["behaviours"] = self._behaviours.day(*chunk, census, new.ever_gave)
-        self._population_sum += census["population"]
-        census["nAUP"] = self._population_sum / (cfg.max_days * cfg.n_agents)
-
-        acted = old.alive.nonzero()[0]
-        truncated = new.day >= cfg.max_days
+        self.world, day = world_fn.step(self.world, actions)
+        names = self.possible_agents
         # Newcomers join the dicts to get their first observation; one born on the last day
         # never acts, so it is left out (it still counts in the census).
-        born = (new.alive & ~old.alive).nonzero()[0] if not truncated else np.empty(0, int)
-        rows = np.concatenate([acted, born])
-        dead = ~new.alive[acted]
-        names = self.possible_agents
-        rewards = self._rewards(old, new, acted)
-        terminations = {names[i]: bool(d) for i, d in zip(acted.tolist(), dead.tolist(),
+        born = day.born if not day.truncated else np.empty(0, np.int64)
+        rows = np.concatenate([day.acted, born])
+        rewards = self._rewards(day)
+        rewards.update({names[i]: 0.0 for i in born.tolist()})
+        dead = ~day.after.alive[day.acted]
+        terminations = {names[i]: bool(d) for i, d in zip(day.acted.tolist(), dead.tolist(),
                                                            strict=True)}
         terminations.update({names[i]: False for i in born.tolist()})
-        truncations = dict.fromkeys((names[i] for i in rows.tolist()), truncated)
-        for i in born.tolist():
-            rewards[names[i]] = 0.0
-        obs, infos = self._observe(rows, batch.invalid, census)
-        living = new.alive.nonzero()[0]
-        self.agents = [] if truncated else [names[i] for i in living]
+        truncations = dict.fromkeys((names[i] for i in rows.tolist()), day.truncated)
+        obs, infos = self._observe(rows, day.invalid, day.census)
+        self.agents = [] if day.truncated else [names[i] for i in self.world.living.tolist()]
         if self.render_mode == "human":
             self.render()
         return obs, rewards, terminations, truncations, infos
 
-    def _rewards(self, old: WorldState, new: WorldState, acted: np.ndarray) -> dict[str, float]:
-        names = self.possible_agents
+    def _rewards(self, day: Day) -> dict[str, float]:
+        names, acted = self.possible_agents, day.acted
         if self.cfg.reward == "wealth":
-            values = new.wealth[acted] - old.wealth[acted]
+            values = day.after.wealth[acted] - day.before.wealth[acted]
         elif self.cfg.reward == "survival":
-            values = np.where(new.alive[acted], 1.0, -1.0)
+            values = np.where(day.after.alive[acted], 1.0, -1.0)
         else:
-            values = np.full(len(acted), new.alive.sum() / self.cfg.n_agents)
+            values = np.full(len(acted), day.after.alive.sum() / self.cfg.n_agents)
         return {names[i]: float(r) for i, r in zip(acted.tolist(), values.tolist(), strict=True)}
 
     def _observe(self, rows: np.ndarray, invalid: dict[int, list[str]],
                  census: dict[str, Any] | None) -> tuple[dict[str, dict], dict[str, dict]]:
-        world, cfg = self.world, self.cfg
-        self.view = compute_view(world, cfg, self._rng)
-        text_mode = cfg.obs_mode == "text"
-        briefer = Briefer(world, self.view, cfg) if text_mode else None
-        feats = features(world, self.view, rows, inbox_count(world), cfg)
-        masks = self.catalogue.mask(world, self.view, rows, cfg)
+        seen = self.world.observe(rows)
+        alive = self.world.state.alive
         names = self.possible_agents
-        if not text_mode:
-            # The common case as comprehensions (iterating feats and masks gives their rows).
-            keys = [names[i] for i in rows.tolist()]
-            obs = {name: {"text": "", "features": f, "action_mask": m}
-                   for name, f, m in zip(keys, feats, masks, strict=True)}
-            if census is None:
-                infos = {name: {"invalid": invalid.get(i, [])}
-                         for name, i in zip(keys, rows.tolist(), strict=True)}
-            else:
-                infos = {name: {"invalid": invalid.get(i, []), "community": census}
-                         for name, i in zip(keys, rows.tolist(), strict=True)}
-            return obs, infos
+        texts = seen.texts if seen.texts is not None else [""] * len(rows)
         obs: dict[str, dict] = {}
         infos: dict[str, dict] = {}
         for k, i in enumerate(rows.tolist()):
             name = names[i]
-            text = (briefer.brief(i) if world.alive[i]
-                    else f"You are resident_{i}. You starved on day {world.day}.")
-            obs[name] = {"text": text, "features": feats[k], "action_mask": masks[k]}
-            info = {"invalid": invalid.get(i, [])}
+            obs[name] = {"text": texts[k], "features": seen.features[k],
+                         "action_mask": seen.masks[k]}
+            info: dict[str, Any] = {"invalid": invalid.get(i, []), "day": seen.day}
             if census is not None:
                 info["community"] = census
-            if world.alive[i]:
-                info["legal"] = self.legal(i, briefer.allies_of)
+            if alive[i]:
+                info["legal"] = seen.legal[k]
             infos[name] = info
         return obs, infos
 
-    def legal(self, i: int, allies_of: dict[int, list[int]] | None = None) -> dict[str, Any]:
-        """What resident ``i`` may do now, for policies that build structured actions.
-
-        ``allies_of`` (resident -> allies) saves a search when called for everyone.
-        """
-        world, cfg = self.world, self.cfg
-        seen = self.view[i]
-        if allies_of is not None:
-            allies = allies_of.get(i, [])
-        else:
-            pairs = world.allies
-            allies = np.concatenate([pairs[pairs[:, 0] == i, 1], pairs[pairs[:, 1] == i, 0]])
-            allies = allies.tolist()
-        return {
-            "factories": np.flatnonzero(world.known[i]).tolist(),
-            "targets": [self.possible_agents[j] for j in seen[seen >= 0].tolist()],
-            "allies": [self.possible_agents[j] for j in sorted(allies)],
-            "wealth": float(world.wealth[i]),
-            "can_upgrade": bool(world.wealth[i] >= cfg.upgrade_cost),
-            "max_messages": cfg.max_messages,
-            "max_message_chars": cfg.max_message_chars,
-        }
+    def legal(self, i: int) -> dict[str, Any]:
+        """What resident ``i`` may do now (``perception.legal``)."""
+        return dict(self.world.legal(i))
 
     # ---- inspection ------------------------------------------------------------------------
     def state(self) -> np.ndarray:
@@ -231,7 +188,7 @@ class CivaEnv(ParallelEnv):
         then capacities and the day, as float32 of ``state_space``'s shape."""
         if self.world is None:
             raise RuntimeError("call reset() before state()")
-        w = self.world
+        w = self.world.state
         per_resident = np.concatenate([w.alive[:, None], w.wealth[:, None], w.skill[:, None],
                                        w.condition[:, None], w.known], axis=1)
         out = np.concatenate([per_resident.ravel(), w.capacity, [w.day]])
@@ -252,9 +209,9 @@ class CivaEnv(ParallelEnv):
         return text
 
     def _picture(self, rows: int = 20) -> str:
-        w = self.world
-        if w is None:
+        if self.world is None:
             return "CIVA: not started (call reset())"
+        w = self.world.state
         living = np.flatnonzero(w.alive)
         wealth = w.wealth[living]
         head = (f"CIVA day {w.day}/{self.cfg.max_days}: {len(living)} alive, "

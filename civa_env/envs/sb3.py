@@ -38,12 +38,15 @@ from typing import Any
 import numpy as np
 from gymnasium import spaces
 
-from civa_env.envs.parallel import CivaEnv
+from civa_env import world as world_fn
 from civa_env.experiments.runner import assign_policies
 from civa_env.policies.base import Policy, make_policy
+from civa_env.policies.batch import Batch
+from civa_env.world import metrics
 from civa_env.world.catalogue import Catalogue
 from civa_env.world.config import SHAPE_FIELDS, Config
-from civa_env.world.events import agent_index
+from civa_env.world.day import Day, World, assignment_rng
+from civa_env.world.events import agent_name
 from civa_env.world.kinds import Primary
 from civa_env.world.perception import FEATURE_CLIP, feature_size
 
@@ -117,8 +120,8 @@ class CivaVecEnv(_VecEnvBase):
         if not 0.0 < learner_fraction <= 1.0:
             raise ValueError(f"learner_fraction must be in (0, 1], got {learner_fraction}")
         self.cfgs = cfgs
-        self.envs = [CivaEnv(c) for c in cfgs]
-        self.catalogue = self.envs[0].catalogue
+        self.worlds: list[World] = [world_fn.reset(c, c.seed) for c in cfgs]
+        self.catalogue = self.worlds[0].catalogue
         self.learner_fraction = float(learner_fraction)
         founders = [max(1, round(learner_fraction * c.n_agents)) for c in cfgs]
         self.seats = int(seats) if seats is not None else max(founders)
@@ -151,7 +154,6 @@ class CivaVecEnv(_VecEnvBase):
         self._occupant = np.full((self.n_communities, self.seats), -1, np.int64)  # resident
         self._obs = np.zeros((n_slots, self.n_features), np.float32)
         self._masks = np.zeros((n_slots, self.catalogue.size), bool)
-        self._last: list[tuple[dict, dict]] = [({}, {}) for _ in cfgs]
         self._ep_return = np.zeros(n_slots)
         self._ep_len = np.zeros(n_slots, np.int64)
         self._actions: np.ndarray | None = None
@@ -180,81 +182,109 @@ class CivaVecEnv(_VecEnvBase):
         """One day in every community; see the module docstring for dones and padding."""
         assert self._actions is not None, "step_async must come before step_wait"
         actions = self._actions.tolist()
-        # Background residents of all communities decide in one batched call.
-        bg_obs: dict[Hashable, dict] = {}
-        bg_infos: dict[Hashable, dict] = {}
-        for e, env in enumerate(self.envs):
-            obs, infos = self._last[e]
-            for name in env.agents:
-                if self._controller[e, agent_index(name)] == 1:
-                    key = (e, self._episode[e], name)
-                    bg_obs[key] = obs[name]
-                    bg_infos[key] = infos.get(name, {})
-        bg_actions = self.background.act(bg_obs, bg_infos) if bg_obs else {}
+        bg_actions = self._background_actions()
         rewards = np.zeros(self.num_envs, np.float32)
         dones = np.zeros(self.num_envs, bool)
         infos_out: list[dict[str, Any]] = [{} for _ in range(self.num_envs)]
-        for e, env in enumerate(self.envs):
-            day_actions: dict[str, Any] = {}
-            base = e * self.seats
-            for k, i in enumerate(self._occupant[e].tolist()):
-                if i >= 0:
-                    day_actions[env.possible_agents[i]] = int(actions[base + k])
-                    self.learner_steps += 1
-            for name in env.agents:
-                key = (e, self._episode[e], name)
-                if key in bg_actions:
-                    day_actions[name] = bg_actions[key]
-            obs, rew, term, trunc, infos = env.step(day_actions)
+        for e in range(self.n_communities):
+            day_actions = self._day_actions(e, actions, bg_actions)
+            self.worlds[e], day = world_fn.step(self.worlds[e], day_actions)
             self.total_steps += len(day_actions)
-            self._last[e] = (obs, infos)
-            for k, i in enumerate(self._occupant[e].tolist()):
-                slot = base + k
-                if i < 0:  # vacant seat: black-death padding
-                    self._show(slot, None)
-                    continue
-                name = env.possible_agents[i]
-                r = float(rew.get(name, 0.0))
-                rewards[slot] = r
-                self._ep_return[slot] += r
-                self._ep_len[slot] += 1
-                if term.get(name, False) or trunc.get(name, False):
-                    dones[slot] = True
-                    info = infos_out[slot]
-                    info["terminal_observation"] = obs[name]["features"].copy()
-                    info["TimeLimit.truncated"] = bool(trunc.get(name)) and not term.get(name)
-                    info["episode"] = {"r": float(self._ep_return[slot]),
-                                       "l": int(self._ep_len[slot]),
-                                       "t": round(time.time() - self._t0, 6)}
-                    self._ep_return[slot] = 0.0
-                    self._ep_len[slot] = 0
-                    self._occupant[e, k] = -1
-                    self._show(slot, None)
-                else:
-                    self._show(slot, obs[name])
-            self._seat_newcomers(e, obs)
-            if not env.agents:  # the community's episode is over (last day or extinction)
-                for k in range(self.seats):
-                    slot = base + k
-                    if not dones[slot]:  # a seat vacant since a death ends its padding run
-                        dones[slot] = True
-                        infos_out[slot]["terminal_observation"] = np.zeros(self.n_features,
-                                                                           np.float32)
-                        infos_out[slot]["TimeLimit.truncated"] = True
-                summary = scalar_summary(env.summary())
-                summary["community"] = e
-                self.finished_communities.append(summary)
-                self._reset_community(e, None)
+            self._update_seats(e, day, rewards, dones, infos_out)
+            self._seat_newcomers(e, day.born)
+            if self.worlds[e].done:  # last day or extinction
+                self._end_community(e, dones, infos_out)
         return self._obs.copy(), rewards, dones, infos_out
+
+    def _background_actions(self) -> dict[Hashable, Any]:
+        """Background residents of all communities decide in one batched call."""
+        parts = []
+        for e, world in enumerate(self.worlds):
+            living = world.living
+            rows = living[self._controller[e, living] == 1]
+            if len(rows) == 0:
+                continue
+            seen = world.observe(rows, text=False)
+            keys = [(e, self._episode[e], agent_name(i)) for i in rows.tolist()]
+            parts.append(Batch(keys=keys, features=seen.features, masks=seen.masks.view(bool),
+                               day=np.full(len(rows), seen.day, np.int64),
+                               legal_facts=seen.legal))
+        return self.background.act(Batch.concat(parts)) if parts else {}
+
+    def _day_actions(self, e: int, actions: list[int],
+                     bg_actions: Mapping[Hashable, Any]) -> dict[str, Any]:
+        """Community ``e``'s actions: the seated learners' and the background's."""
+        out: dict[str, Any] = {}
+        base = e * self.seats
+        for k, i in enumerate(self._occupant[e].tolist()):
+            if i >= 0:
+                out[agent_name(i)] = int(actions[base + k])
+                self.learner_steps += 1
+        for i in self.worlds[e].living.tolist():
+            key = (e, self._episode[e], agent_name(i))
+            if key in bg_actions:
+                out[agent_name(i)] = bg_actions[key]
+        return out
+
+    def _reward(self, e: int, day: Day, i: int) -> float:
+        reward = self.cfgs[e].reward
+        if reward == "wealth":
+            return float(day.after.wealth[i] - day.before.wealth[i])
+        if reward == "survival":
+            return 1.0 if day.after.alive[i] else -1.0
+        return float(day.after.alive.sum() / self.cfgs[e].n_agents)
+
+    def _update_seats(self, e: int, day: Day, rewards: np.ndarray, dones: np.ndarray,
+                      infos_out: list[dict[str, Any]]) -> None:
+        """Rewards, dones and next observations of community ``e``'s seats."""
+        base = e * self.seats
+        occupied = [(k, i) for k, i in enumerate(self._occupant[e].tolist()) if i >= 0]
+        seen = self.worlds[e].observe(np.array([i for _, i in occupied], np.int64), text=False)
+        for k in range(self.seats):
+            if self._occupant[e, k] < 0:  # vacant seat: black-death padding
+                self._show(base + k, None)
+        for r, (k, i) in enumerate(occupied):
+            slot = base + k
+            reward = self._reward(e, day, i)
+            rewards[slot] = reward
+            self._ep_return[slot] += reward
+            self._ep_len[slot] += 1
+            dead = not day.after.alive[i]
+            if dead or day.truncated:
+                dones[slot] = True
+                info = infos_out[slot]
+                info["terminal_observation"] = seen.features[r].copy()
+                info["TimeLimit.truncated"] = day.truncated and not dead
+                info["episode"] = {"r": float(self._ep_return[slot]),
+                                   "l": int(self._ep_len[slot]),
+                                   "t": round(time.time() - self._t0, 6)}
+                self._ep_return[slot] = 0.0
+                self._ep_len[slot] = 0
+                self._occupant[e, k] = -1
+                self._show(slot, None)
+            else:
+                self._show(slot, (seen.features[r], seen.masks[r]))
+
+    def _end_community(self, e: int, dones: np.ndarray, infos_out: list[dict[str, Any]]) -> None:
+        """Every seat of community ``e`` is done; log its summary and start a new episode."""
+        base = e * self.seats
+        for k in range(self.seats):
+            slot = base + k
+            if not dones[slot]:  # a seat vacant since a death ends its padding run
+                dones[slot] = True
+                infos_out[slot]["terminal_observation"] = np.zeros(self.n_features, np.float32)
+                infos_out[slot]["TimeLimit.truncated"] = True
+        summary = scalar_summary(metrics.summarize(self.worlds[e].log, self.cfgs[e]))
+        summary["community"] = e
+        self.finished_communities.append(summary)
+        self._reset_community(e, None)
 
     def action_masks(self) -> np.ndarray:
         """(num_envs, catalogue size) bool: the valid flat ids of each slot now."""
         return self._masks.copy()
 
     def close(self) -> None:
-        """Close the communities and the background policy."""
-        for env in self.envs:
-            env.close()
+        """Close the background policy."""
         self.background.close()
 
     def get_attr(self, attr_name: str, indices: Any = None) -> list[Any]:
@@ -262,12 +292,12 @@ class CivaVecEnv(_VecEnvBase):
         slots = self._indices(indices)
         if hasattr(self, attr_name):
             return [getattr(self, attr_name)] * len(slots)
-        return [getattr(self.envs[s // self.seats], attr_name) for s in slots]
+        return [getattr(self.worlds[s // self.seats], attr_name) for s in slots]
 
     def set_attr(self, attr_name: str, value: Any, indices: Any = None) -> None:
         """Set an attribute on the communities of the given slots."""
         for e in {s // self.seats for s in self._indices(indices)}:
-            setattr(self.envs[e], attr_name, value)
+            setattr(self.worlds[e], attr_name, value)
 
     def env_method(self, method_name: str, *method_args: Any, indices: Any = None,
                    **method_kwargs: Any) -> list[Any]:
@@ -276,7 +306,7 @@ class CivaVecEnv(_VecEnvBase):
         slots = self._indices(indices)
         if method_name == "action_masks":
             return list(self._masks[slots])
-        return [getattr(self.envs[s // self.seats], method_name)(*method_args, **method_kwargs)
+        return [getattr(self.worlds[s // self.seats], method_name)(*method_args, **method_kwargs)
                 for s in slots]
 
     def env_is_wrapped(self, wrapper_class: type, indices: Any = None) -> list[bool]:
@@ -285,7 +315,7 @@ class CivaVecEnv(_VecEnvBase):
 
     def has_attr(self, attr_name: str) -> bool:
         """True for the VecEnv's own attributes (``action_masks``) and the communities'."""
-        return hasattr(self, attr_name) or all(hasattr(env, attr_name) for env in self.envs)
+        return hasattr(self, attr_name) or all(hasattr(env, attr_name) for env in self.worlds)
 
     def seed(self, seed: int | None = None) -> list[int | None]:
         """Seeds for the next reset (one per slot, as SB3 expects) and the internal stream."""
@@ -301,23 +331,25 @@ class CivaVecEnv(_VecEnvBase):
             return [indices]
         return list(indices)
 
-    def _show(self, slot: int, ob: Mapping[str, np.ndarray] | None) -> None:
+    def _show(self, slot: int, ob: tuple[np.ndarray, np.ndarray] | None) -> None:
         """Write a slot's features and mask; None pads it (zeros, only ``idle`` allowed)."""
-        self._obs[slot] = 0.0 if ob is None else ob["features"]
-        self._masks[slot] = self._idle_mask if ob is None else ob["action_mask"].astype(bool)
+        if ob is None:
+            self._obs[slot] = 0.0
+            self._masks[slot] = self._idle_mask
+        else:
+            self._obs[slot] = ob[0]
+            self._masks[slot] = ob[1].astype(bool)
 
     def _reset_community(self, e: int, seed: int | None) -> None:
-        env = self.envs[e]
         if seed is None:
             seed = int(self._seed_rng.integers(2**31 - 1))
-        obs, infos = env.reset(seed=seed)
+        world = self.worlds[e] = world_fn.reset(self.cfgs[e], seed)
         self._episode[e] += 1
-        self._last[e] = (obs, infos)
         self._controller[e] = UNSET
-        living = np.flatnonzero(env.world.alive)
+        living = world.living
         share = self.learner_fraction
         mix = {"learner": share, "background": 1.0 - share}
-        owners = assign_policies(mix, len(living), np.random.default_rng(seed + 1))
+        owners = assign_policies(mix, len(living), assignment_rng(seed))
         labels = (np.array(owners) == "background").astype(np.int8)  # 0 learner, 1 background
         self._controller[e, living] = labels
         learners = living[labels == 0]
@@ -330,18 +362,18 @@ class CivaVecEnv(_VecEnvBase):
         seats = slice(e * self.seats, (e + 1) * self.seats)
         self._ep_return[seats] = 0.0
         self._ep_len[seats] = 0
-        for k, i in enumerate(self._occupant[e].tolist()):
-            self._show(e * self.seats + k, obs[env.possible_agents[i]] if i >= 0 else None)
+        seen = world.observe(learners, text=False)
+        for k in range(self.seats):
+            ob = (seen.features[k], seen.masks[k]) if k < len(learners) else None
+            self._show(e * self.seats + k, ob)
 
-    def _seat_newcomers(self, e: int, obs: dict[str, dict]) -> None:
+    def _seat_newcomers(self, e: int, born: np.ndarray) -> None:
         """Give each newcomer its parent's controller; seat learner newcomers if possible."""
-        env = self.envs[e]
-        world = env.world
-        for name in obs:
-            i = agent_index(name)
-            if self._controller[e, i] != UNSET:
-                continue
-            parent = int(world.parent[i])
+        world = self.worlds[e]
+        if world.done:
+            return
+        for i in born.tolist():
+            parent = int(world.state.parent[i])
             ctrl = self._controller[e, parent] if parent >= 0 else 1
             if ctrl == 0:
                 vacant = np.flatnonzero(self._occupant[e] < 0)
@@ -349,7 +381,8 @@ class CivaVecEnv(_VecEnvBase):
                     k = int(vacant[0])
                     self._occupant[e, k] = i
                     slot = e * self.seats + k
-                    self._show(slot, obs[name])
+                    seen = world.observe(np.array([i]), text=False)
+                    self._show(slot, (seen.features[0], seen.masks[0]))
                     self._ep_return[slot], self._ep_len[slot] = 0.0, 0
                 else:
                     ctrl = 1

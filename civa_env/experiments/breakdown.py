@@ -13,8 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from civa_env.envs.parallel import CivaEnv
 from civa_env.world import behaviours
+from civa_env.world.day import World
 from civa_env.world.events import agent_name
 from civa_env.world.kinds import ACTION_KINDS, LLM_OUTCOMES
 from civa_env.world.values import ValueCondition
@@ -35,30 +35,31 @@ def llm_counts(counts: np.ndarray) -> dict[str, Any]:
     return out
 
 
-def breakdown(env: CivaEnv, group: np.ndarray, labels: Sequence[str], *,
+def breakdown(world: World, group: np.ndarray, labels: Sequence[str], *,
               cols: Mapping[str, np.ndarray] | None = None,
               masks: Mapping[str, np.ndarray] | None = None,
               llm: np.ndarray | None = None) -> dict[str, dict]:
     """Per-group survival, wealth, actions and behaviours (and LLM decision outcomes).
 
     Args:
-        env: a finished (or running) environment.
+        world: a finished (or running) world (its state, config and event log).
         group: (N,) int group index per resident of the pool, -1 for unused names.
         labels: name of each group index.
-        cols: ``env.log.columns()[0]`` when the caller has it already.
+        cols: ``world.log.columns()[0]`` when the caller has it already.
         masks: ``behaviours.detect`` of the log (one bool array per behaviour, aligned with
             the log's rows), so that several breakdowns share one detection.
         llm: (N, 3) int counts of each resident's LLM decisions by ``LLM_OUTCOMES``; groups
             with any get an ``llm`` entry (see ``llm_counts``).
     """
-    world, cfg = env.world, env.cfg
+    log, cfg = world.log, world.cfg
+    world = world.state
     used = np.arange(world.n_pool) < world.n_used
     last_day = world.day
     end = np.where(world.died_day >= 0, world.died_day, last_day)
     days = np.where(used, np.maximum(end - world.born_day, 0), 0)
     if cols is None or masks is None:
-        cols, texts = env.log.columns()
-        masks = behaviours.detect(cols, texts, env.log.census, recent_days=cfg.recent_days,
+        cols, texts = log.columns()
+        masks = behaviours.detect(cols, texts, log.census, recent_days=cfg.recent_days,
                                   deception_window=cfg.deception_window)
     actor = cols["actor"].astype(np.int64)
     actor_group = np.where(actor >= 0, group[np.maximum(actor, 0)], -1)
@@ -90,14 +91,14 @@ def breakdown(env: CivaEnv, group: np.ndarray, labels: Sequence[str], *,
     return out
 
 
-def residents_table(env: CivaEnv, owner: np.ndarray, specs: Sequence[str],
+def residents_table(world: World, owner: np.ndarray, specs: Sequence[str],
                     llm: np.ndarray | None = None) -> dict[str, dict]:
     """One record per resident who ever lived: policy, value condition, family, fate.
 
     With ``llm`` ((N, 3) decision outcome counts), residents who made LLM decisions also get
     ``"llm": {"valid": ..., "retried": ..., "fallback": ...}``.
     """
-    w = env.world
+    w = world.state
     out = {}
     for i in range(w.n_used):
         out[agent_name(i)] = record = {

@@ -3,16 +3,21 @@
 A resident is controlled by one policy for its whole life. Founders are assigned to the
 policies of a mix (``{"llm": 0.2, "ppo:model.zip": 0.3, "scripted": 0.5}``) by seed, in
 exact proportions (largest remainder); newcomers inherit their parent's policy. Each day each
-policy is called **once** with all the residents it controls, across all the environments of
-the loop (keys are agent names with one environment, ``(env_index, agent)`` tuples with
-several), so that an LLM policy makes one batched call a day.
+policy is called **once** with one ``Batch`` of all the residents it controls, across all the
+communities of the loop (keys are agent names with one community, ``(community, agent)``
+tuples with several), so that an LLM policy makes one batched call a day. The loop drives
+``civa_env.world`` directly (``reset``/``step``), with no PettingZoo env in between.
+
+Seeds: the founders' policies are drawn from the seed's assignment stream and each policy of
+the mix is seeded from its own stream (``world.day.policy_seed``), so that the world's own
+streams are untouched by how many policies a run has.
 
 The run folder (see docs/run-folder.md) is written as the run goes: ``config.json`` and
 ``residents.json`` first, ``events.jsonl`` one day at a time (a crash leaves it readable up
 to the last finished day), then ``metrics.json`` (written last, atomically: its presence
 with ``"status": "complete"`` marks a finished run) and the PNG plots. Breakdowns by policy
 and by value condition come from ``civa_env.experiments.breakdown``; folder helpers from
-``civa_env.experiments.runfolder`` (both re-exported here).
+``civa_env.experiments.runfolder``.
 """
 
 from __future__ import annotations
@@ -25,29 +30,21 @@ from typing import Any
 import numpy as np
 
 from civa_env import __version__
-from civa_env.envs.parallel import CivaEnv
+from civa_env import world as world_fn
 from civa_env.experiments.breakdown import breakdown, llm_counts, residents_table
 from civa_env.experiments.runfolder import (
-    POLICY_FILES,
-    RUN_FILES,
-    RunFolderError,
     clear_policy_files,
-    is_complete_run,
-    is_run_dir,
     prepare_run_dir,
     write_json_atomic,
 )
 from civa_env.policies.base import Policy, make_policy
-from civa_env.world import behaviours
+from civa_env.policies.batch import Batch
+from civa_env.world import behaviours, metrics
 from civa_env.world.config import Config
+from civa_env.world.day import assignment_rng, policy_seed
 from civa_env.world.events import agent_index, agent_name
-from civa_env.world.kinds import ACTION_KINDS, LLM_OUTCOMES
+from civa_env.world.kinds import LLM_OUTCOMES
 from civa_env.world.values import N_CONDITION_CODES, ValueCondition
-
-__all__ = ["ACTION_KINDS", "LLM_OUTCOMES", "POLICY_FILES", "RUN_FILES", "RunFolderError",
-           "RunResult", "assign_policies", "breakdown", "format_mix", "is_complete_run",
-           "is_run_dir", "parse_mix", "prepare_run_dir", "residents_table", "run_communities",
-           "run_community", "write_json_atomic"]
 
 
 # ---- policy mixes -----------------------------------------------------------------------------
@@ -128,17 +125,15 @@ class RunResult:
 
 # ---- the loop ---------------------------------------------------------------------------------
 class _Episode:
-    """One environment of the loop, with its policy owners and its open run folder."""
+    """One community of the loop, with its policy owners and its open run folder."""
 
     def __init__(self, index: int, cfg: Config, seed: int, run_dir: Path | None,
                  mix: dict[str, float], specs: list[str], header: dict[str, Any]) -> None:
-        self.index, self.seed, self.run_dir = index, seed, run_dir
-        self.env = CivaEnv(cfg)
+        self.index, self.seed, self.run_dir, self.cfg = index, seed, run_dir, cfg
+        self.world = world_fn.reset(cfg, seed)
         self.specs = specs
-        self.obs, self.infos = self.env.reset(seed=seed)
-        rng = np.random.default_rng([seed, 0xC1FA])  # own stream: env draws are unchanged
         self.owner = np.full(cfg.max_agents, -1, np.int64)
-        founders = assign_policies(mix, cfg.n_agents, rng)
+        founders = assign_policies(mix, cfg.n_agents, assignment_rng(seed))
         self.owner[: cfg.n_agents] = [specs.index(s) for s in founders]
         self.llm = np.zeros((cfg.max_agents, len(LLM_OUTCOMES)), np.int64)  # (N, 3)
         self.header = header
@@ -148,42 +143,65 @@ class _Episode:
             write_json_atomic(run_dir / "residents.json", self._residents())
             self.events_file = open(run_dir / "events.jsonl", "w", encoding="utf-8")  # noqa: SIM115
 
+    @property
+    def running(self) -> bool:
+        return not self.world.done
+
     def _residents(self) -> dict[str, dict]:
-        return residents_table(self.env, self.owner, self.specs, self.llm)
+        return residents_table(self.world, self.owner, self.specs, self.llm)
 
     def _write_config(self, status: str) -> None:
         residents = {agent_name(i): self.specs[o] for i, o in enumerate(self.owner.tolist())
                      if o >= 0}
         write_json_atomic(self.run_dir / "config.json", {
-            **self.header, "seed": self.seed, "env": self.env.cfg.to_dict(),
+            **self.header, "seed": self.seed, "env": self.cfg.to_dict(),
             "residents": residents, "status": status})
 
-    def after_step(self) -> None:
-        """Give newcomers their parent's policy; append the day to events.jsonl."""
-        w = self.env.world
-        new = np.flatnonzero((np.arange(w.n_pool) < w.n_used) & (self.owner < 0))
-        for i in new.tolist():
-            self.owner[i] = self.owner[w.parent[i]]
+    def batches(self, single: bool) -> dict[int, Batch]:
+        """Today's batch of each policy (by index in ``specs``) for this community."""
+        living = self.world.living
+        seen = self.world.observe(living)
+        masks = seen.masks.view(bool)
+        day = np.full(len(living), seen.day, np.int64)
+        owner = self.owner[living]
+        out = {}
+        for g in np.unique(owner).tolist():
+            sel = (owner == g).nonzero()[0]
+            names = [agent_name(i) for i in living[sel].tolist()]
+            keys = names if single else [(self.index, a) for a in names]
+            out[g] = Batch(keys=keys, features=seen.features[sel], masks=masks[sel],
+                           day=day[sel],
+                           texts=None if seen.texts is None else [seen.texts[r] for r in sel],
+                           legal_facts=[seen.legal[r] for r in sel.tolist()])
+        return out
+
+    def step(self, actions: Mapping[str, Any]) -> None:
+        """Play a day; give newcomers their parent's policy; append the day to events.jsonl."""
+        self.world, day = world_fn.step(self.world, actions)
+        for i in day.born.tolist():
+            self.owner[i] = self.owner[day.after.parent[i]]
         if self.events_file is not None:
-            self.env.log.write_day(self.events_file, self.env.log.n_days - 1)
-            if len(new):
+            self.world.log.write_day(self.events_file, self.world.log.n_days - 1)
+            if len(day.born):
                 write_json_atomic(self.run_dir / "residents.json", self._residents())
 
     def finish(self, plots: bool) -> RunResult:
         """Close the log, compute the summary and breakdowns, write metrics and plots."""
-        env = self.env
-        summary = env.summary()
+        world, cfg = self.world, self.cfg
+        summary = metrics.summarize(world.log, cfg)
         # One behaviour detection over the log for both breakdowns.
-        cols, texts = env.log.columns()
-        masks = behaviours.detect(cols, texts, env.log.census, recent_days=env.cfg.recent_days,
-                                  deception_window=env.cfg.deception_window)
+        cols, texts = world.log.columns()
+        masks = behaviours.detect(cols, texts, world.log.census, recent_days=cfg.recent_days,
+                                  deception_window=cfg.deception_window)
         llm = self.llm if self.llm.any() else None
-        summary["by_policy"] = breakdown(env, self.owner, self.specs, cols=cols, masks=masks,
+        summary["by_policy"] = breakdown(world, self.owner, self.specs, cols=cols, masks=masks,
                                          llm=llm)
-        codes = np.where(np.arange(env.world.n_pool) < env.world.n_used,
-                         env.world.condition.astype(np.int64), -1)
+        state = world.state
+        codes = np.where(np.arange(state.n_pool) < state.n_used,
+                         state.condition.astype(np.int64), -1)
         labels = [str(ValueCondition.from_code(c)) for c in range(N_CONDITION_CODES)]
-        summary["by_condition"] = breakdown(env, codes, labels, cols=cols, masks=masks, llm=llm)
+        summary["by_condition"] = breakdown(world, codes, labels, cols=cols, masks=masks,
+                                            llm=llm)
         if llm is not None:
             summary["llm"] = llm_counts(llm)
         residents = self._residents()
@@ -191,14 +209,14 @@ class _Episode:
         if self.run_dir is not None:
             write_json_atomic(self.run_dir / "residents.json", residents)
             self._write_config("complete")
-            metrics = {"status": "complete", "civa_version": __version__, "seed": self.seed,
-                       "condition": env.cfg.condition, "prevalence": env.cfg.prevalence,
-                       "policy": self.header["policy"], **summary}
+            metrics_json = {"status": "complete", "civa_version": __version__, "seed": self.seed,
+                            "condition": cfg.condition, "prevalence": cfg.prevalence,
+                            "policy": self.header["policy"], **summary}
             if plots:
                 from civa_env.experiments import plots as plots_module
 
                 plots_module.plot_run(self.run_dir, summary)
-            write_json_atomic(self.run_dir / "metrics.json", metrics)
+            write_json_atomic(self.run_dir / "metrics.json", metrics_json)
         return RunResult(self.seed, summary, residents, self.run_dir)
 
     def _close_events(self) -> None:
@@ -261,8 +279,8 @@ def run_communities(cfgs: Sequence[Config], seeds: Sequence[int],
             policy_dir = run_dirs[0]
         elif policy_dir is not None and overwrite and Path(policy_dir) not in run_dirs:
             clear_policy_files(Path(policy_dir))
-        for spec in specs:
-            built[spec].reset(cfgs[0], seed=int(seeds[0]))
+        for k, spec in enumerate(specs):
+            built[spec].reset(cfgs[0], seed=policy_seed(int(seeds[0]), k))
             built[spec].open_run(policy_dir)
         # Appended one by one: if the k-th cannot be built, the earlier ones are failed below.
         for e, (cfg, seed, d) in enumerate(zip(cfgs, seeds, run_dirs, strict=True)):
@@ -278,61 +296,52 @@ def run_communities(cfgs: Sequence[Config], seeds: Sequence[int],
             pol.close()
 
 
-def _decision_outcomes(policy: Policy, keys: Sequence[Hashable]) -> dict[Hashable, str]:
-    """Outcome of each key's LLM decision today, from ``policy.infos`` (empty if none)."""
-    infos = getattr(policy, "infos", None)
-    if not isinstance(infos, Mapping):
-        return {}
-    out = {}
-    for key in keys:
-        info = infos.get(key)
-        llm = info.get("llm") if isinstance(info, Mapping) else None
-        if isinstance(llm, Mapping):
-            outcome = llm.get("decision", llm.get("outcome"))
-            if outcome in LLM_OUTCOMES:
-                out[key] = outcome
-    return out
-
-
 def _loop(episodes: list[_Episode], built: Mapping[str, Policy], specs: list[str],
           progress: bool) -> None:
     from tqdm import tqdm
 
     single = len(episodes) == 1
-    total = max(ep.env.cfg.max_days for ep in episodes)
+    total = max(ep.cfg.max_days for ep in episodes)
     with tqdm(total=total, desc="civa", unit="day", disable=not progress, leave=False) as bar:
-        while any(ep.env.agents for ep in episodes):
-            batches: dict[str, tuple[dict, dict]] = {s: ({}, {}) for s in specs}
+        while any(ep.running for ep in episodes):
+            parts: dict[int, list[Batch]] = {}
             for ep in episodes:
-                for agent in ep.env.agents:
-                    key = agent if single else (ep.index, agent)
-                    obs, infos = batches[specs[ep.owner[agent_index(agent)]]]
-                    obs[key] = ep.obs[agent]
-                    infos[key] = ep.infos.get(agent, {})
+                if ep.running:
+                    for g, part in ep.batches(single).items():
+                        parts.setdefault(g, []).append(part)
             actions: dict[Any, Any] = {}
-            for spec, (obs, infos) in batches.items():
-                if obs:
-                    chosen = built[spec].act(obs, infos)
-                    missing = set(obs) - set(chosen)
-                    if missing:
-                        raise RuntimeError(f"policy {spec!r} returned no action for "
-                                           f"{sorted(map(str, missing))[:3]}")
-                    actions.update(chosen)
-                    for key, outcome in _decision_outcomes(built[spec], list(obs)).items():
-                        ep = episodes[0] if single else episodes[key[0]]
-                        agent = key if single else key[1]
-                        ep.llm[agent_index(agent), LLM_OUTCOMES.index(outcome)] += 1
+            for g, group in sorted(parts.items()):
+                batch = Batch.concat(group)
+                chosen = built[specs[g]].act(batch)
+                missing = set(batch.keys) - set(chosen)
+                if missing:
+                    raise RuntimeError(f"policy {specs[g]!r} returned no action for "
+                                       f"{sorted(map(str, missing))[:3]}")
+                actions.update(chosen)
+                _count_outcomes(episodes, batch.results, single)
             population = 0
             for ep in episodes:
-                if not ep.env.agents:
+                if not ep.running:
                     continue
-                mine = {a: actions[a if single else (ep.index, a)] for a in ep.env.agents}
-                ep.obs, _, _, _, ep.infos = ep.env.step(mine)
-                ep.after_step()
-                population += len(ep.env.agents) if ep.env.agents else int(
-                    ep.env.world.alive.sum())
+                living = ep.world.living.tolist()
+                mine = {agent_name(i): actions[agent_name(i) if single
+                                               else (ep.index, agent_name(i))] for i in living}
+                ep.step(mine)
+                population += int(ep.world.state.alive.sum())
             bar.update(1)
             bar.set_postfix(population=population)
+
+
+def _count_outcomes(episodes: list[_Episode], results: Mapping[Hashable, Mapping[str, Any]],
+                    single: bool) -> None:
+    """Count each resident's LLM decision outcome reported in a batch's results."""
+    for key, info in results.items():
+        outcome = info.get("decision") if isinstance(info, Mapping) else None
+        if outcome not in LLM_OUTCOMES:
+            continue
+        ep = episodes[0] if single else episodes[key[0]]
+        agent = key if single else key[1]
+        ep.llm[agent_index(agent), LLM_OUTCOMES.index(outcome)] += 1
 
 
 def run_community(cfg: Config, mix: str | Mapping[str, float] = "scripted", seed: int = 0,

@@ -1,10 +1,10 @@
 """The batched policy interface and the registry that names policies on the command line.
 
-A policy decides for many residents at once: ``act(observations, infos)`` gets the
-observations of all residents it controls today (possibly from several environments: keys
-are opaque, e.g. agent names or ``(env_index, agent)`` tuples) and returns one action per
-key, in the flat or the structured form. An LLM policy makes one batched generation call per
-``act``; an RL policy one forward pass.
+A policy decides for many residents at once: ``act(batch)`` gets one ``Batch`` of all the
+residents it controls today (possibly from several communities: keys are opaque, e.g. agent
+names or ``(community, agent)`` tuples) and returns one action per key, in the flat or the
+structured form. An LLM policy makes one batched generation call per ``act``; an RL policy
+one forward pass.
 
 Policies are named by a spec string ``name`` or ``name:argument`` (``random``,
 ``scripted``, ``llm``, ``ppo:runs/ppo/model.zip``); ``make_policy`` builds them.
@@ -13,10 +13,11 @@ Policies are named by a spec string ``name`` or ``name:argument`` (``random``,
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable, Hashable, Mapping
+from collections.abc import Callable, Hashable
 from pathlib import Path
 from typing import Any
 
+from civa_env.policies.batch import Batch
 from civa_env.world.config import Config
 
 
@@ -29,9 +30,8 @@ class Policy(abc.ABC):
         """Start of an episode: forget per-resident memory; ``cfg`` is the world's config."""
 
     @abc.abstractmethod
-    def act(self, observations: Mapping[Hashable, dict],
-            infos: Mapping[Hashable, dict]) -> dict[Hashable, Any]:
-        """One action per key of ``observations`` (flat id or structured dict)."""
+    def act(self, batch: Batch) -> dict[Hashable, Any]:
+        """One action per key of ``batch`` (flat id or structured dict)."""
 
     def open_run(self, run_dir: Path | None) -> None:  # noqa: B027
         """Called by the runner before an episode with the run folder (None: not saving).

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Mapping
+from collections.abc import Hashable
 from typing import Any
 
 import numpy as np
 
 from civa_env.policies.base import Policy
+from civa_env.policies.batch import Batch
 from civa_env.world.config import Config
 
 
@@ -24,13 +25,10 @@ class RandomPolicy(Policy):
         if seed is not None:
             self.rng = np.random.default_rng(seed)
 
-    def act(self, observations: Mapping[Hashable, dict],
-            infos: Mapping[Hashable, dict]) -> dict[Hashable, Any]:
+    def act(self, batch: Batch) -> dict[Hashable, Any]:
         """A random valid flat id per key."""
-        keys = list(observations)
-        if not keys:
+        if not len(batch):
             return {}
-        masks = np.stack([observations[k]["action_mask"] for k in keys]).astype(bool)
-        scores = self.rng.random(masks.shape)
-        scores[~masks] = -1.0
-        return dict(zip(keys, scores.argmax(axis=1).tolist(), strict=True))
+        scores = self.rng.random(batch.masks.shape)
+        scores[~batch.masks] = -1.0
+        return dict(zip(batch.keys, scores.argmax(axis=1).tolist(), strict=True))

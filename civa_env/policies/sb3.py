@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from civa_env.policies.base import Policy, register_policy
+from civa_env.policies.batch import Batch
 from civa_env.world.config import Config
 
 CHECKPOINT_FORMAT = "civa-sb3/1"
@@ -195,14 +196,12 @@ class SB3Policy(Policy):
             self.rng = np.random.default_rng(seed)
         _ = self.model
 
-    def act(self, observations: Mapping[Hashable, dict],
-            infos: Mapping[Hashable, dict]) -> dict[Hashable, Any]:
+    def act(self, batch: Batch) -> dict[Hashable, Any]:
         """One flat action per key, from one batched forward pass."""
-        keys = list(observations)
+        keys = batch.keys
         if not keys:
             return {}
-        feats = np.stack([np.asarray(observations[k]["features"], np.float32) for k in keys])
-        masks = np.stack([np.asarray(observations[k]["action_mask"]) for k in keys]).astype(bool)
+        feats, masks = batch.features, batch.masks
         shape = self.meta["shape"]
         if feats.shape[1] != shape["feature_size"] or masks.shape[1] != shape["catalogue_size"]:
             raise CheckpointMismatch(

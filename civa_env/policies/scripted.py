@@ -16,24 +16,26 @@ The tendencies (their meanings, the baseline row and each condition's changes) l
 
 A deceptive attack takes two days: on day t the resident sends its chosen victim a friendly,
 peaceful message ("I trust you and will not attack you"); on day t+1 it attacks that victim
-if still in view (by name, when ``infos[key]["legal"]["targets"]`` is given, as in text
-mode), or, in numeric mode, it broadcasts a peaceful message on day t and attacks the best
-victim on day t+1.
+if still in view (found by name through ``batch.legal(r)["targets"]``). A batch without legal
+facts (built by hand from features only) gets a broadcast peaceful message on day t and an
+attack on the best victim on day t+1 instead.
 
-The policy is vectorised over the batch: it reads ``features`` and ``action_mask`` (so it
-works in ``obs_mode="numeric"``), and returns a flat action id, or a structured dict when it
-gives (explicit amounts) or sends messages (targets as view slots). Seeded and deterministic:
-the same seed, observations and key order give the same actions.
+The policy is vectorised over the batch: it reads the features by channel name and the
+action masks, and returns a flat action id, or a structured dict when it gives (explicit
+amounts) or sends messages (targets as view slots). What it reads is the same in every
+observation mode, so a run is identical with text on or off. Seeded and deterministic: the
+same seed, batch and key order give the same actions.
 """
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Mapping
+from collections.abc import Hashable
 from typing import Any
 
 import numpy as np
 
 from civa_env.policies.base import Policy, register_policy
+from civa_env.policies.batch import Batch
 from civa_env.policies.scripted_table import FIELDS, TABLE_VERSION, tendency_table
 from civa_env.world.catalogue import Catalogue
 from civa_env.world.config import Config
@@ -97,10 +99,9 @@ class ScriptedPolicy(Policy):
         """Name and table version (for config.json)."""
         return {"name": self.name, "table_version": TABLE_VERSION}
 
-    def act(self, observations: Mapping[Hashable, dict],
-            infos: Mapping[Hashable, dict]) -> dict[Hashable, Any]:
+    def act(self, batch: Batch) -> dict[Hashable, Any]:
         """One action per key, vectorised over the batch."""
-        keys = list(observations)
+        keys = batch.keys
         if not keys:
             return {}
         if self.cfg is None:
@@ -112,9 +113,8 @@ class ScriptedPolicy(Policy):
         cfg, cat = self.cfg, self.catalogue
         m, v, n_levels = cfg.n_factories, cfg.view_size, cat.n_levels
         k = len(keys)
-        feats = np.stack([np.asarray(observations[key]["features"], np.float64) for key in keys])
-        mask = np.stack([np.asarray(observations[key]["action_mask"]) for key in keys]) > 0
-        mask = mask.reshape(k, cat.n_primary, cat.n_secondary)
+        feats = batch.features.astype(np.float64)
+        mask = batch.masks.reshape(k, cat.n_primary, cat.n_secondary)
         pmask = mask[:, :, 0]  # (K, P) secondary "none" is always valid
         smask = mask[:, cat.n_primary - 1, :]  # (K, S) idle is always valid
         u = self.rng.random((k, 15))  # independent draws per resident
@@ -209,7 +209,11 @@ class ScriptedPolicy(Policy):
         slot = np.full(k, -1, np.int64)
         amount = np.zeros(k)
         messages: list[list[dict[str, Any]]] = [[] for _ in range(k)]
-        names = [(infos.get(key) or {}).get("legal", {}).get("targets") for key in keys]
+        has_legal = batch.legal_facts is not None
+
+        def names(r: int) -> list[str] | None:
+            """Names of the residents in row r's view slots (None without legal facts)."""
+            return list(batch.legal(r)["targets"]) if has_legal else None
 
         def choose(sel: np.ndarray, kind: Secondary, target: np.ndarray) -> None:
             sel = sel & (secondary == Secondary.NONE)
@@ -227,8 +231,9 @@ class ScriptedPolicy(Policy):
             victim = self._plan.pop(key, None)
             if victim is None:
                 continue
-            if victim and names[r] and victim in names[r]:
-                plan_slot[r] = names[r].index(victim)
+            seen = names(r) if victim else None
+            if victim and seen and victim in seen:
+                plan_slot[r] = seen.index(victim)
                 planned[r] = attack_ok[r, plan_slot[r]]
             elif not victim:
                 planned[r] = np.isfinite(best_gain[r])
@@ -241,8 +246,9 @@ class ScriptedPolicy(Policy):
         deceive = opportunist & (u[:, 10] < t["deceive"])
         for r in np.flatnonzero(deceive).tolist():
             victim_slot = int(best_victim[r])
-            if names[r]:
-                self._plan[keys[r]] = names[r][victim_slot]
+            seen = names(r)
+            if seen:
+                self._plan[keys[r]] = seen[victim_slot]
                 messages[r].append({"to": victim_slot, "text": _FRIENDLY_MASK})
             else:
                 self._plan[keys[r]] = ""

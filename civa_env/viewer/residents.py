@@ -21,7 +21,7 @@ import numpy as np
 from civa_env.world.config import Config
 from civa_env.world.events import agent_index
 from civa_env.world.kinds import EventKind
-from civa_env.world.state import initial_state
+from civa_env.world.day import reset as reset_world
 from civa_env.world.values import ValueCondition
 
 UNKNOWN = -1
@@ -91,21 +91,12 @@ def redraw_conditions(config_json: dict[str, Any], cfg: Config, cols: dict[str, 
     if not sel.any():
         return None
     for seed in _seeds(config_json, cfg):
-        state = initial_state(cfg, np.random.default_rng(seed))
+        state = reset_world(cfg, seed).state
         if np.allclose(state.wealth[cols["actor"][sel]], cols["wealth"][sel], atol=1e-5):
             out = np.full(n_used, UNKNOWN, np.int16)
             out[: cfg.n_agents] = state.condition[: cfg.n_agents]
             return out
     return None
-
-
-def read_residents_json(run_dir: Path) -> dict[str, Any]:
-    """residents.json, or {} when it is missing or unreadable (the run may have crashed)."""
-    try:
-        data = json.loads((run_dir / "residents.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
 
 
 def resident_table(config_json: dict[str, Any], cfg: Config, cols: dict[str, np.ndarray],

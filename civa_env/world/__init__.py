@@ -4,3 +4,8 @@
 day (validation, rules, census, behaviours, running nAUP and the next view). Every client (the
 PettingZoo env, the SB3 VecEnv, the runner, the viewer) is an adapter over these two calls.
 """
+
+from civa_env.world.config import Config
+from civa_env.world.day import Day, Observation, World, reset, step
+
+__all__ = ["Config", "Day", "Observation", "World", "reset", "step"]

@@ -305,3 +305,12 @@ class Config:
             return cls.from_dict(data.get("env", data) if isinstance(data, dict) else data)
         except (TypeError, ValueError) as err:
             raise ValueError(f"{path}: {err}") from None
+
+
+def check_prevalence(value: Any) -> float:
+    """``value`` as a prevalence, checked by ``Config``'s own validation (the one check).
+
+    For callers that hold prevalences before they build a config (a sweep's grid, checked
+    before any run starts). Raises ``Config``'s ValueError naming the field.
+    """
+    return Config(prevalence=value).prevalence

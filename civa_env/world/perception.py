@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import re
 import string
+from collections.abc import Iterator, Mapping
+from typing import Any
 
 import numpy as np
 
 from civa_env.world.actions import EVERYONE
 from civa_env.world.config import Config
+from civa_env.world.events import agent_name
 from civa_env.world.state import Message, WorldState
 from civa_env.world.values import (
     N_CONDITION_CODES,
@@ -56,6 +59,9 @@ def compute_view(state: WorldState, cfg: Config, rng: np.random.Generator) -> np
     """
     n, v = state.n_pool, cfg.view_size
     view = np.full((n, v), -1, np.int32)
+    # One key per name, drawn whatever the population (common random numbers: the stream
+    # stays in step between conditions); sorting the living residents' keys shuffles them.
+    order_key = rng.random(n)
     living = state.alive.nonzero()[0]
     n_alive = len(living)
     if n_alive <= 1:
@@ -63,7 +69,7 @@ def compute_view(state: WorldState, cfg: Config, rng: np.random.Generator) -> np
     # The random sample: row r is what perm[r] sees, the next `width` residents of the
     # permutation (cyclically), so all are alive and none is the row's owner.
     width = min(v, n_alive - 1)
-    perm = living[rng.permutation(n_alive)]
+    perm = living[np.argsort(order_key[living], kind="stable")]
     ring = np.concatenate([perm, perm[:width]])[1:]
     # sample[r, c] = ring[r + c], gathered (as_strided's Python set-up costs more per call).
     sample = ring[np.arange(n_alive)[:, None] + np.arange(width)]
@@ -190,7 +196,7 @@ def features(state: WorldState, view: np.ndarray, rows: np.ndarray, inbox_count:
     present = vw >= 0
     rel = _signed_log(wealth[np.where(present, vw, 0)]) - logs[0][:, None]
     slots[:, :, 0] = present
-    # Multiplying (not masking) keeps the -0.0 of empty slots that the layout always had.
+    # Multiplied by `present`, so an empty slot reads 0.
     slots[:, :, 1] = _clip(rel * present)
     _mark_dealings(slots, state, view, rows, cfg)
     return out
@@ -307,3 +313,52 @@ class Briefer:
                 to = " (to everyone)" if msg.recipient == EVERYONE else ""
                 lines.append(f'- from resident_{msg.sender}{to}: "{msg.text}"')
         return fold_text("\n".join(lines), cfg.max_text_chars)
+
+
+def legal(state: WorldState, view: np.ndarray, cfg: Config, i: int) -> dict[str, Any]:
+    """What resident ``i`` may do now, for policies that build structured actions: known
+    factories, the residents in its view slots (by name, in slot order), its allies, its
+    wealth, whether it can pay an upgrade, and the message limits."""
+    seen = view[i]
+    pairs = state.allies
+    allies = np.concatenate([pairs[pairs[:, 0] == i, 1], pairs[pairs[:, 1] == i, 0]])
+    return {
+        "factories": np.flatnonzero(state.known[i]).tolist(),
+        "targets": [agent_name(j) for j in seen[seen >= 0].tolist()],
+        "allies": [agent_name(j) for j in sorted(allies.tolist())],
+        "wealth": float(state.wealth[i]),
+        "can_upgrade": bool(state.wealth[i] >= cfg.upgrade_cost),
+        "max_messages": cfg.max_messages,
+        "max_message_chars": cfg.max_message_chars,
+    }
+
+
+class LegalFacts(Mapping):
+    """``legal(state, view, cfg, i)`` as a mapping computed on first access.
+
+    Observations carry one per resident in every observation mode; most policies never
+    read it, so building it eagerly would cost every step.
+    """
+
+    __slots__ = ("_args", "_facts")
+
+    def __init__(self, state: WorldState, view: np.ndarray, cfg: Config, i: int) -> None:
+        self._args = (state, view, cfg, i)
+        self._facts: dict[str, Any] | None = None
+
+    def _get(self) -> dict[str, Any]:
+        if self._facts is None:
+            self._facts = legal(*self._args)
+        return self._facts
+
+    def __getitem__(self, key: str) -> Any:
+        return self._get()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._get())
+
+    def __len__(self) -> int:
+        return len(self._get())
+
+    def __repr__(self) -> str:
+        return f"LegalFacts({self._get()!r})"

@@ -8,11 +8,16 @@
 4. ``apply_upkeep``, ``remove_dead``, ``give_birth``
 
 Each rule updates the state in place and appends its events to the day's ``DayEvents``.
+
+Common random numbers: every rule draws the same amount from the daily stream whatever the
+residents chose, one number per name of the pool (or per factory) and purpose, and uses the
+entries of the residents concerned. Resident i's production noise, exploration luck, attack
+draw, upkeep and birth draw on day t are therefore the same under every value condition, and
+the stream never drifts out of step between two conditions of one seed: a condition changes
+the world only through what residents choose.
 """
 
 from __future__ import annotations
-
-from types import SimpleNamespace
 
 import numpy as np
 
@@ -25,21 +30,12 @@ from civa_env.world.kinds import (
     ATTACK_SUCCESS,
     EXPLORE_FOUND,
     EXPLORE_REVEALED,
-    Deal,
-    EventKind,
-    Primary,
-    Secondary,
+    D,
+    K,
+    P,
+    S,
 )
 from civa_env.world.state import WorldState
-
-# Plain ints for the hot paths: attribute access on an enum class is slow in CPython, on a
-# namespace it is not (K.ATTACK == int(EventKind.ATTACK)).
-K = SimpleNamespace(**{k.name: int(k) for k in EventKind})
-# Row lists as ``mask.nonzero()[0]``: for 1-D masks the same as ``np.flatnonzero(mask)``,
-# at half the overhead per call.
-P = SimpleNamespace(**{k.name: int(k) for k in Primary})
-S = SimpleNamespace(**{k.name: int(k) for k in Secondary})
-D = SimpleNamespace(**{k.name: int(k) for k in Deal})  # an enum member makes numpy calls slow
 
 
 def production(capacity: np.ndarray, workers: np.ndarray, cfg: Config) -> np.ndarray:
@@ -65,10 +61,10 @@ def produce(state: WorldState, batch: ActionBatch, rng: np.random.Generator, cfg
     fac = batch.factory[workers_idx].astype(np.int64)
     counts = np.bincount(fac, minlength=m)
     outage = rng.random(m) < cfg.outage_prob
+    noise = rng.lognormal(0.0, cfg.production_noise, size=state.n_pool)[workers_idx]
     output = np.where(outage, 0.0, production(state.capacity, counts, cfg))
     skill = state.skill[workers_idx]
     skill_sum = np.bincount(fac, weights=skill, minlength=m)
-    noise = rng.lognormal(0.0, cfg.production_noise, size=len(workers_idx))
     share = output[fac] * skill / np.where(skill_sum[fac] > 0, skill_sum[fac], 1.0) * noise
     income = np.zeros(state.n_pool)
     income[workers_idx] = share
@@ -86,12 +82,15 @@ def produce(state: WorldState, batch: ActionBatch, rng: np.random.Generator, cfg
 def explore(state: WorldState, batch: ActionBatch, rng: np.random.Generator, cfg: Config,
             ev: DayEvents, income: np.ndarray, w0: np.ndarray) -> None:
     """Explore: reveal an unknown factory (p=0.3), else find uniform [0, 3] wealth (p=0.3)."""
+    n = state.n_pool
+    u = rng.random((2, n))  # reveal, find
+    found_all = rng.uniform(0.0, cfg.explore_find_max, size=n)
+    keys_all = rng.random((n, cfg.n_factories))
     rows = (state.alive & (batch.primary == P.EXPLORE)).nonzero()[0]
     if len(rows) == 0:
         return
-    u_reveal, u_find = rng.random(len(rows)), rng.random(len(rows))
-    found = rng.uniform(0.0, cfg.explore_find_max, size=len(rows))
-    keys = rng.random((len(rows), cfg.n_factories))
+    u_reveal, u_find, found = u[0, rows], u[1, rows], found_all[rows]
+    keys = keys_all[rows]
     unknown = ~state.known[rows]
     keys[~unknown] = -1.0
     pick = keys.argmax(axis=1)
@@ -202,15 +201,17 @@ def attack(state: WorldState, batch: ActionBatch, rng: np.random.Generator, cfg:
     defender's wealth; both pay ``fight_cost``, a failed attacker ``failed_attack_cost`` more.
     Attacking an ally dissolves the alliance.
     """
-    rows = (state.alive & (batch.secondary == S.ATTACK)).nonzero()[0]
     n = state.n_pool
+    # A random order (sorting iid keys) and one success draw per name.
+    order_key, draw_of = rng.random((2, n))
+    rows = (state.alive & (batch.secondary == S.ATTACK)).nonzero()[0]
     state.looted[:] = 0.0
     state.lost[:] = 0.0
     state.attacked_by[:] = 0
     if len(rows) == 0:
         return
-    order = rows[rng.permutation(len(rows))]
-    draws = rng.random(len(order)).tolist()
+    order = rows[np.argsort(order_key[rows], kind="stable")]
+    draws = draw_of[order].tolist()
     tgt_of = batch.target
     attacking = dict(zip(order.tolist(), tgt_of[order].tolist(), strict=True))
     allies_of: dict[int, set[int]] = {}
@@ -312,12 +313,12 @@ def give_birth(state: WorldState, rng: np.random.Generator, cfg: Config, ev: Day
                day: int) -> np.ndarray:
     """Residents with wealth >= 20 have a newcomer with p=0.3 while the pool has names."""
     eligible = state.alive & (state.wealth >= cfg.birth_threshold)
-    draws = rng.random(state.n_pool)
+    draws, priority = rng.random((2, state.n_pool))
     parents = (eligible & (draws < cfg.birth_prob)).nonzero()[0]
     free = state.n_pool - state.n_used
     if len(parents) > free:
         # Not enough names for all: a seeded draw decides who, not the name order.
-        parents = np.sort(rng.permutation(parents)[:free])
+        parents = np.sort(parents[np.argsort(priority[parents], kind="stable")[:free]])
     if len(parents) == 0:
         return parents
     kids = np.arange(state.n_used, state.n_used + len(parents))
@@ -332,8 +333,9 @@ def give_birth(state: WorldState, rng: np.random.Generator, cfg: Config, ev: Day
     if cfg.inherit_values:
         state.condition[kids] = state.condition[parents]
     else:
-        # Drawn again: each newcomer holds the condition with probability `prevalence`.
-        holds = rng.random(len(kids)) < cfg.prevalence
+        # Drawn again from the value stream (the names' draws made at reset): each newcomer
+        # holds the condition with probability `prevalence`, nested across prevalences.
+        holds = state.value_draw[kids] < cfg.prevalence
         state.condition[kids] = np.where(holds, cfg.value_condition.code, 0)
     ev.add(K.BIRTH, parents, kids, amount=cfg.newcomer_wealth)
     return kids

@@ -55,6 +55,9 @@ class WorldState:
     lost: np.ndarray  # (N,) float64 lost to attacks and fights
     attacked_by: np.ndarray  # (N,) int16 attacks received
     ever_gave: np.ndarray  # (N,) bool gave a gift at some time in the episode
+    # The value stream's draw for each name, in [0, 1): a newcomer drawn again at the
+    # prevalence (inherit_values=False) holds the condition when its draw < prevalence.
+    value_draw: np.ndarray  # (N,) float64
     # Relations.
     allies: np.ndarray  # (E, 2) int32 pairs i < j
     recent_day: np.ndarray  # (R,) int32
@@ -91,32 +94,38 @@ _ARRAY_FIELDS = tuple(f.name for f in dataclasses.fields(WorldState)
                       if f.type in ("np.ndarray", np.ndarray))
 
 
-def initial_state(cfg: Config, rng: np.random.Generator) -> WorldState:
-    """Draw a fresh world for ``cfg`` (the seeded part of ``reset``)."""
+def initial_state(cfg: Config, world_rng: np.random.Generator,
+                  values_rng: np.random.Generator) -> WorldState:
+    """Draw a fresh world for ``cfg``.
+
+    ``world_rng`` draws what the world is (wealth, skill, known factories, capacities) and
+    ``values_rng`` who holds the value condition; the two streams are separate so that every
+    condition and prevalence of a seed gets the same world (paired worlds).
+    """
     n, m, n0 = cfg.max_agents, cfg.n_factories, cfg.n_agents
     alive = np.zeros(n, dtype=bool)
     alive[:n0] = True
     wealth = np.zeros(n)
-    wealth[:n0] = rng.uniform(*cfg.start_wealth, size=n0)
+    wealth[:n0] = world_rng.uniform(*cfg.start_wealth, size=n0)
     skill = np.zeros(n)
-    skill[:n0] = rng.uniform(*cfg.start_skill, size=n0)
+    skill[:n0] = world_rng.uniform(*cfg.start_skill, size=n0)
     known = np.zeros((n, m), dtype=bool)
-    if cfg.known_at_start:
-        # Each founder knows known_at_start distinct random factories.
-        picks = np.argsort(rng.random((n0, m)), axis=1)[:, : cfg.known_at_start]
-        known[np.arange(n0)[:, None], picks] = True
+    # Each founder knows known_at_start distinct random factories.
+    picks = np.argsort(world_rng.random((n0, m)), axis=1)[:, : cfg.known_at_start]
+    known[np.arange(n0)[:, None], picks] = True
+    capacity = world_rng.uniform(*cfg.capacity_range, size=m)
     condition = np.zeros(n, dtype=np.int8)
-    condition[:n0] = assign_conditions(cfg.value_condition, cfg.prevalence, n0, rng)
+    condition[:n0] = assign_conditions(cfg.value_condition, cfg.prevalence, n0, values_rng)
+    value_draw = values_rng.random(n)
     zeros_n = np.zeros(n)
     empty = np.empty(0, dtype=np.int32)
     return WorldState(
         day=0, n_used=n0, alive=alive, wealth=wealth, skill=skill, condition=condition,
         known=known, parent=np.full(n, -1, np.int32), born_day=np.zeros(n, np.int32),
-        died_day=np.full(n, -1, np.int32),
-        capacity=rng.uniform(*cfg.capacity_range, size=m),
+        died_day=np.full(n, -1, np.int32), capacity=capacity,
         workers=np.zeros(m, np.int32), output=np.zeros(m), outage=np.zeros(m, bool),
         income=zeros_n.copy(), received=zeros_n.copy(), given=zeros_n.copy(),
         looted=zeros_n.copy(), lost=zeros_n.copy(), attacked_by=np.zeros(n, np.int16),
-        ever_gave=np.zeros(n, bool),
+        ever_gave=np.zeros(n, bool), value_draw=value_draw,
         allies=np.empty((0, 2), np.int32), recent_day=empty.copy(), recent_src=empty.copy(),
         recent_dst=empty.copy(), recent_kind=np.empty(0, np.int8))

@@ -196,17 +196,27 @@ def all_conditions() -> list[str]:
     return ["baseline"] + [f"{d}:{v.label}" for d in ("with", "without") for v in Value]
 
 
+def holder_count(prevalence: float, n: int) -> int:
+    """How many of ``n`` founders hold the condition: ``floor(prevalence * n + 0.5)`` (half-way
+    cases round up: 0.5 x 25 -> 13)."""
+    return int(np.floor(prevalence * n + 0.5))
+
+
 def assign_conditions(condition: ValueCondition, prevalence: float, n: int,
                       rng: np.random.Generator) -> np.ndarray:
-    """Condition codes for ``n`` residents: ``floor(prevalence * n + 0.5)`` of them, chosen by
-    ``rng``.
+    """Condition codes for ``n`` founders, drawn from the value stream ``rng``.
+
+    ``rng`` gives a seeded order of the founders, drawn the same way whatever the condition
+    and prevalence; the first ``holder_count(prevalence, n)`` of that order hold the
+    condition. Holder sets are therefore nested: those who hold a condition at prevalence p
+    also hold it at every p' > p, and prevalence 0 is the baseline world.
 
     Returns:
-        int8 array (n,): the condition's code for the chosen residents, 0 (baseline) for others.
+        int8 array (n,): the condition's code for the holders, 0 (baseline) for others.
     """
+    order = rng.permutation(n)
     codes = np.zeros(n, dtype=np.int8)
-    k = int(np.floor(prevalence * n + 0.5))  # half-way cases round up: 0.5 x 25 -> 13
+    k = holder_count(prevalence, n)
     if condition.direction != Direction.BASELINE and k > 0:
-        chosen = rng.choice(n, size=k, replace=False)
-        codes[chosen] = condition.code
+        codes[order[:k]] = condition.code
     return codes

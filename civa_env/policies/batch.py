@@ -1,0 +1,100 @@
+"""What a policy receives each day: one ``Batch`` of the residents it controls.
+
+A batch holds, for K residents (possibly from several communities: keys are opaque, e.g.
+agent names or ``(community, agent)`` tuples), the stacked features and action masks, the
+briefings when text is rendered, the day about to be played, and the facts a policy needs
+beyond the features (``legal(r)``: known factories, the residents in each view slot by name,
+allies, wealth, message limits). The legal facts are the same in every observation mode and
+are computed only for the rows a policy asks about.
+
+A policy returns one action per key and may report how each decision went in
+``batch.results[key]`` (an LLM policy writes ``{"decision": "valid" | "retried" |
+"fallback", ...}``); the runner counts those outcomes per resident.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+
+@dataclass
+class Batch:
+    """The residents a policy decides for today (see the module docstring)."""
+
+    keys: list[Hashable]  # (K,)
+    features: np.ndarray  # (K, F) float32
+    masks: np.ndarray  # (K, A) bool: valid flat action ids
+    day: np.ndarray  # (K,) int64: the day about to be played (1 = the first day)
+    texts: list[str] | None = None  # (K,) briefings; None when no text is rendered
+    legal_facts: Sequence[Mapping[str, Any]] | None = None  # (K,) lazily computed mappings
+    results: dict[Hashable, dict[str, Any]] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def legal(self, r: int) -> Mapping[str, Any]:
+        """Legal facts of row ``r``: ``factories`` (known ids), ``targets`` (names per view
+        slot), ``allies`` (names), ``wealth``, ``can_upgrade``, ``max_messages``,
+        ``max_message_chars``."""
+        if self.legal_facts is None:
+            raise ValueError("this batch carries no legal facts; build it with "
+                             "Batch.from_world or pass infos with 'legal' entries")
+        return self.legal_facts[r]
+
+    def select(self, rows: Sequence[int] | np.ndarray) -> Batch:
+        """The sub-batch of ``rows`` (results are shared with this batch)."""
+        rows = np.asarray(rows, np.int64)
+        idx = rows.tolist()
+        return Batch(
+            keys=[self.keys[r] for r in idx], features=self.features[rows],
+            masks=self.masks[rows], day=self.day[rows],
+            texts=None if self.texts is None else [self.texts[r] for r in idx],
+            legal_facts=None if self.legal_facts is None else [self.legal_facts[r] for r in idx],
+            results=self.results)
+
+    @classmethod
+    def concat(cls, parts: Sequence[Batch]) -> Batch:
+        """One batch of several (e.g. the same policy's residents in several communities)."""
+        if len(parts) == 1:
+            return parts[0]
+        texts = None
+        if parts and all(p.texts is not None for p in parts):
+            texts = [t for p in parts for t in p.texts]
+        legal = None
+        if parts and all(p.legal_facts is not None for p in parts):
+            legal = [f for p in parts for f in p.legal_facts]
+        return cls(keys=[k for p in parts for k in p.keys],
+                   features=np.concatenate([p.features for p in parts]),
+                   masks=np.concatenate([p.masks for p in parts]),
+                   day=np.concatenate([p.day for p in parts]), texts=texts, legal_facts=legal)
+
+    @classmethod
+    def from_observations(cls, observations: Mapping[Hashable, Mapping[str, Any]],
+                          infos: Mapping[Hashable, Mapping[str, Any]] | None = None,
+                          day: int | None = None) -> Batch:
+        """A batch from PettingZoo dicts (``env.step``'s observations and infos).
+
+        Texts are kept when every observation has one; legal facts come from
+        ``infos[key]["legal"]`` (present in every observation mode).
+        """
+        keys = list(observations)
+        infos = infos or {}
+        if not keys:
+            return cls(keys=[], features=np.zeros((0, 0), np.float32),
+                       masks=np.zeros((0, 0), bool), day=np.zeros(0, np.int64))
+        features = np.stack([np.asarray(observations[k]["features"], np.float32) for k in keys])
+        masks = np.stack([np.asarray(observations[k]["action_mask"]) for k in keys]) > 0
+        texts = [observations[k].get("text", "") for k in keys]
+        legal = [(infos.get(k) or {}).get("legal") for k in keys]
+        if day is None:
+            days = [(infos.get(k) or {}).get("day") for k in keys]
+            day_arr = np.array([d if d is not None else 0 for d in days], np.int64)
+        else:
+            day_arr = np.full(len(keys), day, np.int64)
+        return cls(keys=keys, features=features, masks=masks, day=day_arr,
+                   texts=texts if all(texts) else None,
+                   legal_facts=legal if all(f is not None for f in legal) else None)

@@ -1,0 +1,201 @@
+"""One day of the world as a function.
+
+    world = reset(cfg, seed)
+    world, day = step(world, actions)
+
+``step`` does all of a day: it validates the actions against the residents' views, plays
+the rules, takes the census, counts the day's behaviours, updates the running nAUP and draws
+the next view. ``World`` holds everything that lasts between days (state, view, random
+streams, event log, counters); ``Day`` is what one day produced (who acted, who was born,
+invalid actions, the census). Clients (the PettingZoo env, the SB3 VecEnv, the runner) are
+thin adapters over these two calls, in the way Gymnasium's functional env adapter wraps
+``transition``/``observation``/``reward``.
+
+Random streams (paired worlds). The seed is split by ``numpy.random.SeedSequence`` into one
+independent stream per purpose (``STREAMS``): world generation (wealth, skill, known
+factories, capacities), value assignment (who holds the condition; newcomers' draws),
+daily dynamics (outages, production noise, explore finds, attack order and draws, upkeep,
+births, views), the assignment of founders to the policies of a mix, and one stream per
+policy. The daily stream is drawn in fixed amounts per day (see ``rules``), so with the same
+seed and the same actions every condition and prevalence has the same world, day after day.
+
+``step`` updates the world in place and returns it with the day: each day's state is a new
+``WorldState`` (``Day.before`` and ``Day.after`` stay valid), and the log only grows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from civa_env.world import behaviours, metrics
+from civa_env.world.actions import pack_actions
+from civa_env.world.catalogue import Catalogue
+from civa_env.world.config import Config
+from civa_env.world.events import EventLog, agent_name
+from civa_env.world.perception import (
+    Briefer,
+    LegalFacts,
+    compute_view,
+    features,
+    inbox_count,
+)
+from civa_env.world.rules import step_day
+from civa_env.world.state import WorldState, initial_state
+
+STREAMS = ("world", "values", "dynamics", "assignment", "policies")
+
+
+def seed_streams(seed: int | None) -> dict[str, np.random.SeedSequence]:
+    """One independent ``SeedSequence`` per purpose (``STREAMS``), derived from ``seed``."""
+    root = np.random.SeedSequence(seed)
+    return dict(zip(STREAMS, root.spawn(len(STREAMS)), strict=True))
+
+
+def policy_seed(seed: int | None, index: int) -> int:
+    """The seed of the ``index``-th policy of a run with ``seed`` (its own stream)."""
+    parent = seed_streams(seed)["policies"]
+    child = np.random.SeedSequence(parent.entropy, spawn_key=(*parent.spawn_key, index))
+    return int(child.generate_state(1, np.uint32)[0])
+
+
+def assignment_rng(seed: int | None) -> np.random.Generator:
+    """The stream that assigns founders to the policies of a mix."""
+    return np.random.default_rng(seed_streams(seed)["assignment"])
+
+
+@dataclass
+class World:
+    """Everything that lasts between days (see the module docstring)."""
+
+    cfg: Config
+    catalogue: Catalogue
+    seed: int | None
+    state: WorldState
+    view: np.ndarray  # (N, V) int32 resident index per view slot, -1 empty
+    dynamics: np.random.Generator  # the daily stream
+    log: EventLog
+    behaviours: behaviours.DailyCounts
+    index_of: dict[str, int]  # agent name -> resident index, for the whole pool
+    population_sum: int = 0  # living residents summed over days (for the running nAUP)
+
+    @property
+    def day(self) -> int:
+        """Days completed."""
+        return self.state.day
+
+    @property
+    def living(self) -> np.ndarray:
+        """(K,) int64 indices of the living residents, in name order."""
+        return self.state.alive.nonzero()[0]
+
+    @property
+    def done(self) -> bool:
+        """The episode is over: the last day was played, or nobody is left."""
+        return self.state.day >= self.cfg.max_days or not self.state.alive.any()
+
+    @property
+    def census(self) -> dict[str, Any] | None:
+        """The census of the last day played (None before the first)."""
+        return self.log.census[-1] if self.log.census else None
+
+    def legal(self, i: int) -> LegalFacts:
+        """Resident ``i``'s legal facts (``perception.legal``), computed on first access."""
+        return LegalFacts(self.state, self.view, self.cfg, i)
+
+    def observe(self, rows: np.ndarray, text: bool | None = None) -> Observation:
+        """Features, masks, legal facts and (with ``text``) briefings of residents ``rows``.
+
+        ``text`` defaults to the config's ``obs_mode``. A resident who is no longer alive
+        (one who starved today) gets a short notice as its briefing.
+        """
+        cfg, state = self.cfg, self.state
+        rows = np.asarray(rows, np.int64)
+        if text is None:
+            text = cfg.obs_mode == "text"
+        feats = features(state, self.view, rows, inbox_count(state), cfg)
+        masks = self.catalogue.mask(state, self.view, rows, cfg)
+        legal = [LegalFacts(state, self.view, cfg, i) for i in rows.tolist()]
+        texts = None
+        if text:
+            briefer = Briefer(state, self.view, cfg)
+            texts = [briefer.brief(i) if state.alive[i]
+                     else f"You are {agent_name(i)}. You starved on day {state.day}."
+                     for i in rows.tolist()]
+        return Observation(rows, feats, masks, legal, texts, state.day + 1)
+
+
+@dataclass(frozen=True)
+class Observation:
+    """What residents ``rows`` perceive before playing day ``day``."""
+
+    rows: np.ndarray  # (K,) int64 resident indices
+    features: np.ndarray  # (K, F) float32
+    masks: np.ndarray  # (K, A) int8
+    legal: list[LegalFacts]  # (K,)
+    texts: list[str] | None  # (K,) briefings, None when text is not rendered
+    day: int  # the day about to be played
+
+
+@dataclass(frozen=True)
+class Day:
+    """What one day produced."""
+
+    number: int  # the day played (1 = the first)
+    before: WorldState  # the state at the start of the day
+    after: WorldState  # the state at its end
+    acted: np.ndarray  # (K,) int64 residents alive at the start of the day
+    born: np.ndarray  # (B,) int64 newcomers of the day
+    invalid: Mapping[int, list[str]]  # resident -> reasons its action was changed
+    census: dict[str, Any]  # the day's census, with "behaviours" and the running "nAUP"
+    truncated: bool  # the last day of the episode was played
+
+    @property
+    def died(self) -> np.ndarray:
+        """(D,) int64 residents who starved today."""
+        return self.acted[~self.after.alive[self.acted]]
+
+
+def reset(cfg: Config, seed: int | None = None) -> World:
+    """A fresh world for ``cfg``; ``seed`` defaults to ``cfg.seed``."""
+    if seed is None:
+        seed = cfg.seed
+    streams = seed_streams(seed)
+    state = initial_state(cfg, np.random.default_rng(streams["world"]),
+                          np.random.default_rng(streams["values"]))
+    dynamics = np.random.default_rng(streams["dynamics"])
+    view = compute_view(state, cfg, dynamics)
+    return World(cfg=cfg, catalogue=Catalogue(cfg), seed=seed, state=state, view=view,
+                 dynamics=dynamics, log=EventLog(),
+                 behaviours=behaviours.DailyCounts(cfg.recent_days, cfg.deception_window),
+                 index_of={agent_name(i): i for i in range(cfg.max_agents)})
+
+
+def step(world: World, actions: Mapping[str, Any]) -> tuple[World, Day]:
+    """Play one day: ``actions`` maps agent names to flat ids or structured dicts.
+
+    Living residents without an action idle (flagged as invalid); actions of the dead are
+    ignored; a name outside the pool raises a ValueError. See the module docstring.
+    """
+    if world.done:
+        raise ValueError(f"the episode is over (day {world.day} of {world.cfg.max_days}, "
+                         f"{int(world.state.alive.sum())} alive): call reset()")
+    cfg, old = world.cfg, world.state
+    batch = pack_actions(actions, old, world.view, world.catalogue, cfg, old.day + 1,
+                         world.index_of)
+    new, day_events = step_day(old, batch, world.dynamics, cfg)
+    chunk = day_events.freeze()
+    census = metrics.census(new, chunk[0], old.wealth, old.alive, cfg)
+    world.log.append(chunk, census)
+    census["behaviours"] = world.behaviours.day(*chunk, census, new.ever_gave)
+    world.population_sum += census["population"]
+    census["nAUP"] = world.population_sum / (cfg.max_days * cfg.n_agents)
+    world.state = new
+    world.view = compute_view(new, cfg, world.dynamics)
+    born = (new.alive & ~old.alive).nonzero()[0]
+    day = Day(number=new.day, before=old, after=new, acted=old.alive.nonzero()[0], born=born,
+              invalid=batch.invalid, census=census, truncated=new.day >= cfg.max_days)
+    return world, day
