@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from civa_env.experiments.runfolder import POLICY_FILES
+from civa_env.experiments.runfolder import POLICY_FILES, SettingError, check_run_dir, env_fields
 from civa_env.world.config import Config
 from civa_env.world.values import all_conditions
 
@@ -75,8 +75,7 @@ def _base_config(value: str | None) -> Config:
         if not isinstance(data, dict):
             raise ValueError("--config: expected a JSON object of Config fields")
         try:
-            env = data.get("env", data)
-            return Config.from_dict(env)
+            return Config.from_dict(env_fields(data))
         except (TypeError, ValueError) as err:
             raise ValueError(f"--config: {err}") from None
     return Config.load(value)  # names the file in its errors (a folder, bad JSON...)
@@ -88,14 +87,6 @@ def _config(args: argparse.Namespace, **grid: Any) -> Config:
     overrides = _key_values(args.set, "--set")
     flags = {"n_agents": args.agents, "max_days": args.days, **grid}
     overrides.update({k: v for k, v in flags.items() if v is not None})
-    if "prevalence" in overrides:
-        value = overrides["prevalence"]
-        try:
-            p = float(value)
-        except (TypeError, ValueError):
-            raise ValueError(f"prevalence must be a number in [0, 1], got {value!r}") from None
-        if not 0.0 <= p <= 1.0:
-            raise ValueError(f"prevalence must be in [0, 1], got {p:g}")
     if "n_agents" in overrides and "max_agents" not in overrides:
         overrides["max_agents"] = None  # keep the pool at 4 x n_agents
     return cfg.replace(**overrides) if overrides else cfg
@@ -155,8 +146,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         dirs = [out / f"env_{k}" for k in range(args.envs)]
         policy_dir = out
         for d in dirs:  # check all before running any
-            if d.exists() and any(d.iterdir()):
-                _check_dir(d, args.overwrite)
+            check_run_dir(d, args.overwrite)
         if not args.overwrite and any((out / name).exists() for name in POLICY_FILES):
             raise ValueError(f"output folder {out} already holds a run; pass --overwrite")
         out.mkdir(parents=True, exist_ok=True)
@@ -174,16 +164,6 @@ def _multi_env_entry(path: Path) -> bool:
     if path.is_dir():
         return path.name.startswith("env_")
     return path.name in POLICY_FILES
-
-
-def _check_dir(path: Path, overwrite: bool) -> None:
-    from civa_env.experiments.runner import RunFolderError, is_run_dir
-
-    if not is_run_dir(path):
-        raise RunFolderError(f"output folder {path} holds something else (not a CIVA run "
-                             "folder); choose another --out")
-    if not overwrite:
-        raise RunFolderError(f"output folder {path} already holds a run; pass --overwrite")
 
 
 def format_summary(result: Any, cfg: Config) -> str:
@@ -265,7 +245,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_view(args: argparse.Namespace) -> int:
     """One self-contained HTML page of a run (civa_env.viewer)."""
-    from civa_env.experiments.runner import is_run_dir
+    from civa_env.experiments.runfolder import is_run_dir
 
     run_dir = Path(args.run_dir)
     if not is_run_dir(run_dir):
@@ -380,11 +360,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 # own checks, RunFolderError, SweepError, ResultsError and the llm policy's ModelLoadError.
 USER_ERRORS = (ValueError, ImportError, OSError)
 
+# The flags that set what a lower layer's ``SettingError`` names by its setting.
+FLAGS = {"out": "--out", "overwrite": "--overwrite", "seeds": "--seeds",
+         "workers": "--workers", "backend": "--backend",
+         "policy_kwargs": "llm options (--model/--llm-option)"}
+
 
 def _one_line(err: BaseException) -> str:
-    """One line for ``civa: error:`` (see USER_ERRORS)."""
+    """One line for ``civa: error:`` (see USER_ERRORS), settings named by their flags."""
     if isinstance(err, USER_ERRORS):
-        message = str(err)
+        message = err.worded(FLAGS) if isinstance(err, SettingError) else str(err)
         if isinstance(err, OSError) and err.filename is not None and err.strerror:
             message = f"{err.filename}: {err.strerror}"
         elif isinstance(err, ImportError) and not message:

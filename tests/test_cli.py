@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from civa_env.cli import main
-from civa_env.experiments.runner import is_complete_run
+from civa_env.cli import _one_line, main
+from civa_env.experiments.runfolder import is_complete_run
 from civa_env.experiments.sweep import COLUMNS, Sweep, load_results
 
 SMALL = ["--agents", "10", "--days", "8", "--no-progress"]
@@ -306,8 +306,12 @@ def test_sweep_refuses_other_llm_options(tmp_path):
     from civa_env.experiments.sweep import SweepError
 
     for other in ({"llm": {"model": "b", "temperature": 0}}, {}):
-        with pytest.raises(SweepError, match=r"llm options \(--model/--llm-option\) differ"):
+        # The sweep names the setting as the Python API spells it; the CLI by its flags.
+        with pytest.raises(SweepError, match=r"\(policy_kwargs differ\); use another output "
+                           "folder") as caught:
             Sweep(out, *grid, policy_kwargs=other).run(progress=False)
+        assert "(llm options (--model/--llm-option) differ); use another --out" in _one_line(
+            caught.value)
     report = Sweep(out, *grid, policy_kwargs={"llm": {"temperature": 0, "model": "a"}}).run(
         progress=False)
     assert report.already == 1 and report.ran == 0
@@ -352,8 +356,10 @@ class _Flaky:
         reset = policy.reset
 
         def failing_reset(cfg, seed=None):
-            if seed == FLAKY["fail_seed"]:
-                raise RuntimeError(f"flaky policy refuses seed {seed}")
+            # The run's seed is the config's (a sweep sets it); the policy's own seed is
+            # derived from it.
+            if cfg.seed == FLAKY["fail_seed"]:
+                raise RuntimeError(f"flaky policy refuses seed {cfg.seed}")
             return reset(cfg, seed)
 
         policy.reset = failing_reset

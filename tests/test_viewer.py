@@ -18,8 +18,9 @@ from typing import Any
 
 import pytest
 
+from civa_env.experiments.runfolder import RunFolderError
 from civa_env.experiments.runner import run_community
-from civa_env.viewer import RunFolderError, build_page, page_data
+from civa_env.viewer import build_page, page_data
 from civa_env.world.config import Config
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

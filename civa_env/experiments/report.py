@@ -18,10 +18,13 @@ from typing import Any
 import numpy as np
 
 from civa_env.experiments import plots
-from civa_env.experiments.sweep import BEHAVIOUR_RATES, load_results
+from civa_env.experiments.results import BEHAVIOUR_RATES, load_results
+from civa_env.experiments.runfolder import OUT, SettingError
 
 MACRO = ("nAUP", "SC", "ED", "IC", "CC")
 REPORTED = (*MACRO, *BEHAVIOUR_RATES)
+# Metrics whose effects against baseline and trends with prevalence the report lists.
+TRENDED = (*MACRO, "betrayal_rate", "deception_rate")
 N_BOOT = 2000
 
 
@@ -137,19 +140,45 @@ def build_report(sweep_dir: Path, out: Path | None = None, pages: bool = True,
         pages: link each run to ``<run_dir>/view.html``, building the page with
             ``civa_env.viewer.build_page`` when that module is installed.
         title: heading of report.md.
+
+    Raises:
+        SettingError: ``sweep_dir`` has no results.csv, or one without finished runs.
+        ResultsError: a corrupt results.csv.
+        RunFolderError: a run folder whose page cannot be built (it names the file).
     """
     sweep_dir = Path(sweep_dir)
     results = sweep_dir / "results.csv"
-    if not results.exists():
-        raise ValueError(f"{sweep_dir} has no results.csv: is it a sweep folder? "
-                         "(civa sweep --out DIR makes one)")
-    rows = list(load_results(results).values())
-    if not rows:
-        raise ValueError(f"{results} holds no finished runs yet")
+    rows = _finished_rows(sweep_dir, results)
     out = Path(out) if out is not None else sweep_dir / "report"
     out.mkdir(parents=True, exist_ok=True)
     stats = summarize_rows(rows)
     base = next((r for r in stats if r["condition"] == "baseline"), None)
+    figures = _figures(stats, base, out)
+    lines = [*_overview(rows, results, title), *_tables(stats), *_effect_lines(stats, base),
+             *_trend_lines(rows), "## Figures", "",
+             *[f"![{name}]({name})" for name in figures], ""]
+    if pages:
+        lines += ["Runs: [runs.md](runs.md)", ""]
+        _write_runs_index(sweep_dir, out, rows)
+    report = out / "report.md"
+    report.write_text("\n".join(lines), encoding="utf-8")
+    return report
+
+
+def _finished_rows(sweep_dir: Path, results: Path) -> list[dict[str, Any]]:
+    """The rows of results.csv; an error when there is no table or no row yet."""
+    if not results.exists():
+        raise SettingError("{sweep_dir} has no results.csv: is it a sweep folder? (the {out} "
+                           "of a sweep holds one)", OUT, {"sweep_dir": sweep_dir})
+    rows = list(load_results(results).values())
+    if not rows:
+        raise ValueError(f"{results} holds no finished runs yet")
+    return rows
+
+
+def _figures(stats: list[dict[str, Any]], base: dict[str, Any] | None, out: Path) -> list[str]:
+    """Each reported metric against prevalence, and the population curves of baseline and
+    of every condition at the highest prevalence; returns the PNG names."""
     figures = []
     for metric in REPORTED:
         path = plots.plot_metric_vs_prevalence(stats, metric, out / f"{metric}_vs_prevalence.png",
@@ -162,49 +191,62 @@ def build_report(sweep_dir: Path, out: Path | None = None, pages: bool = True,
                                  f"Population per condition at prevalence {top_p:g} "
                                  "(mean over seeds)")
     figures.append("population_curves.png")
+    return figures
 
+
+def _overview(rows: list[dict[str, Any]], results: Path, title: str | None) -> list[str]:
+    """The heading and one paragraph: what was run, how many, how cells are computed."""
     policies = sorted({r["policy"] for r in rows})
     agents = sorted({r["agents"] for r in rows})
     days = sorted({r["days"] for r in rows})
     seeds = sorted({r["seed"] for r in rows})
-    lines = [f"# {title or 'CIVA sweep report'}", "",
-             f"{len(rows)} runs; policy {', '.join(policies)}; {', '.join(map(str, agents))} "
-             f"residents; {', '.join(map(str, days))} days; seeds {seeds[0]}..{seeds[-1]} "
-             f"({len(seeds)} per cell). Cells give the mean and its 95% bootstrap interval "
-             f"({N_BOOT} resamples). Source: `{results.name}`.", "",
-             "## Community metrics", "", *_table(stats, MACRO, 2), "",
-             "## Behaviour rates (events per resident-day)", "",
-             *_table(stats, BEHAVIOUR_RATES, 3), ""]
-    if base is not None:
-        lines += ["## Largest effects against baseline", "",
-                  "Difference of the cell mean from the baseline mean; *clear* when the cell's "
-                  "95% interval excludes the baseline mean.", ""]
-        for metric in (*MACRO, "betrayal_rate", "deception_rate"):
-            eff = effects(stats, metric)
-            if not eff:
-                continue
-            lines.append(f"**{metric}** (baseline {base[f'{metric}_mean']:.3f}): " + "; ".join(
-                f"{e['condition']} @ {e['prevalence']:g}: {e['diff']:+.3f}"
-                + (" (clear)" if e["clear"] else "") for e in eff))
-            lines.append("")
-    trend = trends(rows, (*MACRO, "betrayal_rate", "deception_rate"))
-    if trend:
-        lines += ["## Trends with prevalence", "",
-                  "Pearson r between prevalence and the metric over the runs of each condition "
-                  "(baseline runs count as prevalence 0).", "",
-                  "| condition | " + " | ".join((*MACRO, "betrayal", "deception")) + " |",
-                  "|" + "---|" * (1 + len(MACRO) + 2)]
-        for rec in trend:
-            lines.append(f"| {rec['condition']} | " + " | ".join(
-                f"{rec[m]:+.2f}" for m in (*MACRO, "betrayal_rate", "deception_rate")) + " |")
+    return [f"# {title or 'CIVA sweep report'}", "",
+            f"{len(rows)} runs; policy {', '.join(policies)}; {', '.join(map(str, agents))} "
+            f"residents; {', '.join(map(str, days))} days; seeds {seeds[0]}..{seeds[-1]} "
+            f"({len(seeds)} per cell). Cells give the mean and its 95% bootstrap interval "
+            f"({N_BOOT} resamples). Source: `{results.name}`.", ""]
+
+
+def _tables(stats: list[dict[str, Any]]) -> list[str]:
+    """The community metrics and behaviour rates per (condition, prevalence)."""
+    return ["## Community metrics", "", *_table(stats, MACRO, 2), "",
+            "## Behaviour rates (events per resident-day)", "",
+            *_table(stats, BEHAVIOUR_RATES, 3), ""]
+
+
+def _effect_lines(stats: list[dict[str, Any]], base: dict[str, Any] | None) -> list[str]:
+    """The largest differences from baseline, per metric (nothing without a baseline)."""
+    if base is None:
+        return []
+    lines = ["## Largest effects against baseline", "",
+             "Difference of the cell mean from the baseline mean; *clear* when the cell's "
+             "95% interval excludes the baseline mean.", ""]
+    for metric in TRENDED:
+        eff = effects(stats, metric)
+        if not eff:
+            continue
+        lines.append(f"**{metric}** (baseline {base[f'{metric}_mean']:.3f}): " + "; ".join(
+            f"{e['condition']} @ {e['prevalence']:g}: {e['diff']:+.3f}"
+            + (" (clear)" if e["clear"] else "") for e in eff))
         lines.append("")
-    lines += ["## Figures", ""] + [f"![{name}]({name})" for name in figures] + [""]
-    if pages:
-        lines += ["Runs: [runs.md](runs.md)", ""]
-        _write_runs_index(sweep_dir, out, rows)
-    report = out / "report.md"
-    report.write_text("\n".join(lines), encoding="utf-8")
-    return report
+    return lines
+
+
+def _trend_lines(rows: list[dict[str, Any]]) -> list[str]:
+    """The table of correlations with prevalence (nothing when no condition varies)."""
+    trend = trends(rows, TRENDED)
+    if not trend:
+        return []
+    lines = ["## Trends with prevalence", "",
+             "Pearson r between prevalence and the metric over the runs of each condition "
+             "(baseline runs count as prevalence 0).", "",
+             "| condition | " + " | ".join((*MACRO, "betrayal", "deception")) + " |",
+             "|" + "---|" * (1 + len(MACRO) + 2)]
+    for rec in trend:
+        lines.append(f"| {rec['condition']} | " + " | ".join(
+            f"{rec[m]:+.2f}" for m in TRENDED) + " |")
+    lines.append("")
+    return lines
 
 
 def _write_runs_index(sweep_dir: Path, out: Path, rows: list[dict[str, Any]]) -> None:

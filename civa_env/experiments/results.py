@@ -23,6 +23,7 @@ COLUMNS = ("run_id", "condition", "prevalence", "seed", "policy", "agents", "day
            *METRICS, "extinct_day", *BEHAVIOUR_RATES, "population")
 NUMERIC = ("prevalence", "seed", "agents", "days", *METRICS, *BEHAVIOUR_RATES)
 
+
 class ResultsError(ValueError):
     """results.csv cannot be read as a sweep table."""
 

@@ -1,6 +1,12 @@
-"""Run folders on disk: atomic writes, recognising a run folder, preparing one.
+"""Run folders on disk: the one reader and writer of their files, and what they mean.
 
-Every JSON file of a run folder (and a sweep's ``results.csv``) is written through a
+Readers: ``read_config`` (config.json as written), ``read_env_config`` (the Config inside
+it), ``read_residents``, ``read_metrics`` and ``read_events`` (through
+``EventLog.read_jsonl``). Every error about a malformed or missing file is a
+``RunFolderError`` naming the file. ``is_run_dir`` recognises a run folder and
+``is_complete_run`` a finished run; ``prepare_run_dir`` readies a folder for a new run.
+
+Writers: every JSON file of a run folder (and a sweep's ``results.csv``) is written through a
 temporary file of its own (``tempfile.mkstemp`` in the same folder, so that two writers
 never share one) and ``os.replace``, so that a reader never sees a half-written file.
 ``FolderLock`` keeps a second sweep process out of a sweep folder. See docs/run-folder.md.
@@ -13,21 +19,62 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
 import numpy as np
 
+from civa_env.world.config import Config
+from civa_env.world.events import EventLog
+
 RUN_FILES = ("config.json", "residents.json", "events.jsonl", "metrics.json")
 # Files a policy may keep beside the runs it serves (the llm policy's; see docs/llm.md). With
-# several communities in one loop they sit in the --out root, next to the env_k folders.
+# several communities in one loop they sit in the output root, next to the env_k folders.
 POLICY_FILES = ("transcript.jsonl", "llm_prompts.json", "llm_stats.json")
 FILE_MODE = 0o644  # mkstemp creates 0600 files; results are meant to be shared
+# The "status" of config.json while the run goes and once it has finished (a failed run's
+# status is "failed: <error>"); metrics.json carries STATUS_COMPLETE.
+STATUS_RUNNING = "running"
+STATUS_COMPLETE = "complete"
 
 
-class RunFolderError(ValueError):
-    """An output folder that cannot take a run (holds something else, or an earlier run)."""
+class SettingError(ValueError):
+    """An error about settings, worded for the Python API; ``worded`` names them otherwise.
+
+    ``template`` is a ``str.format`` text whose fields are either settings (the keys of
+    ``settings``, each mapped to how the Python API spells it) or other values (``values``:
+    paths, numbers), so that a path with braces is never taken for a field. ``str(err)`` uses
+    the API spelling; the command line gives its flag names to ``worded``. Without settings
+    and values the template is the message as it stands.
+
+    Args:
+        template: the message, with ``{setting}`` and ``{value}`` fields.
+        settings: {setting: its Python API spelling}, e.g. ``{"overwrite": "overwrite=True"}``.
+        values: the template's other fields.
+    """
+
+    def __init__(self, template: str, settings: Mapping[str, str] | None = None,
+                 values: Mapping[str, Any] | None = None) -> None:
+        super().__init__(template, dict(settings or {}), dict(values or {}))
+        self.template = template
+        self.settings = dict(settings or {})
+        self.values = dict(values or {})
+
+    def worded(self, names: Mapping[str, str]) -> str:
+        """The message with each setting named by ``names`` (the API spelling otherwise)."""
+        if not self.settings and not self.values:
+            return self.template
+        spelled = {key: names.get(key, api) for key, api in self.settings.items()}
+        return self.template.format(**self.values, **spelled)
+
+    def __str__(self) -> str:
+        return self.worded({})
+
+
+class RunFolderError(SettingError):
+    """A run folder that is malformed, or that cannot take a run (the message names the file
+    or folder)."""
 
 
 @contextlib.contextmanager
@@ -71,26 +118,150 @@ def _json_default(obj: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
 
 
-def is_run_dir(path: Path) -> bool:
+# ---- reading a run folder ---------------------------------------------------------------------
+def _run_folder(run_dir: str | os.PathLike) -> Path:
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise RunFolderError(f"{run_dir}: not a folder (give the run folder written by "
+                             "`civa run`)")
+    return run_dir
+
+
+def _read_json(path: Path, what: str) -> Any:
+    """A JSON file of a run folder; errors name the file."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise RunFolderError(f"{path}: no {what} in this run folder") from None
+    except json.JSONDecodeError as err:
+        raise RunFolderError(f"{path}: not valid JSON ({err})") from None
+    except UnicodeDecodeError as err:
+        raise RunFolderError(f"{path}: not a text file ({err})") from None
+    except OSError as err:
+        raise RunFolderError(f"{path}: cannot be read ({err.strerror or err})") from None
+
+
+def read_config(run_dir: str | os.PathLike) -> dict[str, Any]:
+    """config.json as written (see docs/run-folder.md).
+
+    Raises:
+        RunFolderError: no folder, no config.json, or one that is not a JSON object.
+    """
+    path = _run_folder(run_dir) / "config.json"
+    data = _read_json(path, "config.json (written by `civa run`)")
+    if not isinstance(data, dict):
+        raise RunFolderError(f"{path}: config must be a JSON object, got {type(data).__name__}")
+    return data
+
+
+def env_fields(config_json: Mapping[str, Any]) -> Any:
+    """The Config fields of a config.json: its ``env`` object, or the object itself when it
+    holds the fields directly (a file of Config fields, as ``Config.to_json`` writes)."""
+    return config_json.get("env", config_json)
+
+
+def read_env_config(run_dir: str | os.PathLike,
+                    config_json: Mapping[str, Any] | None = None) -> Config:
+    """The run's Config, rebuilt from config.json (``config_json`` when already read).
+
+    Raises:
+        RunFolderError: config.json is missing or broken, or its fields are not a valid
+            Config (the message names the file and the field).
+    """
+    if config_json is None:
+        config_json = read_config(run_dir)
+    try:
+        return Config.from_dict(env_fields(config_json))
+    except (TypeError, ValueError) as err:
+        raise RunFolderError(f"{Path(run_dir) / 'config.json'}: {err}") from None
+
+
+def read_residents(run_dir: str | os.PathLike) -> dict[str, Any]:
+    """residents.json, or {} when it is missing or unreadable (a run killed before writing
+    it): readers then fall back on config.json's ``residents`` and the seed."""
+    try:
+        data = _read_json(_run_folder(run_dir) / "residents.json", "residents.json")
+    except RunFolderError:
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def read_metrics(run_dir: str | os.PathLike) -> dict[str, Any] | None:
+    """metrics.json, or None while the run has not written it (it is written last).
+
+    Raises:
+        RunFolderError: no folder, or a metrics.json that is not a JSON object.
+    """
+    path = _run_folder(run_dir) / "metrics.json"
+    if not path.exists():
+        return None
+    data = _read_json(path, "metrics.json")
+    if not isinstance(data, dict):
+        raise RunFolderError(f"{path}: not a JSON object")
+    return data
+
+
+def read_events(run_dir: str | os.PathLike, *, allow_partial: bool = False) -> EventLog:
+    """The event log of events.jsonl (``EventLog.read_jsonl``).
+
+    With ``allow_partial`` the log ends at the last complete day before a broken or
+    truncated line (a crash), and ``partial_reason`` says where; without it such a line is
+    an error.
+
+    Raises:
+        RunFolderError: no folder, no events.jsonl, a file that is not text, or (without
+            ``allow_partial``) a broken line; the message names the file (and the line).
+    """
+    path = _run_folder(run_dir) / "events.jsonl"
+    if not path.is_file():
+        raise RunFolderError(f"{path}: missing; a run folder holds the event log "
+                             "events.jsonl that `civa run` writes")
+    try:
+        return EventLog.read_jsonl(path, allow_partial=allow_partial)
+    except UnicodeDecodeError as err:
+        raise RunFolderError(f"{path}: not a text file ({err})") from None
+    except ValueError as err:  # a broken line; read_jsonl names the file and the line
+        raise RunFolderError(str(err)) from None
+    except OSError as err:
+        raise RunFolderError(f"{path}: cannot be read ({err.strerror or err})") from None
+
+
+def is_run_dir(path: str | os.PathLike) -> bool:
     """Whether ``path`` is a CIVA run folder (its config.json carries ``civa_version``)."""
     try:
-        with open(Path(path) / "config.json", encoding="utf-8") as f:
-            return "civa_version" in json.load(f)
-    except (OSError, ValueError, TypeError):
+        return "civa_version" in read_config(path)
+    except RunFolderError:
         return False
 
 
-def is_complete_run(path: Path) -> bool:
-    """Whether ``path`` holds a finished run (metrics.json with status complete)."""
+def complete_metrics(path: str | os.PathLike) -> dict[str, Any] | None:
+    """metrics.json of a finished run (``"status": "complete"``); None for any other folder.
+
+    This is the one test of a finished run: metrics.json is written last, atomically.
+    """
     try:
-        with open(Path(path) / "metrics.json", encoding="utf-8") as f:
-            return json.load(f).get("status") == "complete"
-    except (OSError, ValueError, AttributeError):
-        return False
+        metrics = read_metrics(path)
+    except RunFolderError:
+        return None
+    if metrics is None or metrics.get("status") != STATUS_COMPLETE:
+        return None
+    return metrics
 
 
-def prepare_run_dir(path: Path, overwrite: bool = False) -> Path:
-    """Create ``path`` for a run; refuse a folder holding anything but an earlier run.
+def is_complete_run(path: str | os.PathLike) -> bool:
+    """Whether ``path`` holds a finished run (see ``complete_metrics``)."""
+    return complete_metrics(path) is not None
+
+
+# ---- preparing a run folder --------------------------------------------------------------------
+# How the Python API names the settings these errors are about (the command line names its
+# flags instead, see ``SettingError``).
+OUT = {"out": "output folder"}
+OVERWRITE = {"overwrite": "overwrite=True"}
+
+
+def check_run_dir(path: str | os.PathLike, overwrite: bool = False) -> None:
+    """Refuse a folder that cannot take a run; touches nothing.
 
     Raises:
         RunFolderError: ``path`` is a file, a non-empty folder that is not a CIVA run folder,
@@ -98,14 +269,27 @@ def prepare_run_dir(path: Path, overwrite: bool = False) -> Path:
     """
     path = Path(path)
     if path.exists() and not path.is_dir():
-        raise RunFolderError(f"output {path} is a file, not a folder; choose another --out")
+        raise RunFolderError("output {path} is a file, not a folder; choose another {out}",
+                             OUT, {"path": path})
     if path.is_dir() and any(path.iterdir()):
         if not is_run_dir(path):
-            raise RunFolderError(f"output folder {path} holds something else (not a CIVA run "
-                                 "folder); choose an empty or new --out")
+            raise RunFolderError("output folder {path} holds something else (not a CIVA run "
+                                 "folder); choose an empty or new {out}", OUT, {"path": path})
         if not overwrite:
-            raise RunFolderError(f"output folder {path} already holds a run; pass --overwrite "
-                                 "to replace it or choose another --out")
+            raise RunFolderError("output folder {path} already holds a run; pass {overwrite} "
+                                 "to replace it or choose another {out}", {**OUT, **OVERWRITE},
+                                 {"path": path})
+
+
+def prepare_run_dir(path: Path, overwrite: bool = False) -> Path:
+    """Create ``path`` for a run, replacing an earlier run there when ``overwrite`` is set.
+
+    Raises:
+        RunFolderError: as ``check_run_dir``.
+    """
+    path = Path(path)
+    check_run_dir(path, overwrite)
+    if path.is_dir() and any(path.iterdir()):
         shutil.rmtree(path)
     path.mkdir(parents=True, exist_ok=True)
     return path

@@ -37,14 +37,17 @@ from civa_env.experiments.results import (
 from civa_env.experiments.runfolder import (
     LOCK_FDS,
     LOCK_NAME,
+    OUT,
     FolderLock,
     FolderLockedError,
+    SettingError,
     close_inherited_locks,
+    complete_metrics,
     is_complete_run,
     write_json_atomic,
 )
 from civa_env.experiments.runner import format_mix, parse_mix, run_community
-from civa_env.world.config import Config
+from civa_env.world.config import Config, check_prevalence
 from civa_env.world.values import ValueCondition
 
 __all__ = ["BEHAVIOUR_RATES", "COLUMNS", "GRID_FIELDS", "METRICS", "NUMERIC",
@@ -56,7 +59,7 @@ __all__ = ["BEHAVIOUR_RATES", "COLUMNS", "GRID_FIELDS", "METRICS", "NUMERIC",
 GRID_FIELDS = ("condition", "prevalence", "seed")
 
 
-class SweepError(ValueError):
+class SweepError(SettingError):
     """A sweep folder that does not fit the requested sweep."""
 
 
@@ -94,15 +97,15 @@ def make_grid(conditions: Sequence[str], prevalences: Sequence[float], seeds: in
     """(condition, prevalence, seed) triples; ``baseline`` runs once per seed (prevalence 0).
 
     Raises:
-        ValueError: an unknown condition, a prevalence outside [0, 1], seeds < 1, or two grid
-            points with one run id.
+        ValueError: an unknown condition, a prevalence outside [0, 1], seeds < 1 (a
+            ``SettingError``), or two grid points with one run id.
     """
     if seeds < 1:
-        raise ValueError(f"--seeds must be >= 1, got {seeds}")
+        raise SettingError("{seeds} must be >= 1, got {got}", {"seeds": "seeds"},
+                           {"got": seeds})
     conditions = [str(ValueCondition.parse(c)) for c in conditions]
     for p in prevalences:
-        if not (0.0 <= p <= 1.0):
-            raise ValueError(f"prevalence must be in [0, 1], got {p:g}")
+        check_prevalence(p)
     out = []
     for condition in dict.fromkeys(conditions):
         levels = [0.0] if condition == "baseline" else sorted(set(prevalences))
@@ -146,12 +149,11 @@ def matches(task: Task, record: dict[str, Any]) -> bool:
 def run_task(task: Task) -> dict[str, Any]:
     """Run one task (or read it back if its folder already holds a finished run)."""
     run_dir = Path(task.run_dir)
-    if is_complete_run(run_dir):
-        with open(run_dir / "metrics.json", encoding="utf-8") as f:
-            metrics = json.load(f)
-        if matches(task, metrics):
-            return row_from_metrics(task, metrics)
-        # Another grid point's run under this id (ids of older versions could collide).
+    metrics = complete_metrics(run_dir)
+    if metrics is not None and matches(task, metrics):
+        return row_from_metrics(task, metrics)
+    # Otherwise the folder holds no finished run, or another grid point's run under this id
+    # (ids of older versions could collide).
     if run_dir.exists():
         # An unfinished run of this sweep (interrupted, maybe mid-write): the sweep owns
         # runs/<run_id>, so it starts over.
@@ -223,23 +225,33 @@ class Sweep:
     def _check_folder(self) -> None:
         """Refuse a folder that is not this sweep's (read-only: nothing is written)."""
         if self.out.exists() and not self.out.is_dir():
-            raise SweepError(f"sweep output {self.out} is a file; choose another --out")
+            raise SweepError("sweep output {path} is a file; choose another {out}", OUT,
+                             {"path": self.out})
         old = self._read_meta()
         if old is not None:
             old.setdefault("policy_kwargs", {})  # sweep.json of versions without it
             settings = self._settings()
             if any(old.get(k) != v for k, v in settings.items()):
-                changed = sorted(key for key in set(old.get("env", {})) | set(self.env)
-                                 if old.get("env", {}).get(key) != self.env.get(key))
-                if old.get("policy") != self.policy:
-                    changed.append("policy")
-                if old.get("policy_kwargs") != self.policy_kwargs:
-                    changed.append("llm options (--model/--llm-option)")
-                raise SweepError(f"sweep folder {self.out} was made with other settings "
-                                 f"({', '.join(changed)} differ); use another --out")
+                raise self._settings_differ(old)
         elif self.out.is_dir() and any(p.name != LOCK_NAME for p in self.out.iterdir()):
-            raise SweepError(f"output folder {self.out} holds something else (not a CIVA "
-                             "sweep folder); choose an empty or new --out")
+            raise SweepError("output folder {path} holds something else (not a CIVA sweep "
+                             "folder); choose an empty or new {out}", OUT, {"path": self.out})
+
+    def _settings_differ(self, old: dict[str, Any]) -> SweepError:
+        """The error naming what differs between sweep.json's settings and this sweep's."""
+        # Config fields and "policy" are named as they are; the policy keyword arguments
+        # are a setting the command line spells with its own flags.
+        changed = sorted(key for key in set(old.get("env", {})) | set(self.env)
+                         if old.get("env", {}).get(key) != self.env.get(key))
+        # Braces doubled: the names become part of the message template.
+        changed = [str(key).replace("{", "{{").replace("}", "}}") for key in changed]
+        if old.get("policy") != self.policy:
+            changed.append("policy")
+        if old.get("policy_kwargs") != self.policy_kwargs:
+            changed.append("{policy_kwargs}")
+        return SweepError("sweep folder {path} was made with other settings ("
+                          + ", ".join(changed) + " differ); use another {out}",
+                          {**OUT, "policy_kwargs": "policy_kwargs"}, {"path": self.out})
 
     def _write_meta(self) -> None:
         old = self._read_meta() or {}
@@ -270,7 +282,8 @@ class Sweep:
         if backend not in ("local", "ray"):
             raise ValueError(f"unknown backend {backend!r}; use 'local' or 'ray'")
         if workers < 1:
-            raise ValueError(f"--workers must be >= 1, got {workers}")
+            raise SettingError("{workers} must be >= 1, got {got}", {"workers": "workers"},
+                               {"got": workers})
         start = time.perf_counter()
         # Check before anything is written: a corrupt table or a foreign folder stops here.
         load_results(self.results_path)
@@ -405,7 +418,8 @@ def _run_ray(todo: list[Task], workers: int, done: Callable, failed: Callable, p
     try:
         import ray
     except ImportError:
-        raise ValueError("--backend ray needs Ray: pip install 'civa_env[ray]'") from None
+        raise SettingError("{backend} ray needs Ray: pip install 'civa_env[ray]'",
+                           {"backend": "backend"}) from None
     started = not ray.is_initialized()
     if started:
         if address:

@@ -21,14 +21,16 @@ from typing import Any
 
 import numpy as np
 
+from civa_env.experiments import runfolder
+from civa_env.experiments.runfolder import atomic_open
 from civa_env.viewer import data as d
-from civa_env.viewer.data import RunFolderError
 from civa_env.viewer.layout import spring_layout
-from civa_env.viewer.residents import read_reflections, read_residents_json, resident_table
+from civa_env.viewer.residents import read_reflections, resident_table
 from civa_env.world import behaviours
+from civa_env.world.config import Config
 from civa_env.world.kinds import EventKind
 
-__all__ = ["RunFolderError", "build_page", "page_data"]
+__all__ = ["build_page", "page_data"]
 
 # Messages, reasons and reflections together, in characters, before each is cut.
 MAX_TEXT_CHARS = 40_000_000
@@ -43,28 +45,71 @@ LAYOUT_PULL = {EventKind.ALLIANCE_FORMED: 3.0, EventKind.GIFT: 0.5, EventKind.BI
 
 
 def page_data(run_dir: str | os.PathLike) -> dict[str, Any]:
-    """Everything the page shows, as a JSON-ready dict (typed arrays as base64)."""
+    """Everything the page shows, as a JSON-ready dict (typed arrays as base64).
+
+    Raises:
+        civa_env.experiments.runfolder.RunFolderError: the folder, ``config.json`` or
+            ``events.jsonl`` is missing or broken (the message names the file).
+    """
     run_dir = Path(run_dir)
     config_json, cfg, log = d.load_run(run_dir)
     cols, texts = log.columns()
     census = log.census
     days = np.array([c["day"] for c in census], np.int32)
-    n_days = len(days)
-    partial = getattr(log, "partial_reason", None)
-    used = [cfg.n_agents]
-    for key in ("actor", "target"):
-        if len(cols[key]):
-            used.append(int(cols[key].max()) + 1)
-    n_used = max(used)
-
+    partial = log.partial_reason
+    n_used = _residents_used(cols, cfg)
     born, died, parent = d.resident_lives(cols, cfg, n_used)
-    table = resident_table(config_json, cfg, cols, n_used, read_residents_json(run_dir))
+    table = resident_table(config_json, cfg, cols, n_used, runfolder.read_residents(run_dir))
     behaviour_data, _ = d.behaviour_rows(cols, texts, census, cfg)
     summary, summary_source = d.summary_of(run_dir, log, cfg, partial is not None)
     series, actions = d.census_series(census)
     reflections, transcript_note = read_reflections(run_dir, n_used, d.MAX_REFLECTION_CHARS)
+    strings, text_rows, text_idx, refl, cut_note = _strings(texts, reflections)
+    incomplete = _incomplete(cfg, census, days, partial)
+    notes = [n for n in (transcript_note, cut_note) if n]
+    notes += _status_notes(config_json, partial, incomplete)
+    return d.to_jsonable({
+        "version": 1,
+        "title": run_dir.resolve().name,
+        "nDays": len(days),
+        "maxDays": cfg.max_days,
+        "days": days.tolist(),
+        "partial": partial,
+        "incomplete": incomplete,
+        "notes": notes,
+        "config": config_json,
+        "summary": {k: v for k, v in summary.items()
+                    if k not in d.SERIES_KEYS and k not in GROUP_KEYS},
+        "groups": {k: summary[k] for k in GROUP_KEYS if isinstance(summary.get(k), dict)},
+        "summarySource": summary_source,
+        "census": series,
+        "actions": actions,
+        "kinds": [k.label for k in EventKind],
+        "behaviourNames": list(behaviours.BEHAVIOURS),
+        "conditionLabels": d.condition_labels(),
+        "residents": _residents(table, cols, n_used, born, died, parent, reflections),
+        "alive": d.alive_by_day(cols, days, born, died, cfg),
+        "events": _events(cols, days, cfg, n_used),
+        "texts": {"rows": d.packed(text_rows, np.int32), "idx": d.packed(text_idx, np.int32)},
+        "strings": strings,
+        "alliances": d.alliance_intervals(cols, days),
+        "behaviours": behaviour_data,
+        "reflections": refl,
+    })
 
-    # Layout: attraction along alliances, gifts, proposals and births of the whole run.
+
+def _residents_used(cols: dict[str, np.ndarray], cfg: Config) -> int:
+    """Names of the pool the run used: the founders and everyone the log mentions."""
+    used = [cfg.n_agents]
+    for key in ("actor", "target"):
+        if len(cols[key]):
+            used.append(int(cols[key].max()) + 1)
+    return max(used)
+
+
+def _layout(conditions: np.ndarray, cols: dict[str, np.ndarray], n_used: int) -> np.ndarray:
+    """(n_used, 2) positions: attraction along alliances, gifts, proposals and births of the
+    whole run, residents of one condition starting together."""
     pull = np.array([LAYOUT_PULL.get(EventKind(k), 0.0) for k in range(len(EventKind))])
     w = pull[cols["kind"]]
     sel = (w > 0) & (cols["actor"] >= 0) & (cols["target"] >= 0)
@@ -72,10 +117,17 @@ def page_data(run_dir: str | os.PathLike) -> dict[str, Any]:
     # residents, fewer above (4000 residents: 30 rounds x 32 samples, about a second).
     rounds = int(np.clip(4e6 / (48 * max(n_used, 1)), 30, 60))
     samples = int(np.clip(4e6 / (rounds * max(n_used, 1)), 16, 48))
-    xy = spring_layout(table["condition"], cols["actor"][sel], cols["target"][sel], w[sel],
-                       rounds=rounds, samples=samples)
+    return spring_layout(conditions, cols["actor"][sel], cols["target"][sel], w[sel],
+                         rounds=rounds, samples=samples)
 
-    # Texts: messages and invalid-action reasons, deduplicated.
+
+def _strings(texts: dict[int, str], reflections: list[dict[str, Any]]
+             ) -> tuple[list[str], np.ndarray, np.ndarray, dict[str, Any], str | None]:
+    """Messages, invalid-action reasons and reflections as one deduplicated string table.
+
+    Returns the strings, the event rows that carry a text and their string index, the
+    reflections' columns, and a note when the texts had to be cut.
+    """
     strings: list[str] = []
     string_index: dict[str, int] = {}
 
@@ -91,81 +143,75 @@ def page_data(run_dir: str | os.PathLike) -> dict[str, Any]:
             "day": d.packed([r["day"] for r in reflections], np.int32),
             "text": d.packed([intern(r["text"]) for r in reflections], np.int32),
             "label": d.packed([intern(r["label"]) for r in reflections], np.int32)}
-
     text_total = sum(len(t) for t in strings)
+    note = None
     if text_total > MAX_TEXT_CHARS:
         # Huge LLM runs: cut every text to the same share instead of writing a page that
         # no browser opens comfortably.
         cap = max(MAX_TEXT_CHARS // len(strings), 40)
         strings = [t if len(t) <= cap else t[:cap] + " [...]" for t in strings]
-        notes_extra = [f"Texts cut to {cap} characters each to keep the page small "
-                       f"({text_total} characters in all; events.jsonl has them in full)."]
-    else:
-        notes_extra = []
+        note = (f"Texts cut to {cap} characters each to keep the page small "
+                f"({text_total} characters in all; events.jsonl has them in full).")
+    return strings, text_rows, text_idx, refl, note
+
+
+def _incomplete(cfg: Config, census: list[dict[str, Any]], days: np.ndarray,
+                partial: str | None) -> str | None:
+    """A note when a complete log stops before ``max_days`` with residents alive."""
+    if partial is None and len(days) < cfg.max_days and (not census or census[-1]["population"]):
+        return (f"The run stopped after day {int(days[-1]) if len(days) else 0} of "
+                f"{cfg.max_days} with residents still alive (interrupted?).")
+    return None
+
+
+def _status_notes(config_json: dict[str, Any], partial: str | None,
+                  incomplete: str | None) -> list[str]:
+    """What config.json's status adds: a failed run, or one still running (or killed) whose
+    log does not already say it ends early."""
+    status = config_json.get("status")
+    if isinstance(status, str) and status not in (runfolder.STATUS_COMPLETE,
+                                                  runfolder.STATUS_RUNNING):
+        return [f"config.json says the run {status}"]
+    if status == runfolder.STATUS_RUNNING and partial is None and incomplete is None:
+        return ["config.json says the run is still running (or was killed): "
+                "the page shows the days logged so far"]
+    return []
+
+
+def _residents(table: dict[str, Any], cols: dict[str, np.ndarray], n_used: int,
+               born: np.ndarray, died: np.ndarray, parent: np.ndarray,
+               reflections: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per-resident columns: condition, policy, life, position, whether it reflected."""
+    xy = _layout(table["condition"], cols, n_used)
+    return {
+        "n": n_used,
+        "condition": d.packed(table["condition"], np.int8),
+        "conditionSource": table["condition_source"],
+        "policy": d.packed(table["policy"], np.int8),
+        "policyNames": table["policy_names"],
+        "born": d.packed(np.minimum(born, 1 << 30), np.int32),
+        "died": d.packed(died, np.int32),
+        "parent": d.packed(parent, np.int32),
+        "x": d.packed(xy[:, 0], np.float32),
+        "y": d.packed(xy[:, 1], np.float32),
+        "llm": d.packed(np.isin(np.arange(n_used), [r["agent"] for r in reflections]),
+                        np.uint8),
+    }
+
+
+def _events(cols: dict[str, np.ndarray], days: np.ndarray, cfg: Config,
+            n_used: int) -> dict[str, Any]:
+    """The event columns, with each day's offset into them."""
     idt = d.index_dtype(n_used)
-    incomplete = None
-    if partial is None and n_days < cfg.max_days and (not census or census[-1]["population"]):
-        incomplete = (f"The run stopped after day {int(days[-1]) if n_days else 0} of "
-                      f"{cfg.max_days} with residents still alive (interrupted?).")
-    notes = [n for n in (transcript_note,) if n] + notes_extra
-    summary_table = {k: v for k, v in summary.items()
-                     if k not in d.SERIES_KEYS and k not in GROUP_KEYS}
-    groups = {k: summary[k] for k in GROUP_KEYS if isinstance(summary.get(k), dict)}
-    status = config_json.get("status") if isinstance(config_json, dict) else None
-    if isinstance(status, str) and status not in ("complete", "running"):
-        notes.append(f"config.json says the run {status}")
-    elif status == "running" and partial is None and incomplete is None:
-        notes.append("config.json says the run is still running (or was killed): "
-                     "the page shows the days logged so far")
-    return d.to_jsonable({
-        "version": 1,
-        "title": run_dir.resolve().name,
-        "nDays": n_days,
-        "maxDays": cfg.max_days,
-        "days": days.tolist(),
-        "partial": partial,
-        "incomplete": incomplete,
-        "notes": notes,
-        "config": config_json,
-        "summary": summary_table,
-        "groups": groups,
-        "summarySource": summary_source,
-        "census": series,
-        "actions": actions,
-        "kinds": [k.label for k in EventKind],
-        "behaviourNames": list(behaviours.BEHAVIOURS),
-        "conditionLabels": d.condition_labels(),
-        "residents": {
-            "n": n_used,
-            "condition": d.packed(table["condition"], np.int8),
-            "conditionSource": table["condition_source"],
-            "policy": d.packed(table["policy"], np.int8),
-            "policyNames": table["policy_names"],
-            "born": d.packed(np.minimum(born, 1 << 30), np.int32),
-            "died": d.packed(died, np.int32),
-            "parent": d.packed(parent, np.int32),
-            "x": d.packed(xy[:, 0], np.float32),
-            "y": d.packed(xy[:, 1], np.float32),
-            "llm": d.packed(np.isin(np.arange(n_used),
-                                    [r["agent"] for r in reflections]), np.uint8),
-        },
-        "alive": d.alive_by_day(cols, days, born, died, cfg),
-        "events": {
-            "off": d.packed(d.day_offsets(cols["day"], days), np.int32),
-            "kind": d.packed(cols["kind"], np.uint8),
-            "actor": d.packed(cols["actor"], idt),
-            "target": d.packed(cols["target"], idt),
-            "factory": d.packed(cols["factory"], np.int8 if cfg.n_factories < 127
-                                else np.int16),
-            "amount": d.packed(cols["amount"], np.float32),
-            "flag": d.packed(cols["flag"], np.uint8),
-        },
-        "texts": {"rows": d.packed(text_rows, np.int32), "idx": d.packed(text_idx, np.int32)},
-        "strings": strings,
-        "alliances": d.alliance_intervals(cols, days),
-        "behaviours": behaviour_data,
-        "reflections": refl,
-    })
+    return {
+        "off": d.packed(d.day_offsets(cols["day"], days), np.int32),
+        "kind": d.packed(cols["kind"], np.uint8),
+        "actor": d.packed(cols["actor"], idt),
+        "target": d.packed(cols["target"], idt),
+        "factory": d.packed(cols["factory"], np.int8 if cfg.n_factories < 127 else np.int16),
+        "amount": d.packed(cols["amount"], np.float32),
+        "flag": d.packed(cols["flag"], np.uint8),
+    }
 
 
 def _asset(name: str) -> str:
@@ -197,14 +243,13 @@ def build_page(run_dir: str | os.PathLike, out_path: str | os.PathLike | None = 
         out_path: where to write the page; default ``run_dir/view.html``.
 
     Raises:
-        RunFolderError: the folder, ``events.jsonl`` or ``config.json`` is missing or broken
-            (the message names the file).
+        civa_env.experiments.runfolder.RunFolderError: the folder, ``events.jsonl`` or
+            ``config.json`` is missing or broken (the message names the file).
     """
     run_dir = Path(run_dir)
     out = Path(out_path) if out_path is not None else run_dir / "view.html"
     html = render(page_data(run_dir))
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(html, encoding="utf-8")
-    tmp.replace(out)
+    with atomic_open(out) as f:
+        f.write(html)
     return out

@@ -11,13 +11,13 @@ columns travel as base64 typed arrays (``{"$b64": ..., "t": "i32"}``), which cos
 from __future__ import annotations
 
 import base64
-import json
 import math
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from civa_env.experiments import runfolder
 from civa_env.world import behaviours, metrics
 from civa_env.world.config import Config
 from civa_env.world.events import EventLog
@@ -35,10 +35,6 @@ _TYPES = {np.dtype(np.int8): "i8", np.dtype(np.uint8): "u8", np.dtype(np.int16):
           np.dtype(np.int32): "i32", np.dtype(np.float32): "f32"}
 
 
-class RunFolderError(ValueError):
-    """A run folder the viewer cannot read (the message names the file and the fix)."""
-
-
 def packed(array: np.ndarray, dtype: Any) -> dict[str, str]:
     """A typed array as base64 of its little-endian bytes, tagged with its type."""
     arr = np.ascontiguousarray(np.asarray(array).astype(dtype))
@@ -52,35 +48,15 @@ def index_dtype(n: int) -> Any:
     return np.int16 if n < 32767 else np.int32
 
 
-def read_json(path: Path, what: str) -> Any:
-    """Load a JSON file; errors name the file."""
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise RunFolderError(f"{path}: no {what} in this run folder") from None
-    except json.JSONDecodeError as err:
-        raise RunFolderError(f"{path}: not valid JSON ({err})") from None
-
-
 def load_run(run_dir: Path) -> tuple[dict[str, Any], Config, EventLog]:
-    """config.json (as written), its env Config, and the event log (partial days dropped)."""
-    if not run_dir.is_dir():
-        raise RunFolderError(f"{run_dir}: not a folder (give the run folder written by "
-                             "`civa run`)")
-    events_path = run_dir / "events.jsonl"
-    if not events_path.is_file():
-        raise RunFolderError(f"{events_path}: missing; the viewer needs the event log "
-                             "events.jsonl that `civa run` writes into the run folder")
-    config_json = read_json(run_dir / "config.json", "config.json (written by `civa run`)")
-    try:
-        cfg = Config.from_dict(config_json.get("env", config_json)
-                               if isinstance(config_json, dict) else config_json)
-    except (TypeError, ValueError) as err:
-        raise RunFolderError(f"{run_dir / 'config.json'}: {err}") from None
-    try:
-        log = EventLog.read_jsonl(events_path, allow_partial=True)
-    except UnicodeDecodeError as err:
-        raise RunFolderError(f"{events_path}: not a text file ({err})") from None
+    """config.json (as written), its env Config, and the event log (partial days dropped).
+
+    Raises:
+        RunFolderError: the folder, config.json or events.jsonl is missing or broken.
+    """
+    config_json = runfolder.read_config(run_dir)
+    cfg = runfolder.read_env_config(run_dir, config_json)
+    log = runfolder.read_events(run_dir, allow_partial=True)
     return config_json, cfg, log
 
 
@@ -216,13 +192,15 @@ def census_series(census: list[dict[str, Any]]) -> tuple[dict[str, list], dict[s
 
 
 def summary_of(run_dir: Path, log: EventLog, cfg: Config, partial: bool) -> tuple[dict, str]:
-    """metrics.json when it matches the log, else the summary computed from the log."""
-    path = run_dir / "metrics.json"
-    if path.is_file() and not partial:
+    """metrics.json when it matches the log, else the summary computed from the log.
+
+    A broken metrics.json is passed over like a missing one: the log has the whole story.
+    """
+    if not partial:
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-            if isinstance(data, dict):
-                return data, "metrics.json"
-        except json.JSONDecodeError:
-            pass
+            data = runfolder.read_metrics(run_dir)
+        except runfolder.RunFolderError:
+            data = None
+        if data is not None:
+            return data, "metrics.json"
     return metrics.summarize(log, cfg), "computed from the complete days of events.jsonl"

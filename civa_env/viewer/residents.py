@@ -19,9 +19,9 @@ from typing import Any
 import numpy as np
 
 from civa_env.world.config import Config
+from civa_env.world.day import reset as reset_world
 from civa_env.world.events import agent_index
 from civa_env.world.kinds import EventKind
-from civa_env.world.day import reset as reset_world
 from civa_env.world.values import ValueCondition
 
 UNKNOWN = -1

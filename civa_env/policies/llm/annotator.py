@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from civa_env.experiments.runfolder import read_events
 from civa_env.policies.llm.model import LanguageModel, load_model
 
 LABELS = ("friendly", "sycophancy", "exploitation", "deception")
@@ -84,7 +85,7 @@ class LLMAnnotator:
     def annotate_run(self, run_dir: str | Path) -> dict[str, Any]:
         """Label every message of ``run_dir/events.jsonl``; write and return the counts."""
         run_dir = Path(run_dir)
-        events = _read_events(run_dir / "events.jsonl")
+        events = [e.to_dict() for e in read_events(run_dir, allow_partial=True).events()]
         items = messages_with_deeds(events, self.window)
         labels = self.label(items)
         with open(run_dir / "annotations.jsonl", "w", encoding="utf-8") as f:
@@ -95,19 +96,6 @@ class LLMAnnotator:
                    "model": self.model.identity}
         (run_dir / "annotations.json").write_text(json.dumps(summary, indent=1))
         return summary
-
-
-def _read_events(path: Path) -> list[dict[str, Any]]:
-    """Event records of a run (a truncated last line, from a crash, is skipped)."""
-    out = []
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            if not line.endswith("\n"):
-                break
-            record = json.loads(line)
-            if record.get("kind") != "census":
-                out.append(record)
-    return out
 
 
 def messages_with_deeds(events: list[dict[str, Any]], window: int = 2) -> list[dict[str, Any]]:
