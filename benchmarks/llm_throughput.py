@@ -25,8 +25,9 @@ from pathlib import Path
 from typing import Any
 
 import civa_env
+from civa_env.policies import Batch
+from civa_env.policies.llm.models.tiny import SHAPES, build_random_shape, build_tiny_model
 from civa_env.policies.llm.policy import LLMPolicy
-from civa_env.policies.llm.testing import SHAPES, build_random_shape, build_tiny_model
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -34,8 +35,10 @@ RESULTS = Path(__file__).parent / "results"
 def one_day(policy: LLMPolicy, obs: dict, infos: dict, keys: list[str]) -> dict[str, float]:
     """Time one ``act`` over ``keys``; returns seconds and token counts."""
     policy.reset(None, seed=0)  # type: ignore[arg-type]
+    batch = Batch.from_observations({k: obs[k] for k in keys}, {k: infos[k] for k in keys},
+                                    day=1)
     start = time.perf_counter()
-    policy.act({k: obs[k] for k in keys}, {k: infos[k] for k in keys})
+    policy.act(batch)
     seconds = time.perf_counter() - start
     s = policy.stats
     return {"seconds": seconds, "decisions": s["decisions"], "valid": s["valid"],

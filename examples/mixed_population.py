@@ -45,7 +45,7 @@ def main() -> None:
     model = args.model
     llm_options: dict = {}
     if model is None:
-        from civa_env.policies.llm.testing import build_tiny_model
+        from civa_env.policies.llm.models.tiny import build_tiny_model
 
         model = str(build_tiny_model(Path("runs/examples/tiny-llm")))
         llm_options = {"max_new_tokens_cap": 200}  # random weights ramble until the cap

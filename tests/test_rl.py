@@ -348,7 +348,7 @@ def test_mixed_community_with_llm_scripted_and_rl(checkpoint, tmp_path):
     pytest.importorskip("transformers")
     pytest.importorskip("llguidance")
     from civa_env.experiments.runner import run_community
-    from civa_env.policies.llm.testing import build_tiny_model
+    from civa_env.policies.llm.models.tiny import build_tiny_model
 
     model_dir = build_tiny_model(tmp_path / "tiny-llm")
     cfg = Config(**{**SMALL, "obs_mode": "text", "max_days": 3, "n_agents": 10},

@@ -1,7 +1,15 @@
 """LLM residents: a batched language-model policy (``make_policy("llm", model=...)``).
 
 Heavy dependencies (torch, transformers, llguidance, vllm) are imported only when a model is
-loaded, so ``import civa_env`` stays light. See ``policy.LLMPolicy`` and docs/llm.md.
+loaded, so ``import civa_env`` stays light. See docs/llm.md. The modules:
+
+* ``policy``: ``LLMPolicy``, the daily cycle (batched phases, check, retry, fallback).
+* ``schema``: per-resident JSON schemas of an answer and the check of a parsed answer.
+* ``options``: the policy's and the backends' options, their ``key=value`` coercion.
+* ``prompts``: loading the versioned prompt files (``prompts/<version>/*.txt``).
+* ``transcript``: the transcript, prompts and stats files in a run folder.
+* ``models``: the language-model interface, its wrappers, fakes and backends.
+* ``annotator``: an LLM that labels a run's messages (sycophancy, deception...).
 """
 
 from __future__ import annotations
@@ -20,18 +28,13 @@ def make_llm_policy(model: Any = None, backend: str = "hf", **options: Any) -> P
         **options: policy options (mode, temperature, constrained, cache...) and backend
             options (device, dtype, max_batch_size...); see ``LLMPolicy``.
     """
-    from civa_env.policies.llm.policy import BACKEND_OPTIONS, OPTIONS, LLMPolicy, coerce
+    from civa_env.policies.llm.options import normalise
+    from civa_env.policies.llm.policy import LLMPolicy
 
     if model is None:
         raise ValueError("the llm policy needs a model: --model <hub id or folder> "
                          "(e.g. Qwen/Qwen2.5-1.5B-Instruct)")
-    options = {k.replace("-", "_"): coerce(k.replace("-", "_"), v) for k, v in options.items()}
-    unknown = sorted(set(options) - set(OPTIONS) - set(BACKEND_OPTIONS))
-    if unknown:
-        raise ValueError(f"unknown llm option(s) {', '.join(unknown)}; known: "
-                         f"{', '.join(sorted(OPTIONS))} (policy) and "
-                         f"{', '.join(sorted(BACKEND_OPTIONS))} (backend)")
-    return LLMPolicy(model, backend, **options)
+    return LLMPolicy(model, backend, **normalise(options))
 
 
 register_policy("llm", make_llm_policy)

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from civa_env.experiments.runfolder import read_events
-from civa_env.policies.llm.model import LanguageModel, load_model
+from civa_env.policies.llm.models import LanguageModel, load_model
 
 LABELS = ("friendly", "sycophancy", "exploitation", "deception")
 SCHEMA = {"type": "object", "properties": {k: {"type": "boolean"} for k in LABELS},

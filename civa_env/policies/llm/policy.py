@@ -9,42 +9,39 @@ calls, one per phase:
   from the briefing and memory), communication (messages), action, and a memory update that
   rewrites a short summary.
 
-Prompts are versioned files (``prompts/v1/*.txt``); the value prompt arrives inside the
-briefing. With ``constrained=True`` (default) each answer is decoded against the resident's
-own JSON schema (``schema.answer_schema``). Every answer is parsed and checked
-(``schema.check_answer``); failures get one batched retry with the error, then a safe
-default (idle, no messages), flagged in ``self.infos[key]["llm"]`` and counted in
-``self.stats`` (written to ``llm_stats.json`` in the run folder after every day); the runner
-adds each resident's decision outcomes to ``metrics.json`` and ``residents.json``. Every
-prompt and answer goes to ``transcript.jsonl`` in the run folder (started fresh by
-``open_run``), flushed after every call.
+A ``Batch`` gives each resident's briefing (``batch.texts``: the environment must render text),
+what it may do now (``batch.legal(r)``) and the day. Prompts are versioned files
+(``prompts.load_prompts``); the value prompt arrives inside the briefing. With
+``constrained=True`` (default) each answer is decoded against the resident's own JSON schema
+(``schema.answer_schema``). Every answer is parsed and checked (``schema.check_answer``);
+failures get one batched retry with the error, then a safe default (idle, no messages),
+reported in ``batch.results[key]`` and counted in ``self.stats``; the runner adds each
+resident's decision outcome to ``metrics.json`` and ``residents.json``. The run folder gets
+the transcript of every prompt and answer and the stats (``transcript.RunFiles``).
+
+Options and their ``key=value`` coercion are in ``options``; the model layer (backends,
+cache, fakes) in ``models``.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import re
-import time
 from collections.abc import Hashable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
-from string import Template
 from typing import Any
 
-from civa_env.experiments.runfolder import atomic_open
 from civa_env.policies.base import Policy
+from civa_env.policies.batch import Batch
 from civa_env.policies.llm import schema as sch
-from civa_env.policies.llm.model import (
-    CachedModel,
-    CountingModel,
-    Generation,
-    LanguageModel,
-    PromptTooLongError,
-    load_model,
-)
+from civa_env.policies.llm import transcript
+from civa_env.policies.llm.models import load_model
+from civa_env.policies.llm.models.base import Generation, LanguageModel, PromptTooLongError
+from civa_env.policies.llm.models.cache import CachedModel
+from civa_env.policies.llm.models.fake import CountingModel
+from civa_env.policies.llm.options import cache_path
+from civa_env.policies.llm.prompts import load_prompts
 from civa_env.world.config import Config
 
-PROMPT_DIR = Path(__file__).parent / "prompts"
 PHASE_KEYS = {
     "combined": ["reflection", "messages", "primary", "secondary", "memory"],
     "perception": ["reflection", "plan"],
@@ -55,44 +52,27 @@ PHASE_KEYS = {
 CYCLES = {"combined": ["combined"], "full": ["perception", "communication", "action", "memory"]}
 DECISION_PHASES = ("combined", "action")
 OUTCOMES = ("valid", "retried", "fallback")
-_DAY_RE = re.compile(r"\bDay (\d+)\b")
-
-# Policy options (the rest go to the backend), with their types for ``key=value`` strings.
-OPTIONS: dict[str, type] = {
-    "mode": str, "temperature": float, "seed": int, "max_new_tokens": int,
-    "max_new_tokens_cap": int, "constrained": bool, "retry": bool, "cache": str,
-    "cache_sampled": bool, "reflection_chars": int, "plan_chars": int, "memory_chars": int,
-    "message_chars": int, "prompt_version": str,
-}
-BACKEND_OPTIONS: dict[str, type] = {
-    "device": str, "dtype": str, "max_batch_size": int, "chat_template": str, "tokenizer": str,
-    "attn_implementation": str, "compile": bool, "trust_remote_code": bool,
-    "gpu_memory_utilization": float, "max_model_len": int, "tensor_parallel_size": int,
-    "enable_prefix_caching": bool, "structured_backend": str,
-}
+ACTION_KEYS = ("primary", "factory", "secondary", "target", "amount")
 
 
-def coerce(key: str, value: Any) -> Any:
-    """Turn a ``--llm-option key=value`` string into the option's type."""
-    kind = OPTIONS.get(key) or BACKEND_OPTIONS.get(key)
-    if not isinstance(value, str) or kind in (None, str):
-        return value
-    if kind is bool:
-        if value.lower() in ("1", "true", "yes", "on"):
-            return True
-        if value.lower() in ("0", "false", "no", "off"):
-            return False
-        raise ValueError(f"llm option {key} must be true or false, got {value!r}")
-    try:
-        return kind(value)
-    except ValueError:
-        raise ValueError(f"llm option {key} must be a {kind.__name__}, got {value!r}") from None
+@dataclass
+class ResidentTurn:
+    """One resident's day in ``act``: what it was told and may do, and what it answered.
 
+    ``fields`` gathers the checked answer fields of every phase so far (later phases see
+    the earlier ones in their prompts), ``outcomes`` the outcome of each phase, ``errors``
+    why a phase fell back.
+    """
 
-def default_cache_path() -> Path:
-    """``$XDG_CACHE_HOME/civa_env/llm_cache.sqlite`` (``~/.cache`` by default)."""
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "civa_env" / "llm_cache.sqlite"
+    key: Hashable
+    briefing: str
+    legal: Mapping[str, Any]
+    allies: set[str]
+    memory: str
+    day: int
+    fields: dict[str, Any] = field(default_factory=dict)
+    outcomes: dict[str, str] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)
 
 
 class LLMPolicy(Policy):
@@ -131,32 +111,21 @@ class LLMPolicy(Policy):
         self.limits = {"reflection_chars": reflection_chars, "plan_chars": plan_chars,
                        "memory_chars": memory_chars, "message_chars": message_chars}
         self.prompt_version = prompt_version
-        self.prompts = self._load_prompts(prompt_version)
+        self.prompts = load_prompts(prompt_version)
         self.model_name = model if isinstance(model, str) else model.identity
         self.backend_name = backend
         self.backend = load_model(model, backend, **backend_options)
         self.counter = CountingModel(self.backend)
         self.model: LanguageModel = self.counter
-        self.cache_path: Path | None = None
-        if cache not in (None, "", "off", "none", "false"):
-            self.cache_path = default_cache_path() if cache == "default" else Path(cache)
+        self.cache_path = cache_path(cache)
+        if self.cache_path is not None:
             self.model = CachedModel(self.counter, self.cache_path, cache_sampled=cache_sampled)
         self.memory: dict[Hashable, str] = {}
-        self.infos: dict[Hashable, dict[str, Any]] = {}
         self.stats = self._empty_stats()
-        self.day = 0
-        self.run_dir: Path | None = None
-        self._transcript: Any = None
+        self.day = 0  # acts so far this episode (part of the sampling seed)
+        self.files = transcript.RunFiles()
 
     # ---- lifecycle ------------------------------------------------------------------------
-    @staticmethod
-    def _load_prompts(version: str) -> dict[str, Template]:
-        folder = PROMPT_DIR / version
-        if not folder.is_dir():
-            known = sorted(p.name for p in PROMPT_DIR.iterdir() if p.is_dir())
-            raise ValueError(f"unknown prompt version {version!r}; known: {', '.join(known)}")
-        return {p.stem: Template(p.read_text()) for p in folder.glob("*.txt")}
-
     @staticmethod
     def _empty_stats() -> dict[str, Any]:
         return {"days": 0, "calls": 0, "decisions": 0,
@@ -169,32 +138,20 @@ class LLMPolicy(Policy):
         if seed is not None:
             self.base_seed = int(seed)
         self.memory.clear()
-        self.infos.clear()
         self.stats = self._empty_stats()
         self.day = 0
 
     def open_run(self, run_dir: Path | None) -> None:
-        """Write ``transcript.jsonl`` and ``llm_stats.json`` into ``run_dir`` from now on.
+        """Write ``transcript.jsonl``, ``llm_prompts.json`` and ``llm_stats.json`` into
+        ``run_dir`` from now on (None: write nothing).
 
         The transcript starts fresh: an earlier run's transcript in ``run_dir`` is replaced.
         """
-        self._close_transcript()
-        self.run_dir = Path(run_dir) if run_dir is not None else None
-        if self.run_dir is not None:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-            self._transcript = open(self.run_dir / "transcript.jsonl", "w", encoding="utf-8")
-            with atomic_open(self.run_dir / "llm_prompts.json") as f:
-                f.write(json.dumps({"version": self.prompt_version, "prompts": {
-                    k: t.template for k, t in self.prompts.items()}}, indent=1))
-
-    def _close_transcript(self) -> None:
-        if self._transcript is not None:
-            self._transcript.close()
-            self._transcript = None
+        self.files.open(run_dir, self.prompt_version, self.prompts)
 
     def close(self) -> None:
         """Close the transcript and the model."""
-        self._close_transcript()
+        self.files.close()
         self.model.close()
 
     def describe(self) -> dict[str, Any]:
@@ -206,59 +163,57 @@ class LLMPolicy(Policy):
                 "prompt_version": self.prompt_version, **self.limits}
 
     # ---- acting ---------------------------------------------------------------------------
-    def act(self, observations: Mapping[Hashable, dict],
-            infos: Mapping[Hashable, dict]) -> dict[Hashable, Any]:
-        """One structured action per key; one batched model call per phase."""
-        self.day += 1
-        self.infos = {}
-        rows: list[dict[str, Any]] = []
-        actions: dict[Hashable, Any] = {}
-        for key, obs in observations.items():
-            legal = (infos.get(key) or {}).get("legal")
-            text = obs.get("text", "") if isinstance(obs, Mapping) else ""
-            if legal is None:
-                if not text:
-                    raise ValueError(f"the LLM policy needs text observations; {key!r} has "
-                                     f"none: build the environment with obs_mode='text'")
-                actions[key] = {"primary": "idle"}  # a dead resident's last observation
-                continue
-            match = _DAY_RE.search(text)
-            rows.append({"key": key, "briefing": text, "legal": legal,
-                         "allies": sch.allies_of(legal, text),
-                         "memory": self.memory.get(key, ""),
-                         "day": int(match.group(1)) if match else self.day,
-                         "fields": {}, "outcomes": {}, "errors": []})
-        for phase in CYCLES[self.mode]:
-            if rows:
-                self._run_phase(phase, rows)
-        for row in rows:
-            f = row["fields"]
-            action = {k: f[k] for k in ("primary", "factory", "secondary", "target", "amount",
-                                        "messages") if k in f}
-            actions[row["key"]] = action
-            if "memory" in f:
-                self.memory[row["key"]] = f["memory"]
-            worst = max(row["outcomes"].values(), key=OUTCOMES.index)
-            decision = next(row["outcomes"][p] for p in DECISION_PHASES if p in row["outcomes"])
-            # "decision" is the outcome counted in stats (and by the runner in metrics.json);
-            # "outcome" is the worst of all phases (a dropped message counts there too).
-            info = {"outcome": worst, "decision": decision, "phases": row["outcomes"]}
-            if row["errors"]:
-                info["errors"] = row["errors"]
-            self.infos[row["key"]] = {"llm": info}
-        self.stats["days"] += 1
-        self._write_stats()
-        return {key: actions[key] for key in observations}
+    def act(self, batch: Batch) -> dict[Hashable, Any]:
+        """One structured action per key; one batched model call per phase.
 
-    def _prompt(self, phase: str, row: dict[str, Any]) -> list[dict[str, str]]:
-        legal, f = row["legal"], row["fields"]
+        Each resident's decision is reported in ``batch.results[key]``: ``decision`` (the
+        outcome of the phase that chose the action, counted in stats and by the runner),
+        ``outcome`` (the worst of all phases: a dropped message counts there too),
+        ``phases`` (each phase's outcome) and ``errors`` (why a phase fell back), if any.
+
+        Raises:
+            ValueError: the batch has no briefings (the environment needs obs_mode='text').
+        """
+        self.day += 1
+        if len(batch) and batch.texts is None:
+            raise ValueError(f"the LLM policy needs text observations; {batch.keys[0]!r} has "
+                             f"none: build the environment with obs_mode='text'")
+        turns = []
+        for r, key in enumerate(batch.keys):
+            legal = batch.legal(r)
+            turns.append(ResidentTurn(key=key, briefing=batch.texts[r], legal=legal,
+                                      allies=set(legal["allies"]),
+                                      memory=self.memory.get(key, ""), day=int(batch.day[r])))
+        for phase in CYCLES[self.mode]:
+            if turns:
+                self._run_phase(phase, turns)
+        actions: dict[Hashable, Any] = {}
+        for turn in turns:
+            f = turn.fields
+            actions[turn.key] = {k: f[k] for k in (*ACTION_KEYS, "messages") if k in f}
+            if "memory" in f:
+                self.memory[turn.key] = f["memory"]
+            worst = max(turn.outcomes.values(), key=OUTCOMES.index)
+            decision = next(turn.outcomes[p] for p in DECISION_PHASES if p in turn.outcomes)
+            info: dict[str, Any] = {"outcome": worst, "decision": decision,
+                                    "phases": turn.outcomes}
+            if turn.errors:
+                info["errors"] = turn.errors
+            batch.results[turn.key] = info
+        self.stats["days"] += 1
+        self.files.write_stats(self.stats, model=self.model_name, mode=self.mode,
+                               constrained=self.constrained)
+        return actions
+
+    def _prompt(self, phase: str, turn: ResidentTurn) -> list[dict[str, str]]:
+        legal, f = turn.legal, turn.fields
         sent = "; ".join(f"to {m['to']}: {m['text']}" for m in f.get("messages", [])) or "none"
         action = f"{f.get('primary', 'idle')}" + (
             f" at factory {f['factory']}" if "factory" in f else "") + (
             f", {f['secondary']} {f.get('target', '')}" if f.get("secondary", "none") != "none"
             else "")
         user = self.prompts[phase].safe_substitute(
-            briefing=row["briefing"], memory=row["memory"] or "nothing yet",
+            briefing=turn.briefing, memory=turn.memory or "nothing yet",
             reflection=f.get("reflection") or "none", plan=f.get("plan") or "none",
             sent=sent, action=action, max_messages=legal.get("max_messages", 2),
             factories=", ".join(str(m) for m in legal.get("factories", [])) or "none",
@@ -269,7 +224,7 @@ class LLMPolicy(Policy):
                 {"role": "user", "content": user}]
 
     def _generate(self, prompts: list[list[dict[str, str]]], schemas: list[Any],
-                  rows: list[dict[str, Any]], phase: str, attempt: int) -> list[Generation]:
+                  turns: list[ResidentTurn], phase: str, attempt: int) -> list[Generation]:
         if self.max_new_tokens is not None:
             budget = self.max_new_tokens
         else:
@@ -282,9 +237,9 @@ class LLMPolicy(Policy):
                                        temperature=self.temperature, seed=seed,
                                        grammars=schemas if self.constrained else None)
         except PromptTooLongError as err:
-            row = rows[err.index]
+            turn = turns[err.index]
             raise ValueError(
-                f"LLM prompt of {row['key']!r} ({phase}, day {row['day']}) has "
+                f"LLM prompt of {turn.key!r} ({phase}, day {turn.day}) has "
                 f"{err.prompt_tokens} tokens; with max_new_tokens={err.max_new_tokens} it "
                 f"exceeds the model's context of {err.limit} tokens. Shorten the briefing "
                 f"(Config.max_text_chars), memory_chars or max_new_tokens, or use a model "
@@ -297,35 +252,35 @@ class LLMPolicy(Policy):
         self.stats["generation_s"] += max((g.latency for g in gens), default=0.0)
         return gens
 
-    def _check(self, phase: str, row: dict[str, Any], gen: Generation) -> tuple[dict | None,
-                                                                               str | None]:
+    def _check(self, phase: str, turn: ResidentTurn,
+               gen: Generation) -> tuple[dict | None, str | None]:
         keys = PHASE_KEYS[phase]
         try:
             answer = sch.parse_json(gen.text)
-            return sch.check_answer(answer, keys, row["legal"], row["allies"], self.limits), None
+            return sch.check_answer(answer, keys, turn.legal, turn.allies, self.limits), None
         except ValueError as err:
             message = str(err)
             if gen.finish == "length":
                 message += " (the answer was cut off: keep it shorter)"
             return None, message
 
-    def _run_phase(self, phase: str, rows: list[dict[str, Any]]) -> None:
+    def _run_phase(self, phase: str, turns: list[ResidentTurn]) -> None:
         keys = PHASE_KEYS[phase]
-        prompts = [self._prompt(phase, row) for row in rows]
-        schemas = [sch.answer_schema(keys, row["legal"], row["allies"], self.limits)
-                   for row in rows]
-        gens = self._generate(prompts, schemas, rows, phase, 1)
-        results = [self._check(phase, row, g) for row, g in zip(rows, gens, strict=True)]
+        prompts = [self._prompt(phase, turn) for turn in turns]
+        schemas = [sch.answer_schema(keys, turn.legal, turn.allies, self.limits)
+                   for turn in turns]
+        gens = self._generate(prompts, schemas, turns, phase, 1)
+        results = [self._check(phase, turn, g) for turn, g in zip(turns, gens, strict=True)]
         ok_records = []
         failed = [k for k, (fields, _) in enumerate(results) if fields is None]
-        for k, row in enumerate(rows):
+        for k, turn in enumerate(turns):
             if results[k][0] is not None:
-                self._accept(phase, row, results[k][0], "valid")
-                ok_records.append(self._record(phase, row, prompts[k], gens[k], 1, "valid",
+                self._accept(phase, turn, results[k][0], "valid")
+                ok_records.append(self._record(phase, turn, prompts[k], gens[k], 1, "valid",
                                                None))
-        self._write(ok_records)
+        self.files.write(ok_records)
         if not failed:
-            self._count(phase, len(rows), 0)
+            self._count(phase, len(turns), 0)
             return
         second: dict[int, tuple[Generation, tuple[dict | None, str | None]]] = {}
         retry_prompts: dict[int, list[dict[str, str]]] = {}
@@ -335,31 +290,31 @@ class LLMPolicy(Policy):
                     {"role": "assistant", "content": gens[k].text},
                     {"role": "user", "content": self.prompts["retry"].safe_substitute(
                         error=results[k][1])}]
-            sub_rows = [rows[k] for k in failed]
+            sub_turns = [turns[k] for k in failed]
             gens2 = self._generate([retry_prompts[k] for k in failed],
-                                   [schemas[k] for k in failed], sub_rows, phase, 2)
+                                   [schemas[k] for k in failed], sub_turns, phase, 2)
             for k, g in zip(failed, gens2, strict=True):
-                second[k] = (g, self._check(phase, rows[k], g))
+                second[k] = (g, self._check(phase, turns[k], g))
         records = []
         for k in failed:
-            row = rows[k]
+            turn = turns[k]
             fields = second[k][1][0] if k in second else None
             outcome = "retried" if fields is not None else "fallback"
             if fields is None:
-                fields = self._fallback(phase, row)
+                fields = self._fallback(phase, turn)
                 error = second[k][1][1] if k in second else results[k][1]
-                row["errors"].append(f"{phase}: {error}")
-            self._accept(phase, row, fields, outcome)
-            records.append(self._record(phase, row, prompts[k], gens[k], 1, outcome,
+                turn.errors.append(f"{phase}: {error}")
+            self._accept(phase, turn, fields, outcome)
+            records.append(self._record(phase, turn, prompts[k], gens[k], 1, outcome,
                                         results[k][1]))
             if k in second:
-                records.append(self._record(phase, row, retry_prompts[k], second[k][0], 2,
+                records.append(self._record(phase, turn, retry_prompts[k], second[k][0], 2,
                                             outcome, second[k][1][1]))
-        self._write(records)
-        self._count(phase, len(rows) - len(failed), len(failed),
-                    sum(1 for k in failed if rows[k]["outcomes"][phase] == "retried"))
+        self.files.write(records)
+        self._count(phase, len(turns) - len(failed), len(failed),
+                    sum(1 for k in failed if turns[k].outcomes[phase] == "retried"))
 
-    def _fallback(self, phase: str, row: dict[str, Any]) -> dict[str, Any]:
+    def _fallback(self, phase: str, turn: ResidentTurn) -> dict[str, Any]:
         out: dict[str, Any] = {}
         for key in PHASE_KEYS[phase]:
             if key == "primary":
@@ -369,15 +324,15 @@ class LLMPolicy(Policy):
             elif key == "messages":
                 out["messages"] = []
             elif key == "memory":
-                out["memory"] = row["memory"]
+                out["memory"] = turn.memory
             else:
                 out[key] = ""
         return out
 
     @staticmethod
-    def _accept(phase: str, row: dict[str, Any], fields: dict[str, Any], outcome: str) -> None:
-        row["fields"].update(fields)
-        row["outcomes"][phase] = outcome
+    def _accept(phase: str, turn: ResidentTurn, fields: dict[str, Any], outcome: str) -> None:
+        turn.fields.update(fields)
+        turn.outcomes[phase] = outcome
 
     def _count(self, phase: str, valid: int, failed: int, retried: int = 0) -> None:
         counts = {"valid": valid, "retried": retried, "fallback": failed - retried}
@@ -389,39 +344,11 @@ class LLMPolicy(Policy):
         if phase in DECISION_PHASES:
             self.stats["decisions"] += valid + failed
 
-    # ---- files ----------------------------------------------------------------------------
-    def _record(self, phase: str, row: dict[str, Any], prompt: list[dict[str, str]],
+    @staticmethod
+    def _record(phase: str, turn: ResidentTurn, prompt: list[dict[str, str]],
                 gen: Generation, attempt: int, outcome: str, error: str | None) -> dict[str, Any]:
-        key = row["key"]
-        env, agent = (key[0], key[-1]) if isinstance(key, tuple) and len(key) >= 2 else (None, key)
-        record: dict[str, Any] = {
-            "day": row["day"], "agent": str(agent), "phase": phase, "attempt": attempt,
-            "prompt": prompt[-1]["content"],
-            "answer": gen.text, "prompt_tokens": gen.prompt_tokens,
-            "completion_tokens": gen.completion_tokens, "latency_s": round(gen.latency, 6),
-            "outcome": outcome, "finish": gen.finish, "cached": gen.cached}
-        if env is not None:
-            record["env"] = env if isinstance(env, (int, str)) else str(env)
-        if attempt == 2:
-            record["previous_answer"] = prompt[-2]["content"]
-        if error:
-            record["error"] = error
+        action = None
         if phase in DECISION_PHASES:
-            f = row["fields"]
-            record["action"] = {k: f[k] for k in ("primary", "factory", "secondary", "target",
-                                                  "amount") if k in f}
-        return record
-
-    def _write(self, records: list[dict[str, Any]]) -> None:
-        if self._transcript is None or not records:
-            return
-        self._transcript.write("".join(json.dumps(r) + "\n" for r in records))
-        self._transcript.flush()
-
-    def _write_stats(self) -> None:
-        if self.run_dir is None:
-            return
-        stats = dict(self.stats, model=self.model_name, mode=self.mode,
-                     constrained=self.constrained, written_at=time.time())
-        with atomic_open(self.run_dir / "llm_stats.json") as f:
-            f.write(json.dumps(stats, indent=1))
+            action = {k: turn.fields[k] for k in ACTION_KEYS if k in turn.fields}
+        return transcript.record(turn.key, turn.day, phase, attempt, prompt, gen, outcome,
+                                 error, action)

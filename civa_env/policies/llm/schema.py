@@ -1,11 +1,11 @@
 """Per-resident JSON schemas of an LLM answer, and the semantic check of a parsed answer.
 
-The schema of a resident's answer lists only what it may do now (from ``infos["legal"]``):
-the primary kinds it can afford, the factories it knows, the residents it sees as targets,
-gift amounts as whole numbers in ``1..floor(wealth)``, merges only with non-allies, and
-messages with bounded, quote-free text. Decoding constrained by it gives an answer the
-environment accepts without a flag; ``check_answer`` repeats every test in Python for
-unconstrained output (and as a guard), and turns the answer into the environment's
+The schema of a resident's answer lists only what it may do now (its legal facts, from
+``Batch.legal``): the primary kinds it can afford, the factories it knows, the residents it
+sees as targets, gift amounts as whole numbers in ``1..floor(wealth)``, merges only with
+non-allies, and messages with bounded, quote-free text. Decoding constrained by it gives an
+answer the environment accepts without a flag; ``check_answer`` repeats every test in Python
+for unconstrained output (and as a guard), and turns the answer into the environment's
 structured action dict.
 
 Answer layout (the ``combined`` phase has all keys; the full cycle splits them)::
@@ -20,25 +20,16 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Mapping
 from typing import Any
 
 TEXT_PATTERN = "^[A-Za-z0-9 ,.;:!?'()_-]*$"  # no quotes or escapes: bounded, log-safe
 _TEXT_RE = re.compile(TEXT_PATTERN)
-_ALLIES_RE = re.compile(r"Your allies: ([^\n]*)\.")
-_NAME_RE = re.compile(r"resident_\d+")
 
 
 def text_schema(max_chars: int) -> dict[str, Any]:
     """A free-text field of at most ``max_chars`` characters."""
     return {"type": "string", "maxLength": int(max_chars), "pattern": TEXT_PATTERN}
-
-
-def allies_of(legal: dict[str, Any], briefing: str) -> set[str]:
-    """The resident's allies: ``legal["allies"]`` when given, else read from the briefing."""
-    if "allies" in legal:
-        return set(legal["allies"])
-    match = _ALLIES_RE.search(briefing or "")
-    return set(_NAME_RE.findall(match.group(1))) if match else set()
 
 
 def _obj(props: dict[str, Any]) -> dict[str, Any]:
@@ -50,7 +41,7 @@ def _one_of(options: list[dict[str, Any]]) -> dict[str, Any]:
     return options[0] if len(options) == 1 else {"anyOf": options}
 
 
-def primary_schema(legal: dict[str, Any]) -> dict[str, Any]:
+def primary_schema(legal: Mapping[str, Any]) -> dict[str, Any]:
     """The primary kinds and factories this resident may choose."""
     factories = [int(m) for m in legal.get("factories", [])]
     simple = ["explore", "idle"] + (["upgrade_self"] if legal.get("can_upgrade") else [])
@@ -63,7 +54,7 @@ def primary_schema(legal: dict[str, Any]) -> dict[str, Any]:
     return _one_of(options)
 
 
-def secondary_schema(legal: dict[str, Any], allies: set[str]) -> dict[str, Any]:
+def secondary_schema(legal: Mapping[str, Any], allies: set[str]) -> dict[str, Any]:
     """The secondary kinds and targets this resident may choose."""
     targets = list(legal.get("targets", []))
     options = [_obj({"kind": {"const": "none"}})]
@@ -79,7 +70,7 @@ def secondary_schema(legal: dict[str, Any], allies: set[str]) -> dict[str, Any]:
     return _one_of(options)
 
 
-def messages_schema(legal: dict[str, Any], message_chars: int) -> dict[str, Any]:
+def messages_schema(legal: Mapping[str, Any], message_chars: int) -> dict[str, Any]:
     """Up to ``max_messages`` messages to a seen resident or everyone."""
     chars = min(int(message_chars), int(legal.get("max_message_chars", message_chars)))
     return {"type": "array", "maxItems": int(legal.get("max_messages", 2)),
@@ -87,7 +78,7 @@ def messages_schema(legal: dict[str, Any], message_chars: int) -> dict[str, Any]
                            "text": text_schema(chars)})}
 
 
-def answer_schema(keys: list[str], legal: dict[str, Any], allies: set[str],
+def answer_schema(keys: list[str], legal: Mapping[str, Any], allies: set[str],
                   limits: dict[str, int]) -> dict[str, Any]:
     """The schema of an answer with ``keys`` (in order); ``limits`` gives text lengths."""
     props: dict[str, Any] = {}
@@ -148,7 +139,7 @@ def _text(value: Any, key: str, max_chars: int) -> str:
     return value
 
 
-def check_answer(answer: dict[str, Any], keys: list[str], legal: dict[str, Any],
+def check_answer(answer: dict[str, Any], keys: list[str], legal: Mapping[str, Any],
                  allies: set[str], limits: dict[str, int]) -> dict[str, Any]:
     """Validate a parsed answer against what the resident may do now.
 
@@ -180,7 +171,7 @@ def _kind(value: Any, key: str) -> str:
     return value["kind"]
 
 
-def _check_primary(value: Any, legal: dict[str, Any]) -> dict[str, Any]:
+def _check_primary(value: Any, legal: Mapping[str, Any]) -> dict[str, Any]:
     kind = _kind(value, "primary")
     factories = [int(m) for m in legal.get("factories", [])]
     if kind in ("explore", "idle"):
@@ -198,7 +189,7 @@ def _check_primary(value: Any, legal: dict[str, Any]) -> dict[str, Any]:
                      f"upgrade_factory or idle")
 
 
-def _check_secondary(value: Any, legal: dict[str, Any], targets: list[str],
+def _check_secondary(value: Any, legal: Mapping[str, Any], targets: list[str],
                      allies: set[str]) -> dict[str, Any]:
     kind = _kind(value, "secondary")
     if kind == "none":
@@ -224,7 +215,7 @@ def _check_secondary(value: Any, legal: dict[str, Any], targets: list[str],
     return out
 
 
-def _check_messages(value: Any, legal: dict[str, Any], targets: list[str],
+def _check_messages(value: Any, legal: Mapping[str, Any], targets: list[str],
                     message_chars: int) -> list[dict[str, str]]:
     if not isinstance(value, list):
         raise ValueError('"messages" must be a list')

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from civa_env.policies.llm.model import (
+from civa_env.policies.llm.models.base import (
     Generation,
     Grammar,
     LanguageModel,
@@ -210,7 +210,7 @@ class HFModel(LanguageModel):
     def lltokenizer(self) -> Any:
         """The llguidance tokenizer, built on first use."""
         if self._lltok is None:
-            from civa_env.policies.llm.constrained import make_tokenizer
+            from civa_env.policies.llm.models.constrained import make_tokenizer
 
             n_vocab = max(self.model.config.vocab_size, len(self.tokenizer))
             self._lltok = make_tokenizer(self.tokenizer, n_vocab, self.eos_ids)
@@ -261,7 +261,7 @@ class HFModel(LanguageModel):
         processors = LogitsProcessorList()
         grammar_proc = None
         if any(g is not None for g in grammars):
-            from civa_env.policies.llm.constrained import JsonGrammarProcessor
+            from civa_env.policies.llm.models.constrained import JsonGrammarProcessor
 
             grammar_proc = JsonGrammarProcessor(self.lltokenizer, grammars, self.eos_ids)
             processors.append(grammar_proc)

@@ -13,7 +13,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from civa_env.policies.llm.model import (
+from civa_env.policies.llm.models.base import (
     Generation,
     Grammar,
     LanguageModel,

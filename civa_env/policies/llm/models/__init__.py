@@ -1,0 +1,37 @@
+"""The language-model layer: one interface, same-interface wrappers, fakes and backends.
+
+* ``base``: the ``LanguageModel`` interface, ``Generation``, ``PromptTooLongError``.
+* ``cache``: ``CachedModel``, the sqlite answer cache in front of any model.
+* ``fake``: ``FakeModel`` (answers from a function) and ``CountingModel`` (counts calls).
+* ``hf``: ``HFModel``, the transformers backend (torch, transformers).
+* ``vllm``: ``VLLMModel``, the vLLM backend (CUDA).
+* ``constrained``: the llguidance logits processor the transformers backend decodes with.
+* ``tiny``: random-weight models built locally, for tests and benchmarks.
+
+``load_model`` builds a backend by name. Only ``base`` is imported here; the backends import
+their heavy dependencies when a model is loaded.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from civa_env.policies.llm.models.base import LanguageModel
+
+
+def load_model(model: str | LanguageModel, backend: str = "hf", **options: Any) -> LanguageModel:
+    """A backend by name: ``hf`` (transformers) or ``vllm``; a LanguageModel passes through."""
+    if isinstance(model, LanguageModel):
+        return model
+    if backend == "hf":
+        from civa_env.policies.llm.models.hf import HFModel
+
+        return HFModel(model, **options)
+    if backend == "vllm":
+        from civa_env.policies.llm.models.vllm import VLLMModel
+
+        return VLLMModel(model, **options)
+    raise ValueError(f"unknown LLM backend {backend!r}; use 'hf' (transformers) or 'vllm'")
+
+
+__all__ = ["LanguageModel", "load_model"]
