@@ -20,6 +20,7 @@ import tracemalloc
 import numpy as np
 
 import civa_env
+from civa_env.policies.batch import Batch
 from civa_env.policies.random import RandomPolicy
 from civa_env.world.perception import Briefer
 
@@ -34,7 +35,7 @@ def measure(n_agents: int, obs_mode: str, seconds: float, seed: int = 0) -> dict
     while time.perf_counter() - start < seconds:
         obs, infos = env.reset()
         while env.agents:
-            actions = policy.act({a: obs[a] for a in env.agents}, infos)
+            actions = policy.act(Batch.from_observations({a: obs[a] for a in env.agents}, infos))
             t = time.perf_counter()
             obs, _, _, _, infos = env.step(actions)
             step_time += time.perf_counter() - t
@@ -53,7 +54,7 @@ def measure(n_agents: int, obs_mode: str, seconds: float, seed: int = 0) -> dict
     text_us = (time.perf_counter() - t) / (reps * len(living)) * 1e6
     # Memory allocated during one step, per resident in it.
     obs, infos = env.reset(seed=seed)
-    actions = policy.act({a: obs[a] for a in env.agents}, infos)
+    actions = policy.act(Batch.from_observations({a: obs[a] for a in env.agents}, infos))
     tracemalloc.start()
     env.step(actions)
     peak = tracemalloc.get_traced_memory()[1]

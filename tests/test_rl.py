@@ -22,6 +22,7 @@ pytest.importorskip("sb3_contrib")
 from civa_env import Config  # noqa: E402
 from civa_env.envs.sb3 import CivaVecEnv, shape_signature  # noqa: E402
 from civa_env.policies import make_policy  # noqa: E402
+from civa_env.policies.batch import Batch
 from civa_env.policies.sb3 import CheckpointMismatch, read_metadata  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -83,27 +84,28 @@ def test_evaluation_returns_match_the_env_rewards(reward):
     """``play``'s per-policy returns, rebuilt from the step loop's records, equal the sum of
     the rewards the env hands out (deaths, newcomers and the last day included)."""
     from civa_env.envs.parallel import CivaEnv
+    from civa_env.world.day import policy_seed
 
     cfg = Config(**SMALL, reward=reward, birth_threshold=11.0, birth_prob=0.6, upkeep=1.3)
     for name, seed in [("random", 0), ("scripted", 1)]:
         env, policy = CivaEnv(cfg), make_policy(name)
-        policy.reset(cfg, seed=seed)
+        policy.reset(cfg, seed=policy_seed(seed, 0))  # the step loop's seed for policy 0
         obs, infos = env.reset(seed=seed)
         returns: dict[str, float] = {}
         while env.agents:
-            obs, rewards, _, _, infos = env.step(policy.act(
-                {a: obs[a] for a in env.agents}, {a: infos[a] for a in env.agents}))
+            live = {a: obs[a] for a in env.agents}
+            obs, rewards, _, _, infos = env.step(policy.act(Batch.from_observations(live, infos)))
             for a, r in rewards.items():
                 returns[a] = returns.get(a, 0.0) + r
         (record,) = train_ppo.play(cfg, {name: 1.0}, {name: make_policy(name)}, 1, seed)
         group = record["by_policy"][name]
-        assert group["residents"] == env.world.n_used > cfg.n_agents  # newcomers counted
-        expected = sum(returns.values()) / env.world.n_used
+        assert group["residents"] == env.world.state.n_used > cfg.n_agents  # newcomers counted
+        expected = sum(returns.values()) / env.world.state.n_used
         assert group["mean_return"] == pytest.approx(expected, abs=1e-3)
         # The breakdown is the runner's: wealth at the end averages the living only.
-        living = env.world.alive
+        living = env.world.state.alive
         assert group["mean_wealth_end"] == pytest.approx(
-            env.world.wealth[living].mean() if living.any() else 0.0)
+            env.world.state.wealth[living].mean() if living.any() else 0.0)
 
 
 def test_evaluation_tables_from_a_checkpoint(checkpoint, tmp_path):
@@ -188,7 +190,7 @@ def test_checkpoint_loads_in_fresh_process(checkpoint):
 import json, sys
 import civa_env
 assert "torch" not in sys.modules and "stable_baselines3" not in sys.modules
-from civa_env.policies import make_policy
+from civa_env.policies import Batch, make_policy
 cfg = civa_env.Config(**{SMALL!r})
 env = civa_env.parallel_env(cfg)
 policy = make_policy("ppo:{checkpoint}", seed=0)
@@ -196,7 +198,7 @@ policy.reset(cfg, seed=0)
 obs, infos = env.reset(seed=5)
 days = valid = total = 0
 while env.agents and days < 10:
-    acts = policy.act(obs, infos)
+    acts = policy.act(Batch.from_observations(obs, infos))
     for a, x in acts.items():
         total += 1
         valid += int(obs[a]["action_mask"][x])
@@ -248,7 +250,7 @@ def test_mismatched_checkpoint_names_the_fields(checkpoint):
     env = civa_env.parallel_env(**{**SMALL, "n_factories": 4})
     obs, infos = env.reset(seed=0)
     with pytest.raises(CheckpointMismatch, match="features"):
-        policy.act(obs, infos)
+        policy.act(Batch.from_observations(obs, infos))
 
 
 def test_checkpoint_runs_in_other_community_sizes_and_text_limits(checkpoint):
@@ -261,7 +263,7 @@ def test_checkpoint_runs_in_other_community_sizes_and_text_limits(checkpoint):
     policy.reset(other, seed=0)
     env = civa_env.parallel_env(other)
     obs, infos = env.reset(seed=0)
-    actions = policy.act(obs, infos)
+    actions = policy.act(Batch.from_observations(obs, infos))
     assert len(actions) == 20 and all(obs[a]["action_mask"][x] for a, x in actions.items())
     # @strict checks every recorded field, and names each one that differs.
     strict = make_policy(f"ppo:{checkpoint}@strict")

@@ -7,16 +7,13 @@ import json
 import numpy as np
 import pytest
 
-from civa_env.experiments.runner import (
+from civa_env.experiments.runfolder import (
     RunFolderError,
-    assign_policies,
     is_complete_run,
     is_run_dir,
-    parse_mix,
     prepare_run_dir,
-    run_communities,
-    run_community,
 )
+from civa_env.experiments.runner import assign_policies, parse_mix, run_communities, run_community
 from civa_env.policies import RandomPolicy, make_policy
 from civa_env.policies.base import Policy
 from civa_env.world import metrics
@@ -63,9 +60,9 @@ class Spy(Policy):
     def open_run(self, run_dir):
         self.opened = run_dir
 
-    def act(self, observations, infos):
-        self.calls.append(list(observations))
-        return self.inner.act(observations, infos)
+    def act(self, batch):
+        self.calls.append(list(batch.keys))
+        return self.inner.act(batch)
 
 
 def test_one_call_per_policy_per_day_across_envs(tmp_path):
@@ -147,11 +144,11 @@ class Crash(Policy):
     def reset(self, cfg, seed=None):
         self.inner.reset(cfg, seed)
 
-    def act(self, observations, infos):
+    def act(self, batch):
         self.day += 1
         if self.day == 6:
             raise RuntimeError("policy crashed")
-        return self.inner.act(observations, infos)
+        return self.inner.act(batch)
 
 
 def test_crash_leaves_events_readable_up_to_last_day(tmp_path):
@@ -239,15 +236,15 @@ def test_episode_build_failure_fails_earlier_episodes(tmp_path, monkeypatch):
     from civa_env.experiments import runner
 
     built = []
-    real = runner.CivaEnv
+    real = runner.world_fn.reset
 
-    def env_factory(cfg):
+    def world_factory(cfg, seed=None):
         if built:
             raise RuntimeError("cannot build the second environment")
         built.append(cfg)
-        return real(cfg)
+        return real(cfg, seed)
 
-    monkeypatch.setattr(runner, "CivaEnv", env_factory)
+    monkeypatch.setattr(runner.world_fn, "reset", world_factory)
     opened = []
     real_open = open
 
@@ -269,7 +266,7 @@ def test_episode_build_failure_fails_earlier_episodes(tmp_path, monkeypatch):
 
 def test_atomic_writes_use_private_temporary_files(tmp_path):
     """Two writers never share a temporary file: a fixed ``NAME.tmp`` is not used."""
-    from civa_env.experiments.runner import write_json_atomic
+    from civa_env.experiments.runfolder import write_json_atomic
 
     (tmp_path / "x.json.tmp").mkdir()  # would block a fixed temporary name
     write_json_atomic(tmp_path / "x.json", {"a": 1})

@@ -10,6 +10,7 @@ import pytest
 import civa_env
 from civa_env.experiments.runner import run_community
 from civa_env.policies import make_policy
+from civa_env.policies.batch import Batch
 from civa_env.policies.scripted import ScriptedPolicy
 from civa_env.policies.scripted_table import (
     BASELINE,
@@ -34,7 +35,7 @@ def play(seed: int = 0, **kwargs):
     days, invalid = [], []
     while env.agents:
         live = {a: obs[a] for a in env.agents}
-        actions = policy.act(live, {a: infos[a] for a in env.agents})
+        actions = policy.act(Batch.from_observations(live, {a: infos[a] for a in env.agents}))
         for agent, action in actions.items():
             if isinstance(action, int):
                 assert obs[agent]["action_mask"][action] == 1, "flat id outside the mask"
@@ -48,7 +49,7 @@ def play(seed: int = 0, **kwargs):
 def test_actions_are_valid_in_both_observation_modes(mode):
     env, days, invalid = play(seed=3, obs_mode=mode, condition="with:power", prevalence=0.5)
     assert invalid == []
-    assert len(days) == env.cfg.max_days or env.world.alive.sum() == 0
+    assert len(days) == env.cfg.max_days or env.world.state.alive.sum() == 0
     kinds = {type(a) for day in days for a in day.values()}
     assert kinds == {int, dict}  # flat ids when possible, dicts for gifts and messages
 
@@ -136,8 +137,18 @@ def test_deceptive_attack_follows_a_friendly_message_to_the_victim():
     assert env.summary()["behaviours"]["deception"] >= len(masked)
 
 
-def test_numeric_mode_deceives_through_broadcasts():
-    env, _, _ = play(seed=1, condition="with:power", prevalence=1.0, obs_mode="numeric")
+def test_without_legal_facts_deceives_through_broadcasts():
+    """A batch built from features alone (no legal facts: no names per view slot) still
+    prepares attacks, with a broadcast peaceful message."""
+    env = civa_env.parallel_env(seed=1, condition="with:power", prevalence=1.0,
+                                obs_mode="numeric")
+    policy = make_policy("scripted")
+    policy.reset(env.cfg, 1)
+    obs, infos = env.reset(seed=1)
+    while env.agents:
+        batch = Batch.from_observations({a: obs[a] for a in env.agents})
+        assert batch.legal_facts is None
+        obs, _, _, _, infos = env.step(policy.act(batch))
     broadcasts = [e for e in env.log.events()
                   if e.kind == EventKind.MESSAGE and e.target is None and "peace" in e.text]
     assert broadcasts
@@ -153,9 +164,9 @@ def test_memory_is_kept_for_the_living_only():
     obs, infos = env.reset(seed=2)
     deaths = 0
     while env.agents:
-        actions = policy.act({a: obs[a] for a in env.agents}, {a: infos[a] for a in env.agents})
+        actions = policy.act(Batch.from_observations({a: obs[a] for a in env.agents}, infos))
         remembered = set(policy._last_factory) | set(policy._plan)
         assert remembered <= set(env.agents)
         obs, _, terminations, _, infos = env.step(actions)
         deaths += sum(terminations.values())
-    assert deaths > 0 and env.world.n_used > len(policy._last_factory)
+    assert deaths > 0 and env.world.state.n_used > len(policy._last_factory)

@@ -40,6 +40,7 @@ from civa_env.world.perception import (
     Briefer,
     LegalFacts,
     compute_view,
+    feature_size,
     features,
     inbox_count,
 )
@@ -116,6 +117,10 @@ class World:
         rows = np.asarray(rows, np.int64)
         if text is None:
             text = cfg.obs_mode == "text"
+        if len(rows) == 0:
+            return Observation(rows, np.zeros((0, feature_size(cfg)), np.float32),
+                               np.zeros((0, self.catalogue.size), np.int8), [],
+                               [] if text else None, state.day + 1)
         feats = features(state, self.view, rows, inbox_count(state), cfg)
         masks = self.catalogue.mask(state, self.view, rows, cfg)
         legal = [LegalFacts(state, self.view, cfg, i) for i in rows.tolist()]
