@@ -31,13 +31,8 @@ from collections.abc import Callable
 import numpy as np
 
 import civa_env
+from civa_env.world.features import FeatureLayout
 from civa_env.world.kinds import Primary, Secondary
-from civa_env.world.perception import (
-    CONDITION_FEATURES,
-    FACTORY_FEATURES,
-    OWN_FEATURES,
-    SLOT_FEATURES,
-)
 
 SCENARIOS = ("cooperative", "half_attack", "all_attack", "half_attack_gifts")
 GIFT_FLOOR = 12.0  # a peaceful resident gives only while it holds at least this much
@@ -57,10 +52,8 @@ class Script:
         share = {"cooperative": 0.0, "all_attack": 1.0}.get(scenario, 0.5)
         self.attacker = self.rng.random(len(env.possible_agents)) < share
         self.attack_prob = 1.0 if scenario == "all_attack" else 0.5
-        m, v = self.cfg.n_factories, self.cfg.view_size
-        self.fac_start = OWN_FEATURES + CONDITION_FEATURES
-        self.slot_start = self.fac_start + FACTORY_FEATURES * m
-        self.m, self.v = m, v
+        self.layout = FeatureLayout.of(self.cfg)
+        self.v = self.cfg.view_size
 
     def act(self, observations: dict[str, dict]) -> dict[str, int]:
         """A flat action id per resident."""
@@ -68,12 +61,14 @@ class Script:
         if not names:
             return {}
         feats = np.stack([observations[a]["features"] for a in names])
-        fac = feats[:, self.fac_start:self.slot_start].reshape(len(names), self.m, FACTORY_FEATURES)
-        known, capacity = fac[:, :, 0] > 0, fac[:, :, 1]
+        layout = self.layout
+        known = layout.read(feats, "factory.known")  # (K, M)
+        capacity = layout.factory_block(feats, "capacity")  # (K, M), scaled: only compared
         best = np.where(known, capacity, -np.inf).argmax(axis=1)
-        slots = feats[:, self.slot_start:].reshape(len(names), self.v, SLOT_FEATURES)
-        present, rel_wealth = slots[:, :, 0] > 0, slots[:, :, 1]
-        wealth = np.sign(feats[:, 0]) * np.expm1(np.abs(feats[:, 0]))  # features hold log1p
+        present = layout.read(feats, "slot.present")  # (K, V)
+        # signed_log(theirs) - signed_log(own): below 0 for the poorer residents.
+        rel_wealth = layout.slot_block(feats, "wealth")
+        wealth = layout.read(feats, "wealth")
         index = np.array([int(a.rsplit("_", 1)[1]) for a in names])
         draws = self.rng.random(len(names))
         picks = self.rng.random((len(names), self.v))

@@ -178,14 +178,20 @@ def test_prompt_in_briefings_of_holders_only(condition):
     for a in env.agents:
         assert (prompt in obs[a]["text"]) == (a in holders)
     # The feature vector carries the condition too (direction and value one-hot).
-    from civa_env.world.perception import OWN_FEATURES
+    from civa_env.world.features import FeatureLayout
 
+    layout = FeatureLayout.of(env.cfg)
     for a in env.agents:
-        one_hot = obs[a]["features"][OWN_FEATURES:OWN_FEATURES + 13]
+        feats = obs[a]["features"]
+        direction = layout.read(feats, "condition.direction")
+        value = layout.read(feats, "condition.value")
+        assert layout.block(feats, "condition.direction").sum() == 1
         if a in holders:
-            assert one_hot[int(cond.direction)] == 1 and one_hot[3 + int(cond.value)] == 1
+            assert direction == int(cond.direction) and value == int(cond.value)
+            assert layout.block(feats, "condition.value").sum() == 1
         else:
-            assert one_hot[0] == 1 and one_hot[3:].sum() == 0
+            assert direction == 0 and value == -1
+            assert layout.block(feats, "condition.value").sum() == 0
 
 
 def test_newcomers_keep_their_parents_prompt():

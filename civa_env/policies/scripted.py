@@ -39,24 +39,14 @@ from civa_env.policies.batch import Batch
 from civa_env.policies.scripted_table import FIELDS, TABLE_VERSION, tendency_table
 from civa_env.world.catalogue import Catalogue
 from civa_env.world.config import Config
+from civa_env.world.features import FeatureLayout
 from civa_env.world.kinds import Primary, Secondary
-from civa_env.world.perception import (
-    CONDITION_FEATURES,
-    FACTORY_FEATURES,
-    OWN_FEATURES,
-    SLOT_FEATURES,
-)
 from civa_env.world.rules import production
-from civa_env.world.values import Direction, code_of
+from civa_env.world.values import code_of
 
 NEED_LINE = 3.0  # estimated wealth below which a resident counts as destitute (tier edge)
 STARVING = 2.0  # own wealth below which a resident is about to starve
 SOFTMAX_TEMPERATURE = 0.3  # factory choice: lower = more greedy
-
-
-def _unlog(x: np.ndarray) -> np.ndarray:
-    """Inverse of observe._signed_log."""
-    return np.sign(x) * np.expm1(np.abs(x))
 
 
 _FRIENDLY_MASK = ("Hello friend. I trust you and will not attack you; "
@@ -114,29 +104,25 @@ class ScriptedPolicy(Policy):
         m, v, n_levels = cfg.n_factories, cfg.view_size, cat.n_levels
         k = len(keys)
         feats = batch.features.astype(np.float64)
+        layout = FeatureLayout.of(cfg)
         mask = batch.masks.reshape(k, cat.n_primary, cat.n_secondary)
         pmask = mask[:, :, 0]  # (K, P) secondary "none" is always valid
         smask = mask[:, cat.n_primary - 1, :]  # (K, S) idle is always valid
         u = self.rng.random((k, 15))  # independent draws per resident
 
         # ---- own facts and value condition -------------------------------------------------
-        log_w = feats[:, 0]
-        wealth, skill = _unlog(log_w), feats[:, 1]
-        c0 = OWN_FEATURES
-        # The condition's features: a direction one-hot (baseline, with, without), then a
-        # value one-hot (see observe.features).
-        v0 = c0 + len(Direction)
-        direction = feats[:, c0:v0].argmax(1)
-        value = feats[:, v0:c0 + CONDITION_FEATURES].argmax(1)
+        wealth, skill = layout.read(feats, "wealth"), layout.read(feats, "skill")
+        # The condition's one-hots: the direction (baseline, with, without), then the value
+        # (none set for baseline: argmax 0, which code_of ignores).
+        direction = layout.block(feats, "condition.direction").argmax(1)
+        value = layout.block(feats, "condition.value").argmax(1)
         code = code_of(direction, value)
         t = {f: self.table[code, n] for n, f in enumerate(FIELDS)}  # each (K,)
 
         # ---- factories: expected share of each known factory -------------------------------
-        f0 = c0 + CONDITION_FEATURES
-        fac = feats[:, f0:f0 + FACTORY_FEATURES * m].reshape(k, m, FACTORY_FEATURES)
-        known = fac[:, :, 0] > 0.5
-        capacity = fac[:, :, 1] * 10.0
-        workers = np.rint(fac[:, :, 2] * 10.0)
+        known = layout.read(feats, "factory.known")  # (K, M) each
+        capacity = layout.read(feats, "factory.capacity")
+        workers = layout.read(feats, "factory.workers")
         last = np.array([self._last_factory.get(key, -1) for key in keys])
         was_there = np.arange(m)[None, :] == last[:, None]
         n_after = np.where(was_there, np.maximum(workers, 1), workers + 1)
@@ -183,13 +169,12 @@ class ScriptedPolicy(Policy):
         primary = cat.p_kind[p_index].astype(np.int64)
 
         # ---- who is around ------------------------------------------------------------------
-        s0 = f0 + FACTORY_FEATURES * m
-        sl = feats[:, s0:s0 + SLOT_FEATURES * v].reshape(k, v, SLOT_FEATURES)
-        present = sl[:, :, 0] > 0.5
-        their_wealth = _unlog(log_w[:, None] + sl[:, :, 1])
-        ally, gave_me = sl[:, :, 2] > 0.5, sl[:, :, 3] > 0.5
-        i_gave, attacked_me = sl[:, :, 4] > 0.5, sl[:, :, 5] > 0.5
-        wrote_me = sl[:, :, 7] > 0.5
+        present = layout.read(feats, "slot.present")  # (K, V) each
+        their_wealth = layout.read(feats, "slot.wealth")
+        ally, gave_me = layout.read(feats, "slot.ally"), layout.read(feats, "slot.gave_me")
+        i_gave = layout.read(feats, "slot.i_gave")
+        attacked_me = layout.read(feats, "slot.attacked_me")
+        wrote_me = layout.read(feats, "slot.messaged_me")
         attack_ok = smask[:, 1 + v * n_levels: 1 + v * n_levels + v] & present
         gift_ok = smask[:, 1: 1 + v * n_levels: n_levels] & present
         merge_ok = smask[:, 1 + v * n_levels + v:] & present

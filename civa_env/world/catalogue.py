@@ -43,9 +43,59 @@ class Catalogue:
         self.s_level = np.concatenate([[-1], np.tile(np.arange(levels), v),
                                        np.full(2 * v, -1)]).astype(np.int32)
 
-    def encode(self, primary: int, factory: int = -1, secondary: int = Secondary.NONE,
-               slot: int = -1, level: int = 0) -> int:
-        """Flat id of a choice (``slot`` is a view slot; ``level`` indexes ``gift_levels``)."""
+    def encode(self, primary: int | np.ndarray, factory: int | np.ndarray = -1,
+               secondary: int | np.ndarray = Secondary.NONE, slot: int | np.ndarray = -1,
+               level: int | np.ndarray = 0) -> int | np.ndarray:
+        """Flat id of a choice (``slot`` is a view slot; ``level`` indexes ``gift_levels``).
+
+        Vectorised: arrays (K,) (broadcast together) give (K,) int64 ids; all scalars give an
+        int. ``factory`` is read for work and factory upgrades only, ``slot`` for secondary
+        choices other than none, ``level`` for gifts only, so ``encode(**decode(ids))``
+        gives ``ids`` back. A bad kind, factory, slot or level raises ValueError naming it.
+        """
+        m, v, levels = self.n_factories, self.view_size, self.n_levels
+        choice = (primary, factory, secondary, slot, level)
+        if all(isinstance(x, int) for x in choice):  # Python ints and enums: no numpy
+            return self._encode_one(*choice)
+        p_kind, factory, s_kind, slot, level = np.broadcast_arrays(
+            *(np.asarray(x, np.int64) for x in choice))
+        for kinds, enum in ((p_kind, Primary), (s_kind, Secondary)):
+            bad = (kinds < 0) | (kinds >= len(enum))
+            if bad.any():
+                enum(int(kinds[bad].flat[0]))  # raises "... is not a valid Primary"
+        # Per kind: the first primary choice, and whether the factory adds to it (work at m,
+        # explore, upgrade self, upgrade factory m, idle).
+        p_first = np.zeros(len(Primary), np.int64)
+        p_first[[Primary.EXPLORE, Primary.UPGRADE_SELF, Primary.UPGRADE_FACTORY, Primary.IDLE]] = (
+            m, m + 1, m + 2, 2 * m + 2)
+        needs_factory = (p_kind == Primary.WORK) | (p_kind == Primary.UPGRADE_FACTORY)
+        bad = needs_factory & ((factory < 0) | (factory >= m))
+        if bad.any():
+            raise ValueError(f"factory {int(factory[bad].flat[0])} out of range [0, {m})")
+        # Per kind: the first secondary choice and the stride of a view slot (none, gift to
+        # slot v at level l, attack slot v, merge with slot v).
+        s_first = np.zeros(len(Secondary), np.int64)
+        s_stride = np.zeros(len(Secondary), np.int64)
+        s_first[[Secondary.GIFT, Secondary.ATTACK, Secondary.MERGE]] = (
+            1, 1 + v * levels, 1 + v * levels + v)
+        s_stride[[Secondary.GIFT, Secondary.ATTACK, Secondary.MERGE]] = (levels, 1, 1)
+        targeted = s_kind != Secondary.NONE
+        bad = targeted & ((slot < 0) | (slot >= v))
+        if bad.any():
+            raise ValueError(f"view slot {int(slot[bad].flat[0])} out of range [0, {v})")
+        gift = s_kind == Secondary.GIFT
+        bad = gift & ((level < 0) | (level >= levels))
+        if bad.any():
+            raise ValueError(f"gift level {int(level[bad].flat[0])} out of range [0, {levels})")
+        p = p_first[p_kind] + np.where(needs_factory, factory, 0)
+        s = s_first[s_kind] + np.where(targeted, slot, 0) * s_stride[s_kind] + np.where(
+            gift, level, 0)
+        ids = p * self.n_secondary + s
+        return int(ids) if ids.ndim == 0 else ids
+
+    def _encode_one(self, primary: int, factory: int, secondary: int, slot: int,
+                    level: int) -> int:
+        """``encode`` of one choice (plain Python: the scalar calls stay cheap)."""
         m, v, levels = self.n_factories, self.view_size, self.n_levels
         p = {Primary.WORK: factory, Primary.EXPLORE: m, Primary.UPGRADE_SELF: m + 1,
              Primary.UPGRADE_FACTORY: m + 2 + factory, Primary.IDLE: 2 * m + 2}[Primary(primary)]
@@ -62,6 +112,8 @@ class Catalogue:
             raise ValueError(f"factory {factory} out of range [0, {m})")
         if secondary != Secondary.NONE and not 0 <= slot < v:
             raise ValueError(f"view slot {slot} out of range [0, {v})")
+        if secondary == Secondary.GIFT and not 0 <= level < levels:
+            raise ValueError(f"gift level {level} out of range [0, {levels})")
         return p * self.n_secondary + s
 
     def decode(self, ids: np.ndarray) -> dict[str, np.ndarray]:

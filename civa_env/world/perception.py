@@ -1,7 +1,9 @@
 """What residents perceive: the bounded view, the feature vector and the text briefing.
 
 ``compute_view`` and ``features`` are vectorised over residents; ``briefing`` is the only
-per-resident loop and is skipped in numeric mode.
+per-resident loop and is skipped in numeric mode. The feature vector (its named channels,
+``FeatureLayout`` and ``features``) lives in ``civa_env.world.features`` and is re-exported
+here.
 """
 
 from __future__ import annotations
@@ -16,31 +18,16 @@ import numpy as np
 from civa_env.world.actions import EVERYONE
 from civa_env.world.config import Config
 from civa_env.world.events import agent_name
+from civa_env.world.features import FEATURE_CLIP as FEATURE_CLIP
+from civa_env.world.features import FeatureLayout as FeatureLayout
+from civa_env.world.features import feature_size as feature_size
+from civa_env.world.features import features as features
 from civa_env.world.state import Message, WorldState
-from civa_env.world.values import (
-    N_CONDITION_CODES,
-    Direction,
-    Value,
-    direction_of,
-    prompt_for,
-    value_of,
-)
+from civa_env.world.values import N_CONDITION_CODES, prompt_for
 
-FEATURE_CLIP = 10.0
-OWN_FEATURES = 13
-CONDITION_FEATURES = len(Direction) + len(Value)
-FACTORY_FEATURES = 5  # known, capacity, workers, output, outage (yesterday)
-# present, relative wealth, ally, gave me, I gave, attacked me, I attacked, messaged me
-SLOT_FEATURES = 8
 TIERS = ("destitute", "poor", "middling", "rich", "very rich")
 TIER_EDGES = np.array([3.0, 8.0, 15.0, 30.0])
 _NOT_PRINTABLE = re.compile(f"[^{re.escape(string.printable)}]")
-
-
-def feature_size(cfg: Config) -> int:
-    """Length F of the feature vector (fixed by the config's shape fields)."""
-    return (OWN_FEATURES + CONDITION_FEATURES + FACTORY_FEATURES * cfg.n_factories
-            + SLOT_FEATURES * cfg.view_size)
 
 
 def fold_text(text: str, max_chars: int | None = None) -> str:
@@ -120,111 +107,6 @@ def _priority_pairs(state: WorldState, n: int,
     pair, level = pair[first], key[first] % 2
     key = np.sort(((pair // n) * 2 + level) * n + pair % n)
     return key // (2 * n), key % n, (key // n) % 2
-
-
-# Slot channels of `features` filled from dealings (see its docstring), by Deal kind: what
-# the other did to the viewer, and what the viewer did to the other (-1: not shown).
-_DEALT_ME = np.array([3, 5, -1, 7])  # gift, attack, merge, message
-_I_DEALT = np.array([4, 6, -1, -1])
-
-
-def _clip(x: np.ndarray) -> np.ndarray:
-    """``np.clip(x, -FEATURE_CLIP, FEATURE_CLIP)``: the same values with less overhead per
-    call (the features are built every step from small arrays)."""
-    return np.minimum(np.maximum(x, -FEATURE_CLIP), FEATURE_CLIP)
-
-
-# Condition code -> its one-hot columns after the own facts: the direction (0 none, 1 with,
-# 2 without), and for codes > 0 the value (codes 1-10 and 11-20 name the same ten values).
-_CODES = np.arange(N_CONDITION_CODES)
-_DIRECTION_COLUMN = direction_of(_CODES)
-_VALUE_COLUMN = len(Direction) + value_of(_CODES)  # only read for codes > 0
-
-
-def _signed_log(x: np.ndarray) -> np.ndarray:
-    return np.sign(x) * np.log1p(np.abs(x))
-
-
-def features(state: WorldState, view: np.ndarray, rows: np.ndarray, inbox_count: np.ndarray,
-             cfg: Config) -> np.ndarray:
-    """Feature vectors of residents ``rows``: (K, F) float32 in [-10, 10].
-
-    Layout: 13 own facts (wealth, skill, day, population, allies, yesterday's income,
-    received, given, looted, lost, attacks received, inbox size, mean wealth), the value
-    condition one-hot (direction 3, value 10), 5 per factory (known, capacity, workers,
-    output, outage; yesterday), then 8 per view slot (present, relative wealth, ally,
-    gave me, I gave, attacked me, I attacked, messaged me; the last ``recent_days`` days).
-    """
-    k, m, v = len(rows), cfg.n_factories, cfg.view_size
-    # Written straight into float32: casting after clipping to [-10, 10] gives the same
-    # values as clipping after, and 0/1 flags need no clipping.
-    out = np.zeros((k, feature_size(cfg)), np.float32)
-    alive = state.alive
-    n_alive = max(np.count_nonzero(alive), 1)
-    wealth = state.wealth
-    # np.array of a list of same-length rows: what np.stack gives, with less overhead.
-    logs = _signed_log(np.array([wealth[rows], state.income[rows], state.received[rows],
-                                 state.given[rows], state.looted[rows], state.lost[rows]]))
-    own = np.empty((k, OWN_FEATURES))
-    own[:, 0] = logs[0]
-    own[:, 1] = state.skill[rows]
-    own[:, 2] = state.day / cfg.max_days
-    own[:, 3] = n_alive / cfg.n_agents
-    own[:, 4] = np.bincount(state.allies.ravel(), minlength=state.n_pool)[rows] / v
-    own[:, 5:10] = logs[1:].T
-    own[:, 10] = state.attacked_by[rows]
-    own[:, 11] = inbox_count[rows] / 10.0
-    own[:, 12] = _signed_log(np.array(wealth[alive].sum() / n_alive))
-    out[:, :OWN_FEATURES] = _clip(own)
-    # Value condition one-hot: direction (none, with, without), then the value.
-    base = OWN_FEATURES
-    code = state.condition[rows]
-    out[np.arange(k), base + _DIRECTION_COLUMN[code]] = 1.0
-    has_value = (code > 0).nonzero()[0]
-    out[has_value, base + _VALUE_COLUMN[code[has_value]]] = 1.0
-    # Factories: the report of those the resident knows (capacity etc. are >= 0).
-    base += CONDITION_FEATURES
-    fac = np.array([np.ones(m), state.capacity / 10.0, state.workers / 10.0,
-                    state.output / 10.0, state.outage.astype(np.float64)]).T  # (M, 5)
-    fac = _clip(fac)
-    known = state.known[rows]
-    out[:, base:base + FACTORY_FEATURES * m] = (known[:, :, None] * fac[None]).reshape(k, -1)
-    # View slots.
-    base += FACTORY_FEATURES * m
-    slots = out[:, base:].reshape(k, v, SLOT_FEATURES)
-    vw = view[rows]  # (K, V)
-    present = vw >= 0
-    rel = _signed_log(wealth[np.where(present, vw, 0)]) - logs[0][:, None]
-    slots[:, :, 0] = present
-    # Multiplied by `present`, so an empty slot reads 0.
-    slots[:, :, 1] = _clip(rel * present)
-    _mark_dealings(slots, state, view, rows, cfg)
-    return out
-
-
-def _mark_dealings(slots: np.ndarray, state: WorldState, view: np.ndarray, rows: np.ndarray,
-                   cfg: Config) -> None:
-    """Set the ally and dealing flags of ``slots`` (K, V, 8) in one pass over all pairs.
-
-    Each pair (viewer, other, channel) marks the viewer's slot holding ``other``; the work is
-    O(pairs x V), independent of N^2. Empty slots (-1) never match, since ``other`` >= 0.
-    """
-    a, b = state.allies[:, 0], state.allies[:, 1]
-    recent = (state.recent_day >= state.day - cfg.recent_days + 1) & (state.recent_dst >= 0)
-    kinds = state.recent_kind[recent]
-    src, dst = state.recent_src[recent], state.recent_dst[recent]
-    viewer = np.concatenate([a, b, dst, src])
-    other = np.concatenate([b, a, src, dst])
-    channel = np.concatenate([np.full(2 * len(a), 2), _DEALT_ME[kinds], _I_DEALT[kinds]])
-    row_of = np.full(state.n_pool, -1, np.int64)
-    row_of[rows] = np.arange(len(rows))
-    row = row_of[viewer]
-    ok = (row >= 0) & (channel >= 0)
-    if not ok.any():
-        return
-    viewer, other, channel, row = viewer[ok], other[ok], channel[ok], row[ok]
-    pair, slot = (view[viewer] == other[:, None]).nonzero()
-    slots[row[pair], slot, channel[pair]] = 1.0
 
 
 def inboxes(state: WorldState) -> tuple[dict[int, list[Message]], list[Message]]:
