@@ -44,7 +44,8 @@ def test_all_attack_community_collapses(results):
     assert naup(runs).mean() < 0.35, naup(runs)
     # Extinct, or nearly, within 30 days.
     assert all(r["final_population"] <= 3 for r in runs), [r["final_population"] for r in runs]
-    assert sum(r["extinct_day"] is not None for r in runs) >= 2
+    # About half go extinct (docs/calibration.md, 20 seeds); of these 6, at least one.
+    assert sum(r["extinct_day"] is not None for r in runs) >= 1
 
 
 def test_mixture_in_between(results):

@@ -19,11 +19,11 @@ from civa_env.policies import make_policy
 from civa_env.policies.batch import Batch
 
 GOLDEN = {
-    (25, "scripted", 1, "text"): "cd56097fd47c2bfbb3d1996f6f8124f732ab1bb868911e2c88066d66716ee491",
+    (25, "scripted", 1, "text"): "4e9d10fc5d1582d59b9b19c7f5fad7f4448decc0c238d2ab491c97b51e029dab",
     (100, "scripted", 2, "numeric"):
-        "ab320f8b16586b9492273b31c8d0dbd497b8b198db33962e22fbeef667117ad0",
+        "42159b76852d3501b642e8f0da5159657fd22f131a256d2b15f17b4375ac9230",
     (100, "random", 3, "numeric"):
-        "71ee7635b5452efce4f52c001b42afa7c7730e04d7dbe8975b07235d09245ffd",
+        "658ba122b1c48e4ab5ec64d8ef87f2d99d7644e658321aea267dc2f452703715",
 }
 
 

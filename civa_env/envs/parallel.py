@@ -161,21 +161,22 @@ class CivaEnv(ParallelEnv):
     def _observe(self, rows: np.ndarray, invalid: dict[int, list[str]],
                  census: dict[str, Any] | None) -> tuple[dict[str, dict], dict[str, dict]]:
         seen = self.world.observe(rows)
-        alive = self.world.state.alive
         names = self.possible_agents
-        texts = seen.texts if seen.texts is not None else [""] * len(rows)
-        obs: dict[str, dict] = {}
-        infos: dict[str, dict] = {}
-        for k, i in enumerate(rows.tolist()):
-            name = names[i]
-            obs[name] = {"text": texts[k], "features": seen.features[k],
-                         "action_mask": seen.masks[k]}
-            info: dict[str, Any] = {"invalid": invalid.get(i, []), "day": seen.day}
-            if census is not None:
+        keys = [names[i] for i in rows.tolist()]
+        texts = seen.texts if seen.texts is not None else [""] * len(keys)
+        obs = {name: {"text": t, "features": f, "action_mask": m}
+               for name, t, f, m in zip(keys, texts, seen.features, seen.masks, strict=True)}
+        # The living get their legal facts (each computed on first access); a resident who
+        # starved today gets its last observation only.
+        alive = self.world.state.alive[rows].tolist()
+        legal = seen.legal.all()
+        day, get = seen.day, invalid.get
+        infos = {name: {"invalid": get(i, []), "day": day, "legal": lf} if live
+                 else {"invalid": get(i, []), "day": day}
+                 for name, i, live, lf in zip(keys, rows.tolist(), alive, legal, strict=True)}
+        if census is not None:
+            for info in infos.values():
                 info["community"] = census
-            if alive[i]:
-                info["legal"] = seen.legal[k]
-            infos[name] = info
         return obs, infos
 
     def legal(self, i: int) -> dict[str, Any]:

@@ -172,7 +172,7 @@ class _Episode:
             out[g] = Batch(keys=keys, features=seen.features[sel], masks=masks[sel],
                            day=day[sel],
                            texts=None if seen.texts is None else [seen.texts[r] for r in sel],
-                           legal_facts=[seen.legal[r] for r in sel.tolist()])
+                           legal_facts=seen.legal.take(sel))
         return out
 
     def step(self, actions: Mapping[str, Any]) -> None:

@@ -53,7 +53,7 @@ class Batch:
             keys=[self.keys[r] for r in idx], features=self.features[rows],
             masks=self.masks[rows], day=self.day[rows],
             texts=None if self.texts is None else [self.texts[r] for r in idx],
-            legal_facts=None if self.legal_facts is None else [self.legal_facts[r] for r in idx],
+            legal_facts=None if self.legal_facts is None else _take(self.legal_facts, idx),
             results=self.results)
 
     @classmethod
@@ -66,7 +66,7 @@ class Batch:
             texts = [t for p in parts for t in p.texts]
         legal = None
         if parts and all(p.legal_facts is not None for p in parts):
-            legal = [f for p in parts for f in p.legal_facts]
+            legal = _Chain([p.legal_facts for p in parts])
         return cls(keys=[k for p in parts for k in p.keys],
                    features=np.concatenate([p.features for p in parts]),
                    masks=np.concatenate([p.masks for p in parts]),
@@ -98,3 +98,24 @@ class Batch:
         return cls(keys=keys, features=features, masks=masks, day=day_arr,
                    texts=texts if all(texts) else None,
                    legal_facts=legal if all(f is not None for f in legal) else None)
+
+
+def _take(facts: Sequence[Mapping[str, Any]], rows: list[int]) -> Sequence[Mapping[str, Any]]:
+    """Rows of a sequence of legal facts (a ``LegalBook`` stays lazy)."""
+    take = getattr(facts, "take", None)
+    return take(rows) if take is not None else [facts[r] for r in rows]
+
+
+class _Chain(Sequence):
+    """Several sequences read as one (the legal facts of concatenated batches)."""
+
+    def __init__(self, parts: Sequence[Sequence[Any]]) -> None:
+        self.parts = list(parts)
+        self.ends = np.cumsum([len(p) for p in self.parts])
+
+    def __len__(self) -> int:
+        return int(self.ends[-1]) if len(self.ends) else 0
+
+    def __getitem__(self, r: int) -> Any:  # type: ignore[override]
+        k = int(np.searchsorted(self.ends, r, side="right"))
+        return self.parts[k][r - (int(self.ends[k - 1]) if k else 0)]

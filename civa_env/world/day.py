@@ -38,6 +38,7 @@ from civa_env.world.config import Config
 from civa_env.world.events import EventLog, agent_name
 from civa_env.world.perception import (
     Briefer,
+    LegalBook,
     LegalFacts,
     compute_view,
     feature_size,
@@ -105,7 +106,7 @@ class World:
 
     def legal(self, i: int) -> LegalFacts:
         """Resident ``i``'s legal facts (``perception.legal``), computed on first access."""
-        return LegalFacts(self.state, self.view, self.cfg, i)
+        return LegalBook(self.state, self.view, self.cfg, np.array([i]))[0]
 
     def observe(self, rows: np.ndarray, text: bool | None = None) -> Observation:
         """Features, masks, legal facts and (with ``text``) briefings of residents ``rows``.
@@ -119,11 +120,12 @@ class World:
             text = cfg.obs_mode == "text"
         if len(rows) == 0:
             return Observation(rows, np.zeros((0, feature_size(cfg)), np.float32),
-                               np.zeros((0, self.catalogue.size), np.int8), [],
+                               np.zeros((0, self.catalogue.size), np.int8),
+                               LegalBook(state, self.view, cfg, rows),
                                [] if text else None, state.day + 1)
         feats = features(state, self.view, rows, inbox_count(state), cfg)
         masks = self.catalogue.mask(state, self.view, rows, cfg)
-        legal = [LegalFacts(state, self.view, cfg, i) for i in rows.tolist()]
+        legal = LegalBook(state, self.view, cfg, rows)
         texts = None
         if text:
             briefer = Briefer(state, self.view, cfg)
@@ -140,7 +142,7 @@ class Observation:
     rows: np.ndarray  # (K,) int64 resident indices
     features: np.ndarray  # (K, F) float32
     masks: np.ndarray  # (K, A) int8
-    legal: list[LegalFacts]  # (K,)
+    legal: LegalBook  # (K,) legal facts, each computed on first access
     texts: list[str] | None  # (K,) briefings, None when text is not rendered
     day: int  # the day about to be played
 

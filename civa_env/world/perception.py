@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 import string
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -222,15 +222,16 @@ class LegalFacts(Mapping):
     read it, so building it eagerly would cost every step.
     """
 
-    __slots__ = ("_args", "_facts")
+    __slots__ = ("_book", "_i", "_facts")
 
-    def __init__(self, state: WorldState, view: np.ndarray, cfg: Config, i: int) -> None:
-        self._args = (state, view, cfg, i)
+    def __init__(self, book: LegalBook, i: int) -> None:
+        self._book, self._i = book, i
         self._facts: dict[str, Any] | None = None
 
     def _get(self) -> dict[str, Any]:
         if self._facts is None:
-            self._facts = legal(*self._args)
+            b = self._book
+            self._facts = legal(b.state, b.view, b.cfg, self._i)
         return self._facts
 
     def __getitem__(self, key: str) -> Any:
@@ -244,3 +245,29 @@ class LegalFacts(Mapping):
 
     def __repr__(self) -> str:
         return f"LegalFacts({self._get()!r})"
+
+
+class LegalBook(Sequence):
+    """The legal facts of residents ``rows`` on one day, as a sequence of ``LegalFacts``
+    made on access (so a batch of K residents costs nothing until a policy reads one)."""
+
+    __slots__ = ("cfg", "rows", "state", "view")
+
+    def __init__(self, state: WorldState, view: np.ndarray, cfg: Config,
+                 rows: np.ndarray) -> None:
+        self.state, self.view, self.cfg = state, view, cfg
+        self.rows = np.asarray(rows, np.int64)  # (K,)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, r: int) -> LegalFacts:  # type: ignore[override]
+        return LegalFacts(self, int(self.rows[r]))
+
+    def take(self, sel: np.ndarray | Sequence[int]) -> LegalBook:
+        """The book of rows ``sel`` of this one."""
+        return LegalBook(self.state, self.view, self.cfg, self.rows[np.asarray(sel, np.int64)])
+
+    def all(self) -> list[LegalFacts]:
+        """One ``LegalFacts`` per row (cheap: each computes on first access)."""
+        return [LegalFacts(self, i) for i in self.rows.tolist()]

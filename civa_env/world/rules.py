@@ -61,7 +61,9 @@ def produce(state: WorldState, batch: ActionBatch, rng: np.random.Generator, cfg
     fac = batch.factory[workers_idx].astype(np.int64)
     counts = np.bincount(fac, minlength=m)
     outage = rng.random(m) < cfg.outage_prob
-    noise = rng.lognormal(0.0, cfg.production_noise, size=state.n_pool)[workers_idx]
+    # lognormal(0, sigma) is exp(sigma z): one normal per name, exponentiated for the workers.
+    z = rng.standard_normal(state.n_pool)
+    noise = np.exp(cfg.production_noise * z[workers_idx])
     output = np.where(outage, 0.0, production(state.capacity, counts, cfg))
     skill = state.skill[workers_idx]
     skill_sum = np.bincount(fac, weights=skill, minlength=m)
@@ -82,19 +84,18 @@ def produce(state: WorldState, batch: ActionBatch, rng: np.random.Generator, cfg
 def explore(state: WorldState, batch: ActionBatch, rng: np.random.Generator, cfg: Config,
             ev: DayEvents, income: np.ndarray, w0: np.ndarray) -> None:
     """Explore: reveal an unknown factory (p=0.3), else find uniform [0, 3] wealth (p=0.3)."""
-    n = state.n_pool
-    u = rng.random((2, n))  # reveal, find
-    found_all = rng.uniform(0.0, cfg.explore_find_max, size=n)
-    keys_all = rng.random((n, cfg.n_factories))
+    # Per name: reveal?, find?, amount found, which unknown factory (uniform among them).
+    u = rng.random((4, state.n_pool))
     rows = (state.alive & (batch.primary == P.EXPLORE)).nonzero()[0]
     if len(rows) == 0:
         return
-    u_reveal, u_find, found = u[0, rows], u[1, rows], found_all[rows]
-    keys = keys_all[rows]
-    unknown = ~state.known[rows]
-    keys[~unknown] = -1.0
-    pick = keys.argmax(axis=1)
-    reveal = (u_reveal < cfg.explore_reveal_prob) & unknown.any(axis=1)
+    u_reveal, u_find, found = u[0, rows], u[1, rows], u[2, rows] * cfg.explore_find_max
+    unknown = ~state.known[rows]  # (K, M)
+    n_unknown = unknown.sum(axis=1)
+    # The k-th unknown factory, k uniform in [0, n_unknown).
+    k = np.minimum((u[3, rows] * n_unknown).astype(np.int64), np.maximum(n_unknown - 1, 0))
+    pick = (np.cumsum(unknown, axis=1) <= k[:, None]).sum(axis=1).clip(max=cfg.n_factories - 1)
+    reveal = (u_reveal < cfg.explore_reveal_prob) & (n_unknown > 0)
     state.known[rows[reveal], pick[reveal]] = True
     find = ~reveal & (u_find < cfg.explore_find_prob)
     amount = np.where(find, found, 0.0)
@@ -287,7 +288,7 @@ def send_messages(state: WorldState, batch: ActionBatch, ev: DayEvents, day: int
 def apply_upkeep(state: WorldState, batch: ActionBatch, rng: np.random.Generator,
                  cfg: Config) -> np.ndarray:
     """Everyone alive pays ``upkeep * lognormal(0, 0.1)``; idlers pay 0.7 of it."""
-    cost = cfg.upkeep * rng.lognormal(0.0, cfg.upkeep_noise, size=state.n_pool)
+    cost = cfg.upkeep * np.exp(cfg.upkeep_noise * rng.standard_normal(state.n_pool))
     cost = np.where(batch.primary == P.IDLE, cost * cfg.idle_upkeep_factor, cost)
     cost = np.where(state.alive, cost, 0.0)
     state.wealth -= cost
