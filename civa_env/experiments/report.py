@@ -99,6 +99,40 @@ def effects(stats: list[dict[str, Any]], metric: str, top: int = 8) -> list[dict
     return sorted(out, key=lambda r: -abs(r["diff"]))[:top]
 
 
+def paired_effects(rows: Sequence[dict[str, Any]], metric: str, seed: int = 0,
+                   n_boot: int = N_BOOT) -> list[dict[str, Any]]:
+    """Each cell's difference from baseline over the seeds both ran (paired worlds).
+
+    A seed is the same world in every cell, so the per-seed differences ``cell - baseline``
+    cancel the world-to-world noise that both share. For each cell (prevalence > 0): the
+    mean difference, its 95% bootstrap interval over the shared seeds (``lo``, ``hi``), and
+    for comparison the width of the interval that an unpaired comparison of the same runs
+    would give (cell and baseline resampled independently: ``unpaired_width``).
+    """
+    base = {r["seed"]: r[metric] for r in rows if r["condition"] == "baseline"}
+    groups: dict[tuple[str, float], dict[int, float]] = defaultdict(dict)
+    for r in rows:
+        if r["condition"] != "baseline" and r["prevalence"] > 0:
+            groups[(r["condition"], r["prevalence"])][r["seed"]] = r[metric]
+    rng = np.random.default_rng(seed)
+    out = []
+    for (condition, prevalence), cell in sorted(groups.items(), key=_order):
+        seeds = sorted(set(cell) & set(base))
+        if len(seeds) < 2:
+            continue
+        x = np.array([cell[s] for s in seeds])
+        b = np.array([base[s] for s in seeds])
+        mean, lo, hi = bootstrap_ci(x - b, rng, n_boot)
+        pick_x = rng.integers(0, len(x), size=(n_boot, len(x)))
+        pick_b = rng.integers(0, len(b), size=(n_boot, len(b)))
+        unpaired = x[pick_x].mean(axis=1) - b[pick_b].mean(axis=1)
+        u_lo, u_hi = np.quantile(unpaired, [0.025, 0.975])
+        out.append({"condition": condition, "prevalence": prevalence, "n": len(seeds),
+                    "diff": mean, "lo": lo, "hi": hi, "clear": lo > 0 or hi < 0,
+                    "width": hi - lo, "unpaired_width": float(u_hi - u_lo)})
+    return out
+
+
 def trends(rows: Sequence[dict[str, Any]], metrics: Sequence[str]) -> list[dict[str, Any]]:
     """Pearson r between prevalence and each metric, per condition (runs at p = 0 included)."""
     by_condition: dict[str, list[dict]] = defaultdict(list)
@@ -155,7 +189,7 @@ def build_report(sweep_dir: Path, out: Path | None = None, pages: bool = True,
     base = next((r for r in stats if r["condition"] == "baseline"), None)
     figures = _figures(stats, base, out)
     lines = [*_overview(rows, results, title), *_tables(stats), *_effect_lines(stats, base),
-             *_trend_lines(rows), "## Figures", "",
+             *_paired_lines(rows), *_trend_lines(rows), "## Figures", "",
              *[f"![{name}]({name})" for name in figures], ""]
     if pages:
         lines += ["Runs: [runs.md](runs.md)", ""]
@@ -230,6 +264,33 @@ def _effect_lines(stats: list[dict[str, Any]], base: dict[str, Any] | None) -> l
             + (" (clear)" if e["clear"] else "") for e in eff))
         lines.append("")
     return lines
+
+
+def _paired_lines(rows: list[dict[str, Any]]) -> list[str]:
+    """Paired differences from baseline (shared seeds), with the interval widths an
+    unpaired comparison would give; nothing without baseline runs on shared seeds."""
+    paired = {metric: paired_effects(rows, metric) for metric in TRENDED}
+    if not any(paired.values()):
+        return []
+    lines = ["## Paired effects against baseline", "",
+             "A seed is the same world in every cell (paired worlds), so each cell is compared "
+             "with baseline seed by seed: the mean of the per-seed differences and its 95% "
+             "bootstrap interval; *clear* when the interval excludes 0. The last column is the "
+             "median ratio of the paired interval's width to the unpaired one's (cell and "
+             "baseline resampled independently) over the cells.", "",
+             "| metric | clear cells | largest paired effects | paired / unpaired width |",
+             "|---|---|---|---|"]
+    for metric, eff in paired.items():
+        if not eff:
+            continue
+        clear = sum(e["clear"] for e in eff)
+        top = sorted(eff, key=lambda e: -abs(e["diff"]))[:4]
+        shown = "; ".join(f"{e['condition']} @ {e['prevalence']:g}: {e['diff']:+.3f} "
+                          f"[{e['lo']:+.3f}, {e['hi']:+.3f}]" for e in top)
+        ratios = [e["width"] / e["unpaired_width"] for e in eff if e["unpaired_width"] > 0]
+        ratio = f"{np.median(ratios):.2f}" if ratios else "-"
+        lines.append(f"| {metric} | {clear} of {len(eff)} | {shown} | {ratio} |")
+    return [*lines, ""]
 
 
 def _trend_lines(rows: list[dict[str, Any]]) -> list[str]:
