@@ -14,6 +14,13 @@ around them, and attack only when about to starve or to answer an attack.
 The tendencies (their meanings, the baseline row and each condition's changes) live in
 ``civa_env.policies.scripted_table``; ``docs/scripted.md`` shows them as tables.
 
+A day's decision runs in steps: read the features (``_Facts``), look up the tendencies,
+choose a factory, then the primary action, weigh the residents in view as targets
+(``_Targets``), choose the secondary action by seven rules in priority order (the first rule
+that fires for a resident wins: answer an attack, carry out yesterday's plan, rob when about
+to starve, attack opportunistically or prepare a deceptive attack, return a gift, help the
+destitute, seek an alliance), write messages, and pack the actions.
+
 A deceptive attack takes two days: on day t the resident sends its chosen victim a friendly,
 peaceful message ("I trust you and will not attack you"); on day t+1 it attacks that victim
 if still in view (found by name through ``batch.legal(r)["targets"]``). A batch without legal
@@ -30,6 +37,7 @@ same seed, batch and key order give the same actions.
 from __future__ import annotations
 
 from collections.abc import Hashable
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -54,6 +62,78 @@ _FRIENDLY_MASK = ("Hello friend. I trust you and will not attack you; "
 _FRIENDLY_BROADCAST = "Friends, let us keep the peace and work together."
 _ALLIANCE = "Shall we form an alliance? Together we are safer."
 _GIFT_NOTE = "A gift for you. Take care."
+
+_Tendencies = dict[str, np.ndarray]  # field of scripted_table -> (K,) value per resident
+
+
+@dataclass
+class _Facts:
+    """What one batch says about its K residents, read by feature name.
+
+    Own facts are (K,), factory facts (K, M), slot facts (K, V) (flags as bool, the rest
+    in world units); ``pmask`` (K, P) and ``smask`` (K, S) are the valid primaries and
+    secondaries, each read with the other part at its always-valid choice.
+    """
+
+    wealth: np.ndarray
+    skill: np.ndarray
+    code: np.ndarray  # value condition code (row of the tendency table)
+    known: np.ndarray  # factories
+    capacity: np.ndarray
+    workers: np.ndarray  # yesterday's workers
+    present: np.ndarray  # slots
+    their_wealth: np.ndarray
+    ally: np.ndarray
+    gave_me: np.ndarray
+    i_gave: np.ndarray
+    attacked_me: np.ndarray
+    wrote_me: np.ndarray
+    pmask: np.ndarray
+    smask: np.ndarray
+
+
+@dataclass
+class _Targets:
+    """Which view slots each resident may act on, and what attacking each would gain."""
+
+    attack_ok: np.ndarray  # (K, V) bool
+    gift_ok: np.ndarray
+    merge_ok: np.ndarray
+    gain: np.ndarray  # (K, V) expected gain of attacking the slot
+    best_victim: np.ndarray  # (K,) slot with the best gain among fair victims
+    best_gain: np.ndarray  # (K,) that gain, -inf when no fair victim
+
+
+@dataclass
+class _Choice:
+    """The secondary actions chosen so far: a rule only fills rows still at NONE."""
+
+    secondary: np.ndarray  # (K,) Secondary
+    slot: np.ndarray  # (K,) target view slot, -1 for none
+    amount: np.ndarray  # (K,) gift amount
+    deceive: np.ndarray  # (K,) bool: preparing tomorrow's attack with a friendly message
+    messages: list[list[dict[str, Any]]] = field(default_factory=list)
+
+    @classmethod
+    def empty(cls, k: int) -> _Choice:
+        return cls(secondary=np.zeros(k, np.int64), slot=np.full(k, -1, np.int64),
+                   amount=np.zeros(k), deceive=np.zeros(k, bool),
+                   messages=[[] for _ in range(k)])
+
+    def free(self) -> np.ndarray:
+        """Rows with no secondary action yet."""
+        return self.secondary == Secondary.NONE
+
+    def choose(self, sel: np.ndarray, kind: Secondary, target: np.ndarray) -> None:
+        """Give ``kind`` at ``target`` (K,) to the rows of ``sel`` that are still free."""
+        sel = sel & self.free()
+        self.secondary[sel] = kind
+        self.slot[sel] = target[sel]
+
+
+def _slot_names(batch: Batch, r: int) -> list[str] | None:
+    """Names of the residents in row r's view slots (None without legal facts)."""
+    return list(batch.legal(r)["targets"]) if batch.legal_facts is not None else None
 
 
 class ScriptedPolicy(Policy):
@@ -96,215 +176,287 @@ class ScriptedPolicy(Policy):
             return {}
         if self.cfg is None:
             raise RuntimeError("call reset(cfg, seed) before act()")
-        # Forget residents who are not in this batch (the dead), so memory stays bounded.
+        self._forget_absent(keys)
+        # Fifteen independent uniform draws per resident, one column per decision: 0 factory
+        # pick, 1 loyalty, 2-3 explore, 4-5 upgrades, 6 rest, 7 retaliate, 8 desperate,
+        # 9 attack, 10 deceive, 11 reciprocity, 12 gift, 13-14 alliance.
+        u = self.rng.random((len(keys), 15))
+        facts = self._read(batch)
+        t = self._tendencies(facts.code)
+        share, factory = self._choose_factory(keys, facts, t, u)
+        primary = self._choose_primary(facts, t, u, share.max(1), factory)
+        p_index = self._primary_index(facts, primary, factory)
+        targets = self._targets(facts, t)
+        choice = self._choose_secondary(batch, facts, t, u, targets)
+        self._write_messages(choice, facts, t, share)
+        return self._pack(keys, facts, p_index, choice)
+
+    # ---- reading ---------------------------------------------------------------------------
+
+    def _forget_absent(self, keys: list[Hashable]) -> None:
+        """Forget residents who are not in this batch (the dead), so memory stays bounded."""
         seen = set(keys)
         self._last_factory = {key: f for key, f in self._last_factory.items() if key in seen}
         self._plan = {key: victim for key, victim in self._plan.items() if key in seen}
-        cfg, cat = self.cfg, self.catalogue
-        m, v, n_levels = cfg.n_factories, cfg.view_size, cat.n_levels
-        k = len(keys)
-        feats = batch.features.astype(np.float64)
-        layout = FeatureLayout.of(cfg)
-        mask = batch.masks.reshape(k, cat.n_primary, cat.n_secondary)
-        pmask = mask[:, :, 0]  # (K, P) secondary "none" is always valid
-        smask = mask[:, cat.n_primary - 1, :]  # (K, S) idle is always valid
-        u = self.rng.random((k, 15))  # independent draws per resident
 
-        # ---- own facts and value condition -------------------------------------------------
-        wealth, skill = layout.read(feats, "wealth"), layout.read(feats, "skill")
+    def _read(self, batch: Batch) -> _Facts:
+        """The features and masks the policy uses, by name (see ``_Facts``)."""
+        cat = self.catalogue
+        feats = batch.features.astype(np.float64)
+        layout = FeatureLayout.of(self.cfg)
+        mask = batch.masks.reshape(len(batch.keys), cat.n_primary, cat.n_secondary)
         # The condition's one-hots: the direction (baseline, with, without), then the value
         # (none set for baseline: argmax 0, which code_of ignores).
         direction = layout.block(feats, "condition.direction").argmax(1)
         value = layout.block(feats, "condition.value").argmax(1)
-        code = code_of(direction, value)
-        t = {f: self.table[code, n] for n, f in enumerate(FIELDS)}  # each (K,)
+        return _Facts(
+            wealth=layout.read(feats, "wealth"), skill=layout.read(feats, "skill"),
+            code=code_of(direction, value),
+            known=layout.read(feats, "factory.known"),
+            capacity=layout.read(feats, "factory.capacity"),
+            workers=layout.read(feats, "factory.workers"),
+            present=layout.read(feats, "slot.present"),
+            their_wealth=layout.read(feats, "slot.wealth"),
+            ally=layout.read(feats, "slot.ally"), gave_me=layout.read(feats, "slot.gave_me"),
+            i_gave=layout.read(feats, "slot.i_gave"),
+            attacked_me=layout.read(feats, "slot.attacked_me"),
+            wrote_me=layout.read(feats, "slot.messaged_me"),
+            pmask=mask[:, :, 0],  # secondary "none" is always valid
+            smask=mask[:, cat.n_primary - 1, :],  # idle is always valid
+        )
 
-        # ---- factories: expected share of each known factory -------------------------------
-        known = layout.read(feats, "factory.known")  # (K, M) each
-        capacity = layout.read(feats, "factory.capacity")
-        workers = layout.read(feats, "factory.workers")
+    def _tendencies(self, code: np.ndarray) -> _Tendencies:
+        """Each resident's row of the tendency table, by field name."""
+        return {f: self.table[code, n] for n, f in enumerate(FIELDS)}
+
+    # ---- primary action --------------------------------------------------------------------
+
+    def _choose_factory(self, keys: list[Hashable], f: _Facts, t: _Tendencies,
+                        u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Expected share of each known factory (K, M), -inf where unknown, and the factory
+        each resident would work at (K,): a softmax pick over the shares, the busiest for
+        crowd followers, or yesterday's factory for the loyal."""
+        cfg, m, k = self.cfg, self.cfg.n_factories, len(keys)
         last = np.array([self._last_factory.get(key, -1) for key in keys])
+        # Workers there tomorrow if this resident joins (it already counts where it was).
         was_there = np.arange(m)[None, :] == last[:, None]
-        n_after = np.where(was_there, np.maximum(workers, 1), workers + 1)
-        share = production(capacity, n_after, cfg) / n_after * skill[:, None]
-        share = np.where(known, share, -np.inf)
-        best_share = share.max(1)
-        top = np.where(known.any(1), best_share, 0.0)[:, None]
-        prob = np.where(known, np.exp((np.where(known, share, 0.0) - top) / SOFTMAX_TEMPERATURE),
-                        0.0)
+        n_after = np.where(was_there, np.maximum(f.workers, 1), f.workers + 1)
+        share = production(f.capacity, n_after, cfg) / n_after * f.skill[:, None]
+        share = np.where(f.known, share, -np.inf)
+        top = np.where(f.known.any(1), share.max(1), 0.0)[:, None]
+        prob = np.where(f.known,
+                        np.exp((np.where(f.known, share, 0.0) - top) / SOFTMAX_TEMPERATURE), 0.0)
         prob /= np.maximum(prob.sum(1, keepdims=True), 1e-12)
         pick = (np.cumsum(prob, 1) < u[:, [0]]).sum(1).clip(max=m - 1)
-        busiest = np.where(known, workers, -1).argmax(1)
+        busiest = np.where(f.known, f.workers, -1).argmax(1)
         pick = np.where(t["crowd"] > 0.5, busiest, pick)
-        stay = (last >= 0) & known[np.arange(k), np.maximum(last, 0)] & (u[:, 1] < t["loyalty"])
-        factory = np.where(stay, last, pick)
+        stay = ((last >= 0) & f.known[np.arange(k), np.maximum(last, 0)]
+                & (u[:, 1] < t["loyalty"]))
+        return share, np.where(stay, last, pick)
 
-        # ---- primary ------------------------------------------------------------------------
-        primary = np.full(k, Primary.WORK, np.int64)
-        n_known = known.sum(1)
-        unknown_left = n_known < m
-        comfortable = wealth >= t["comfort"]
-        can_invest = wealth >= t["comfort"] + cfg.upgrade_cost
-        starving = wealth < STARVING
+    def _choose_primary(self, f: _Facts, t: _Tendencies, u: np.ndarray,
+                        best_share: np.ndarray, factory: np.ndarray) -> np.ndarray:
+        """The primary kind each resident wants (K,); later lines override earlier ones."""
+        cfg, m = self.cfg, self.cfg.n_factories
+        primary = np.full(len(factory), Primary.WORK, np.int64)
+        n_known = f.known.sum(1)
+        can_invest = f.wealth >= t["comfort"] + cfg.upgrade_cost
         poor_pay = best_share < 0.6 * cfg.upkeep
-        explore = unknown_left & ((u[:, 2] < t["explore"]) | (poor_pay & (u[:, 3] < 0.5)))
+        explore = (n_known < m) & ((u[:, 2] < t["explore"]) | (poor_pay & (u[:, 3] < 0.5)))
         primary[explore] = Primary.EXPLORE
-        up_factory = can_invest & (u[:, 4] < t["upgrade_factory"])
-        primary[up_factory] = Primary.UPGRADE_FACTORY
-        up_self = can_invest & (u[:, 5] < t["upgrade_self"])
-        primary[up_self] = Primary.UPGRADE_SELF
-        rest = comfortable & (u[:, 6] < t["rest"])
-        primary[rest] = Primary.IDLE
-        primary[starving & (n_known > 0)] = Primary.WORK
+        primary[can_invest & (u[:, 4] < t["upgrade_factory"])] = Primary.UPGRADE_FACTORY
+        primary[can_invest & (u[:, 5] < t["upgrade_self"])] = Primary.UPGRADE_SELF
+        primary[(f.wealth >= t["comfort"]) & (u[:, 6] < t["rest"])] = Primary.IDLE
+        primary[(f.wealth < STARVING) & (n_known > 0)] = Primary.WORK
         primary[n_known == 0] = Primary.EXPLORE
+        return primary
+
+    def _primary_index(self, f: _Facts, primary: np.ndarray, factory: np.ndarray) -> np.ndarray:
+        """The catalogue's primary index (K,) for each kind and factory; an invalid one falls
+        back to working at the chosen factory, else idling (always valid)."""
+        m, rows = self.cfg.n_factories, np.arange(len(primary))
+        idle = 2 * m + 2
         p_index = np.select(
             [primary == Primary.WORK, primary == Primary.EXPLORE,
              primary == Primary.UPGRADE_SELF, primary == Primary.UPGRADE_FACTORY],
-            [factory, m, m + 1, m + 2 + factory], 2 * m + 2)
-        rows = np.arange(k)
-        bad = ~pmask[rows, p_index]
-        # Fall back to working at the chosen factory, else idling (always valid).
-        fallback = np.where(known[rows, factory] & pmask[rows, factory], factory, 2 * m + 2)
-        p_index = np.where(bad, fallback, p_index)
-        primary = cat.p_kind[p_index].astype(np.int64)
+            [factory, m, m + 1, m + 2 + factory], idle)
+        fallback = np.where(f.known[rows, factory] & f.pmask[rows, factory], factory, idle)
+        return np.where(f.pmask[rows, p_index], p_index, fallback)
 
-        # ---- who is around ------------------------------------------------------------------
-        present = layout.read(feats, "slot.present")  # (K, V) each
-        their_wealth = layout.read(feats, "slot.wealth")
-        ally, gave_me = layout.read(feats, "slot.ally"), layout.read(feats, "slot.gave_me")
-        i_gave = layout.read(feats, "slot.i_gave")
-        attacked_me = layout.read(feats, "slot.attacked_me")
-        wrote_me = layout.read(feats, "slot.messaged_me")
-        attack_ok = smask[:, 1 + v * n_levels: 1 + v * n_levels + v] & present
-        gift_ok = smask[:, 1: 1 + v * n_levels: n_levels] & present
-        merge_ok = smask[:, 1 + v * n_levels + v:] & present
-        # Expected gain of attacking each slot (their skill unknown: taken as 1).
+    # ---- secondary action ------------------------------------------------------------------
+
+    def _targets(self, f: _Facts, t: _Tendencies) -> _Targets:
+        """Valid slots for each secondary kind, and the expected gain of attacking each slot
+        (their skill unknown: taken as 1). Fair victims are neither allies nor givers, unless
+        the resident betrays."""
+        cfg, v, n_levels = self.cfg, self.cfg.view_size, self.catalogue.n_levels
+        attack_at = 1 + v * n_levels  # secondary index of attacking slot 0
+        attack_ok = f.smask[:, attack_at: attack_at + v] & f.present
         cap_w = cfg.attack_wealth_cap
-        s_me = skill + cfg.attack_wealth_weight * np.clip(wealth, 0, cap_w)
-        s_them = 1.0 + cfg.attack_wealth_weight * np.clip(their_wealth, 0, cap_w)
+        s_me = f.skill + cfg.attack_wealth_weight * np.clip(f.wealth, 0, cap_w)
+        s_them = 1.0 + cfg.attack_wealth_weight * np.clip(f.their_wealth, 0, cap_w)
         p_win = s_me[:, None] / (s_me[:, None] + s_them)
-        gain = (p_win * cfg.loot_fraction * np.maximum(their_wealth, 0) - cfg.fight_cost
+        gain = (p_win * cfg.loot_fraction * np.maximum(f.their_wealth, 0) - cfg.fight_cost
                 - (1 - p_win) * cfg.failed_attack_cost)
-        fair = attack_ok & ((t["betray"][:, None] > 0.5) | (~ally & ~gave_me))
+        fair = attack_ok & ((t["betray"][:, None] > 0.5) | (~f.ally & ~f.gave_me))
         gain_fair = np.where(fair, gain, -np.inf)
-        best_victim = gain_fair.argmax(1)
-        best_gain = gain_fair.max(1)
+        return _Targets(attack_ok=attack_ok,
+                        gift_ok=f.smask[:, 1: attack_at: n_levels] & f.present,
+                        merge_ok=f.smask[:, attack_at + v:] & f.present,
+                        gain=gain, best_victim=gain_fair.argmax(1), best_gain=gain_fair.max(1))
 
-        secondary = np.zeros(k, np.int64)
-        slot = np.full(k, -1, np.int64)
-        amount = np.zeros(k)
-        messages: list[list[dict[str, Any]]] = [[] for _ in range(k)]
-        has_legal = batch.legal_facts is not None
-
-        def names(r: int) -> list[str] | None:
-            """Names of the residents in row r's view slots (None without legal facts)."""
-            return list(batch.legal(r)["targets"]) if has_legal else None
-
-        def choose(sel: np.ndarray, kind: Secondary, target: np.ndarray) -> None:
-            sel = sel & (secondary == Secondary.NONE)
-            secondary[sel] = kind
-            slot[sel] = target[sel]
-
+    def _choose_secondary(self, batch: Batch, f: _Facts, t: _Tendencies, u: np.ndarray,
+                          tg: _Targets) -> _Choice:
+        """Rules 1-7 in priority order; a rule only fills residents still without one."""
+        c = _Choice.empty(len(batch.keys))
         # 1. answer an attack
-        back = np.where(attacked_me & attack_ok, gain, -np.inf)
-        choose(np.isfinite(back.max(1)) & (u[:, 7] < t["retaliate"]), Secondary.ATTACK,
-               back.argmax(1))
+        back = np.where(f.attacked_me & tg.attack_ok, tg.gain, -np.inf)
+        c.choose(np.isfinite(back.max(1)) & (u[:, 7] < t["retaliate"]), Secondary.ATTACK,
+                 back.argmax(1))
         # 2. carry out yesterday's plan (a friendly message was sent to prepare it)
-        planned = np.zeros(k, bool)
-        plan_slot = best_victim.copy()
-        for r, key in enumerate(keys):
+        self._carry_out_plans(c, batch, tg)
+        # 3. about to starve: rob the best victim
+        c.choose((f.wealth < STARVING) & (tg.best_gain > 0) & (u[:, 8] < t["desperate"]),
+                 Secondary.ATTACK, tg.best_victim)
+        # 4. opportunistic attack, possibly prepared by a friendly message today
+        self._attack_or_deceive(c, batch, t, u, tg)
+        # 5. return a gift
+        self._return_gift(c, f, t, u, tg)
+        # 6. help the destitute (close ones, or anyone for gift_scope 1)
+        self._help_destitute(c, f, t, u, tg)
+        # 7. alliances: answer whoever wrote to me, else ask a giver, else anyone
+        self._seek_alliance(c, f, t, u, tg)
+        return c
+
+    def _carry_out_plans(self, c: _Choice, batch: Batch, tg: _Targets) -> None:
+        """Rule 2: attack the victim planned yesterday if still in view (by name), or the best
+        victim for a plan without a name; every plan is used up."""
+        planned = np.zeros(len(batch.keys), bool)
+        plan_slot = tg.best_victim.copy()
+        for r, key in enumerate(batch.keys):
             victim = self._plan.pop(key, None)
             if victim is None:
                 continue
-            seen = names(r) if victim else None
-            if victim and seen and victim in seen:
+            if not victim:
+                planned[r] = np.isfinite(tg.best_gain[r])
+                continue
+            seen = _slot_names(batch, r)
+            if seen and victim in seen:
                 plan_slot[r] = seen.index(victim)
-                planned[r] = attack_ok[r, plan_slot[r]]
-            elif not victim:
-                planned[r] = np.isfinite(best_gain[r])
-        choose(planned, Secondary.ATTACK, plan_slot)
-        # 3. about to starve: rob the best victim
-        choose(starving & (best_gain > 0) & (u[:, 8] < t["desperate"]), Secondary.ATTACK,
-               best_victim)
-        # 4. opportunistic attack, possibly prepared by a friendly message today
-        opportunist = (secondary == Secondary.NONE) & (best_gain > 1.0) & (u[:, 9] < t["attack"])
-        deceive = opportunist & (u[:, 10] < t["deceive"])
-        for r in np.flatnonzero(deceive).tolist():
-            victim_slot = int(best_victim[r])
-            seen = names(r)
+                planned[r] = tg.attack_ok[r, plan_slot[r]]
+        c.choose(planned, Secondary.ATTACK, plan_slot)
+
+    def _attack_or_deceive(self, c: _Choice, batch: Batch, t: _Tendencies, u: np.ndarray,
+                           tg: _Targets) -> None:
+        """Rule 4: attack the best victim when the gain is worth it; a deceiver instead sends
+        it a friendly message today and plans the attack for tomorrow (by name, or any victim
+        with a broadcast when the batch has no legal facts)."""
+        opportunist = c.free() & (tg.best_gain > 1.0) & (u[:, 9] < t["attack"])
+        c.deceive = opportunist & (u[:, 10] < t["deceive"])
+        for r in np.flatnonzero(c.deceive).tolist():
+            victim_slot = int(tg.best_victim[r])
+            seen = _slot_names(batch, r)
             if seen:
-                self._plan[keys[r]] = seen[victim_slot]
-                messages[r].append({"to": victim_slot, "text": _FRIENDLY_MASK})
+                self._plan[batch.keys[r]] = seen[victim_slot]
+                c.messages[r].append({"to": victim_slot, "text": _FRIENDLY_MASK})
             else:
-                self._plan[keys[r]] = ""
-                messages[r].append({"to": "everyone", "text": _FRIENDLY_BROADCAST})
-        choose(opportunist & ~deceive, Secondary.ATTACK, best_victim)
-        # 5. return a gift
-        wealth_above = np.maximum(wealth - 0.75 * t["comfort"], 0)
-        giver = np.where(gave_me & gift_ok, their_wealth, np.inf)
-        returning = np.isfinite(giver.min(1)) & (wealth_above > 0.5) & (u[:, 11] < t["reciprocity"])
-        choose(returning & ~deceive, Secondary.GIFT, giver.argmin(1))
-        amount = np.where(returning & (secondary == Secondary.GIFT),
-                          np.minimum(np.maximum(1.0, 0.25 * wealth_above), wealth_above), amount)
-        # 6. help the destitute (close ones, or anyone for gift_scope 1)
-        close = ally | gave_me | i_gave | wrote_me | attacked_me
+                self._plan[batch.keys[r]] = ""
+                c.messages[r].append({"to": "everyone", "text": _FRIENDLY_BROADCAST})
+        c.choose(opportunist & ~c.deceive, Secondary.ATTACK, tg.best_victim)
+
+    @staticmethod
+    def _return_gift(c: _Choice, f: _Facts, t: _Tendencies, u: np.ndarray,
+                     tg: _Targets) -> None:
+        """Rule 5: give back to the poorest giver in view, from wealth above 3/4 of comfort."""
+        wealth_above = np.maximum(f.wealth - 0.75 * t["comfort"], 0)
+        giver = np.where(f.gave_me & tg.gift_ok, f.their_wealth, np.inf)
+        returning = (np.isfinite(giver.min(1)) & (wealth_above > 0.5)
+                     & (u[:, 11] < t["reciprocity"]))
+        c.choose(returning & ~c.deceive, Secondary.GIFT, giver.argmin(1))
+        c.amount = np.where(returning & (c.secondary == Secondary.GIFT),
+                            np.minimum(np.maximum(1.0, 0.25 * wealth_above), wealth_above),
+                            c.amount)
+
+    @staticmethod
+    def _help_destitute(c: _Choice, f: _Facts, t: _Tendencies, u: np.ndarray,
+                        tg: _Targets) -> None:
+        """Rule 6: a comfortable resident gives a share of its surplus (at least 1) to the
+        poorest destitute resident in its gift scope."""
+        close = f.ally | f.gave_me | f.i_gave | f.wrote_me | f.attacked_me
         scope = close | (t["gift_scope"][:, None] > 0.5)
-        needy = np.where(gift_ok & scope & (their_wealth < NEED_LINE), their_wealth, np.inf)
-        helping = (np.isfinite(needy.min(1)) & comfortable & ~deceive
-                   & (secondary == Secondary.NONE) & (u[:, 12] < t["gift"]))
-        choose(helping, Secondary.GIFT, needy.argmin(1))
-        amount = np.where(helping, np.maximum(t["gift_share"] * (wealth - t["comfort"]), 1.0),
-                          amount)
-        # 7. alliances: answer whoever wrote to me, else ask a giver, else anyone
-        partner_score = (np.where(wrote_me, 4.0, 0) + np.where(gave_me, 2.0, 0)
+        needy = np.where(tg.gift_ok & scope & (f.their_wealth < NEED_LINE), f.their_wealth,
+                         np.inf)
+        helping = (np.isfinite(needy.min(1)) & (f.wealth >= t["comfort"]) & ~c.deceive
+                   & c.free() & (u[:, 12] < t["gift"]))
+        c.choose(helping, Secondary.GIFT, needy.argmin(1))
+        c.amount = np.where(helping, np.maximum(t["gift_share"] * (f.wealth - t["comfort"]), 1.0),
+                            c.amount)
+
+    def _seek_alliance(self, c: _Choice, f: _Facts, t: _Tendencies, u: np.ndarray,
+                       tg: _Targets) -> None:
+        """Rule 7: propose merging with the best-scored non-ally in view (wrote to me 4, gave
+        to me 2, plus a uniform draw to break ties); answering a writer is likelier."""
+        k, v = len(c.secondary), self.cfg.view_size
+        partner_score = (np.where(f.wrote_me, 4.0, 0) + np.where(f.gave_me, 2.0, 0)
                          + self.rng.random((k, v)))
-        partner_score = np.where(merge_ok & ~ally, partner_score, -np.inf)
+        partner_score = np.where(tg.merge_ok & ~f.ally, partner_score, -np.inf)
         answering = (partner_score.max(1) >= 4.0) & (u[:, 13] < np.minimum(1.0, 4 * t["ally"]))
         asking = u[:, 14] < t["ally"]
         merging = (answering | asking) & np.isfinite(partner_score.max(1))
-        choose(merging & ~deceive, Secondary.MERGE, partner_score.argmax(1))
+        c.choose(merging & ~c.deceive, Secondary.MERGE, partner_score.argmax(1))
 
-        # ---- messages ------------------------------------------------------------------------
-        talk = self.rng.random(k) < t["talk"]
-        for r in np.flatnonzero((secondary == Secondary.MERGE) | (secondary == Secondary.GIFT)
-                                | talk).tolist():
-            if secondary[r] == Secondary.MERGE and len(messages[r]) < cfg.max_messages:
-                messages[r].append({"to": int(slot[r]), "text": _ALLIANCE})
-            elif secondary[r] == Secondary.GIFT and talk[r] and len(messages[r]) < cfg.max_messages:
-                messages[r].append({"to": int(slot[r]), "text": _GIFT_NOTE})
-            if talk[r] and n_known[r] and len(messages[r]) < cfg.max_messages:
-                best = int(np.where(known[r], share[r], -np.inf).argmax())
-                messages[r].append({"to": "everyone", "text":
-                                    f"Factory {best} looks worth about {best_share[r]:.1f} "
-                                    "a worker today."})
-        messages = [msgs[: cfg.max_messages] for msgs in messages]
+    # ---- messages and packing --------------------------------------------------------------
 
-        # ---- pack ------------------------------------------------------------------------------
-        out: dict[Hashable, Any] = {}
+    def _write_messages(self, c: _Choice, f: _Facts, t: _Tendencies, share: np.ndarray) -> None:
+        """Add a note to an alliance proposal (always) or a gift (talkers), and a talker's tip
+        about its best factory; at most ``max_messages`` each."""
+        max_messages = self.cfg.max_messages
+        talk = self.rng.random(len(c.secondary)) < t["talk"]
+        n_known = f.known.sum(1)
+        for r in np.flatnonzero((c.secondary == Secondary.MERGE)
+                                | (c.secondary == Secondary.GIFT) | talk).tolist():
+            msgs = c.messages[r]
+            if c.secondary[r] == Secondary.MERGE and len(msgs) < max_messages:
+                msgs.append({"to": int(c.slot[r]), "text": _ALLIANCE})
+            elif c.secondary[r] == Secondary.GIFT and talk[r] and len(msgs) < max_messages:
+                msgs.append({"to": int(c.slot[r]), "text": _GIFT_NOTE})
+            if talk[r] and n_known[r] and len(msgs) < max_messages:
+                best = int(share[r].argmax())
+                msgs.append({"to": "everyone", "text":
+                             f"Factory {best} looks worth about {share[r, best]:.1f} "
+                             "a worker today."})
+        c.messages = [msgs[:max_messages] for msgs in c.messages]
+
+    def _pack(self, keys: list[Hashable], f: _Facts, p_index: np.ndarray,
+              c: _Choice) -> dict[Hashable, Any]:
+        """One action per key: a structured dict when it gives or sends messages, else the
+        flat id. Remembers the factory of each worker for tomorrow."""
+        cat, v = self.catalogue, self.cfg.view_size
+        attack_at = 1 + v * cat.n_levels  # secondary index of attacking slot 0
         s_index = np.select(
-            [secondary == Secondary.ATTACK, secondary == Secondary.MERGE],
-            [1 + v * n_levels + slot, 1 + v * n_levels + v + slot], 0)
+            [c.secondary == Secondary.ATTACK, c.secondary == Secondary.MERGE],
+            [attack_at + c.slot, attack_at + v + c.slot], 0)
         flat = p_index * cat.n_secondary + s_index
+        primary = cat.p_kind[p_index].astype(np.int64)
+        factory = cat.p_factory[p_index]  # -1 for a primary without a factory
+        out: dict[Hashable, Any] = {}
         for r, key in enumerate(keys):
             if primary[r] == Primary.WORK:
-                self._last_factory[key] = int(cat.p_factory[p_index[r]])
-            if secondary[r] == Secondary.NONE or secondary[r] == Secondary.GIFT or messages[r]:
-                action: dict[str, Any] = {"primary": int(primary[r]),
-                                          "secondary": int(secondary[r])}
-                f = int(cat.p_factory[p_index[r]])
-                if f >= 0:
-                    action["factory"] = f
-                if secondary[r] != Secondary.NONE:
-                    action["target"] = int(slot[r])
-                if secondary[r] == Secondary.GIFT:
-                    action["amount"] = float(min(amount[r], 0.999 * max(wealth[r], 0.0)))
-                if messages[r]:
-                    action["messages"] = messages[r]
-                if secondary[r] == Secondary.NONE and not messages[r]:
-                    action = int(p_index[r] * cat.n_secondary)
-                out[key] = action
-            else:
+                self._last_factory[key] = int(factory[r])
+            if c.secondary[r] != Secondary.GIFT and not c.messages[r]:
                 out[key] = int(flat[r])
+                continue
+            action: dict[str, Any] = {"primary": int(primary[r]),
+                                      "secondary": int(c.secondary[r])}
+            if factory[r] >= 0:
+                action["factory"] = int(factory[r])
+            if c.secondary[r] != Secondary.NONE:
+                action["target"] = int(c.slot[r])
+            if c.secondary[r] == Secondary.GIFT:
+                action["amount"] = float(min(c.amount[r], 0.999 * max(f.wealth[r], 0.0)))
+            if c.messages[r]:
+                action["messages"] = c.messages[r]
+            out[key] = action
         return out
 
 
