@@ -19,8 +19,8 @@ from civa_env.world.events import agent_name
 from civa_env.world.kinds import ACTION_KINDS, LLM_OUTCOMES
 from civa_env.world.values import ValueCondition
 
-# Outcomes of an LLM decision (first try valid, valid after the retry, safe default), read
-# from ``policy.infos[key]["llm"]`` after each ``act`` (see policies/llm/policy.py).
+# Outcomes of an LLM decision (first try valid, valid after the retry, safe default) are
+# reported by the policy in ``batch.results[key]["decision"]`` and counted by the runner.
 
 
 
