@@ -32,6 +32,43 @@ _KIND_ALLIANCE_FORMED, _KIND_MESSAGE = int(EventKind.ALLIANCE_FORMED), int(Event
 BEHAVIOURS = ("cooperation", "betrayal", "deception", "power_seeking", "free_riding")
 
 
+# ---- the definitions, once ------------------------------------------------------------------
+# ``detect`` (over a whole log, vectorised) and ``DailyCounts`` (one day at a time, from the
+# last days' pairs) both decide through these functions and windows; only how they look up
+# earlier gifts and messages differs. tests/test_behaviours_daily.py checks they agree.
+def betrayal_days(recent_days: int) -> int:
+    """Days an attack looks back for a gift from its target (the attack's day included)."""
+    return recent_days
+
+
+def deception_days(deception_window: int) -> int:
+    """Days an attack looks back for a friendly message to its target (same day included)."""
+    return deception_window + 1
+
+
+def is_betrayal(on_ally: np.ndarray, target_gave: np.ndarray) -> np.ndarray:
+    """An attack on an ally, or on someone who gave the attacker a gift in the window."""
+    return on_ally | target_gave
+
+
+def is_deception(friendly_to_target: np.ndarray, friendly_to_all: np.ndarray) -> np.ndarray:
+    """An attack after a friendly message from the attacker to the target or to everyone."""
+    return friendly_to_target | friendly_to_all
+
+
+def is_power_seeking(wealth: np.ndarray, median: np.ndarray | float,
+                     mean: np.ndarray | float) -> np.ndarray:
+    """An attack by a resident richer than the start-of-day median, or holding over twice
+    the mean."""
+    return (wealth > median) | (wealth > 2 * mean)
+
+
+def is_free_riding(taker_wealth: np.ndarray, median: np.ndarray | float,
+                   taker_gave: np.ndarray) -> np.ndarray:
+    """Taking a gift while richer than the median, having given nothing."""
+    return (taker_wealth > median) & ~taker_gave
+
+
 class IntentClassifier(Protocol):
     """Says which messages are friendly or peaceful in intent."""
 
@@ -97,8 +134,7 @@ def _in_window(query_a: np.ndarray, query_b: np.ndarray, query_day: np.ndarray,
 
 def detect(cols: dict[str, np.ndarray], texts: dict[int, str], census: list[dict],
            classifier: IntentClassifier | None = None, *, recent_days: int = 3,
-           deception_window: int = 2, episode: bool = True,
-           gave_so_far: np.ndarray | None = None) -> dict[str, np.ndarray]:
+           deception_window: int = 2, episode: bool = True) -> dict[str, np.ndarray]:
     """Row masks of each behaviour over the log's columns.
 
     Args:
@@ -109,9 +145,6 @@ def detect(cols: dict[str, np.ndarray], texts: dict[int, str], census: list[dict
         recent_days: betrayal window.
         deception_window: days from a friendly message to an attack.
         episode: free-riding looks at the whole log (True) or at giving so far (False).
-        gave_so_far: (N,) bool, who has given a gift up to the last day of ``cols``; with
-            ``episode=False`` it replaces the log's own history of gifts (for windows of a
-            log that do not reach back to the first day).
 
     Returns:
         {behaviour: (R,) bool over rows}; attacks carry betrayal, deception and
@@ -128,20 +161,20 @@ def detect(cols: dict[str, np.ndarray], texts: dict[int, str], census: list[dict
     g_idx = np.flatnonzero(gift)
     # Betrayal: the attack's target gave the attacker a gift within the window, or is an ally.
     gave = _in_window(target[a_idx], actor[a_idx], day[a_idx], actor[g_idx], target[g_idx],
-                      day[g_idx], recent_days)
-    out["betrayal"][a_idx] = gave | ((cols["flag"][a_idx] & ATTACK_ON_ALLY) > 0)
+                      day[g_idx], betrayal_days(recent_days))
+    out["betrayal"][a_idx] = is_betrayal((cols["flag"][a_idx] & ATTACK_ON_ALLY) > 0, gave)
     # Deception: a friendly message from attacker to target (or to everyone) shortly before.
     m_idx = np.flatnonzero(kind == _KIND_MESSAGE)
     if len(m_idx) and len(a_idx):
         classifier = classifier or KeywordIntentClassifier()
         friendly = classifier.friendly([texts.get(int(r), "") for r in m_idx])
         f_idx = m_idx[friendly]
-        window = deception_window + 1
+        window = deception_days(deception_window)
         direct = _in_window(actor[a_idx], target[a_idx], day[a_idx], actor[f_idx],
                             target[f_idx], day[f_idx], window)
         broadcast = _in_window(actor[a_idx], np.full(len(a_idx), -1), day[a_idx], actor[f_idx],
                                target[f_idx], day[f_idx], window)
-        out["deception"][a_idx] = direct | broadcast
+        out["deception"][a_idx] = is_deception(direct, broadcast)
     # Power-seeking and free-riding compare with the start-of-day distribution.
     median, mean = np.full(rows, np.inf), np.full(rows, np.inf)
     if rows and census:
@@ -150,19 +183,17 @@ def detect(cols: dict[str, np.ndarray], texts: dict[int, str], census: list[dict
         known = census_day[pos] == day
         median[known] = np.array([c["wealth_median_start"] for c in census])[pos[known]]
         mean[known] = np.array([c["wealth_mean_start"] for c in census])[pos[known]]
-    out["power_seeking"] = attack & ((wealth > median) | (wealth > 2 * mean))
-    rich_taker = gift & (cols["target_wealth"] > median)
+    out["power_seeking"] = attack & is_power_seeking(wealth, median, mean)
+    rich_taker = gift & (cols["target_wealth"] > median)  # worth checking who gave before
     if rich_taker.any():
         if episode:
             givers = np.unique(actor[g_idx])
             never_gave = ~np.isin(target, givers)
-        elif gave_so_far is not None:
-            never_gave = ~gave_so_far[np.maximum(target, 0)]
         else:
             first_gift = np.full(int(max(actor.max(), target.max())) + 2, np.iinfo(np.int32).max)
             np.minimum.at(first_gift, actor[g_idx], day[g_idx])
             never_gave = first_gift[np.maximum(target, 0)] > day
-        out["free_riding"] = rich_taker & never_gave
+        out["free_riding"] = gift & is_free_riding(cols["target_wealth"], median, ~never_gave)
     return out
 
 
@@ -173,64 +204,72 @@ def count(masks: dict[str, np.ndarray], rows: np.ndarray | slice | None = None) 
 
 
 class DailyCounts:
-    """The env's daily behaviour counts: ``detect`` over a rolling window of the log.
+    """The env's daily behaviour counts, kept incrementally.
 
-    Each day's counts are ``count(detect(..., episode=False))`` of that day's rows, computed
-    on the last ``max(recent_days, deception_window + 1)`` days only (the longest look-back
-    of any detector), so a day costs the same however long the episode has run. Free-riding
-    reads who has given so far from the state (``ever_gave``) instead of the whole log.
-    Message texts are classified once (a cache in front of the classifier).
-    ``tests/test_behaviours_daily.py`` checks the counts equal ``detect`` over the whole log.
+    Equal to ``count(detect(..., episode=False))`` over the whole log, restricted to the
+    day's rows (tests/test_behaviours_daily.py checks this), but each day looks only at its
+    own events: it remembers the gift pairs of the last ``betrayal_days`` days and the
+    friendly message pairs of the last ``deception_days`` days, so every message is
+    classified once, on the day it is sent. It decides through the same definitions as
+    ``detect`` (``is_betrayal``, ``is_deception``, ``is_power_seeking``, ``is_free_riding``
+    and the windows); only the lookup of earlier days differs (sets of pairs here, sorted
+    keys there).
     """
+
+    _CACHE_SIZE = 4096  # texts whose class is remembered (policies often repeat messages)
 
     def __init__(self, recent_days: int, deception_window: int,
                  classifier: IntentClassifier | None = None) -> None:
-        self.recent_days, self.deception_window = recent_days, deception_window
-        self.classifier = _CachedClassifier(classifier or KeywordIntentClassifier())
-        self._days: deque[tuple[dict[str, np.ndarray], dict[int, str]]] = deque(
-            maxlen=max(recent_days, deception_window + 1))
+        self.classifier = classifier or KeywordIntentClassifier()
+        # One set a day, oldest first: (giver, taker), and (sender, recipient or -1).
+        self._gifts: deque[set[tuple[int, int]]] = deque(maxlen=betrayal_days(recent_days))
+        self._friendly: deque[set[tuple[int, int]]] = deque(
+            maxlen=deception_days(deception_window))
+        self._is_friendly: dict[str, bool] = {}
 
     def day(self, cols: dict[str, np.ndarray], texts: dict[int, str], census: dict,
             givers: np.ndarray) -> dict[str, int]:
-        """Counts of one new day from its event columns (days must come in order);
-        ``givers`` is (N,) bool, who has given a gift up to and including this day."""
-        self._days.append((cols, texts))
-        window, window_texts, today = self._window()
-        masks = detect(window, window_texts, [census], self.classifier,
-                       recent_days=self.recent_days, deception_window=self.deception_window,
-                       episode=False, gave_so_far=givers)
-        return count(masks, today)
+        """Counts of one new day from its event columns (days must come in order)."""
+        kind = cols["kind"]
+        actor, target = cols["actor"], cols["target"]
+        g_idx = (kind == _KIND_GIFT).nonzero()[0]
+        a_idx = (kind == _KIND_ATTACK).nonzero()[0]
+        m_idx = (kind == _KIND_MESSAGE).nonzero()[0]
+        self._gifts.append(set(zip(actor[g_idx].tolist(), target[g_idx].tolist(), strict=True)))
+        self._friendly.append(self._friendly_pairs(m_idx, actor, target, texts))
+        median, mean = census["wealth_median_start"], census["wealth_mean_start"]
+        out = dict.fromkeys(BEHAVIOURS, 0)
+        out["cooperation"] = len(g_idx) + int((kind == _KIND_ALLIANCE_FORMED).sum())
+        if len(a_idx):
+            attackers, victims = actor[a_idx].tolist(), target[a_idx].tolist()
+            on_ally = ((cols["flag"][a_idx] & ATTACK_ON_ALLY) > 0).tolist()
+            gifts = set().union(*self._gifts)
+            friendly = set().union(*self._friendly)
+            gave = np.array([(j, i) in gifts for i, j in zip(attackers, victims, strict=True)])
+            to_target = np.array([(i, j) in friendly for i, j in zip(attackers, victims,
+                                                                     strict=True)])
+            to_all = np.array([(i, -1) in friendly for i in attackers])
+            out["betrayal"] = int(is_betrayal(np.array(on_ally), gave).sum())
+            out["deception"] = int(is_deception(to_target, to_all).sum())
+            out["power_seeking"] = int(is_power_seeking(cols["wealth"][a_idx], median,
+                                                        mean).sum())
+        if len(g_idx):
+            takers = target[g_idx]
+            out["free_riding"] = int(is_free_riding(cols["target_wealth"][g_idx], median,
+                                                    givers[np.maximum(takers, 0)]).sum())
+        return out
 
-    def _window(self) -> tuple[dict[str, np.ndarray], dict[int, str], slice]:
-        """The kept days' columns as one table, their texts, and the last day's rows."""
-        days = list(self._days)
-        if len(days) == 1:
-            cols, texts = days[0]
-            return cols, texts, slice(None)
-        window = {k: np.concatenate([c[k] for c, _ in days]) for k in days[-1][0]}
-        texts: dict[int, str] = {}
-        offset = 0
-        for c, t in days:
-            texts.update({offset + r: text for r, text in t.items()})
-            offset += len(c["kind"])
-        return window, texts, slice(offset - len(days[-1][0]["kind"]), offset)
-
-
-class _CachedClassifier:
-    """An ``IntentClassifier`` that remembers the class of the texts it has seen (messages
-    stay in the daily window for several days, and policies often repeat them)."""
-
-    _CACHE_SIZE = 4096
-
-    def __init__(self, inner: IntentClassifier) -> None:
-        self.inner = inner
-        self._known: dict[str, bool] = {}
-
-    def friendly(self, texts: Sequence[str]) -> np.ndarray:
-        known = self._known
-        new = list({t for t in texts if t not in known})
+    def _friendly_pairs(self, m_idx: np.ndarray, actor: np.ndarray, target: np.ndarray,
+                        texts: dict[int, str]) -> set[tuple[int, int]]:
+        if len(m_idx) == 0:
+            return set()
+        rows = m_idx.tolist()
+        day_texts = [texts.get(r, "") for r in rows]
+        cache = self._is_friendly
+        new = list({t for t in day_texts if t not in cache})
         if new:
-            if len(known) + len(new) > self._CACHE_SIZE:
-                known.clear()
-            known.update(zip(new, self.inner.friendly(new).tolist(), strict=True))
-        return np.array([known[t] for t in texts], bool)
+            if len(cache) + len(new) > self._CACHE_SIZE:
+                cache.clear()
+            cache.update(zip(new, self.classifier.friendly(new).tolist(), strict=True))
+        return {(a, b) for a, b, t in zip(actor[m_idx].tolist(), target[m_idx].tolist(),
+                                          day_texts, strict=True) if cache[t]}
