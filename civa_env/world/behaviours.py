@@ -35,7 +35,7 @@ BEHAVIOURS = ("cooperation", "betrayal", "deception", "power_seeking", "free_rid
 # ---- the definitions, once ------------------------------------------------------------------
 # ``detect`` (over a whole log, vectorised) and ``DailyCounts`` (one day at a time, from the
 # last days' pairs) both decide through these functions and windows; only how they look up
-# earlier gifts and messages differs. tests/test_behaviours_daily.py checks they agree.
+# earlier gifts and messages differs. tests/world/test_behaviours_daily.py checks they agree.
 def betrayal_days(recent_days: int) -> int:
     """Days an attack looks back for a gift from its target (the attack's day included)."""
     return recent_days
@@ -207,7 +207,7 @@ class DailyCounts:
     """The env's daily behaviour counts, kept incrementally.
 
     Equal to ``count(detect(..., episode=False))`` over the whole log, restricted to the
-    day's rows (tests/test_behaviours_daily.py checks this), but each day looks only at its
+    day's rows (tests/world/test_behaviours_daily.py checks this), but each day looks only at its
     own events: it remembers the gift pairs of the last ``betrayal_days`` days and the
     friendly message pairs of the last ``deception_days`` days, so every message is
     classified once, on the day it is sent. It decides through the same definitions as

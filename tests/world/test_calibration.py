@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-_PATH = Path(__file__).resolve().parents[1] / "benchmarks" / "calibration.py"
+_PATH = Path(__file__).resolve().parents[2] / "benchmarks" / "calibration.py"
 _spec = importlib.util.spec_from_file_location("civa_calibration", _PATH)
 calibration = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(calibration)

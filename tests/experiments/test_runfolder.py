@@ -36,7 +36,7 @@ from civa_env.policies.llm.annotator import LABELS, LLMAnnotator
 from civa_env.viewer import build_page, page_data
 from civa_env.world.config import Config, check_prevalence
 
-PACKAGE = Path(__file__).resolve().parents[1] / "civa_env"
+PACKAGE = Path(__file__).resolve().parents[2] / "civa_env"
 SMALL = Config(n_agents=6, max_days=4)
 
 

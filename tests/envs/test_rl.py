@@ -25,7 +25,7 @@ from civa_env.policies import make_policy  # noqa: E402
 from civa_env.policies.batch import Batch
 from civa_env.policies.sb3 import CheckpointMismatch, read_metadata  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SMALL = dict(n_agents=10, n_factories=3, view_size=4, max_days=30, obs_mode="numeric")
 
 

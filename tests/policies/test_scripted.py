@@ -23,7 +23,7 @@ from civa_env.policies.scripted_table import (
 from civa_env.world.kinds import EventKind
 from civa_env.world.values import N_CONDITION_CODES, Value, all_conditions
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def play(seed: int = 0, **kwargs):
