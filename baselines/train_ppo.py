@@ -244,8 +244,9 @@ def train(args: Args) -> dict[str, Any]:
     import torch
     from stable_baselines3.common.logger import configure
 
-    from civa_env.envs.sb3 import CivaVecEnv, shape_signature
+    from civa_env.envs.sb3 import CivaVecEnv
     from civa_env.policies.sb3 import save_checkpoint
+    from civa_env.world.day import shape_signature
 
     torch.set_num_threads(args.torch_threads)
     cfg = world_config(args)
@@ -338,7 +339,7 @@ def play(cfg: Any, mix: dict[str, float], policies: dict[str, Any], episodes: in
     to the policies of ``mix`` as in ``civa run`` and newcomers take their parent's policy.
 
     Returns:
-        One record per episode: the community metrics (``wrappers.SUMMARY_KEYS``, behaviour
+        One record per episode: the community metrics (``envs.sb3.SUMMARY_KEYS``, behaviour
         rates), ``seed`` and ``by_policy``: the scalars of the runner's per-policy breakdown
         (``residents``, ``survival``, ``mean_wealth_end`` of the living, ...) plus
         ``mean_return``, the policy's mean resident return in the config's reward.

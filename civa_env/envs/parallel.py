@@ -17,7 +17,7 @@ defaults are in README "Rules" and in `Config`.
 
 ## Observation space
 `text`: the resident's briefing (printable ASCII, at most `max_text_chars`; empty in
-`obs_mode="numeric"`). `features`: float32 vector of `perception.feature_size(cfg)` values in
+`obs_mode="numeric"`). `features`: float32 vector of `features.feature_size(cfg)` values in
 [-10, 10] (named channels: own facts, value condition, factories, one row per view slot).
 `action_mask`: int8 over the flat catalogue.
 
@@ -28,7 +28,8 @@ view slot, allies, wealth, message limits; computed on first access) and, after 
 `community` (the day's census).
 
 ## Action space
-A flat id (see `actions.Catalogue`) or a structured dict (see `actions`), per resident.
+A flat id (see `world.catalogue.Catalogue`) or a structured dict (see `world.actions`), per
+resident.
 
 ## Rewards
 `reward="wealth"` (default): the day's change in wealth. `"survival"`: +1 a day alive, -1 at
@@ -55,7 +56,7 @@ from civa_env.envs.spaces import observation_space, structured_action_space
 from civa_env.world import metrics
 from civa_env.world.catalogue import Catalogue
 from civa_env.world.config import Config
-from civa_env.world.day import Day, World
+from civa_env.world.day import Day, World, derived_seed, fresh_seed, rewards
 from civa_env.world.events import EventLog, agent_name
 from civa_env.world.values import ValueCondition
 
@@ -86,7 +87,8 @@ class CivaEnv(ParallelEnv):
                                       dtype=np.float32)
         self.agents: list[str] = []
         self.world: World | None = None
-        self._episodes = 0  # resets so far: a reset without a seed continues the stream
+        self._base_seed: int | None = None  # the last seed given to reset (or the first used)
+        self._since = 0  # resets since that seed
 
     # ---- spaces -------------------------------------------------------------------------------
     # The same space objects every call, as PettingZoo requires (built once in __init__; no
@@ -111,13 +113,20 @@ class CivaEnv(ParallelEnv):
     # ---- episode -------------------------------------------------------------------------------
     def reset(self, seed: int | None = None,
               options: dict | None = None) -> tuple[dict[str, dict], dict[str, dict]]:
-        """Start an episode with ``seed``; without one, the config's seed on the first reset
-        and, on later resets, a seed drawn from the previous one (a fresh episode each time)."""
+        """Start an episode with ``seed``. Without one: the config's seed (or a fresh one) on
+        the first reset, then seeds derived from the last seed given and the number of
+        resets since, so that ``reset(seed=s)`` followed by plain resets replays the same
+        sequence of episodes."""
+        if seed is not None:
+            self._base_seed, self._since = int(seed), 0
+        elif self._base_seed is None:
+            self._base_seed = self.cfg.seed if self.cfg.seed is not None else fresh_seed()
+            self._since = 0
+        else:
+            self._since += 1
         if seed is None:
-            base = self.cfg.seed
-            seed = base if self._episodes == 0 or base is None else int(
-                np.random.SeedSequence([base, self._episodes]).generate_state(1)[0])
-        self._episodes += 1
+            seed = (self._base_seed if self._since == 0
+                    else derived_seed(self._base_seed, self._since))
         self.world = world_fn.reset(self.cfg, seed)
         living = self.world.living
         self.agents = [self.possible_agents[i] for i in living.tolist()]
@@ -149,14 +158,9 @@ class CivaEnv(ParallelEnv):
         return obs, rewards, terminations, truncations, infos
 
     def _rewards(self, day: Day) -> dict[str, float]:
-        names, acted = self.possible_agents, day.acted
-        if self.cfg.reward == "wealth":
-            values = day.after.wealth[acted] - day.before.wealth[acted]
-        elif self.cfg.reward == "survival":
-            values = np.where(day.after.alive[acted], 1.0, -1.0)
-        else:
-            values = np.full(len(acted), day.after.alive.sum() / self.cfg.n_agents)
-        return {names[i]: float(r) for i, r in zip(acted.tolist(), values.tolist(), strict=True)}
+        names, values = self.possible_agents, rewards(day, self.cfg)
+        return {names[i]: float(r) for i, r in zip(day.acted.tolist(), values.tolist(),
+                                                    strict=True)}
 
     def _observe(self, rows: np.ndarray, invalid: dict[int, list[str]],
                  census: dict[str, Any] | None) -> tuple[dict[str, dict], dict[str, dict]]:

@@ -44,11 +44,12 @@ from civa_env.policies.base import Policy, make_policy
 from civa_env.policies.batch import Batch
 from civa_env.world import metrics
 from civa_env.world.catalogue import Catalogue
-from civa_env.world.config import SHAPE_FIELDS, Config
-from civa_env.world.day import Day, World, assignment_rng
+from civa_env.world.config import Config
+from civa_env.world.day import Day, World, assignment_rng, derived_seed, shape_signature
+from civa_env.world.day import rewards as day_rewards
 from civa_env.world.events import agent_name
+from civa_env.world.features import FEATURE_CLIP, feature_size
 from civa_env.world.kinds import Primary
-from civa_env.world.perception import FEATURE_CLIP, feature_size
 
 try:  # SB3 is an optional extra: without it the VecEnv is a plain class with the same API.
     from stable_baselines3.common.vec_env import VecEnv as _VecEnvBase
@@ -63,16 +64,6 @@ def default_background() -> str:
     from civa_env.policies.base import available_policies
 
     return "scripted" if "scripted" in available_policies() else "random"
-
-
-def shape_signature(cfg: Config) -> dict[str, Any]:
-    """The world's shape: the config's shape fields plus the feature and catalogue sizes
-    (recorded with checkpoints; ``policies.sb3.check_shape`` compares them when loading)."""
-    out = {name: getattr(cfg, name) for name in SHAPE_FIELDS}
-    out = {k: list(v) if isinstance(v, tuple) else v for k, v in out.items()}
-    out["feature_size"] = feature_size(cfg)
-    out["catalogue_size"] = Catalogue(cfg).size
-    return out
 
 
 def idle_action(catalogue: Catalogue) -> int:
@@ -145,7 +136,7 @@ class CivaVecEnv(_VecEnvBase):
             self._seeds = [None] * n_slots
         else:
             super().__init__(n_slots, obs_space, act_space)
-        self._seed_rng = np.random.default_rng(seed)
+        self._base_seed = int(seed)  # episodes of community e: derived_seed(base, e, k)
         self._idle = idle_action(self.catalogue)
         self._idle_mask = np.zeros(self.catalogue.size, bool)
         self._idle_mask[self._idle] = True
@@ -226,18 +217,12 @@ class CivaVecEnv(_VecEnvBase):
                 out[agent_name(i)] = bg_actions[key]
         return out
 
-    def _reward(self, e: int, day: Day, i: int) -> float:
-        reward = self.cfgs[e].reward
-        if reward == "wealth":
-            return float(day.after.wealth[i] - day.before.wealth[i])
-        if reward == "survival":
-            return 1.0 if day.after.alive[i] else -1.0
-        return float(day.after.alive.sum() / self.cfgs[e].n_agents)
-
     def _update_seats(self, e: int, day: Day, rewards: np.ndarray, dones: np.ndarray,
                       infos_out: list[dict[str, Any]]) -> None:
         """Rewards, dones and next observations of community ``e``'s seats."""
         base = e * self.seats
+        reward_of = dict(zip(day.acted.tolist(), day_rewards(day, self.cfgs[e]).tolist(),
+                             strict=True))
         occupied = [(k, i) for k, i in enumerate(self._occupant[e].tolist()) if i >= 0]
         seen = self.worlds[e].observe(np.array([i for _, i in occupied], np.int64), text=False)
         for k in range(self.seats):
@@ -245,7 +230,7 @@ class CivaVecEnv(_VecEnvBase):
                 self._show(base + k, None)
         for r, (k, i) in enumerate(occupied):
             slot = base + k
-            reward = self._reward(e, day, i)
+            reward = reward_of[i]
             rewards[slot] = reward
             self._ep_return[slot] += reward
             self._ep_len[slot] += 1
@@ -320,7 +305,7 @@ class CivaVecEnv(_VecEnvBase):
     def seed(self, seed: int | None = None) -> list[int | None]:
         """Seeds for the next reset (one per slot, as SB3 expects) and the internal stream."""
         if seed is not None:
-            self._seed_rng = np.random.default_rng(seed)
+            self._base_seed = int(seed)
         return super().seed(seed) if _VecEnvBase is not object else [seed] * self.num_envs
 
     # ---- internals -------------------------------------------------------------------------
@@ -342,7 +327,9 @@ class CivaVecEnv(_VecEnvBase):
 
     def _reset_community(self, e: int, seed: int | None) -> None:
         if seed is None:
-            seed = int(self._seed_rng.integers(2**31 - 1))
+            # Each community's next episode has a seed of its own (community, episode), so
+            # which world a community gets never depends on when the others ended.
+            seed = derived_seed(self._base_seed, e, self._episode[e])
         world = self.worlds[e] = world_fn.reset(self.cfgs[e], seed)
         self._episode[e] += 1
         self._controller[e] = UNSET

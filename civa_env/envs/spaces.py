@@ -9,8 +9,8 @@ from gymnasium import spaces
 
 from civa_env.world.catalogue import Catalogue
 from civa_env.world.config import Config
+from civa_env.world.features import FEATURE_CLIP, feature_size
 from civa_env.world.kinds import Primary, Secondary
-from civa_env.world.perception import FEATURE_CLIP, feature_size
 
 
 def observation_space(cfg: Config, catalogue: Catalogue) -> spaces.Dict:

@@ -19,10 +19,6 @@ from civa_env.world.events import agent_name
 from civa_env.world.kinds import ACTION_KINDS, LLM_OUTCOMES
 from civa_env.world.values import ValueCondition
 
-# Outcomes of an LLM decision (first try valid, valid after the retry, safe default) are
-# reported by the policy in ``batch.results[key]["decision"]`` and counted by the runner.
-
-
 
 def llm_counts(counts: np.ndarray) -> dict[str, Any]:
     """Decision outcomes of some residents: (n, 3) counts in ``LLM_OUTCOMES`` order."""

@@ -41,7 +41,7 @@ from civa_env.policies.base import Policy, make_policy
 from civa_env.policies.batch import Batch
 from civa_env.world import behaviours, metrics
 from civa_env.world.config import Config
-from civa_env.world.day import assignment_rng, policy_seed
+from civa_env.world.day import assignment_rng, fresh_seed, policy_seed, shape_signature
 from civa_env.world.events import agent_index, agent_name
 from civa_env.world.kinds import LLM_OUTCOMES
 from civa_env.world.values import N_CONDITION_CODES, ValueCondition
@@ -117,7 +117,7 @@ class RunResult:
     """What one community's run produced."""
 
     seed: int
-    summary: dict[str, Any]  # env.summary() plus by_policy / by_condition
+    summary: dict[str, Any]  # metrics.summarize of the log plus by_policy / by_condition
     residents: dict[str, dict[str, Any]]  # agent -> policy, condition, parent, born/died day
     run_dir: Path | None = None
     extra: dict[str, Any] = field(default_factory=dict)
@@ -257,6 +257,9 @@ def run_communities(cfgs: Sequence[Config], seeds: Sequence[int],
     specs = list(mix)
     if len(cfgs) != len(seeds):
         raise ValueError("one seed per config is needed")
+    _check_shapes(cfgs)
+    # A run given no seed gets a fresh one, recorded in config.json like any other.
+    seeds = [int(s) if s is not None else fresh_seed() for s in seeds]
     run_dirs = list(run_dirs) if run_dirs is not None else [None] * len(cfgs)
     policy_kwargs = dict(policy_kwargs or {})
     built: dict[str, Policy] = {}
@@ -279,8 +282,10 @@ def run_communities(cfgs: Sequence[Config], seeds: Sequence[int],
             policy_dir = run_dirs[0]
         elif policy_dir is not None and overwrite and Path(policy_dir) not in run_dirs:
             clear_policy_files(Path(policy_dir))
+        # Policies learn the rules and layout from the first community's config (the shape
+        # fields agree across communities: checked above).
         for k, spec in enumerate(specs):
-            built[spec].reset(cfgs[0], seed=policy_seed(int(seeds[0]), k))
+            built[spec].reset(cfgs[0], seed=policy_seed(seeds[0], k))
             built[spec].open_run(policy_dir)
         # Appended one by one: if the k-th cannot be built, the earlier ones are failed below.
         for e, (cfg, seed, d) in enumerate(zip(cfgs, seeds, run_dirs, strict=True)):
@@ -294,6 +299,22 @@ def run_communities(cfgs: Sequence[Config], seeds: Sequence[int],
     finally:
         for pol in owned:
             pol.close()
+
+
+def _check_shapes(cfgs: Sequence[Config]) -> None:
+    """One policy acts across all communities of a loop: their features and action
+    catalogues must have the same sizes."""
+    first = shape_signature(cfgs[0])
+    for k, cfg in enumerate(cfgs[1:], 1):
+        diff = {f: (first[f], v) for f, v in shape_signature(cfg).items()
+                if f in _BATCH_SHAPE and first[f] != v}
+        if diff:
+            raise ValueError(f"community {k} differs from community 0 in {diff} (0's value, "
+                             f"{k}'s value): the communities of one loop share their policies, "
+                             "so n_factories, view_size and gift_levels must agree")
+
+
+_BATCH_SHAPE = ("n_factories", "view_size", "gift_levels", "feature_size", "catalogue_size")
 
 
 def _loop(episodes: list[_Episode], built: Mapping[str, Policy], specs: list[str],

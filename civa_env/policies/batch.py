@@ -36,29 +36,21 @@ class Batch:
     def __len__(self) -> int:
         return len(self.keys)
 
-    def legal(self, r: int) -> Mapping[str, Any]:
+    def legal(self, r: int) -> Mapping[str, Any] | None:
         """Legal facts of row ``r``: ``factories`` (known ids), ``targets`` (names per view
         slot), ``allies`` (names), ``wealth``, ``can_upgrade``, ``max_messages``,
-        ``max_message_chars``."""
+        ``max_message_chars``; None for a row given without them (e.g. the last observation
+        of a resident who starved)."""
         if self.legal_facts is None:
-            raise ValueError("this batch carries no legal facts; build it with "
-                             "Batch.from_world or pass infos with 'legal' entries")
+            raise ValueError("this batch carries no legal facts: pass the infos of "
+                             "env.reset/env.step to Batch.from_observations")
         return self.legal_facts[r]
-
-    def select(self, rows: Sequence[int] | np.ndarray) -> Batch:
-        """The sub-batch of ``rows`` (results are shared with this batch)."""
-        rows = np.asarray(rows, np.int64)
-        idx = rows.tolist()
-        return Batch(
-            keys=[self.keys[r] for r in idx], features=self.features[rows],
-            masks=self.masks[rows], day=self.day[rows],
-            texts=None if self.texts is None else [self.texts[r] for r in idx],
-            legal_facts=None if self.legal_facts is None else _take(self.legal_facts, idx),
-            results=self.results)
 
     @classmethod
     def concat(cls, parts: Sequence[Batch]) -> Batch:
         """One batch of several (e.g. the same policy's residents in several communities)."""
+        if not parts:
+            raise ValueError("Batch.concat needs at least one batch")
         if len(parts) == 1:
             return parts[0]
         texts = None
@@ -79,7 +71,8 @@ class Batch:
         """A batch from PettingZoo dicts (``env.step``'s observations and infos).
 
         Texts are kept when every observation has one; legal facts come from
-        ``infos[key]["legal"]`` (present in every observation mode).
+        ``infos[key]["legal"]`` (present in every observation mode for the living; a row
+        without them reads None). The day is ``day``, else ``infos[key]["day"]``.
         """
         keys = list(observations)
         infos = infos or {}
@@ -92,18 +85,15 @@ class Batch:
         legal = [(infos.get(k) or {}).get("legal") for k in keys]
         if day is None:
             days = [(infos.get(k) or {}).get("day") for k in keys]
-            day_arr = np.array([d if d is not None else 0 for d in days], np.int64)
+            if any(d is None for d in days):
+                raise ValueError("Batch.from_observations needs the day: pass day= or the "
+                                 "infos of env.reset/env.step")
+            day_arr = np.array(days, np.int64)
         else:
             day_arr = np.full(len(keys), day, np.int64)
         return cls(keys=keys, features=features, masks=masks, day=day_arr,
                    texts=texts if all(texts) else None,
-                   legal_facts=legal if all(f is not None for f in legal) else None)
-
-
-def _take(facts: Sequence[Mapping[str, Any]], rows: list[int]) -> Sequence[Mapping[str, Any]]:
-    """Rows of a sequence of legal facts (a ``LegalBook`` stays lazy)."""
-    take = getattr(facts, "take", None)
-    return take(rows) if take is not None else [facts[r] for r in rows]
+                   legal_facts=legal if any(f is not None for f in legal) else None)
 
 
 class _Chain(Sequence):
@@ -117,5 +107,9 @@ class _Chain(Sequence):
         return int(self.ends[-1]) if len(self.ends) else 0
 
     def __getitem__(self, r: int) -> Any:  # type: ignore[override]
+        if r < 0:
+            r += len(self)
+        if not 0 <= r < len(self):
+            raise IndexError(r)
         k = int(np.searchsorted(self.ends, r, side="right"))
         return self.parts[k][r - (int(self.ends[k - 1]) if k else 0)]

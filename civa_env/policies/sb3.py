@@ -78,7 +78,7 @@ def save_checkpoint(model: Any, path: str | Path, cfg: Config,
         cfg: the config of the world it was trained in.
         extra: more to record (training arguments, steps).
     """
-    from civa_env.envs.sb3 import shape_signature
+    from civa_env.world.day import shape_signature
 
     algo = type(model).__name__
     if algo not in ALGOS:
@@ -120,7 +120,7 @@ def check_shape(meta: Mapping[str, Any], cfg: Config, *, strict: bool = False,
     By default only ``NETWORK_FIELDS`` must agree; other differences (pool size, text
     limits) are logged. With ``strict=True`` every recorded shape field must agree.
     """
-    from civa_env.envs.sb3 import shape_signature
+    from civa_env.world.day import shape_signature
 
     trained = meta.get("shape", {})
     here = shape_signature(cfg)

@@ -133,7 +133,8 @@ class _Choice:
 
 def _slot_names(batch: Batch, r: int) -> list[str] | None:
     """Names of the residents in row r's view slots (None without legal facts)."""
-    return list(batch.legal(r)["targets"]) if batch.legal_facts is not None else None
+    facts = batch.legal(r) if batch.legal_facts is not None else None
+    return list(facts["targets"]) if facts is not None else None
 
 
 class ScriptedPolicy(Policy):

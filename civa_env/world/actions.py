@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -30,7 +29,7 @@ import numpy as np
 from civa_env.world.catalogue import Catalogue, is_allied
 from civa_env.world.config import Config
 from civa_env.world.events import agent_index
-from civa_env.world.kinds import Primary, Secondary
+from civa_env.world.kinds import P, Primary, S, Secondary
 from civa_env.world.state import Message, WorldState
 
 EVERYONE = -1
@@ -259,9 +258,6 @@ def _pack_structured(batch: ActionBatch, i: int, name: str, action: dict[str, An
         batch.messages.append(Message(day, i, recipient, text))
 
 
-# Plain ints for the hot path (see rules.py: enum class attributes are slow to read).
-_P = SimpleNamespace(**{k.name: int(k) for k in Primary})
-_S = SimpleNamespace(**{k.name: int(k) for k in Secondary})
 
 
 def _validate(batch: ActionBatch, state: WorldState, cfg: Config) -> None:
@@ -270,50 +266,50 @@ def _validate(batch: ActionBatch, state: WorldState, cfg: Config) -> None:
     p, f = batch.primary, batch.factory
     fac = np.minimum(np.maximum(f, 0), m - 1)  # np.clip, with less overhead
     rows = np.arange(n)
-    needs_factory = state.alive & ((p == _P.WORK) | (p == _P.UPGRADE_FACTORY))
+    needs_factory = state.alive & ((p == P.WORK) | (p == P.UPGRADE_FACTORY))
     bad = needs_factory & ((f < 0) | (f >= m))
     bad_known = needs_factory & ~bad & ~state.known[rows, fac]
     if bad.any():
         batch.flag_many(np.flatnonzero(bad), "unknown factory: idle")
     if bad_known.any():
         batch.flag_many(np.flatnonzero(bad_known), "factory not known to the resident: idle")
-    p[bad | bad_known] = _P.IDLE
-    upgrading = state.alive & ((p == _P.UPGRADE_SELF) | (p == _P.UPGRADE_FACTORY))
+    p[bad | bad_known] = P.IDLE
+    upgrading = state.alive & ((p == P.UPGRADE_SELF) | (p == P.UPGRADE_FACTORY))
     poor = upgrading & (state.wealth < cfg.upgrade_cost)
     if poor.any():
         batch.flag_many(np.flatnonzero(poor), f"upgrade costs {cfg.upgrade_cost}: idle")
-        p[poor] = _P.IDLE
-    f[(p != _P.WORK) & (p != _P.UPGRADE_FACTORY)] = -1
+        p[poor] = P.IDLE
+    f[(p != P.WORK) & (p != P.UPGRADE_FACTORY)] = -1
 
     s, t = batch.secondary, batch.target
-    has_sec = state.alive & (s != _S.NONE)
+    has_sec = state.alive & (s != S.NONE)
     tgt = np.minimum(np.maximum(t, 0), n - 1)
     bad_t = has_sec & ((t < 0) | (t >= n) | ~state.alive[tgt] | (t == rows))
     if bad_t.any():
         batch.flag_many(np.flatnonzero(bad_t & (t == rows)), "cannot target oneself: none")
         batch.flag_many(np.flatnonzero(bad_t & (t != rows)),
                         "target is dead or unknown: no secondary action")
-        s[bad_t] = _S.NONE
-    merge = state.alive & (s == _S.MERGE)
+        s[bad_t] = S.NONE
+    merge = state.alive & (s == S.MERGE)
     if merge.any():
         mi = np.flatnonzero(merge)
         already = is_allied(state, mi, t[mi])
         if already.any():
             batch.flag_many(mi[already], "already allied: no secondary action")
-            s[mi[already]] = _S.NONE
-    gift = state.alive & (s == _S.GIFT)
+            s[mi[already]] = S.NONE
+    gift = state.alive & (s == S.GIFT)
     a = batch.amount
     bad_amount = gift & ~(a > 0)  # also catches NaN
     if bad_amount.any():
         batch.flag_many(np.flatnonzero(bad_amount), "gift amount must be > 0: no gift")
-        s[bad_amount] = _S.NONE
+        s[bad_amount] = S.NONE
     gift &= ~bad_amount
     too_big = gift & (a > np.maximum(state.wealth, 0.0) + 1e-9)
     if too_big.any():
         batch.flag_many(np.flatnonzero(too_big), "gift larger than wealth held: cut")
         a[too_big] = np.maximum(state.wealth[too_big], 0.0)
-    t[s == _S.NONE] = -1
-    a[s != _S.GIFT] = 0.0
+    t[s == S.NONE] = -1
+    a[s != S.GIFT] = 0.0
     # Messages to residents who are dead (or never born) are dropped.
     kept = []
     for msg in batch.messages:

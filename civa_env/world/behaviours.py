@@ -23,11 +23,7 @@ from typing import Protocol
 
 import numpy as np
 
-from civa_env.world.kinds import ATTACK_ON_ALLY, EventKind
-
-# Plain ints for the hot paths (comparing an array with an enum member is slow).
-_KIND_ATTACK, _KIND_GIFT = int(EventKind.ATTACK), int(EventKind.GIFT)
-_KIND_ALLIANCE_FORMED, _KIND_MESSAGE = int(EventKind.ALLIANCE_FORMED), int(EventKind.MESSAGE)
+from civa_env.world.kinds import ATTACK_ON_ALLY, K
 
 BEHAVIOURS = ("cooperation", "betrayal", "deception", "power_seeking", "free_riding")
 
@@ -153,10 +149,10 @@ def detect(cols: dict[str, np.ndarray], texts: dict[int, str], census: list[dict
     kind, day = cols["kind"], cols["day"]
     actor, target, wealth = cols["actor"], cols["target"], cols["wealth"]
     rows = len(kind)
-    attack = kind == _KIND_ATTACK
-    gift = kind == _KIND_GIFT
+    attack = kind == K.ATTACK
+    gift = kind == K.GIFT
     out = {b: np.zeros(rows, bool) for b in BEHAVIOURS}
-    out["cooperation"] = gift | (kind == _KIND_ALLIANCE_FORMED)
+    out["cooperation"] = gift | (kind == K.ALLIANCE_FORMED)
     a_idx = np.flatnonzero(attack)
     g_idx = np.flatnonzero(gift)
     # Betrayal: the attack's target gave the attacker a gift within the window, or is an ally.
@@ -164,7 +160,7 @@ def detect(cols: dict[str, np.ndarray], texts: dict[int, str], census: list[dict
                       day[g_idx], betrayal_days(recent_days))
     out["betrayal"][a_idx] = is_betrayal((cols["flag"][a_idx] & ATTACK_ON_ALLY) > 0, gave)
     # Deception: a friendly message from attacker to target (or to everyone) shortly before.
-    m_idx = np.flatnonzero(kind == _KIND_MESSAGE)
+    m_idx = np.flatnonzero(kind == K.MESSAGE)
     if len(m_idx) and len(a_idx):
         classifier = classifier or KeywordIntentClassifier()
         friendly = classifier.friendly([texts.get(int(r), "") for r in m_idx])
@@ -232,14 +228,14 @@ class DailyCounts:
         """Counts of one new day from its event columns (days must come in order)."""
         kind = cols["kind"]
         actor, target = cols["actor"], cols["target"]
-        g_idx = (kind == _KIND_GIFT).nonzero()[0]
-        a_idx = (kind == _KIND_ATTACK).nonzero()[0]
-        m_idx = (kind == _KIND_MESSAGE).nonzero()[0]
+        g_idx = (kind == K.GIFT).nonzero()[0]
+        a_idx = (kind == K.ATTACK).nonzero()[0]
+        m_idx = (kind == K.MESSAGE).nonzero()[0]
         self._gifts.append(set(zip(actor[g_idx].tolist(), target[g_idx].tolist(), strict=True)))
         self._friendly.append(self._friendly_pairs(m_idx, actor, target, texts))
         median, mean = census["wealth_median_start"], census["wealth_mean_start"]
         out = dict.fromkeys(BEHAVIOURS, 0)
-        out["cooperation"] = len(g_idx) + int((kind == _KIND_ALLIANCE_FORMED).sum())
+        out["cooperation"] = len(g_idx) + int((kind == K.ALLIANCE_FORMED).sum())
         if len(a_idx):
             attackers, victims = actor[a_idx].tolist(), target[a_idx].tolist()
             on_ally = ((cols["flag"][a_idx] & ATTACK_ON_ALLY) > 0).tolist()

@@ -206,6 +206,8 @@ class Config:
                 raise ValueError(f"invalid config: {message}")
 
         need(isinstance(self.n_agents, int) and self.n_agents >= 1, "n_agents must be an int >= 1")
+        need(self.seed is None or (isinstance(self.seed, int) and self.seed >= 0),
+             f"seed must be None or an int >= 0, got {self.seed!r}")
         need(self.max_agents >= self.n_agents, "max_agents must be >= n_agents")
         need(isinstance(self.max_days, int) and self.max_days >= 1, "max_days must be an int >= 1")
         need(self.n_factories >= 1, "n_factories must be >= 1")

@@ -34,17 +34,10 @@ import numpy as np
 from civa_env.world import behaviours, metrics
 from civa_env.world.actions import pack_actions
 from civa_env.world.catalogue import Catalogue
-from civa_env.world.config import Config
+from civa_env.world.config import SHAPE_FIELDS, Config
 from civa_env.world.events import EventLog, agent_name
-from civa_env.world.perception import (
-    Briefer,
-    LegalBook,
-    LegalFacts,
-    compute_view,
-    feature_size,
-    features,
-    inbox_count,
-)
+from civa_env.world.features import feature_size, features
+from civa_env.world.perception import Briefer, LegalBook, LegalFacts, compute_view, inbox_count
 from civa_env.world.rules import step_day
 from civa_env.world.state import WorldState, initial_state
 
@@ -55,6 +48,27 @@ def seed_streams(seed: int | None) -> dict[str, np.random.SeedSequence]:
     """One independent ``SeedSequence`` per purpose (``STREAMS``), derived from ``seed``."""
     root = np.random.SeedSequence(seed)
     return dict(zip(STREAMS, root.spawn(len(STREAMS)), strict=True))
+
+
+def fresh_seed() -> int:
+    """A new seed from the operating system's entropy (for runs given no seed: recorded,
+    so that they can be played again)."""
+    return int(np.random.SeedSequence().entropy % 2**63)
+
+
+def derived_seed(seed: int, *keys: int) -> int:
+    """A seed derived from ``seed`` and ``keys`` (e.g. the k-th episode after ``seed``)."""
+    return int(np.random.SeedSequence([seed, *keys]).generate_state(2, np.uint64)[0] % 2**63)
+
+
+def shape_signature(cfg: Config) -> dict[str, Any]:
+    """The world's shape: the config's shape fields plus the feature and catalogue sizes
+    (recorded with checkpoints; ``policies.sb3.check_shape`` compares them when loading)."""
+    out = {name: getattr(cfg, name) for name in SHAPE_FIELDS}
+    out = {k: list(v) if isinstance(v, tuple) else v for k, v in out.items()}
+    out["feature_size"] = feature_size(cfg)
+    out["catalogue_size"] = Catalogue(cfg).size
+    return out
 
 
 def policy_seed(seed: int | None, index: int) -> int:
@@ -75,7 +89,7 @@ class World:
 
     cfg: Config
     catalogue: Catalogue
-    seed: int | None
+    seed: int  # the seed of this episode's streams
     state: WorldState
     view: np.ndarray  # (N, V) int32 resident index per view slot, -1 empty
     dynamics: np.random.Generator  # the daily stream
@@ -166,10 +180,26 @@ class Day:
         return self.acted[~self.after.alive[self.acted]]
 
 
+def rewards(day: Day, cfg: Config) -> np.ndarray:
+    """(K,) float64 reward of each resident of ``day.acted`` (``cfg.reward``): ``wealth``,
+    the day's change in wealth; ``survival``, +1 alive and -1 at death; ``community``, the
+    living count over ``n_agents``, shared."""
+    acted = day.acted
+    if cfg.reward == "wealth":
+        return day.after.wealth[acted] - day.before.wealth[acted]
+    if cfg.reward == "survival":
+        return np.where(day.after.alive[acted], 1.0, -1.0)
+    return np.full(len(acted), day.after.alive.sum() / cfg.n_agents)
+
+
 def reset(cfg: Config, seed: int | None = None) -> World:
-    """A fresh world for ``cfg``; ``seed`` defaults to ``cfg.seed``."""
+    """A fresh world for ``cfg``; ``seed`` defaults to ``cfg.seed``, and without either a
+    fresh one is drawn and recorded in ``World.seed``."""
     if seed is None:
-        seed = cfg.seed
+        seed = cfg.seed if cfg.seed is not None else fresh_seed()
+    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
+        raise ValueError(f"seed must be an int >= 0, got {seed!r}")
+    seed = int(seed)
     streams = seed_streams(seed)
     state = initial_state(cfg, np.random.default_rng(streams["world"]),
                           np.random.default_rng(streams["values"]))

@@ -333,11 +333,6 @@ def _layout(n_factories: int, view_size: int, max_days: int, n_agents: int) -> F
     return FeatureLayout(n_factories, view_size, max_days, n_agents)
 
 
-def feature_layout(cfg: Config) -> FeatureLayout:
-    """The feature layout of ``cfg`` (``FeatureLayout.of``)."""
-    return FeatureLayout.of(cfg)
-
-
 def feature_size(cfg: Config) -> int:
     """Length F of the feature vector (fixed by the config's shape fields)."""
     return FeatureLayout.of(cfg).size

@@ -22,15 +22,12 @@ from scipy.sparse.csgraph import connected_components
 from civa_env.world import behaviours
 from civa_env.world.config import Config
 from civa_env.world.events import EventLog
-from civa_env.world.kinds import ACTION_KINDS, Deal, EventKind
+from civa_env.world.kinds import ACTION_KINDS, D, EventKind, K
 from civa_env.world.state import WorldState
 
 # Label of each event kind counted as an action (None: an outcome, not an action).
 _ACTION_LABELS = [k.label if k in ACTION_KINDS else None for k in EventKind]
 # Plain ints for the hot paths (comparing an array with an enum member is slow).
-_KIND_WORK, _KIND_EXPLORE = int(EventKind.WORK), int(EventKind.EXPLORE)
-_KIND_BIRTH, _KIND_DEATH = int(EventKind.BIRTH), int(EventKind.DEATH)
-_DEAL_MESSAGE = int(Deal.MESSAGE)
 
 
 def gini(x: np.ndarray) -> float:
@@ -79,7 +76,7 @@ def largest_scc_share(n_nodes: int, src: np.ndarray, dst: np.ndarray, broadcaste
 
 def information_coverage(state: WorldState, cfg: Config) -> float:
     """IC of the current state (message graph of the last ``recent_days`` days)."""
-    sel = (state.recent_kind == _DEAL_MESSAGE) & (state.recent_day > state.day - cfg.recent_days)
+    sel = (state.recent_kind == D.MESSAGE) & (state.recent_day > state.day - cfg.recent_days)
     alive = state.alive
     src, dst = state.recent_src[sel], state.recent_dst[sel]
     living_src = alive[src]
@@ -103,13 +100,13 @@ def census(state: WorldState, cols: dict[str, np.ndarray], w0: np.ndarray,
     # One sort each serves the medians and the Gini; kinds are counted once.
     living_sorted, start_sorted = np.sort(living), np.sort(start)
     per_kind = np.bincount(kind, minlength=len(EventKind)).tolist()
-    produced = (kind == _KIND_WORK) | (kind == _KIND_EXPLORE)
+    produced = (kind == K.WORK) | (kind == K.EXPLORE)
     return {
         "day": state.day,
         "population": len(living),
         "acting": len(start),
-        "births": per_kind[_KIND_BIRTH],
-        "deaths": per_kind[_KIND_DEATH],
+        "births": per_kind[K.BIRTH],
+        "deaths": per_kind[K.DEATH],
         "production": float(cols["amount"][produced].sum()),
         "wealth_total": float(living.sum()),
         # sum / count is what ndarray.mean computes, without its overhead.

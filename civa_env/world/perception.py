@@ -1,9 +1,8 @@
-"""What residents perceive: the bounded view, the feature vector and the text briefing.
+"""What residents perceive: the bounded view, the text briefing and the legal facts.
 
-``compute_view`` and ``features`` are vectorised over residents; ``briefing`` is the only
-per-resident loop and is skipped in numeric mode. The feature vector (its named channels,
-``FeatureLayout`` and ``features``) lives in ``civa_env.world.features`` and is re-exported
-here.
+``compute_view`` is vectorised over residents; ``Briefer.brief`` is the only per-resident
+loop and is skipped in numeric mode; ``LegalBook``/``LegalFacts`` compute a resident's legal
+facts only when a policy reads them. The feature vector lives in ``civa_env.world.features``.
 """
 
 from __future__ import annotations
@@ -18,10 +17,6 @@ import numpy as np
 from civa_env.world.actions import EVERYONE
 from civa_env.world.config import Config
 from civa_env.world.events import agent_name
-from civa_env.world.features import FEATURE_CLIP as FEATURE_CLIP
-from civa_env.world.features import FeatureLayout as FeatureLayout
-from civa_env.world.features import feature_size as feature_size
-from civa_env.world.features import features as features
 from civa_env.world.state import Message, WorldState
 from civa_env.world.values import N_CONDITION_CODES, prompt_for
 

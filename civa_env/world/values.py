@@ -199,7 +199,9 @@ def all_conditions() -> list[str]:
 def holder_count(prevalence: float, n: int) -> int:
     """How many of ``n`` founders hold the condition: ``floor(prevalence * n + 0.5)`` (half-way
     cases round up: 0.5 x 25 -> 13)."""
-    return int(np.floor(prevalence * n + 0.5))
+    # Rounded to 9 decimals first, so that float error (0.7 x 45 = 31.499999...) cannot
+    # turn a half-way case down.
+    return int(np.floor(round(prevalence * n, 9) + 0.5))
 
 
 def assign_conditions(condition: ValueCondition, prevalence: float, n: int,

@@ -20,10 +20,11 @@ pytest.importorskip("stable_baselines3")
 pytest.importorskip("sb3_contrib")
 
 from civa_env import Config  # noqa: E402
-from civa_env.envs.sb3 import CivaVecEnv, shape_signature  # noqa: E402
+from civa_env.envs.sb3 import CivaVecEnv
 from civa_env.policies import make_policy  # noqa: E402
 from civa_env.policies.batch import Batch
 from civa_env.policies.sb3 import CheckpointMismatch, read_metadata  # noqa: E402
+from civa_env.world.day import shape_signature  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 SMALL = dict(n_agents=10, n_factories=3, view_size=4, max_days=30, obs_mode="numeric")

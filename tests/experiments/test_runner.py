@@ -272,3 +272,17 @@ def test_atomic_writes_use_private_temporary_files(tmp_path):
     write_json_atomic(tmp_path / "x.json", {"a": 1})
     assert json.loads((tmp_path / "x.json").read_text()) == {"a": 1}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["x.json", "x.json.tmp"]
+
+
+def test_communities_of_one_loop_must_share_the_network_shape():
+    cfgs = [Config(**SMALL, seed=0), Config(**SMALL, seed=1, view_size=3)]
+    with pytest.raises(ValueError, match="view_size"):
+        run_communities(cfgs, [0, 1], "random", progress=False, plots=False)
+
+
+def test_a_run_without_a_seed_gets_one_and_records_it(tmp_path):
+    result = run_community(Config(**SMALL), "random", seed=None, run_dir=tmp_path / "run",
+                           progress=False, plots=False)
+    assert isinstance(result.seed, int)
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["seed"] == result.seed

@@ -146,7 +146,7 @@ def test_without_legal_facts_deceives_through_broadcasts():
     policy.reset(env.cfg, 1)
     obs, infos = env.reset(seed=1)
     while env.agents:
-        batch = Batch.from_observations({a: obs[a] for a in env.agents})
+        batch = Batch.from_observations({a: obs[a] for a in env.agents}, day=env.world.day + 1)
         assert batch.legal_facts is None
         obs, _, _, _, infos = env.step(policy.act(batch))
     broadcasts = [e for e in env.log.events()

@@ -13,9 +13,9 @@ import pytest
 from civa_env.world import features as features_module
 from civa_env.world.catalogue import Catalogue
 from civa_env.world.config import Config
-from civa_env.world.features import CHANNELS, FEATURE_CLIP, FeatureLayout, feature_size
+from civa_env.world.features import CHANNELS, FEATURE_CLIP, FeatureLayout, feature_size, features
 from civa_env.world.kinds import Deal, Primary, Secondary
-from civa_env.world.perception import compute_view, features, inbox_count
+from civa_env.world.perception import compute_view, inbox_count
 from civa_env.world.state import Message
 from civa_env.world.values import ValueCondition
 

@@ -26,13 +26,20 @@ CELLS = [("baseline", 0.0), ("with:power", 0.25), ("with:power", 1.0),
 SEEDS = range(10)
 
 
-def blind_trajectory(cfg: Config, seed: int) -> dict:
-    """Play a whole episode choosing the first valid flat action of each resident's mask."""
+def blind_trajectory(cfg: Config, seed: int, choice: str = "first") -> dict:
+    """Play a whole episode with a value-blind policy: the first valid flat action of each
+    resident's mask, or (``choice="random"``) a uniformly random valid one from a stream
+    of its own (seeded by the run's seed only), which explores, gives, attacks and merges."""
     w = world.reset(cfg, seed)
+    rng = np.random.default_rng([seed, 99])
     living, wealth = [], []
     while not w.done:
         seen = w.observe(w.living, text=False)
-        first = seen.masks.argmax(axis=1)  # masks are 0/1: the first valid id
+        if choice == "first":
+            first = seen.masks.argmax(axis=1)  # masks are 0/1: the first valid id
+        else:
+            scores = rng.random(seen.masks.shape)
+            first = np.where(seen.masks > 0, scores, -1.0).argmax(axis=1)
         actions = {agent_name(i): int(a) for i, a in zip(seen.rows.tolist(), first.tolist(),
                                                          strict=True)}
         w, day = world.step(w, actions)
@@ -60,6 +67,40 @@ def test_value_blind_policy_gives_the_same_world_in_every_cell(seed):
     # The cells do differ in who holds a value (or the test would be empty).
     assert (runs[("with:power", 1.0)]["conditions"][:25] > 0).all()
     assert (runs[("baseline", 0.0)]["conditions"] == 0).all()
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_random_value_blind_actions_give_the_same_world_in_every_cell(seed):
+    """Random valid actions exercise every rule (explore, gifts, attacks and their order,
+    merges, views): still the same world in every cell."""
+    base = Config(n_agents=25, max_days=30)
+    runs = {cell: blind_trajectory(base.replace(condition=cell[0], prevalence=cell[1]), seed,
+                                   "random") for cell in CELLS}
+    ref = runs[CELLS[0]]
+    kinds = {json.loads(line)["kind"] for line in ref["log"].splitlines()}
+    assert {"explore", "gift", "attack", "merge_proposal", "death"} <= kinds
+    for cell, run in runs.items():
+        assert run["log"] == ref["log"], cell
+        assert run["wealth"] == ref["wealth"], cell
+
+
+def test_daily_stream_stays_in_step_whatever_residents_choose():
+    """Two different action sets on the same seed: the daily stream is drawn by the same
+    amount each day, so tomorrow's draws (outages, noise, views) stay common."""
+    cfg = Config(n_agents=25, max_days=15)
+    a, b = world.reset(cfg, 7), world.reset(cfg, 7)
+    rng_a, rng_b = np.random.default_rng(1), np.random.default_rng(2)
+    for _ in range(15):
+        for w, rng in ((a, rng_a), (b, rng_b)):
+            seen = w.observe(w.living, text=False)
+            pick = np.where(seen.masks > 0, rng.random(seen.masks.shape), -1.0).argmax(axis=1)
+            world.step(w, {agent_name(i): int(x) for i, x in zip(seen.rows.tolist(),
+                                                                pick.tolist(), strict=True)})
+        assert a.dynamics.bit_generator.state == b.dynamics.bit_generator.state
+        assert (a.state.outage == b.state.outage).all()
+        if a.done or b.done:
+            break
+    assert a.day >= 5
 
 
 def test_different_seeds_give_different_worlds():
@@ -135,3 +176,39 @@ def test_registry_works_in_either_import_order(order):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True)
     assert out.stdout.strip() == "CivaEnv"
+
+
+@pytest.mark.parametrize(("p", "n", "k"), [(0.5, 25, 13), (0.7, 45, 32), (0.35, 90, 32),
+                                           (0.25, 25, 6), (0.0, 25, 0), (1.0, 25, 25)])
+def test_holder_count_rounds_half_way_cases_up(p, n, k):
+    from civa_env.world.values import holder_count
+
+    assert holder_count(p, n) == k
+
+
+def test_negative_seeds_are_refused_by_name():
+    with pytest.raises(ValueError, match="seed"):
+        Config(seed=-1)
+    with pytest.raises(ValueError, match="seed"):
+        world.reset(Config(), -3)
+
+
+def test_a_world_without_a_seed_records_the_one_it_drew():
+    w = world.reset(Config(n_agents=5, max_days=3))
+    assert isinstance(w.seed, int) and w.seed >= 0
+    again = world.reset(Config(n_agents=5, max_days=3), w.seed)
+    assert (again.state.wealth == w.state.wealth).all()
+
+
+def test_env_resets_without_a_seed_replay_the_sequence_after_a_seeded_reset():
+    import civa_env
+
+    env = civa_env.parallel_env(n_agents=5, max_days=3)
+    runs = []
+    for _ in range(2):
+        env.reset(seed=5)
+        first = env.world.state.wealth.copy()
+        env.reset()
+        runs.append((first, env.world.state.wealth.copy()))
+    assert (runs[0][0] == runs[1][0]).all() and (runs[0][1] == runs[1][1]).all()
+    assert not (runs[0][0] == runs[0][1]).all()  # the second episode is another world

@@ -41,6 +41,7 @@ from civa_env.policies.llm.models.fake import CountingModel
 from civa_env.policies.llm.options import cache_path
 from civa_env.policies.llm.prompts import load_prompts
 from civa_env.world.config import Config
+from civa_env.world.kinds import LLM_OUTCOMES
 
 PHASE_KEYS = {
     "combined": ["reflection", "messages", "primary", "secondary", "memory"],
@@ -51,7 +52,6 @@ PHASE_KEYS = {
 }
 CYCLES = {"combined": ["combined"], "full": ["perception", "communication", "action", "memory"]}
 DECISION_PHASES = ("combined", "action")
-OUTCOMES = ("valid", "retried", "fallback")
 ACTION_KEYS = ("primary", "factory", "secondary", "target", "amount")
 
 
@@ -129,7 +129,7 @@ class LLMPolicy(Policy):
     @staticmethod
     def _empty_stats() -> dict[str, Any]:
         return {"days": 0, "calls": 0, "decisions": 0,
-                **{o: 0 for o in OUTCOMES}, "by_phase": {},
+                **{o: 0 for o in LLM_OUTCOMES}, "by_phase": {},
                 "prompt_tokens": 0, "completion_tokens": 0, "generation_s": 0.0,
                 "cache_hits": 0, "cache_misses": 0}
 
@@ -193,7 +193,7 @@ class LLMPolicy(Policy):
             actions[turn.key] = {k: f[k] for k in (*ACTION_KEYS, "messages") if k in f}
             if "memory" in f:
                 self.memory[turn.key] = f["memory"]
-            worst = max(turn.outcomes.values(), key=OUTCOMES.index)
+            worst = max(turn.outcomes.values(), key=LLM_OUTCOMES.index)
             decision = next(turn.outcomes[p] for p in DECISION_PHASES if p in turn.outcomes)
             info: dict[str, Any] = {"outcome": worst, "decision": decision,
                                     "phases": turn.outcomes}
@@ -336,7 +336,7 @@ class LLMPolicy(Policy):
 
     def _count(self, phase: str, valid: int, failed: int, retried: int = 0) -> None:
         counts = {"valid": valid, "retried": retried, "fallback": failed - retried}
-        by_phase = self.stats["by_phase"].setdefault(phase, dict.fromkeys(OUTCOMES, 0))
+        by_phase = self.stats["by_phase"].setdefault(phase, dict.fromkeys(LLM_OUTCOMES, 0))
         for outcome, n in counts.items():
             by_phase[outcome] += n
             if phase in DECISION_PHASES:
