@@ -58,6 +58,7 @@ from civa_env.world.catalogue import Catalogue
 from civa_env.world.config import Config
 from civa_env.world.day import Day, World, derived_seed, fresh_seed, rewards
 from civa_env.world.events import EventLog, agent_name
+from civa_env.world.perception import legal
 from civa_env.world.values import ValueCondition
 
 STATE_BOUND = 1e6
@@ -185,7 +186,7 @@ class CivaEnv(ParallelEnv):
 
     def legal(self, i: int) -> dict[str, Any]:
         """What resident ``i`` may do now (``perception.legal``)."""
-        return dict(self.world.legal(i))
+        return legal(self.world.state, self.world.view, self.cfg, i)
 
     # ---- inspection ------------------------------------------------------------------------
     def state(self) -> np.ndarray:

@@ -44,8 +44,8 @@ from civa_env.policies.base import Policy, make_policy
 from civa_env.policies.batch import Batch
 from civa_env.world import metrics
 from civa_env.world.catalogue import Catalogue
-from civa_env.world.config import Config
-from civa_env.world.day import Day, World, assignment_rng, derived_seed, shape_signature
+from civa_env.world.config import SHAPE_FIELDS, Config
+from civa_env.world.day import Day, World, assignment_rng, check_same_shape, derived_seed
 from civa_env.world.day import rewards as day_rewards
 from civa_env.world.events import agent_name
 from civa_env.world.features import FEATURE_CLIP, feature_size
@@ -102,12 +102,7 @@ class CivaVecEnv(_VecEnvBase):
         cfgs = [_as_config(c, obs_mode=obs_mode) for c in configs]
         if not cfgs:
             raise ValueError("need at least one community")
-        first = shape_signature(cfgs[0])
-        for k, c in enumerate(cfgs[1:], 1):
-            diff = {f: (first[f], v) for f, v in shape_signature(c).items() if first[f] != v}
-            if diff:
-                raise ValueError(f"community {k} differs from community 0 in shape fields "
-                                 f"{diff} (0's value, {k}'s value): one policy needs one shape")
+        check_same_shape(cfgs, SHAPE_FIELDS, "one policy needs one shape")
         if not 0.0 < learner_fraction <= 1.0:
             raise ValueError(f"learner_fraction must be in (0, 1], got {learner_fraction}")
         self.cfgs = cfgs
@@ -197,9 +192,7 @@ class CivaVecEnv(_VecEnvBase):
                 continue
             seen = world.observe(rows, text=False)
             keys = [(e, self._episode[e], agent_name(i)) for i in rows.tolist()]
-            parts.append(Batch(keys=keys, features=seen.features, masks=seen.masks.view(bool),
-                               day=np.full(len(rows), seen.day, np.int64),
-                               legal_facts=seen.legal))
+            parts.append(Batch.from_seen(seen, keys))
         return self.background.act(Batch.concat(parts)) if parts else {}
 
     def _day_actions(self, e: int, actions: list[int],

@@ -41,7 +41,13 @@ from civa_env.policies.base import Policy, make_policy
 from civa_env.policies.batch import Batch
 from civa_env.world import behaviours, metrics
 from civa_env.world.config import Config
-from civa_env.world.day import assignment_rng, fresh_seed, policy_seed, shape_signature
+from civa_env.world.day import (
+    NETWORK_FIELDS,
+    assignment_rng,
+    check_same_shape,
+    fresh_seed,
+    policy_seed,
+)
 from civa_env.world.events import agent_index, agent_name
 from civa_env.world.kinds import LLM_OUTCOMES
 from civa_env.world.values import N_CONDITION_CODES, ValueCondition
@@ -161,18 +167,13 @@ class _Episode:
         """Today's batch of each policy (by index in ``specs``) for this community."""
         living = self.world.living
         seen = self.world.observe(living)
-        masks = seen.masks.view(bool)
-        day = np.full(len(living), seen.day, np.int64)
         owner = self.owner[living]
         out = {}
         for g in np.unique(owner).tolist():
             sel = (owner == g).nonzero()[0]
             names = [agent_name(i) for i in living[sel].tolist()]
             keys = names if single else [(self.index, a) for a in names]
-            out[g] = Batch(keys=keys, features=seen.features[sel], masks=masks[sel],
-                           day=day[sel],
-                           texts=None if seen.texts is None else [seen.texts[r] for r in sel],
-                           legal_facts=seen.legal.take(sel))
+            out[g] = Batch.from_seen(seen, keys, sel)
         return out
 
     def step(self, actions: Mapping[str, Any]) -> None:
@@ -257,7 +258,8 @@ def run_communities(cfgs: Sequence[Config], seeds: Sequence[int],
     specs = list(mix)
     if len(cfgs) != len(seeds):
         raise ValueError("one seed per config is needed")
-    _check_shapes(cfgs)
+    check_same_shape(cfgs, NETWORK_FIELDS, "the communities of one loop share their "
+                     "policies, so n_factories, view_size and gift_levels must agree")
     # A run given no seed gets a fresh one, recorded in config.json like any other.
     seeds = [int(s) if s is not None else fresh_seed() for s in seeds]
     run_dirs = list(run_dirs) if run_dirs is not None else [None] * len(cfgs)
@@ -301,22 +303,6 @@ def run_communities(cfgs: Sequence[Config], seeds: Sequence[int],
             pol.close()
 
 
-def _check_shapes(cfgs: Sequence[Config]) -> None:
-    """One policy acts across all communities of a loop: their features and action
-    catalogues must have the same sizes."""
-    first = shape_signature(cfgs[0])
-    for k, cfg in enumerate(cfgs[1:], 1):
-        diff = {f: (first[f], v) for f, v in shape_signature(cfg).items()
-                if f in _BATCH_SHAPE and first[f] != v}
-        if diff:
-            raise ValueError(f"community {k} differs from community 0 in {diff} (0's value, "
-                             f"{k}'s value): the communities of one loop share their policies, "
-                             "so n_factories, view_size and gift_levels must agree")
-
-
-_BATCH_SHAPE = ("n_factories", "view_size", "gift_levels", "feature_size", "catalogue_size")
-
-
 def _loop(episodes: list[_Episode], built: Mapping[str, Policy], specs: list[str],
           progress: bool) -> None:
     from tqdm import tqdm
@@ -344,9 +330,8 @@ def _loop(episodes: list[_Episode], built: Mapping[str, Policy], specs: list[str
             for ep in episodes:
                 if not ep.running:
                     continue
-                living = ep.world.living.tolist()
-                mine = {agent_name(i): actions[agent_name(i) if single
-                                               else (ep.index, agent_name(i))] for i in living}
+                names = [agent_name(i) for i in ep.world.living.tolist()]
+                mine = {a: actions[a if single else (ep.index, a)] for a in names}
                 ep.step(mine)
                 population += int(ep.world.state.alive.sum())
             bar.update(1)

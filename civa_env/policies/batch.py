@@ -20,6 +20,8 @@ from typing import Any
 
 import numpy as np
 
+from civa_env.world.day import Observation
+
 
 @dataclass
 class Batch:
@@ -54,15 +56,27 @@ class Batch:
         if len(parts) == 1:
             return parts[0]
         texts = None
-        if parts and all(p.texts is not None for p in parts):
+        if all(p.texts is not None for p in parts):
             texts = [t for p in parts for t in p.texts]
         legal = None
-        if parts and all(p.legal_facts is not None for p in parts):
-            legal = _Chain([p.legal_facts for p in parts])
+        if all(p.legal_facts is not None for p in parts):
+            legal = [f for p in parts for f in p.legal_facts]
         return cls(keys=[k for p in parts for k in p.keys],
                    features=np.concatenate([p.features for p in parts]),
                    masks=np.concatenate([p.masks for p in parts]),
                    day=np.concatenate([p.day for p in parts]), texts=texts, legal_facts=legal)
+
+    @classmethod
+    def from_seen(cls, seen: Observation, keys: list[Hashable],
+                  sel: np.ndarray | None = None) -> Batch:
+        """A batch of rows ``sel`` (all by default) of ``World.observe``'s result, keyed by
+        ``keys`` (one per selected row); the legal facts stay lazy."""
+        if sel is None:
+            sel = np.arange(len(seen.rows))
+        return cls(keys=keys, features=seen.features[sel], masks=seen.masks[sel].view(bool),
+                   day=np.full(len(sel), seen.day, np.int64),
+                   texts=None if seen.texts is None else [seen.texts[r] for r in sel.tolist()],
+                   legal_facts=seen.legal.take(sel))
 
     @classmethod
     def from_observations(cls, observations: Mapping[Hashable, Mapping[str, Any]],
@@ -95,21 +109,3 @@ class Batch:
                    texts=texts if all(texts) else None,
                    legal_facts=legal if any(f is not None for f in legal) else None)
 
-
-class _Chain(Sequence):
-    """Several sequences read as one (the legal facts of concatenated batches)."""
-
-    def __init__(self, parts: Sequence[Sequence[Any]]) -> None:
-        self.parts = list(parts)
-        self.ends = np.cumsum([len(p) for p in self.parts])
-
-    def __len__(self) -> int:
-        return int(self.ends[-1]) if len(self.ends) else 0
-
-    def __getitem__(self, r: int) -> Any:  # type: ignore[override]
-        if r < 0:
-            r += len(self)
-        if not 0 <= r < len(self):
-            raise IndexError(r)
-        k = int(np.searchsorted(self.ends, r, side="right"))
-        return self.parts[k][r - (int(self.ends[k - 1]) if k else 0)]

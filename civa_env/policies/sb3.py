@@ -37,13 +37,13 @@ import numpy as np
 from civa_env.policies.base import Policy, register_policy
 from civa_env.policies.batch import Batch
 from civa_env.world.config import Config
+from civa_env.world.day import NETWORK_FIELDS
 
 CHECKPOINT_FORMAT = "civa-sb3/1"
 META_NAME = "civa.json"
 ALGOS = ("MaskablePPO", "PPO")
-# What the network depends on: a mismatch in any of these is an error. The other recorded
+# A mismatch in NETWORK_FIELDS (what the network depends on) is an error; the other recorded
 # fields (pool size, text limits) only matter with ``@strict``.
-NETWORK_FIELDS = ("n_factories", "view_size", "gift_levels", "feature_size", "catalogue_size")
 
 log = logging.getLogger(__name__)
 

@@ -25,7 +25,7 @@ seed and the same actions every condition and prevalence has the same world, day
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,7 +37,7 @@ from civa_env.world.catalogue import Catalogue
 from civa_env.world.config import SHAPE_FIELDS, Config
 from civa_env.world.events import EventLog, agent_name
 from civa_env.world.features import feature_size, features
-from civa_env.world.perception import Briefer, LegalBook, LegalFacts, compute_view, inbox_count
+from civa_env.world.perception import Briefer, LegalBook, compute_view, inbox_count
 from civa_env.world.rules import step_day
 from civa_env.world.state import WorldState, initial_state
 
@@ -71,10 +71,26 @@ def shape_signature(cfg: Config) -> dict[str, Any]:
     return out
 
 
+# What the feature vector's and the action catalogue's sizes depend on: batches (and
+# networks) can only mix communities that agree on these.
+NETWORK_FIELDS = ("n_factories", "view_size", "gift_levels", "feature_size", "catalogue_size")
+
+
+def check_same_shape(cfgs: Sequence[Config], fields: Sequence[str], why: str) -> None:
+    """Raise a ValueError naming the ``fields`` of ``shape_signature`` where a config
+    differs from the first (``why`` says why they must agree)."""
+    first = shape_signature(cfgs[0])
+    for k, cfg in enumerate(cfgs[1:], 1):
+        diff = {f: (first[f], v) for f, v in shape_signature(cfg).items()
+                if f in fields and first[f] != v}
+        if diff:
+            raise ValueError(f"community {k} differs from community 0 in {diff} (0's value, "
+                             f"{k}'s value): {why}")
+
+
 def policy_seed(seed: int | None, index: int) -> int:
     """The seed of the ``index``-th policy of a run with ``seed`` (its own stream)."""
-    parent = seed_streams(seed)["policies"]
-    child = np.random.SeedSequence(parent.entropy, spawn_key=(*parent.spawn_key, index))
+    child = seed_streams(seed)["policies"].spawn(index + 1)[index]
     return int(child.generate_state(1, np.uint32)[0])
 
 
@@ -112,15 +128,6 @@ class World:
     def done(self) -> bool:
         """The episode is over: the last day was played, or nobody is left."""
         return self.state.day >= self.cfg.max_days or not self.state.alive.any()
-
-    @property
-    def census(self) -> dict[str, Any] | None:
-        """The census of the last day played (None before the first)."""
-        return self.log.census[-1] if self.log.census else None
-
-    def legal(self, i: int) -> LegalFacts:
-        """Resident ``i``'s legal facts (``perception.legal``), computed on first access."""
-        return LegalBook(self.state, self.view, self.cfg, np.array([i]))[0]
 
     def observe(self, rows: np.ndarray, text: bool | None = None) -> Observation:
         """Features, masks, legal facts and (with ``text``) briefings of residents ``rows``.
