@@ -192,9 +192,22 @@ def format_summary(result: Any, cfg: Config) -> str:
             lines.append(f"    {name:<24} {g['residents']:>9} {g['alive_end']:>6} "
                          f"{g['survival']:>8.2f} {g['mean_wealth_end']:>7.1f} "
                          f"{a['gift']:>8.3f} {a['attack']:>9.3f}")
+    warned = diagnostic_warnings(s)
+    if warned:
+        lines += [""] + warned
     if result.run_dir is not None:
         lines += ["", f"Run folder: {result.run_dir}  (view it: civa view {result.run_dir})"]
     return "\n".join(lines)
+
+
+def diagnostic_warnings(summary: dict[str, Any]) -> list[str]:
+    """``warning: POLICY: ...`` lines for the LLM diagnostics of a run summary that look
+    degenerate (``civa_env.policies.llm.diagnostics.warnings``)."""
+    from civa_env.policies.llm.diagnostics import warnings
+
+    found = (summary.get("llm") or {}).get("diagnostics") or {}
+    return [f"warning: {spec}: {line}" for spec, figures in found.items()
+            for line in warnings(figures)]
 
 
 # ---- civa sweep -------------------------------------------------------------------------------

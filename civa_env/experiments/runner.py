@@ -15,9 +15,10 @@ streams are untouched by how many policies a run has.
 The run folder (see docs/run-folder.md) is written as the run goes: ``config.json`` and
 ``residents.json`` first, ``events.jsonl`` one day at a time (a crash leaves it readable up
 to the last finished day), then ``metrics.json`` (written last, atomically: its presence
-with ``"status": "complete"`` marks a finished run) and the PNG plots. Breakdowns by policy
-and by value condition come from ``civa_env.experiments.breakdown``; folder helpers from
-``civa_env.experiments.runfolder``.
+with ``"status": "complete"`` marks a finished run; a policy with LLM behaviour diagnostics,
+``policy.diagnostics``, adds them under ``llm.diagnostics``: see ``llm_diagnostics``) and the
+PNG plots. Breakdowns by policy and by value condition come from
+``civa_env.experiments.breakdown``; folder helpers from ``civa_env.experiments.runfolder``.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from civa_env.experiments.runfolder import (
 )
 from civa_env.policies.base import Policy, make_policy
 from civa_env.policies.batch import Batch
+from civa_env.policies.llm.diagnostics import Diagnostics
 from civa_env.world import behaviours, metrics
 from civa_env.world.config import Config
 from civa_env.world.day import (
@@ -143,6 +145,7 @@ class _Episode:
         self.owner[: cfg.n_agents] = [specs.index(s) for s in founders]
         self.llm = np.zeros((cfg.max_agents, len(LLM_OUTCOMES)), np.int64)  # (N, 3)
         self.header = header
+        self.diagnostics: dict[str, dict[str, Any]] = {}  # set by run_communities at the end
         self.events_file = None
         if run_dir is not None:
             self._write_config("running")
@@ -187,7 +190,11 @@ class _Episode:
                 write_json_atomic(self.run_dir / "residents.json", self._residents())
 
     def finish(self, plots: bool) -> RunResult:
-        """Close the log, compute the summary and breakdowns, write metrics and plots."""
+        """Close the log, compute the summary and breakdowns, write metrics and plots.
+
+        ``self.diagnostics`` ({policy spec: ``Diagnostics.summary()``}, see
+        ``llm_diagnostics``), when given, goes into the summary as ``llm.diagnostics``.
+        """
         world, cfg = self.world, self.cfg
         summary = metrics.summarize(world.log, cfg)
         # One behaviour detection over the log for both breakdowns.
@@ -205,6 +212,8 @@ class _Episode:
                                             llm=llm)
         if llm is not None:
             summary["llm"] = llm_counts(llm)
+        if self.diagnostics:
+            summary.setdefault("llm", {})["diagnostics"] = dict(self.diagnostics)
         residents = self._residents()
         self._close_events()
         if self.run_dir is not None:
@@ -293,6 +302,8 @@ def run_communities(cfgs: Sequence[Config], seeds: Sequence[int],
         for e, (cfg, seed, d) in enumerate(zip(cfgs, seeds, run_dirs, strict=True)):
             episodes.append(_Episode(e, cfg, int(seed), d, mix, specs, header))
         _loop(episodes, built, specs, progress)
+        for ep in episodes:
+            ep.diagnostics = llm_diagnostics(built)
         return [ep.finish(plots) for ep in episodes]
     except BaseException as err:
         for ep in episodes:
@@ -301,6 +312,18 @@ def run_communities(cfgs: Sequence[Config], seeds: Sequence[int],
     finally:
         for pol in owned:
             pol.close()
+
+
+def llm_diagnostics(built: Mapping[str, Policy]) -> dict[str, dict[str, Any]]:
+    """``{policy spec: diagnostics.summary()}`` of the policies with a ``diagnostics``
+    attribute that is a ``civa_env.policies.llm.diagnostics.Diagnostics``.
+
+    Always keyed by spec, even with one LLM policy, so that readers never branch. A policy
+    serves every community of the loop: with several, its figures cover all of them and
+    each community's summary gets the same ones.
+    """
+    return {spec: pol.diagnostics.summary() for spec, pol in built.items()
+            if isinstance(getattr(pol, "diagnostics", None), Diagnostics)}
 
 
 def _loop(episodes: list[_Episode], built: Mapping[str, Policy], specs: list[str],

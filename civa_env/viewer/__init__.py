@@ -23,6 +23,7 @@ import numpy as np
 
 from civa_env.experiments import runfolder
 from civa_env.experiments.runfolder import atomic_open
+from civa_env.policies.llm.diagnostics import warnings as diagnostic_warnings
 from civa_env.viewer import data as d
 from civa_env.viewer.layout import spring_layout
 from civa_env.viewer.residents import read_reflections, resident_table
@@ -78,8 +79,10 @@ def page_data(run_dir: str | os.PathLike) -> dict[str, Any]:
         "incomplete": incomplete,
         "notes": notes,
         "config": config_json,
-        "summary": {k: v for k, v in summary.items()
+        "summary": {k: _without_diagnostics(v) if k == "llm" else v
+                    for k, v in summary.items()
                     if k not in d.SERIES_KEYS and k not in GROUP_KEYS},
+        "llmDiagnostics": _llm_diagnostics(summary),
         "groups": {k: summary[k] for k in GROUP_KEYS if isinstance(summary.get(k), dict)},
         "summarySource": summary_source,
         "census": series,
@@ -96,6 +99,22 @@ def page_data(run_dir: str | os.PathLike) -> dict[str, Any]:
         "behaviours": behaviour_data,
         "reflections": refl,
     })
+
+
+def _without_diagnostics(llm: Any) -> Any:
+    """metrics.json's ``llm`` without ``diagnostics`` (shown in a table of its own)."""
+    return {k: v for k, v in llm.items() if k != "diagnostics"} if isinstance(llm, dict) else llm
+
+
+def _llm_diagnostics(summary: dict[str, Any]) -> dict[str, Any]:
+    """``{policy spec: {"figures": ..., "warnings": [...]}}`` from metrics.json's
+    ``llm.diagnostics`` (see ``civa_env.policies.llm.diagnostics``); empty without them."""
+    llm = summary.get("llm")
+    found = llm.get("diagnostics") if isinstance(llm, dict) else None
+    if not isinstance(found, dict):
+        return {}
+    return {spec: {"figures": figures, "warnings": diagnostic_warnings(figures)}
+            for spec, figures in found.items() if isinstance(figures, dict)}
 
 
 def _residents_used(cols: dict[str, np.ndarray], cfg: Config) -> int:

@@ -593,6 +593,7 @@
     $("summary-table").replaceChildren(...rows.map(([k, v]) => el("tr", null, el("td", { text: k }),
       el("td", { text: typeof v === "number" ? fmt(v, 4) : JSON.stringify(v), "data-metric": k }))));
     $("config-json").textContent = JSON.stringify(D.config, null, 2);
+    buildDiagnostics();
     const cols = ["residents", "founders", "born", "alive_end", "survival", "resident_days", "mean_wealth_end"];
     const box = $("group-tables");
     for (const [key, groups] of Object.entries(D.groups || {})) {
@@ -606,6 +607,29 @@
         ...bnames.map((b) => el("td", { text: fmt((groups[n].behaviours || {})[b]) }))));
       box.append(el("table", { class: "list", id: "table-" + key }, el("thead", null, head), el("tbody", null, ...body)));
     }
+  }
+  // LLM behaviour diagnostics (metrics.json llm.diagnostics): each LLM policy beside a
+  // random valid resident on the same legal facts, then the warnings.
+  const DIAGNOSTIC_ROWS = [
+    ["answers", (f) => f.answers], ["decisions", (f) => f.decisions], ["messages", (f) => f.messages],
+    ["echo rate", (f) => f.echo_rate], ["duplicate message rate", (f) => f.duplicate_message_rate],
+    ["first-option rate", (f) => f.first_option_rate], ["chance rate", (f) => f.chance_rate],
+    ["primary entropy (bits)", (f) => f.action_entropy && f.action_entropy.primary],
+    ["secondary entropy (bits)", (f) => f.action_entropy && f.action_entropy.secondary],
+    ["pair entropy (bits)", (f) => f.action_entropy && f.action_entropy.pair],
+  ];
+  function buildDiagnostics() {
+    const specs = Object.keys(D.llmDiagnostics || {});
+    if (!specs.length) return;
+    const cols = specs.flatMap((s) => [[s, D.llmDiagnostics[s].figures],
+      [s + ": random valid", D.llmDiagnostics[s].figures.reference || {}]]);
+    const head = el("tr", null, el("th", { text: "LLM diagnostics" }), ...cols.map(([n]) => el("th", { text: n })));
+    const body = DIAGNOSTIC_ROWS.map(([label, get]) => el("tr", null, el("td", { text: label }),
+      ...cols.map(([, f]) => el("td", { text: fmt(get(f), 3) }))));
+    const warned = specs.flatMap((s) => D.llmDiagnostics[s].warnings.map((w) => el("li", { text: s + ": " + w })));
+    $("llm-diagnostics").append(el("h3", { text: "LLM behaviour diagnostics" }),
+      el("table", { class: "list", id: "table-llm-diagnostics" }, el("thead", null, head), el("tbody", null, ...body)),
+      warned.length ? el("ul", { class: "warnings", id: "llm-warnings" }, ...warned) : null);
   }
   function banners() {
     const box = $("banners");
