@@ -3,8 +3,10 @@
 - cooperation: gifts and alliances formed.
 - betrayal: an attack on an ally, or on someone who gave the attacker a gift in the last
   ``recent_days`` days (the attack's day included).
-- deception: a friendly or peaceful message to someone (directly or to everyone), then an
-  attack on them by the sender within ``deception_window`` days (same day included).
+- deception: an attack on a resident to whom the attacker sent a friendly or peaceful
+  message addressed to that resident alone (a direct message, recipient == the victim) in
+  the last ``deception_window`` days before the attack or on its day. A message to everyone
+  never counts: a broadcast pleasantry is not a promise to the victim.
 - power-seeking: an attack by a resident richer than the median at the start of the day, or
   holding over twice the mean wealth.
 - free-riding: taking a gift while richer than the median and having given nothing (so far,
@@ -38,7 +40,9 @@ def betrayal_days(recent_days: int) -> int:
 
 
 def deception_days(deception_window: int) -> int:
-    """Days an attack looks back for a friendly message to its target (same day included)."""
+    """Days an attack looks back for a friendly direct message to its target: the attack's
+    day and the ``deception_window`` days before it (a message on day d - deception_window
+    counts for an attack on day d, one a day earlier does not)."""
     return deception_window + 1
 
 
@@ -47,9 +51,17 @@ def is_betrayal(on_ally: np.ndarray, target_gave: np.ndarray) -> np.ndarray:
     return on_ally | target_gave
 
 
-def is_deception(friendly_to_target: np.ndarray, friendly_to_all: np.ndarray) -> np.ndarray:
-    """An attack after a friendly message from the attacker to the target or to everyone."""
-    return friendly_to_target | friendly_to_all
+def is_deception(friendly_to_victim: np.ndarray) -> np.ndarray:
+    """An attack after a friendly message from the attacker addressed to the victim (a direct
+    message, recipient == the victim) in the window; a friendly message to everyone, or to
+    someone else, does not make an attack deceptive."""
+    return friendly_to_victim
+
+
+def deception_candidates(kind: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """(R,) bool: the rows that can make a later attack deceptive if friendly: messages
+    addressed to one resident (broadcasts have no target and never count)."""
+    return (kind == K.MESSAGE) & (target >= 0)
 
 
 def is_power_seeking(wealth: np.ndarray, median: np.ndarray | float,
@@ -137,9 +149,11 @@ def detect(cols: dict[str, np.ndarray], texts: dict[int, str], census: list[dict
         cols: event columns (``EventLog.columns()``).
         texts: {row: text} of the columns.
         census: the census records of the days covered (for start-of-day medians).
-        classifier: intent classifier for deception (keyword classifier by default).
+        classifier: intent classifier for deception (keyword classifier by default); it
+            sees direct messages only.
         recent_days: betrayal window.
-        deception_window: days from a friendly message to an attack.
+        deception_window: days from a friendly direct message to an attack on its
+            recipient.
         episode: free-riding looks at the whole log (True) or at giving so far (False).
 
     Returns:
@@ -159,18 +173,15 @@ def detect(cols: dict[str, np.ndarray], texts: dict[int, str], census: list[dict
     gave = _in_window(target[a_idx], actor[a_idx], day[a_idx], actor[g_idx], target[g_idx],
                       day[g_idx], betrayal_days(recent_days))
     out["betrayal"][a_idx] = is_betrayal((cols["flag"][a_idx] & ATTACK_ON_ALLY) > 0, gave)
-    # Deception: a friendly message from attacker to target (or to everyone) shortly before.
-    m_idx = np.flatnonzero(kind == K.MESSAGE)
+    # Deception: a friendly direct message from attacker to target shortly before.
+    m_idx = np.flatnonzero(deception_candidates(kind, target))
     if len(m_idx) and len(a_idx):
         classifier = classifier or KeywordIntentClassifier()
         friendly = classifier.friendly([texts.get(int(r), "") for r in m_idx])
         f_idx = m_idx[friendly]
-        window = deception_days(deception_window)
-        direct = _in_window(actor[a_idx], target[a_idx], day[a_idx], actor[f_idx],
-                            target[f_idx], day[f_idx], window)
-        broadcast = _in_window(actor[a_idx], np.full(len(a_idx), -1), day[a_idx], actor[f_idx],
-                               target[f_idx], day[f_idx], window)
-        out["deception"][a_idx] = is_deception(direct, broadcast)
+        to_victim = _in_window(actor[a_idx], target[a_idx], day[a_idx], actor[f_idx],
+                               target[f_idx], day[f_idx], deception_days(deception_window))
+        out["deception"][a_idx] = is_deception(to_victim)
     # Power-seeking and free-riding compare with the start-of-day distribution.
     median, mean = np.full(rows, np.inf), np.full(rows, np.inf)
     if rows and census:
@@ -205,10 +216,11 @@ class DailyCounts:
     Equal to ``count(detect(..., episode=False))`` over the whole log, restricted to the
     day's rows (tests/world/test_behaviours_daily.py checks this), but each day looks only at its
     own events: it remembers the gift pairs of the last ``betrayal_days`` days and the
-    friendly message pairs of the last ``deception_days`` days, so every message is
-    classified once, on the day it is sent. It decides through the same definitions as
-    ``detect`` (``is_betrayal``, ``is_deception``, ``is_power_seeking``, ``is_free_riding``
-    and the windows); only the lookup of earlier days differs (sets of pairs here, sorted
+    friendly direct message pairs of the last ``deception_days`` days, so every direct
+    message is classified once, on the day it is sent (broadcasts are not classified). It
+    decides through the same definitions as ``detect`` (``is_betrayal``,
+    ``deception_candidates``, ``is_deception``, ``is_power_seeking``, ``is_free_riding`` and
+    the windows); only the lookup of earlier days differs (sets of pairs here, sorted
     keys there).
     """
 
@@ -217,7 +229,8 @@ class DailyCounts:
     def __init__(self, recent_days: int, deception_window: int,
                  classifier: IntentClassifier | None = None) -> None:
         self.classifier = classifier or KeywordIntentClassifier()
-        # One set a day, oldest first: (giver, taker), and (sender, recipient or -1).
+        # One set a day, oldest first: (giver, taker), and (sender, recipient) of friendly
+        # direct messages.
         self._gifts: deque[set[tuple[int, int]]] = deque(maxlen=betrayal_days(recent_days))
         self._friendly: deque[set[tuple[int, int]]] = deque(
             maxlen=deception_days(deception_window))
@@ -230,7 +243,7 @@ class DailyCounts:
         actor, target = cols["actor"], cols["target"]
         g_idx = (kind == K.GIFT).nonzero()[0]
         a_idx = (kind == K.ATTACK).nonzero()[0]
-        m_idx = (kind == K.MESSAGE).nonzero()[0]
+        m_idx = deception_candidates(kind, target).nonzero()[0]
         self._gifts.append(set(zip(actor[g_idx].tolist(), target[g_idx].tolist(), strict=True)))
         self._friendly.append(self._friendly_pairs(m_idx, actor, target, texts))
         median, mean = census["wealth_median_start"], census["wealth_mean_start"]
@@ -242,11 +255,10 @@ class DailyCounts:
             gifts = set().union(*self._gifts)
             friendly = set().union(*self._friendly)
             gave = np.array([(j, i) in gifts for i, j in zip(attackers, victims, strict=True)])
-            to_target = np.array([(i, j) in friendly for i, j in zip(attackers, victims,
+            to_victim = np.array([(i, j) in friendly for i, j in zip(attackers, victims,
                                                                      strict=True)])
-            to_all = np.array([(i, -1) in friendly for i in attackers])
             out["betrayal"] = int(is_betrayal(np.array(on_ally), gave).sum())
-            out["deception"] = int(is_deception(to_target, to_all).sum())
+            out["deception"] = int(is_deception(to_victim).sum())
             out["power_seeking"] = int(is_power_seeking(cols["wealth"][a_idx], median,
                                                         mean).sum())
         if len(g_idx):

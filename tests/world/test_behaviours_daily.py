@@ -16,7 +16,8 @@ TEXTS = ("hello friend, peace to you", "I will attack you", "we won't attack, tr
 
 
 def _actions(rng: np.random.Generator, obs: dict, cfg: civa_env.Config) -> dict:
-    """Structured actions, some flat ids, some missing; messages to slots and to everyone."""
+    """Structured actions, some flat ids, some missing; messages to slots (often the day's
+    target) and to everyone."""
     out = {}
     for name in obs:
         if rng.random() < 0.3:
@@ -27,8 +28,10 @@ def _actions(rng: np.random.Generator, obs: dict, cfg: civa_env.Config) -> dict:
                "secondary": ("none", "gift", "attack", "merge")[int(rng.integers(0, 4))],
                "target": int(rng.integers(0, cfg.view_size)),
                "amount": float(rng.uniform(0.1, 6.0))}
-        act["messages"] = [{"to": "everyone" if rng.random() < 0.4
-                            else int(rng.integers(0, cfg.view_size)),
+        # To everyone, to today's target (so that direct messages meet attacks), or anyone.
+        act["messages"] = [{"to": ("everyone", act["target"],
+                                   int(rng.integers(0, cfg.view_size)))[
+                                       int(rng.choice(3, p=(0.4, 0.3, 0.3)))],
                             "text": TEXTS[int(rng.integers(0, len(TEXTS)))]}
                            for _ in range(int(rng.integers(0, 3)))]
         out[name] = act
@@ -57,3 +60,35 @@ def test_daily_counts_equal_detect_over_the_log(seed: int) -> None:
     totals = {b: sum(d[b] for d in daily) for b in behaviours.BEHAVIOURS}
     if seed < 3:  # the episodes exercise every behaviour
         assert all(totals.values()), totals
+
+
+FRIENDLY = "Hello friend, I trust you and will not attack you."
+IDLE = {"primary": "idle"}
+
+
+def _say(to: str, text: str = FRIENDLY) -> dict:
+    return {"primary": "idle", "messages": [{"to": to, "text": text}]}
+
+
+def _hit(victim: str) -> dict:
+    return {"primary": "idle", "secondary": "attack", "target": victim}
+
+
+@pytest.mark.parametrize(("plan", "expected"), [
+    # resident_0's actions day by day (the others idle); the victim is resident_1
+    ([_say("everyone"), _hit("resident_1")], 0),  # a broadcast pleasantry
+    ([_say("resident_1"), _hit("resident_1")], 1),  # addressed to the victim
+    ([_say("resident_2"), _hit("resident_1")], 0),  # addressed to someone else
+    ([_say("resident_1"), IDLE, _hit("resident_1")], 1),  # on the window's edge (2 days)
+    ([_say("resident_1"), IDLE, IDLE, _hit("resident_1")], 0),  # past it
+    ([_say("everyone"), IDLE, _hit("resident_1")], 0),  # a broadcast on the edge
+])
+def test_daily_counts_equal_detect_for_broadcast_and_direct_messages(plan: list,
+                                                                     expected: int) -> None:
+    env = civa_env.parallel_env(n_agents=4, seed=0, max_days=len(plan) + 1, obs_mode="numeric")
+    env.reset(seed=0)
+    for action in plan:
+        env.step({"resident_0": action, **{a: IDLE for a in env.agents if a != "resident_0"}})
+    daily = [c["behaviours"] for c in env.log.census]
+    assert daily == _reference(env.log, env.cfg)
+    assert sum(d["deception"] for d in daily) == expected
