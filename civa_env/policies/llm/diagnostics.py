@@ -242,7 +242,11 @@ class Diagnostics:
         spans = set().union(*(ngrams(words(t)) for t in texts))
         if not spans:
             return False
-        return not spans.isdisjoint(ngrams(words(prompt)))
+        # Only prompt positions that start some span of the answer are looked at.
+        starts = {span[0] for span in spans}
+        tokens = words(prompt)
+        return any(tokens[k] in starts and tuple(tokens[k:k + ECHO_WORDS]) in spans
+                   for k in range(len(tokens) - ECHO_WORDS + 1))
 
     def summary(self) -> dict[str, Any]:
         """The run's figures and the random reference's, JSON-ready (module docstring)."""
