@@ -275,7 +275,7 @@ def test_deception_window(msg_day, attack_day, deception):
     assert flagged(log, "deception") == ([(attack_day, 0, 1)] if deception else [])
 
 
-def test_deception_needs_a_friendly_message_to_the_victim_or_everyone():
+def test_deception_needs_a_friendly_message_to_the_victim():
     hostile = make_log({1: [(K.MESSAGE, 0, 1, {"text": "I will crush you"})],
                         2: [(K.ATTACK, 0, 1)]})
     assert flagged(hostile, "deception") == []
@@ -287,9 +287,7 @@ def test_deception_needs_a_friendly_message_to_the_victim_or_everyone():
     assert flagged(by_other, "deception") == []
     broadcast = make_log({1: [(K.MESSAGE, 0, -1, {"text": "Peace to all, together we thrive"})],
                           3: [(K.ATTACK, 0, 1), (K.ATTACK, 0, 2)]})
-    assert flagged(broadcast, "deception") == [(3, 0, 1), (3, 0, 2)]
-    late = make_log({1: [(K.MESSAGE, 0, -1, {"text": "peace"})], 4: [(K.ATTACK, 0, 1)]})
-    assert flagged(late, "deception") == []
+    assert flagged(broadcast, "deception") == []  # a message to everyone never counts
     negated = make_log({1: [(K.MESSAGE, 0, 1, {"text": "I promise I won't attack you"})],
                         2: [(K.ATTACK, 0, 1)]})
     assert flagged(negated, "deception") == [(2, 0, 1)]
