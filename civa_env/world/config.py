@@ -19,6 +19,7 @@ import numpy as np
 from civa_env.world.values import ValueCondition
 
 OBS_MODES = ("text", "numeric")
+BRIEFINGS = ("v1", "v2")
 REWARD_MODES = ("wealth", "survival", "community")
 
 SHAPE_FIELDS = (
@@ -143,6 +144,14 @@ class Config:
     """``text`` (briefing + features + mask) or ``numeric`` (text left empty, fast)."""
     max_text_chars: int = 4000
     """Longest briefing, in characters."""
+    briefing: str = "v2"
+    """Briefing version (text mode): ``v2`` (a rules card with numbers, the last
+    ``recent_days`` days as they concern the resident, naming the other party, the residents
+    it sees in a seeded shuffled order; no value prompt) or ``v1`` (the 0.1 briefing, with
+    the value prompt, kept for ablation)."""
+    show_horizon: bool = False
+    """Briefing v2 names the episode length ("Day 9 of 30"); off, only the day ("Day 9").
+    Briefing v1 always names it."""
     gift_levels: tuple[float, ...] = (0.1, 0.25, 0.5)
     """Gift sizes of the flat action catalogue, as fractions of the giver's wealth."""
     reward: str = "wealth"
@@ -241,6 +250,8 @@ class Config:
              f"prevalence must be in [0, 1], got {self.prevalence}")
         need(self.obs_mode in OBS_MODES,
              f"obs_mode must be one of {OBS_MODES}, got {self.obs_mode!r}")
+        need(self.briefing in BRIEFINGS,
+             f"briefing must be one of {BRIEFINGS}, got {self.briefing!r}")
         need(self.reward in REWARD_MODES,
              f"reward must be one of {REWARD_MODES}, got {self.reward!r}")
         need(self.render_mode in (None, "ansi", "human"),

@@ -33,6 +33,7 @@ import numpy as np
 
 from civa_env.world import behaviours, metrics
 from civa_env.world.actions import pack_actions
+from civa_env.world.briefing import BrieferV2
 from civa_env.world.catalogue import Catalogue
 from civa_env.world.config import SHAPE_FIELDS, Config
 from civa_env.world.events import EventLog, agent_name
@@ -132,8 +133,9 @@ class World:
     def observe(self, rows: np.ndarray, text: bool | None = None) -> Observation:
         """Features, masks, legal facts and (with ``text``) briefings of residents ``rows``.
 
-        ``text`` defaults to the config's ``obs_mode``. A resident who is no longer alive
-        (one who starved today) gets a short notice as its briefing.
+        ``text`` defaults to the config's ``obs_mode``; ``cfg.briefing`` picks the briefing
+        (``v2``, ``civa_env.world.briefing``, or ``v1``, ``perception.Briefer``). A resident
+        who is no longer alive (one who starved today) gets a short notice as its briefing.
         """
         cfg, state = self.cfg, self.state
         rows = np.asarray(rows, np.int64)
@@ -149,7 +151,8 @@ class World:
         legal = LegalBook(state, self.view, cfg, rows)
         texts = None
         if text:
-            briefer = Briefer(state, self.view, cfg)
+            briefer = (Briefer(state, self.view, cfg) if cfg.briefing == "v1"
+                       else BrieferV2(state, self.view, cfg, self.seed, self.log))
             texts = [briefer.brief(i) if state.alive[i]
                      else f"You are {agent_name(i)}. You starved on day {state.day}."
                      for i in rows.tolist()]

@@ -3,6 +3,8 @@
 ``compute_view`` is vectorised over residents; ``Briefer.brief`` is the only per-resident
 loop and is skipped in numeric mode; ``LegalBook``/``LegalFacts`` compute a resident's legal
 facts only when a policy reads them. The feature vector lives in ``civa_env.world.features``.
+``Briefer`` is briefing v1 (``Config.briefing="v1"``); v2, the default, is in
+``civa_env.world.briefing``.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from civa_env.world.actions import EVERYONE
 from civa_env.world.config import Config
 from civa_env.world.events import agent_name
 from civa_env.world.state import Message, WorldState
-from civa_env.world.values import N_CONDITION_CODES, prompt_for
+from civa_env.world.values import N_CONDITION_CODES, ValueCondition, prompt_for
 
 TIERS = ("destitute", "poor", "middling", "rich", "very rich")
 TIER_EDGES = np.array([3.0, 8.0, 15.0, 30.0])
@@ -195,7 +197,8 @@ class Briefer:
 def legal(state: WorldState, view: np.ndarray, cfg: Config, i: int) -> dict[str, Any]:
     """What resident ``i`` may do now, for policies that build structured actions: known
     factories, the residents in its view slots (by name, in slot order), its allies, its
-    wealth, whether it can pay an upgrade, and the message limits."""
+    wealth, whether it can pay an upgrade, the message limits and its value condition (an
+    LLM policy's persona: briefing v2 carries no value prompt)."""
     seen = view[i]
     pairs = state.allies
     allies = np.concatenate([pairs[pairs[:, 0] == i, 1], pairs[pairs[:, 1] == i, 0]])
@@ -207,6 +210,7 @@ def legal(state: WorldState, view: np.ndarray, cfg: Config, i: int) -> dict[str,
         "can_upgrade": bool(state.wealth[i] >= cfg.upgrade_cost),
         "max_messages": cfg.max_messages,
         "max_message_chars": cfg.max_message_chars,
+        "condition": str(ValueCondition.from_code(state.condition[i])),
     }
 
 

@@ -19,7 +19,7 @@ from civa_env.policies import make_policy
 from civa_env.policies.batch import Batch
 
 GOLDEN = {
-    (25, "scripted", 1, "text"): "4e9d10fc5d1582d59b9b19c7f5fad7f4448decc0c238d2ab491c97b51e029dab",
+    (25, "scripted", 1, "text"): "1fb06dd31976126370e07527d22c8a2efbed6f3759d6e2b6b0d664c58d29bbaf",
     (100, "scripted", 2, "numeric"):
         "42159b76852d3501b642e8f0da5159657fd22f131a256d2b15f17b4375ac9230",
     (100, "random", 3, "numeric"):
