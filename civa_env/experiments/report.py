@@ -19,7 +19,7 @@ import numpy as np
 
 from civa_env.experiments import plots
 from civa_env.experiments.results import BEHAVIOUR_RATES, load_results
-from civa_env.experiments.runfolder import OUT, SettingError
+from civa_env.experiments.runfolder import OUT, SettingError, read_questionnaire
 
 MACRO = ("nAUP", "SC", "ED", "IC", "CC")
 REPORTED = (*MACRO, *BEHAVIOUR_RATES)
@@ -189,7 +189,8 @@ def build_report(sweep_dir: Path, out: Path | None = None, pages: bool = True,
     base = next((r for r in stats if r["condition"] == "baseline"), None)
     figures = _figures(stats, base, out)
     lines = [*_overview(rows, results, title), *_tables(stats), *_effect_lines(stats, base),
-             *_paired_lines(rows), *_trend_lines(rows), "## Figures", "",
+             *_paired_lines(rows), *_trend_lines(rows), *_orientation_lines(sweep_dir, rows),
+             "## Figures", "",
              *[f"![{name}]({name})" for name in figures], ""]
     if pages:
         lines += ["Runs: [runs.md](runs.md)", ""]
@@ -308,6 +309,93 @@ def _trend_lines(rows: list[dict[str, Any]]) -> list[str]:
             f"{rec[m]:+.2f}" for m in TRENDED) + " |")
     lines.append("")
     return lines
+
+
+SCALE_RANGE = 5.0  # the questionnaire's 1..6 scale
+
+
+def orientation_changes(sweep_dir: Path, rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """The value-orientation change of each (condition, prevalence) cell against baseline.
+
+    Reads each run's questionnaire.jsonl (LLM residents only). For a cell, the holders are
+    the residents under the cell's condition; the reference is the residents of the sweep's
+    baseline runs or, without any, the baseline (non-holding) residents of the cell's own
+    runs. Per value: (holders' mean rating - reference mean) / 5, the scale's range, at
+    day 0 (before the first action) and on the last day asked. Returns ``{"reference":
+    "baseline runs" | "non-holders", "cells": [{condition, prevalence, n, start, end}]}``
+    with ``start``/``end`` mapping value labels to changes (empty when nothing was asked).
+    """
+    answers: dict[tuple[str, float], list[dict[str, Any]]] = defaultdict(list)
+    for row in rows:
+        for q in read_questionnaire(Path(sweep_dir) / "runs" / row["run_id"]):
+            answers[(row["condition"], row["prevalence"])].append(dict(q, run=row["run_id"]))
+    if not answers:
+        return {"reference": None, "cells": []}
+    last = {}
+    for qs in answers.values():
+        for q in qs:
+            last[q["run"]] = max(last.get(q["run"], 0), q["day"])
+
+    def split(qs: list[dict[str, Any]], who: str | None) -> dict[str, list[dict[str, float]]]:
+        out: dict[str, list[dict[str, float]]] = {"start": [], "end": []}
+        for q in qs:
+            if who is not None and q["condition"] != who:
+                continue
+            if q["day"] == 0:
+                out["start"].append(q["scores"])
+            elif q["day"] == last[q["run"]]:
+                out["end"].append(q["scores"])
+        return out
+
+    baseline_runs = [q for (c, _), qs in answers.items() if c == "baseline" for q in qs]
+    reference = "baseline runs" if baseline_runs else "non-holders"
+    cells = []
+    for (condition, prevalence), qs in sorted(answers.items(), key=_order):
+        if condition == "baseline":
+            continue
+        holders = split(qs, condition)
+        ref = split(baseline_runs if baseline_runs else qs, "baseline")
+        cell = {"condition": condition, "prevalence": prevalence,
+                "n": len(holders["start"]) or len(holders["end"])}
+        for when in ("start", "end"):
+            cell[when] = _mean_change(holders[when], ref[when])
+        cells.append(cell)
+    return {"reference": reference, "cells": cells}
+
+
+def _mean_change(holders: list[dict[str, float]], ref: list[dict[str, float]]) -> dict[str, float]:
+    if not holders or not ref:
+        return {}
+    return {v: (float(np.mean([h[v] for h in holders])) - float(np.mean([r[v] for r in ref])))
+            / SCALE_RANGE for v in holders[0]}
+
+
+def _orientation_lines(sweep_dir: Path, rows: list[dict[str, Any]]) -> list[str]:
+    """The value-orientation change table (nothing when no run has questionnaire answers)."""
+    found = orientation_changes(sweep_dir, rows)
+    if not found["cells"]:
+        return []
+    values = list(next((c["end"] or c["start"] for c in found["cells"]
+                        if c["end"] or c["start"]), {}))
+    lines = ["## Value-orientation change (manipulation check)", "",
+             "LLM residents answered the value questionnaire (two items per value, rated 1-6) "
+             "before their first action (day 0) and on the last day. Each entry is the holders' "
+             "mean rating minus the reference's, divided by 5 (the scale's range): +1 is the "
+             f"largest possible rise. Reference: {found['reference']}. The first columns give "
+             "the condition's own value; then every value on the last day.", "",
+             "| condition | prevalence | holders | own value, day 0 | own value, last day | "
+             + " | ".join(values) + " |",
+             "|---|---:|---:|---:|---:|" + "---:|" * len(values)]
+    for c in found["cells"]:
+        own = c["condition"].split(":", 1)[-1]
+
+        def fmt(x: float | None) -> str:
+            return "-" if x is None else f"{x:+.2f}"
+
+        lines.append(f"| {c['condition']} | {c['prevalence']:g} | {c['n']} | "
+                     f"{fmt(c['start'].get(own))} | {fmt(c['end'].get(own))} | "
+                     + " | ".join(fmt(c["end"].get(v)) for v in values) + " |")
+    return [*lines, ""]
 
 
 def _write_runs_index(sweep_dir: Path, out: Path, rows: list[dict[str, Any]]) -> None:

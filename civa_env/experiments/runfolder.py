@@ -31,7 +31,7 @@ from civa_env.world.events import EventLog
 RUN_FILES = ("config.json", "residents.json", "events.jsonl", "metrics.json")
 # Files a policy may keep beside the runs it serves (the llm policy's; see docs/llm.md). With
 # several communities in one loop they sit in the output root, next to the env_k folders.
-POLICY_FILES = ("transcript.jsonl", "llm_prompts.json", "llm_stats.json")
+POLICY_FILES = ("transcript.jsonl", "questionnaire.jsonl", "llm_prompts.json", "llm_stats.json")
 FILE_MODE = 0o644  # mkstemp creates 0600 files; results are meant to be shared
 # The "status" of config.json while the run goes and once it has finished (a failed run's
 # status is "failed: <error>"); metrics.json carries STATUS_COMPLETE.
@@ -224,6 +224,30 @@ def read_events(run_dir: str | os.PathLike, *, allow_partial: bool = False) -> E
         raise RunFolderError(str(err)) from None
     except OSError as err:
         raise RunFolderError(f"{path}: cannot be read ({err.strerror or err})") from None
+
+
+def read_questionnaire(run_dir: str | os.PathLike) -> list[dict[str, Any]]:
+    """The valid answers of questionnaire.jsonl (LLM residents' value questionnaire), [] when
+    the run has none. A broken last line (a run killed while writing) is skipped.
+
+    Raises:
+        RunFolderError: a broken line before the last one (it names the file and line).
+    """
+    path = _run_folder(run_dir) / "questionnaire.jsonl"
+    if not path.is_file():
+        return []
+    rows = []
+    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    for lineno, line in enumerate(lines, 1):
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as err:
+            if lineno == len(lines) and not line.endswith("\n"):
+                break
+            raise RunFolderError(f"{path}: line {lineno}: {err.msg}") from None
+        if isinstance(row, dict) and row.get("outcome") != "fallback" and "scores" in row:
+            rows.append(row)
+    return rows
 
 
 def is_run_dir(path: str | os.PathLike) -> bool:

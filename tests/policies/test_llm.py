@@ -52,7 +52,7 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def llm(model, **options):
-    options = {"cache": "off", **SMALL, **options}
+    options = {"cache": "off", "questionnaire": False, **SMALL, **options}
     return make_policy("llm", model=str(model) if isinstance(model, Path) else model, **options)
 
 
@@ -166,11 +166,16 @@ def test_full_cycle_four_batched_calls_a_day(tiny, tmp_path):
     policy.open_run(tmp_path)
     infos = play([env], policy, 2)
     assert [i["invalid"] for i in infos if i["invalid"]] == []
-    assert len(calls) == 8
+    # Day 1: perception, communication, action; day 2 starts with the memory of day 1.
+    assert len(calls) == 7
     assert policy.stats["fallback"] == 0 and policy.stats["valid"] == policy.stats["decisions"]
-    phases = [json.loads(line)["phase"] for line in open(tmp_path / "transcript.jsonl")]
-    assert phases[:15] == ["perception"] * 5 + ["communication"] * 5 + ["action"] * 5
-    assert set(phases) == {"perception", "communication", "action", "memory"}
+    records = [json.loads(line) for line in open(tmp_path / "transcript.jsonl")]
+    phases = [r["phase"] for r in records]
+    assert phases == (["perception"] * 5 + ["communication"] * 5 + ["action"] * 5
+                      + ["memory"] * 5 + ["perception"] * 5 + ["communication"] * 5
+                      + ["action"] * 5)
+    memory = [r for r in records if r["phase"] == "memory"]
+    assert {r["day"] for r in memory} == {1} and {r["asked_on_day"] for r in memory} == {2}
 
 
 def test_unconstrained_negative_control_falls_back_and_counts(tiny, tmp_path):
@@ -592,9 +597,14 @@ def test_cli_run_with_llm_residents(tiny, tmp_path):
     done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     records = [json.loads(line) for line in open(out / "transcript.jsonl")]
-    assert {r["day"] for r in records} == {1, 2} and len({r["agent"] for r in records}) == 2
+    decisions = [r for r in records if r["phase"] == "combined"]
+    assert {r["day"] for r in decisions} == {1, 2} and len({r["agent"] for r in records}) == 2
     stats = json.loads((out / "llm_stats.json").read_text())
-    assert stats["valid"] == stats["decisions"] == len(records)
+    assert stats["valid"] == stats["decisions"] == len(decisions)
+    # The manipulation check, asked before the first day and on the last one.
+    asked = [json.loads(line) for line in open(out / "questionnaire.jsonl")]
+    assert sorted({(q["agent"], q["day"]) for q in asked}) == sorted(
+        (a, d) for a in {r["agent"] for r in records} for d in (0, 2))
     config = json.loads((out / "config.json").read_text())
     assert str(tiny) in json.dumps(config)
     invalid = [json.loads(line) for line in open(out / "events.jsonl")

@@ -20,7 +20,8 @@ OPTIONS: dict[str, type] = {
     "mode": str, "temperature": float, "seed": int, "max_new_tokens": int,
     "max_new_tokens_cap": int, "constrained": bool, "retry": bool, "cache": str,
     "cache_sampled": bool, "reflection_chars": int, "plan_chars": int, "memory_chars": int,
-    "message_chars": int, "prompt_version": str,
+    "message_chars": int, "prompt_version": str, "values": str, "reasoning": bool,
+    "reasoning_words": int, "questionnaire": bool, "questionnaire_every": int,
 }
 BACKEND_OPTIONS: dict[str, type] = {
     "device": str, "dtype": str, "max_batch_size": int, "chat_template": str, "tokenizer": str,

@@ -1,39 +1,65 @@
 """The LLM policy: residents driven by a language model through the study's daily cycle.
 
 Each ``act`` serves every resident given (from one or several environments) with batched
-calls, one per phase:
+calls, one per phase. The day's order follows the study: perception, communication and
+action, then the world resolves the day, then memory is written from the day's outcome.
+Since the outcome reaches a resident in its next briefing (its wealth after the day and a
+labelled account of who did what to it), the memory of day d is written at the start of
+day d+1, in the same conversation as that day's decisions:
 
-* ``mode="combined"`` (default, fastest): one call a day; each answer holds a reflection,
-  messages, the primary and secondary action and the rewritten memory.
-* ``mode="full"``: the study's cycle as four calls a day: perception (reflection and plan
-  from the briefing and memory), communication (messages), action, and a memory update that
-  rewrites a short summary.
+* ``mode="combined"`` (default, fastest): one call a day. The answer holds a reflection,
+  messages, the primary and secondary action and the rewritten memory; the prompt carries
+  yesterday's plan, messages and action, and the briefing what came of them, so the memory
+  written in it records yesterday's outcome (folded into the next day's call: one call a
+  day instead of two, and the reflection on yesterday is the same text as today's plan).
+* ``mode="full"``: one multi-turn conversation per resident-day, so the briefing is sent
+  once and every later call reuses the prefix (vLLM's prefix caching): the memory update
+  for yesterday (from the second day on), perception (reflection and plan), communication
+  (messages) and action, each a batched call whose prompt is the conversation so far.
 
-A ``Batch`` gives each resident's briefing (``batch.texts``: the environment must render text),
-what it may do now (``batch.legal(r)``) and the day. Prompts are versioned files
-(``prompts.load_prompts``); the value prompt arrives inside the briefing. With
-``constrained=True`` (default) each answer is decoded against the resident's own JSON schema
-(``schema.answer_schema``). Every answer is parsed and checked (``schema.check_answer``);
-failures get one batched retry with the error, then a safe default (idle, no messages),
-reported in ``batch.results[key]`` and counted in ``self.stats``; the runner adds each
-resident's decision outcome to ``metrics.json`` and ``residents.json``. The run folder gets
-the transcript of every prompt and answer and the stats (``transcript.RunFiles``).
+With ``reasoning=True`` every answer is preceded by a free-text turn ("think it through",
+at most ``reasoning_words`` words, unconstrained), then the JSON answer is decoded under the
+resident's schema.
 
-Options and their ``key=value`` coercion are in ``options``; the model layer (backends,
-cache, fakes) in ``models``.
+The value condition is an in-context instruction in the system prompt: a persona
+(``personas.persona``; ``values="v2"``, the default, or the v1 texts for ablation), and a
+neutral placebo of similar length for baseline residents. With ``Config.briefing="v1"`` the
+v1 value text is already in the briefing and ``values`` must be ``"v1"`` (the persona is
+then left out). A manipulation check (``questionnaire``) asks each resident the value
+questionnaire in context on its first day (before it acts: "day 0"), on the last day (after
+its decision, in that day's conversation) and, with ``questionnaire_every=k``, every k days;
+answers go to ``questionnaire.jsonl`` in the run folder.
+
+A ``Batch`` gives each resident's briefing (``batch.texts``: the environment must render
+text), what it may do now (``batch.legal(r)``, including its ``condition``) and the day.
+Factories and targets are listed in a seeded, shuffled order per resident and day (small
+models favour the first option listed). With ``constrained=True`` (default) each answer is
+decoded against the resident's own JSON schema (``schema.answer_schema``). Every answer is
+parsed and checked (``schema.check_answer``); failures get one batched retry with the error,
+then a safe default (idle, no messages), reported in ``batch.results[key]`` and counted in
+``self.stats``. ``self.diagnostics`` measures whether the decisions make sense (echoes,
+duplicate messages, first-option rate, action entropy, against a random valid resident).
+The run folder gets the transcript of every prompt and answer and the stats
+(``transcript.RunFiles``).
 """
 
 from __future__ import annotations
 
+import json
+import zlib
 from collections.abc import Hashable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from civa_env.policies.base import Policy
 from civa_env.policies.batch import Batch
+from civa_env.policies.llm import personas, transcript
+from civa_env.policies.llm import questionnaire as quest
 from civa_env.policies.llm import schema as sch
-from civa_env.policies.llm import transcript
+from civa_env.policies.llm.diagnostics import Diagnostics
 from civa_env.policies.llm.models import load_model
 from civa_env.policies.llm.models.base import Generation, LanguageModel, PromptTooLongError
 from civa_env.policies.llm.models.cache import CachedModel
@@ -45,23 +71,27 @@ from civa_env.world.kinds import LLM_OUTCOMES
 
 PHASE_KEYS = {
     "combined": ["reflection", "messages", "primary", "secondary", "memory"],
+    "memory": ["memory"],
     "perception": ["reflection", "plan"],
     "communication": ["messages"],
     "action": ["primary", "secondary"],
-    "memory": ["memory"],
 }
-CYCLES = {"combined": ["combined"], "full": ["perception", "communication", "action", "memory"]}
+# The phases of a day in order; "memory" (yesterday's outcome) only from the second day.
+CYCLES = {"combined": ["combined"], "full": ["memory", "perception", "communication", "action"]}
 DECISION_PHASES = ("combined", "action")
 ACTION_KEYS = ("primary", "factory", "secondary", "target", "amount")
+QUESTIONNAIRE = "questionnaire"
+Chat = list[dict[str, str]]
 
 
 @dataclass
 class ResidentTurn:
     """One resident's day in ``act``: what it was told and may do, and what it answered.
 
-    ``fields`` gathers the checked answer fields of every phase so far (later phases see
-    the earlier ones in their prompts), ``outcomes`` the outcome of each phase, ``errors``
-    why a phase fell back.
+    ``chat`` is the day's conversation so far (system prompt, the briefing with the first
+    ask, then each accepted answer and the next ask); ``listed`` the factories and targets
+    in the order its prompts list them. ``fields`` gathers the checked answer fields of
+    every phase, ``outcomes`` the outcome of each phase, ``errors`` why a phase fell back.
     """
 
     key: Hashable
@@ -70,6 +100,11 @@ class ResidentTurn:
     allies: set[str]
     memory: str
     day: int
+    condition: str
+    listed: dict[str, list]
+    yesterday: dict[str, Any] | None
+    chat: Chat = field(default_factory=list)
+    context: str = ""  # the day's system prompt and first message (what the model was told)
     fields: dict[str, Any] = field(default_factory=dict)
     outcomes: dict[str, str] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
@@ -81,7 +116,8 @@ class LLMPolicy(Policy):
     Args:
         model: hub id, local folder, or a ``LanguageModel``.
         backend: ``hf`` (transformers) or ``vllm``.
-        mode: ``combined`` (one call a day) or ``full`` (four phases).
+        mode: ``combined`` (one call a day) or ``full`` (memory, perception, communication
+            and action as one conversation).
         temperature: 0 = greedy (cached, reproducible).
         seed: base sampling seed (``reset(seed=...)`` overrides it).
         max_new_tokens: tokens per answer; None = the schema's longest answer (a bound that
@@ -90,7 +126,11 @@ class LLMPolicy(Policy):
         retry: one batched retry of failed answers with the error.
         cache: sqlite path of the answer cache, ``default`` or ``off``.
         reflection_chars, plan_chars, memory_chars, message_chars: text lengths.
-        prompt_version: folder under ``prompts/``.
+        prompt_version: folder under ``prompts/`` of the phase prompts (``v2``).
+        values: the value prompts, ``v2`` (personas and a placebo) or ``v1`` (0.1's texts).
+        reasoning: free-text reasoning (at most ``reasoning_words`` words) before each answer.
+        questionnaire: ask the value questionnaire (first and last day, every
+            ``questionnaire_every`` days if > 0).
         **backend_options: passed to the backend (``device``, ``dtype``, ``max_batch_size``...).
     """
 
@@ -101,17 +141,35 @@ class LLMPolicy(Policy):
                  max_new_tokens: int | None = None, max_new_tokens_cap: int = 1024,
                  constrained: bool = True, retry: bool = True, cache: str | None = "default",
                  cache_sampled: bool = False, reflection_chars: int = 200, plan_chars: int = 160,
-                 memory_chars: int = 300, message_chars: int = 160, prompt_version: str = "v1",
+                 memory_chars: int = 300, message_chars: int = 160, prompt_version: str = "v2",
+                 values: str = "v2", reasoning: bool = False, reasoning_words: int = 80,
+                 questionnaire: bool = True, questionnaire_every: int = 0,
                  **backend_options: Any) -> None:
         if mode not in CYCLES:
             raise ValueError(f"llm mode must be one of {', '.join(CYCLES)}, got {mode!r}")
+        if values not in personas.VALUE_PROMPT_VERSIONS:
+            raise ValueError(f"llm option values must be one of "
+                             f"{', '.join(personas.VALUE_PROMPT_VERSIONS)}, got {values!r}")
+        if questionnaire_every < 0:
+            raise ValueError(f"llm option questionnaire_every must be >= 0, got "
+                             f"{questionnaire_every}")
+        if reasoning_words < 1:
+            raise ValueError(f"llm option reasoning_words must be >= 1, got {reasoning_words}")
         self.mode, self.temperature, self.base_seed = mode, float(temperature), int(seed)
         self.max_new_tokens, self.max_new_tokens_cap = max_new_tokens, max_new_tokens_cap
         self.constrained, self.retry = bool(constrained), bool(retry)
         self.limits = {"reflection_chars": reflection_chars, "plan_chars": plan_chars,
                        "memory_chars": memory_chars, "message_chars": message_chars}
-        self.prompt_version = prompt_version
+        self.prompt_version, self.values = prompt_version, values
+        self.reasoning, self.reasoning_words = bool(reasoning), int(reasoning_words)
+        self.questionnaire, self.questionnaire_every = bool(questionnaire), questionnaire_every
         self.prompts = load_prompts(prompt_version)
+        missing = sorted({"system", "context", "yesterday", "retry", "reasoning", "answer",
+                          "questionnaire", *PHASE_KEYS} - set(self.prompts))
+        if missing:
+            raise ValueError(f"prompt version {prompt_version!r} lacks the daily cycle's "
+                             f"prompts {', '.join(missing)} (0.1's v1 phase prompts were "
+                             f"retired; use prompt_version='v2')")
         self.model_name = model if isinstance(model, str) else model.identity
         self.backend_name = backend
         self.backend = load_model(model, backend, **backend_options)
@@ -120,8 +178,12 @@ class LLMPolicy(Policy):
         self.cache_path = cache_path(cache)
         if self.cache_path is not None:
             self.model = CachedModel(self.counter, self.cache_path, cache_sampled=cache_sampled)
+        self.cfg: Config | None = None
         self.memory: dict[Hashable, str] = {}
+        self.yesterday: dict[Hashable, dict[str, Any]] = {}
+        self.asked: set[Hashable] = set()  # residents who answered the day-0 questionnaire
         self.stats = self._empty_stats()
+        self.diagnostics = Diagnostics(seed=self.base_seed)
         self.day = 0  # acts so far this episode (part of the sampling seed)
         self.files = transcript.RunFiles()
 
@@ -134,18 +196,31 @@ class LLMPolicy(Policy):
                 "cache_hits": 0, "cache_misses": 0}
 
     def reset(self, cfg: Config, seed: int | None = None) -> None:
-        """Forget memories and counters of the last episode."""
+        """Forget memories and counters of the last episode.
+
+        Raises:
+            ValueError: ``cfg.briefing="v1"`` (whose text carries the v1 value prompts)
+                with ``values`` other than ``"v1"``.
+        """
+        if cfg.briefing == "v1" and self.values != "v1":
+            raise ValueError(f"briefing v1 carries the v1 value prompts in its text; with "
+                             f"values={self.values!r} a resident would get two. Use "
+                             f"Config(briefing='v2') or the llm option values=v1.")
         if seed is not None:
             self.base_seed = int(seed)
+        self.cfg = cfg
         self.memory.clear()
+        self.yesterday.clear()
+        self.asked.clear()
         self.stats = self._empty_stats()
+        self.diagnostics = Diagnostics(seed=self.base_seed)
         self.day = 0
 
     def open_run(self, run_dir: Path | None) -> None:
-        """Write ``transcript.jsonl``, ``llm_prompts.json`` and ``llm_stats.json`` into
-        ``run_dir`` from now on (None: write nothing).
+        """Write ``transcript.jsonl``, ``questionnaire.jsonl``, ``llm_prompts.json`` and
+        ``llm_stats.json`` into ``run_dir`` from now on (None: write nothing).
 
-        The transcript starts fresh: an earlier run's transcript in ``run_dir`` is replaced.
+        The files start fresh: an earlier run's in ``run_dir`` are replaced.
         """
         self.files.open(run_dir, self.prompt_version, self.prompts)
 
@@ -160,7 +235,9 @@ class LLMPolicy(Policy):
                 self.backend.identity, "backend": self.backend_name, "mode": self.mode,
                 "temperature": self.temperature, "seed": self.base_seed,
                 "constrained": self.constrained, "retry": self.retry,
-                "prompt_version": self.prompt_version, **self.limits}
+                "prompt_version": self.prompt_version, "values": self.values,
+                "reasoning": self.reasoning, "questionnaire": self.questionnaire,
+                "questionnaire_every": self.questionnaire_every, **self.limits}
 
     # ---- acting ---------------------------------------------------------------------------
     def act(self, batch: Batch) -> dict[Hashable, Any]:
@@ -178,64 +255,110 @@ class LLMPolicy(Policy):
         if len(batch) and batch.texts is None:
             raise ValueError(f"the LLM policy needs text observations; {batch.keys[0]!r} has "
                              f"none: build the environment with obs_mode='text'")
-        turns = []
-        for r, key in enumerate(batch.keys):
-            legal = batch.legal(r)
-            turns.append(ResidentTurn(key=key, briefing=batch.texts[r], legal=legal,
-                                      allies=set(legal["allies"]),
-                                      memory=self.memory.get(key, ""), day=int(batch.day[r])))
+        turns = [self._turn(batch, r) for r in range(len(batch))]
+        if self.questionnaire:
+            first = [t for t in turns if t.key not in self.asked]
+            if first:
+                self._ask_questionnaire(first, in_day=False)
+                self.asked.update(t.key for t in first)
         for phase in CYCLES[self.mode]:
-            if turns:
-                self._run_phase(phase, turns)
-        actions: dict[Hashable, Any] = {}
-        for turn in turns:
-            f = turn.fields
-            actions[turn.key] = {k: f[k] for k in (*ACTION_KEYS, "messages") if k in f}
-            if "memory" in f:
-                self.memory[turn.key] = f["memory"]
-            worst = max(turn.outcomes.values(), key=LLM_OUTCOMES.index)
-            decision = next(turn.outcomes[p] for p in DECISION_PHASES if p in turn.outcomes)
-            info: dict[str, Any] = {"outcome": worst, "decision": decision,
-                                    "phases": turn.outcomes}
-            if turn.errors:
-                info["errors"] = turn.errors
-            batch.results[turn.key] = info
+            todo = [t for t in turns if phase != "memory" or t.yesterday is not None]
+            if todo:
+                self._run_phase(phase, todo)
+        if self.questionnaire:
+            due = [t for t in turns if self._questionnaire_due(t.day)]
+            if due:
+                self._ask_questionnaire(due, in_day=True)
+        actions = {turn.key: self._finish(turn, batch) for turn in turns}
         self.stats["days"] += 1
-        self.files.write_stats(self.stats, model=self.model_name, mode=self.mode,
+        self.files.write_stats(dict(self.stats, diagnostics=self.diagnostics.summary()),
+                               model=self.model_name, mode=self.mode,
                                constrained=self.constrained)
         return actions
 
-    def _prompt(self, phase: str, turn: ResidentTurn) -> list[dict[str, str]]:
-        legal, f = turn.legal, turn.fields
-        sent = "; ".join(f"to {m['to']}: {m['text']}" for m in f.get("messages", [])) or "none"
-        action = f"{f.get('primary', 'idle')}" + (
-            f" at factory {f['factory']}" if "factory" in f else "") + (
-            f", {f['secondary']} {f.get('target', '')}" if f.get("secondary", "none") != "none"
-            else "")
-        user = self.prompts[phase].safe_substitute(
-            briefing=turn.briefing, memory=turn.memory or "nothing yet",
-            reflection=f.get("reflection") or "none", plan=f.get("plan") or "none",
-            sent=sent, action=action, max_messages=legal.get("max_messages", 2),
-            factories=", ".join(str(m) for m in legal.get("factories", [])) or "none",
-            targets=", ".join(legal.get("targets", [])) or "nobody",
+    def _turn(self, batch: Batch, r: int) -> ResidentTurn:
+        key, legal = batch.keys[r], batch.legal(r)
+        day = int(batch.day[r])
+        turn = ResidentTurn(key=key, briefing=batch.texts[r], legal=legal,
+                            allies=set(legal["allies"]), memory=self.memory.get(key, ""),
+                            day=day, condition=str(legal["condition"]),
+                            listed=self._listed(key, day, legal),
+                            yesterday=self.yesterday.get(key))
+        turn.chat = [{"role": "system", "content": self._system(turn.condition)}]
+        return turn
+
+    def _listed(self, key: Hashable, day: int, legal: Mapping[str, Any]) -> dict[str, list]:
+        """Factories and targets in a seeded order of this resident and day."""
+        rng = np.random.default_rng([self.base_seed, day, zlib.crc32(repr(key).encode())])
+        out = {}
+        for name in ("factories", "targets"):
+            items = list(legal.get(name, []))
+            out[name] = [items[k] for k in rng.permutation(len(items)).tolist()]
+        return out
+
+    def _system(self, condition: str) -> str:
+        persona = "" if self.cfg is not None and self.cfg.briefing == "v1" else (
+            personas.persona(condition, self.values))
+        text = self.prompts["system"].safe_substitute(persona=persona)
+        return text.strip()
+
+    def _questionnaire_due(self, day: int) -> bool:
+        last = self.cfg is not None and day >= self.cfg.max_days
+        every = self.questionnaire_every and day % self.questionnaire_every == 0
+        return bool(last or every)
+
+    def _finish(self, turn: ResidentTurn, batch: Batch) -> dict[str, Any]:
+        """The env action of a finished turn; keeps its memory and yesterday's record."""
+        f = turn.fields
+        if "memory" in f:
+            self.memory[turn.key] = f["memory"]
+        self.yesterday[turn.key] = {"day": turn.day, "plan": f.get("plan") or f.get(
+            "reflection") or "nothing", "sent": _said(f), "action": _chose(f)}
+        worst = max(turn.outcomes.values(), key=LLM_OUTCOMES.index)
+        decision = next(turn.outcomes[p] for p in DECISION_PHASES if p in turn.outcomes)
+        info: dict[str, Any] = {"outcome": worst, "decision": decision,
+                                "phases": turn.outcomes}
+        if turn.errors:
+            info["errors"] = turn.errors
+        batch.results[turn.key] = info
+        return {k: f[k] for k in (*ACTION_KEYS, "messages") if k in f}
+
+    # ---- prompts --------------------------------------------------------------------------
+    def _ask(self, phase: str, turn: ResidentTurn) -> str:
+        """The user message that asks for ``phase`` (the first of the day carries the
+        briefing, the memory and yesterday's record)."""
+        legal = turn.legal
+        ask = self.prompts[phase].safe_substitute(
+            max_messages=legal.get("max_messages", 2),
+            factories=", ".join(str(m) for m in turn.listed["factories"]) or "none",
+            targets=", ".join(turn.listed["targets"]) or "nobody",
             **{**self.limits, "message_chars": min(
                 self.limits["message_chars"], int(legal.get("max_message_chars", 10**6)))})
-        return [{"role": "system", "content": self.prompts["system"].template.strip()},
-                {"role": "user", "content": user}]
+        if len(turn.chat) > 1:
+            return ask
+        y = turn.yesterday
+        yesterday = "" if y is None else self.prompts["yesterday"].safe_substitute(
+            day=y["day"], plan=y["plan"], sent=y["sent"], action=y["action"])
+        context = self.prompts["context"].safe_substitute(
+            briefing=turn.briefing, memory=turn.memory or "nothing yet", yesterday=yesterday)
+        return context.rstrip() + "\n\n" + ask
 
-    def _generate(self, prompts: list[list[dict[str, str]]], schemas: list[Any],
-                  turns: list[ResidentTurn], phase: str, attempt: int) -> list[Generation]:
-        if self.max_new_tokens is not None:
+    def _generate(self, prompts: list[Chat], schemas: list[Any] | None,
+                  turns: list[ResidentTurn], phase: str, attempt: int,
+                  budget: int | None = None) -> list[Generation]:
+        if budget is None and self.max_new_tokens is not None:
             budget = self.max_new_tokens
-        else:
+        elif budget is None:
             budget = min(self.max_new_tokens_cap,
                          max(sch.max_json_chars(s) for s in schemas) + 2)
+        phases = [*PHASE_KEYS, QUESTIONNAIRE, "reasoning"]
         seed = (self.base_seed * 1_000_003 + self.day * 101 + attempt * 7
-                + list(PHASE_KEYS).index(phase)) % 2**31
+                + phases.index(phase)) % 2**31
+        grammars = schemas if self.constrained and schemas is not None else None
         try:
             gens = self.model.generate(prompts, max_new_tokens=budget,
                                        temperature=self.temperature, seed=seed,
-                                       grammars=schemas if self.constrained else None)
+                                       grammars=grammars)
         except PromptTooLongError as err:
             turn = turns[err.index]
             raise ValueError(
@@ -252,6 +375,27 @@ class LLMPolicy(Policy):
         self.stats["generation_s"] += max((g.latency for g in gens), default=0.0)
         return gens
 
+    def _think(self, phase: str, turns: list[ResidentTurn], asks: list[str]) -> list[str]:
+        """With ``reasoning``: a free-text turn per resident before its answer; returns
+        the ask that then requests the answer (the same ask without reasoning)."""
+        if not self.reasoning:
+            return asks
+        prompts = [t.chat + [{"role": "user", "content": ask + "\n\n" + self.prompts[
+            "reasoning"].safe_substitute(reasoning_words=self.reasoning_words)}]
+            for t, ask in zip(turns, asks, strict=True)]
+        for turn, prompt in zip(turns, prompts, strict=True):
+            turn.context = turn.context or _chat_text(prompt)
+        gens = self._generate(prompts, None, turns, "reasoning", 1,
+                              budget=min(self.max_new_tokens_cap, 2 * self.reasoning_words))
+        records = []
+        for turn, prompt, gen in zip(turns, prompts, gens, strict=True):
+            turn.chat = prompt + [{"role": "assistant", "content": gen.text.strip()}]
+            records.append(transcript.record(turn.key, turn.day, f"{phase}.reasoning", 1,
+                                             turn.chat[:-1], gen, "valid", None))
+        self.files.write(records)
+        return [self.prompts["answer"].template.strip()] * len(turns)
+
+    # ---- one phase ------------------------------------------------------------------------
     def _check(self, phase: str, turn: ResidentTurn,
                gen: Generation) -> tuple[dict | None, str | None]:
         keys = PHASE_KEYS[phase]
@@ -266,50 +410,53 @@ class LLMPolicy(Policy):
 
     def _run_phase(self, phase: str, turns: list[ResidentTurn]) -> None:
         keys = PHASE_KEYS[phase]
-        prompts = [self._prompt(phase, turn) for turn in turns]
+        asks = self._think(phase, turns, [self._ask(phase, t) for t in turns])
+        prompts = [t.chat + [{"role": "user", "content": a}]
+                   for t, a in zip(turns, asks, strict=True)]
+        for turn, prompt in zip(turns, prompts, strict=True):
+            turn.context = turn.context or _chat_text(prompt)
         schemas = [sch.answer_schema(keys, turn.legal, turn.allies, self.limits)
                    for turn in turns]
         gens = self._generate(prompts, schemas, turns, phase, 1)
         results = [self._check(phase, turn, g) for turn, g in zip(turns, gens, strict=True)]
-        ok_records = []
         failed = [k for k, (fields, _) in enumerate(results) if fields is None]
-        for k, turn in enumerate(turns):
-            if results[k][0] is not None:
-                self._accept(phase, turn, results[k][0], "valid")
-                ok_records.append(self._record(phase, turn, prompts[k], gens[k], 1, "valid",
-                                               None))
-        self.files.write(ok_records)
-        if not failed:
-            self._count(phase, len(turns), 0)
-            return
         second: dict[int, tuple[Generation, tuple[dict | None, str | None]]] = {}
-        retry_prompts: dict[int, list[dict[str, str]]] = {}
-        if self.retry:
+        retry_prompts: dict[int, Chat] = {}
+        if self.retry and failed:
             for k in failed:
                 retry_prompts[k] = prompts[k] + [
                     {"role": "assistant", "content": gens[k].text},
                     {"role": "user", "content": self.prompts["retry"].safe_substitute(
                         error=results[k][1])}]
-            sub_turns = [turns[k] for k in failed]
             gens2 = self._generate([retry_prompts[k] for k in failed],
-                                   [schemas[k] for k in failed], sub_turns, phase, 2)
+                                   [schemas[k] for k in failed], [turns[k] for k in failed],
+                                   phase, 2)
             for k, g in zip(failed, gens2, strict=True):
                 second[k] = (g, self._check(phase, turns[k], g))
         records = []
-        for k in failed:
-            turn = turns[k]
-            fields = second[k][1][0] if k in second else None
-            outcome = "retried" if fields is not None else "fallback"
+        for k, turn in enumerate(turns):
+            fields, error = results[k]
+            outcome, answer, chat = "valid", gens[k].text, prompts[k]
             if fields is None:
-                fields = self._fallback(phase, turn)
-                error = second[k][1][1] if k in second else results[k][1]
-                turn.errors.append(f"{phase}: {error}")
-            self._accept(phase, turn, fields, outcome)
-            records.append(self._record(phase, turn, prompts[k], gens[k], 1, outcome,
-                                        results[k][1]))
+                fields = second[k][1][0] if k in second else None
+                outcome = "retried" if fields is not None else "fallback"
+                if fields is None:
+                    fields = self._fallback(phase, turn)
+                    turn.errors.append(f"{phase}: {second[k][1][1] if k in second else error}")
+                    answer = json.dumps(_answer_json(phase, fields))
+                else:
+                    answer, chat = second[k][0].text, retry_prompts[k]
+            turn.fields.update(fields)
+            turn.outcomes[phase] = outcome
+            turn.chat = chat + [{"role": "assistant", "content": answer.strip()}]
+            records.append(self._record(phase, turn, prompts[k], gens[k], 1, outcome, error))
             if k in second:
                 records.append(self._record(phase, turn, retry_prompts[k], second[k][0], 2,
                                             outcome, second[k][1][1]))
+            if phase in DECISION_PHASES and outcome != "fallback":
+                # Measured against what the model was told, not against its own earlier
+                # answers of the day (in full mode they are part of the conversation).
+                self.diagnostics.add(turn.context, turn.fields, {**turn.legal, **turn.listed})
         self.files.write(records)
         self._count(phase, len(turns) - len(failed), len(failed),
                     sum(1 for k in failed if turns[k].outcomes[phase] == "retried"))
@@ -329,11 +476,6 @@ class LLMPolicy(Policy):
                 out[key] = ""
         return out
 
-    @staticmethod
-    def _accept(phase: str, turn: ResidentTurn, fields: dict[str, Any], outcome: str) -> None:
-        turn.fields.update(fields)
-        turn.outcomes[phase] = outcome
-
     def _count(self, phase: str, valid: int, failed: int, retried: int = 0) -> None:
         counts = {"valid": valid, "retried": retried, "fallback": failed - retried}
         by_phase = self.stats["by_phase"].setdefault(phase, dict.fromkeys(LLM_OUTCOMES, 0))
@@ -344,11 +486,83 @@ class LLMPolicy(Policy):
         if phase in DECISION_PHASES:
             self.stats["decisions"] += valid + failed
 
-    @staticmethod
-    def _record(phase: str, turn: ResidentTurn, prompt: list[dict[str, str]],
-                gen: Generation, attempt: int, outcome: str, error: str | None) -> dict[str, Any]:
+    def _record(self, phase: str, turn: ResidentTurn, prompt: Chat, gen: Generation,
+                attempt: int, outcome: str, error: str | None) -> dict[str, Any]:
         action = None
         if phase in DECISION_PHASES:
             action = {k: turn.fields[k] for k in ACTION_KEYS if k in turn.fields}
-        return transcript.record(turn.key, turn.day, phase, attempt, prompt, gen, outcome,
-                                 error, action)
+        # The memory phase writes down yesterday's outcome: it is recorded under that day.
+        day = turn.yesterday["day"] if phase == "memory" and turn.yesterday else turn.day
+        out = transcript.record(turn.key, day, phase, attempt, prompt, gen, outcome, error,
+                                action)
+        if phase == "memory":
+            out["asked_on_day"] = turn.day
+        return out
+
+    # ---- manipulation check ---------------------------------------------------------------
+    def _ask_questionnaire(self, turns: list[ResidentTurn], in_day: bool) -> None:
+        """The value questionnaire for ``turns``: at the end of the day's conversation
+        (``in_day``, recorded under that day) or, before a resident's first day, after the
+        system prompt alone (recorded as day 0). Answers go to questionnaire.jsonl."""
+        text = self.prompts["questionnaire"].safe_substitute(items=quest.prompt_text())
+        prompts = [(t.chat if in_day else t.chat[:1]) + [{"role": "user", "content": text}]
+                   for t in turns]
+        schema = quest.answer_schema()
+        gens = self._generate(prompts, [schema] * len(turns), turns, QUESTIONNAIRE, 1)
+        rows = []
+        for turn, prompt, gen in zip(turns, prompts, gens, strict=True):
+            env, agent = _split_key(turn.key)
+            day = turn.day if in_day else 0
+            row: dict[str, Any] = {"day": day, "agent": agent, "condition": turn.condition,
+                                   "prompt_tokens": gen.prompt_tokens}
+            if env is not None:
+                row["env"] = env
+            try:
+                answers = quest.check(sch.parse_json(gen.text))
+                row.update(outcome="valid", answers=answers, scores=quest.score(answers))
+            except ValueError as err:
+                row.update(outcome="fallback", error=str(err), answer=gen.text)
+            rows.append(row)
+            self.files.write([transcript.record(turn.key, day, QUESTIONNAIRE, 1, prompt, gen,
+                                                row["outcome"], row.get("error"))])
+        self.files.write_questionnaire(rows)
+
+
+def _said(fields: Mapping[str, Any]) -> str:
+    msgs = fields.get("messages") or []
+    return "; ".join(f"to {m['to']}: {m['text']}" for m in msgs) or "nothing"
+
+
+def _chose(fields: Mapping[str, Any]) -> str:
+    out = str(fields.get("primary", "idle"))
+    if "factory" in fields:
+        out += f" at factory {fields['factory']}"
+    if fields.get("secondary", "none") != "none":
+        out += f", {fields['secondary']} {fields.get('target', '')}".rstrip()
+        if "amount" in fields:
+            out += f" ({fields['amount']:g})"
+    return out
+
+
+def _answer_json(phase: str, fields: Mapping[str, Any]) -> dict[str, Any]:
+    """The JSON answer a fallback stands for (kept in the conversation)."""
+    out: dict[str, Any] = {}
+    for key in PHASE_KEYS[phase]:
+        if key == "primary":
+            out[key] = {"kind": fields["primary"]}
+        elif key == "secondary":
+            out[key] = {"kind": fields["secondary"]}
+        else:
+            out[key] = fields[key]
+    return out
+
+
+def _chat_text(chat: Chat) -> str:
+    return "\n".join(m["content"] for m in chat)
+
+
+def _split_key(key: Hashable) -> tuple[Any, str]:
+    if isinstance(key, tuple) and len(key) >= 2:
+        env = key[0] if isinstance(key[0], (int, str)) else str(key[0])
+        return env, str(key[-1])
+    return None, str(key)

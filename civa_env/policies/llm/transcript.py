@@ -3,6 +3,8 @@
 * ``transcript.jsonl``: one JSON object per prompt and answer, flushed after every batched
   call, so a crash leaves every finished call readable.
 * ``llm_prompts.json``: the prompt version and texts the run used.
+* ``questionnaire.jsonl``: one JSON object per resident's answer to the value
+  questionnaire (day, agent, condition, answers, scores per value), flushed per call.
 * ``llm_stats.json``: the policy's counters, rewritten (atomically) after every day.
 
 ``RunFiles.open`` starts them fresh: an earlier run's files in the folder are replaced.
@@ -27,6 +29,7 @@ class RunFiles:
     def __init__(self) -> None:
         self.run_dir: Path | None = None
         self._transcript: IO[str] | None = None
+        self._questionnaire: IO[str] | None = None
 
     def open(self, run_dir: Path | None, prompt_version: str,
              prompts: Mapping[str, Template]) -> None:
@@ -37,6 +40,7 @@ class RunFiles:
             return
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self._transcript = open(self.run_dir / "transcript.jsonl", "w", encoding="utf-8")
+        (self.run_dir / "questionnaire.jsonl").unlink(missing_ok=True)
         with atomic_open(self.run_dir / "llm_prompts.json") as f:
             f.write(json.dumps({"version": prompt_version, "prompts": {
                 k: t.template for k, t in prompts.items()}}, indent=1))
@@ -48,6 +52,17 @@ class RunFiles:
         self._transcript.write("".join(json.dumps(r) + "\n" for r in records))
         self._transcript.flush()
 
+    def write_questionnaire(self, rows: list[dict[str, Any]]) -> None:
+        """Append questionnaire answers to ``questionnaire.jsonl`` and flush (the file is
+        created by the first answers of a run)."""
+        if self.run_dir is None or not rows:
+            return
+        if self._questionnaire is None:
+            self._questionnaire = open(self.run_dir / "questionnaire.jsonl", "w",
+                                       encoding="utf-8")
+        self._questionnaire.write("".join(json.dumps(r) + "\n" for r in rows))
+        self._questionnaire.flush()
+
     def write_stats(self, stats: Mapping[str, Any], **extra: Any) -> None:
         """Rewrite ``llm_stats.json`` with ``stats``, ``extra`` and the time of writing."""
         if self.run_dir is None:
@@ -57,9 +72,10 @@ class RunFiles:
 
     def close(self) -> None:
         """Close the transcript."""
-        if self._transcript is not None:
-            self._transcript.close()
-            self._transcript = None
+        for f in (self._transcript, self._questionnaire):
+            if f is not None:
+                f.close()
+        self._transcript = self._questionnaire = None
 
 
 def record(key: Hashable, day: int, phase: str, attempt: int, prompt: list[dict[str, str]],

@@ -51,10 +51,27 @@ def _corpus() -> list[str]:
     ]
     lines += [" ".join(words)] * 3
     lines += [f"resident_{i} factory {i % 7} amount {i}" for i in range(40)]
-    return lines * 4
+    return lines * 4 + _prompt_texts()
 
 
-def build_tokenizer(vocab_size: int = 512) -> Any:
+def _prompt_texts() -> list[str]:
+    """The policy's own prompt texts (phase prompts, personas, questionnaire) and a briefing,
+    so that the test tokenizer needs about as many tokens for them as a real one."""
+    from civa_env import world
+    from civa_env.policies.llm import personas, questionnaire
+    from civa_env.policies.llm.prompts import PROMPT_DIR
+    from civa_env.world.values import all_conditions
+
+    texts = [p.read_text() for p in sorted(PROMPT_DIR.glob("*/*.txt"))]
+    texts += [personas.persona(c, v) for c in all_conditions()
+              for v in personas.VALUE_PROMPT_VERSIONS]
+    texts.append(questionnaire.prompt_text())
+    w = world.reset(world.Config(n_agents=8, seed=0), 0)
+    texts += (w.observe(w.living, text=True).texts or [])[:4]
+    return [line for t in texts for line in t.splitlines() if line.strip()]
+
+
+def build_tokenizer(vocab_size: int = 1024) -> Any:
     """A byte-level BPE tokenizer (any text encodes) with ChatML-style special tokens."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
@@ -74,7 +91,7 @@ def build_tokenizer(vocab_size: int = 512) -> Any:
 
 
 def build_tiny_model(path: str | Path, *, hidden_size: int = 64, num_hidden_layers: int = 2,
-                     vocab_size: int = 512, max_position_embeddings: int = 4096,
+                     vocab_size: int = 1024, max_position_embeddings: int = 8192,
                      seed: int = 0, chat_template: bool = True, dtype: str = "float32",
                      **shape: Any) -> Path:
     """Save a random-weight Llama and its tokenizer to ``path``; returns the folder.
