@@ -29,7 +29,8 @@ _NOT_PRINTABLE = re.compile(f"[^{re.escape(string.printable)}]")
 
 def fold_text(text: str, max_chars: int | None = None) -> str:
     """Printable ASCII only (anything else becomes '?'), cut to ``max_chars``."""
-    if not (text.isascii() and text.isprintable()):
+    # (str.isprintable is False for newlines, which are printable ASCII here.)
+    if not (text.isascii() and text.replace("\n", " ").isprintable()):
         text = _NOT_PRINTABLE.sub("?", text)
     return text if max_chars is None else text[:max_chars]
 

@@ -169,7 +169,8 @@ def test_assignment_by_prevalence_is_exact_and_seeded(prevalence, n, expected):
 
 @pytest.mark.parametrize("condition", ["with:power", "without:universalism"])
 def test_prompt_in_briefings_of_holders_only(condition):
-    env = civa_env.parallel_env(n_agents=10, condition=condition, prevalence=0.4)
+    env = civa_env.parallel_env(n_agents=10, condition=condition, prevalence=0.4,
+                                briefing="v1")  # v1 carries the value text
     obs, _ = env.reset(seed=2)
     cond = ValueCondition.parse(condition)
     prompt = cond.prompt()
@@ -196,7 +197,8 @@ def test_prompt_in_briefings_of_holders_only(condition):
 
 def test_newcomers_keep_their_parents_prompt():
     env = civa_env.parallel_env(n_agents=6, max_agents=20, condition="with:benevolence",
-                                prevalence=0.5, birth_threshold=10.0, birth_prob=1.0)
+                                prevalence=0.5, birth_threshold=10.0, birth_prob=1.0,
+                                briefing="v1")  # v1 carries the value text
     obs, _ = env.reset(seed=0)
     prompt = ValueCondition.parse("with:benevolence").prompt()
     best = {}
