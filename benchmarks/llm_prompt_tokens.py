@@ -13,8 +13,8 @@ the prompts are the policy's real prompts, tokenized with the model's chat templ
 * calls per resident-day;
 * briefing tokens: the briefing text alone, mean per resident-day;
 * shared prefix: the share of prompt tokens that begin like an earlier prompt of the same
-  day (the longest common token prefix with any of them): what prefix caching (vLLM's
-  ``enable_prefix_caching``) can skip. The system prompt is shared by residents with the
+  day, in an earlier call or earlier in the same batch (the longest common token prefix
+  with any of them): what prefix caching (vLLM's ``enable_prefix_caching``) can skip. The system prompt is shared by residents with the
   same persona; in full mode each call extends the resident's conversation.
 
 The test tokenizer is the tiny model's byte-level BPE (trained on CIVA's own words, so it
@@ -71,10 +71,12 @@ class TokenMeter(LanguageModel):
                 as_messages(prompt), add_generation_prompt=True, tokenize=True,
                 return_dict=False), np.int64)
             self.tokens += len(ids)
+            # Earlier prompts of the day, this batch's included (a prefix cache shares
+            # blocks between the requests of one batch too).
             self.shared += max((_common_prefix(ids, other) for other in self.day_pool),
                                default=0)
+            self.day_pool.append(ids)
             batch.append(ids)
-        self.day_pool += batch
         gens = self.inner.generate(prompts, max_new_tokens=max_new_tokens, grammars=grammars)
         for g, ids in zip(gens, batch, strict=True):
             g.prompt_tokens = len(ids)

@@ -218,3 +218,30 @@ def test_diagnostics_reach_metrics(tmp_path):
     diag = metrics["llm"]["diagnostics"]["llm"]
     assert diag["decisions"] == policy.stats["decisions"] > 0
     assert 0 <= diag["first_option_rate"] <= 1 and diag["reference"]["chance_rate"] > 0
+
+
+def test_mixed_community_llm_residents_hear_who_attacked_or_gave(tmp_path):
+    """Tiny-model LLM residents among scripted ones under with:power: every attack on or
+    gift to an LLM resident is in that resident's next prompt, with the other's name."""
+    tiny = build_tiny_model(tmp_path / "tiny")
+    policy = llm(str(tiny), questionnaire=False, temperature=1.0, seed=5)  # sampled: varied
+    cfg = civa_env.Config(n_agents=12, max_days=6, seed=1, condition="with:power",
+                          prevalence=1.0)
+    run = tmp_path / "run"
+    run_community(cfg, "llm=0.4,scripted", seed=1, run_dir=run, policies={"llm": policy},
+                  progress=False, plots=False)
+    prompts = {(r["day"], r["agent"]): r["prompt"] for r in transcript(run)
+               if r["phase"] == "combined" and r["attempt"] == 1}
+    llm_agents = {a for _, a in prompts}
+    checked = 0
+    for line in open(run / "events.jsonl"):
+        e = json.loads(line)
+        if e["kind"] in ("attack", "gift") and e.get("target") in llm_agents:
+            nxt = prompts.get((e["day"] + 1, e["target"]))
+            if nxt is None:  # the last day, or it starved
+                continue
+            what = "Attacked you:" if e["kind"] == "attack" else "Gave to you:"
+            lines = [ln for ln in nxt.splitlines() if e["actor"] in ln and what in ln]
+            assert lines, (e, nxt)
+            checked += 1
+    assert checked >= 2  # the scripted power-seekers did attack or give to LLM residents
