@@ -245,3 +245,11 @@ def test_mixed_community_llm_residents_hear_who_attacked_or_gave(tmp_path):
             assert lines, (e, nxt)
             checked += 1
     assert checked >= 2  # the scripted power-seekers did attack or give to LLM residents
+
+
+def test_every_phase_prompt_is_documented():
+    from civa_env.policies.llm.prompts import PROMPT_DIR
+
+    doc = (Path(__file__).parents[2] / "docs" / "prompts.md").read_text()
+    for path in sorted((PROMPT_DIR / "v2").glob("*.txt")):
+        assert path.read_text().rstrip("\n") in doc, path.name
