@@ -94,7 +94,7 @@ def entropy_bits(counts: Iterable[int]) -> float:
     if not len(c):
         return 0.0
     p = c / c.sum()
-    return float(max(-(p * np.log2(p)).sum(), 0.0))
+    return float(max(-(p * np.log2(p)).sum(), 0.0)) + 0.0  # + 0.0: no "-0.0" in JSON
 
 
 def _options(kind: str, legal: Mapping[str, Any]) -> list[Any]:
