@@ -14,8 +14,9 @@ the prompts are the policy's real prompts, tokenized with the model's chat templ
 * briefing tokens: the briefing text alone, mean per resident-day;
 * shared prefix: the share of prompt tokens that begin like an earlier prompt of the same
   day, in an earlier call or earlier in the same batch (the longest common token prefix
-  with any of them): what prefix caching (vLLM's ``enable_prefix_caching``) can skip. The system prompt is shared by residents with the
-  same persona; in full mode each call extends the resident's conversation.
+  with any of them): what prefix caching (vLLM's ``enable_prefix_caching``) can skip. The
+  system prompt and the rules card are shared by residents with the same persona; in full
+  mode each call extends the resident's conversation.
 
 The test tokenizer is the tiny model's byte-level BPE (trained on CIVA's own words, so it
 needs fewer tokens than a real model's would); a real tokenizer is read with ``--tokenizer``

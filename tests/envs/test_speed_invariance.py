@@ -27,9 +27,9 @@ GOLDEN = {
 }
 
 
-def episode_digest(n: int, policy: str, seed: int, obs_mode: str) -> str:
+def episode_digest(n: int, policy: str, seed: int, obs_mode: str, **config) -> str:
     """sha256 over every step's observations and rewards, then the JSONL log and summary."""
-    env = civa_env.parallel_env(n_agents=n, obs_mode=obs_mode, seed=seed)
+    env = civa_env.parallel_env(n_agents=n, obs_mode=obs_mode, seed=seed, **config)
     pol = make_policy(policy, seed=seed)
     pol.reset(env.cfg, seed=seed)
     obs, infos = env.reset(seed=seed)
@@ -51,3 +51,9 @@ def episode_digest(n: int, policy: str, seed: int, obs_mode: str) -> str:
 @pytest.mark.parametrize("args", sorted(GOLDEN))
 def test_seeded_episode_is_unchanged(args: tuple) -> None:
     assert episode_digest(*args) == GOLDEN[args]
+
+
+def test_briefing_v1_gives_the_digest_recorded_before_v2():
+    """Briefing v1 is kept byte for byte: the text episode's digest before briefing v2."""
+    digest = "4e9d10fc5d1582d59b9b19c7f5fad7f4448decc0c238d2ab491c97b51e029dab"
+    assert episode_digest(25, "scripted", 1, "text", briefing="v1") == digest
