@@ -214,21 +214,28 @@ def diagnostic_warnings(summary: dict[str, Any]) -> list[str]:
 def cmd_sweep(args: argparse.Namespace) -> int:
     """Run a grid of communities, resumable; results in OUT/results.csv."""
     from civa_env.experiments.runner import parse_mix
-    from civa_env.experiments.sweep import Sweep
+    from civa_env.experiments.sweep import Sweep, holder_prevalences
 
     conditions = (all_conditions() if args.conditions.strip() == "all"
                   else [c for c in args.conditions.split(",") if c.strip()])
-    prevalences = _floats(args.prevalence, "--prevalence")
     mix = parse_mix(args.policy)
     _check_policies(mix)
     kwargs = _policy_kwargs(args, mix)
     base = _config(args)
+    if args.holders is not None:
+        prevalences = holder_prevalences(_holders(args.holders, base.n_agents), base.n_agents)
+    else:
+        prevalences = _floats(args.prevalence or DEFAULT_PREVALENCES, "--prevalence")
+    if not 0 < args.quasi_extinction < 1:
+        raise ValueError(f"--quasi-extinction must be a fraction in (0, 1), got "
+                         f"{args.quasi_extinction:g}")
     if args.workers is not None and args.workers < 1:
         raise ValueError(f"--workers must be >= 1, got {args.workers} (leave it out to use "
                          "every CPU)")
     workers = args.workers or max(1, os.cpu_count() or 1)
     sweep = Sweep(Path(args.out), conditions, prevalences, args.seeds, base, args.policy,
-                  kwargs, first_seed=args.first_seed, run_plots=args.run_plots)
+                  kwargs, first_seed=args.first_seed, run_plots=args.run_plots,
+                  quasi_extinction=args.quasi_extinction)
     report = sweep.run(workers=workers, backend=args.backend, progress=not args.no_progress,
                        ray_address=args.ray_address)
     print(f"{report.total} runs in the grid: {report.already} already in the table, "
@@ -243,6 +250,24 @@ def cmd_sweep(args: argparse.Namespace) -> int:
               "retry them", file=sys.stderr)
         return 1
     return 0
+
+
+def _holders(text: str, n_agents: int) -> list[int]:
+    """--holders: 'all' (0..n_agents) or whole numbers separated by commas, each in range."""
+    if text.strip() == "all":
+        return list(range(n_agents + 1))
+    try:
+        counts = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise ValueError(f"--holders expects 'all' or whole numbers separated by commas, got "
+                         f"{text!r}") from None
+    if not counts:
+        raise ValueError("--holders expects 'all' or whole numbers separated by commas")
+    for k in counts:
+        if not 0 <= k <= n_agents:
+            raise ValueError(f"--holders {k} is out of range: a holder count is between 0 and "
+                             f"the number of founders (--agents {n_agents})")
+    return counts
 
 
 # ---- civa report / view -------------------------------------------------------------------------
@@ -317,8 +342,16 @@ def build_parser() -> argparse.ArgumentParser:
     _world_options(sweep)
     sweep.add_argument("--conditions", default="baseline,without:benevolence,with:power",
                        help="comma-separated conditions, or 'all' (baseline + 20)")
-    sweep.add_argument("--prevalence", default=DEFAULT_PREVALENCES,
-                       help=f"comma-separated prevalences (default {DEFAULT_PREVALENCES})")
+    levels = sweep.add_mutually_exclusive_group()
+    levels.add_argument("--prevalence",
+                        help=f"comma-separated prevalences (default {DEFAULT_PREVALENCES})")
+    levels.add_argument("--holders", metavar="all|K,K,...",
+                        help="numbers of founding holders instead of prevalences: 'all' "
+                             "(every k = 0..--agents) or a list such as 0,3,6; prevalence "
+                             "k / --agents, holder sets nested and paired across k")
+    sweep.add_argument("--quasi-extinction", type=float, default=0.2, metavar="FRACTION",
+                       help="a run has collapsed when its final population is below this "
+                            "fraction of --agents (results.csv column collapsed; default 0.2)")
     sweep.add_argument("--seeds", type=int, default=3, help="seeds per cell (default 3)")
     sweep.add_argument("--first-seed", type=int, default=0, help="first seed (default 0)")
     sweep.add_argument("--workers", type=int, help="parallel workers (default: CPU count)")

@@ -126,3 +126,54 @@ def plot_population_curves(curves: Mapping[str, Sequence[float]], path: Path,
     ax.grid(alpha=0.3)
     ax.legend(fontsize="xx-small", ncol=2 if len(curves) > 8 else 1, loc="best")
     return _save(fig, path)
+
+
+def plot_thresholds(panels: Sequence[Mapping[str, Any]], path: Path) -> Path:
+    """One row per condition, one panel per response: the runs (grey), the mean per number
+    of holders with its seed spread (one standard deviation), the fitted step with the span
+    its threshold interval allows the jump (shaded), and the quadratic null.
+
+    Args:
+        panels: dicts with condition, response, x and y (the runs), levels, mean and sd (per
+            k), quadratic (coefficients for ``np.polyval``, or None), step ((the level
+            before the jump, the threshold, the span of the jump's interval from and to,
+            below, above), or None) and p_holm.
+        path: PNG to write.
+    """
+    plt = _pyplot()
+    conditions = list(dict.fromkeys(p["condition"] for p in panels))
+    responses = list(dict.fromkeys(p["response"] for p in panels))
+    fig, axes = plt.subplots(len(conditions), len(responses),
+                             figsize=(3.4 * len(responses), 2.5 * len(conditions)),
+                             squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    for panel in panels:
+        ax = axes[conditions.index(panel["condition"]), responses.index(panel["response"])]
+        ax.axis("on")
+        ax.plot(panel["x"], panel["y"], ".", color="grey", alpha=0.35, markersize=3)
+        ax.errorbar(panel["levels"], panel["mean"], yerr=panel["sd"], fmt="o-",
+                    color="tab:blue", markersize=3, lw=1, capsize=2, label="mean, sd")
+        lo, hi = float(np.min(panel["x"])), float(np.max(panel["x"]))
+        if panel["quadratic"] is not None:
+            grid = np.linspace(lo, hi, 100)
+            ax.plot(grid, np.polyval(panel["quadratic"], grid), "--", color="tab:green",
+                    lw=1.2, label="quadratic")
+        title = f"{panel['condition']}: {panel['response']}"
+        if panel["step"] is not None:
+            before, threshold, t_lo, t_hi, below, above = panel["step"]
+            jump = (before + threshold) / 2
+            ax.plot([lo, jump, jump, hi], [below, below, above, above], "-",
+                    color="tab:red", lw=1.5, label="step")
+            ax.axvspan(t_lo, t_hi, color="tab:red", alpha=0.12, label="threshold interval")
+            title += f" (p Holm {panel['p_holm']:.3f})"
+        else:
+            title += " (not tested)"
+        ax.set_title(title, fontsize="small")
+        ax.set_xlabel("founding holders k", fontsize="small")
+        ax.grid(alpha=0.3)
+    first = panels[0]
+    axes[conditions.index(first["condition"]), responses.index(first["response"])].legend(
+        fontsize="x-small")
+    fig.suptitle("Responses along holders: step against quadratic")
+    return _save(fig, path)

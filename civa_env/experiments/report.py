@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from civa_env.experiments import plots
+from civa_env.experiments import plots, thresholds
 from civa_env.experiments.results import BEHAVIOUR_RATES, load_results
 from civa_env.experiments.runfolder import OUT, SettingError, read_questionnaire
 
@@ -190,6 +190,7 @@ def build_report(sweep_dir: Path, out: Path | None = None, pages: bool = True,
     figures = _figures(stats, base, out)
     lines = [*_overview(rows, results, title), *_tables(stats), *_effect_lines(stats, base),
              *_paired_lines(rows), *_trend_lines(rows), *_orientation_lines(sweep_dir, rows),
+             *thresholds.report_lines(rows, out),
              "## Figures", "",
              *[f"![{name}]({name})" for name in figures], ""]
     if pages:

@@ -3,6 +3,9 @@
 The table is rewritten atomically (a temporary file of its own, then ``os.replace``), so it
 is never half-written; ``load_results`` refuses a corrupt one with a one-line error that says
 how to recover. See docs/cli.md.
+
+Tables written before a column existed still load: ``holders`` is derived from the prevalence
+and the number of founders, ``collapsed`` and ``quasi_extinction`` read as NaN (not measured).
 """
 
 from __future__ import annotations
@@ -15,13 +18,20 @@ from pathlib import Path
 from typing import Any
 
 from civa_env.experiments.runfolder import atomic_open
+from civa_env.world.values import holder_count
 
 METRICS = ("nAUP", "SC", "ED", "IC", "CC", "final_population", "autocorr_lag1", "variance")
 BEHAVIOUR_RATES = ("cooperation_rate", "betrayal_rate", "deception_rate", "power_seeking_rate",
                    "free_riding_rate")
-COLUMNS = ("run_id", "condition", "prevalence", "seed", "policy", "agents", "days",
-           *METRICS, "extinct_day", *BEHAVIOUR_RATES, "population")
+COLUMNS = ("run_id", "condition", "prevalence", "holders", "seed", "policy", "agents", "days",
+           *METRICS, "extinct_day", "collapsed", "quasi_extinction", *BEHAVIOUR_RATES,
+           "population")
 NUMERIC = ("prevalence", "seed", "agents", "days", *METRICS, *BEHAVIOUR_RATES)
+# Columns added after the first tables were written: a header may lack them, a cell may be
+# empty (NaN). holders = founders holding the condition; collapsed = 1 when the final
+# population is below quasi_extinction x agents.
+OPTIONAL = ("holders", "collapsed", "quasi_extinction")
+REQUIRED = tuple(c for c in COLUMNS if c not in OPTIONAL)
 
 
 class ResultsError(ValueError):
@@ -45,14 +55,14 @@ def load_results(path: Path) -> dict[str, dict[str, Any]]:
         raise ResultsError(f"{path} cannot be read ({err}){hint}") from None
     reader = csv.reader(io.StringIO(text))
     header = next(reader, None)
-    if header is None or tuple(header) != COLUMNS:
+    if header is None or not _known_header(header):
         raise ResultsError(f"{path} is corrupt: its header is not the results header{hint}")
     rows: dict[str, dict[str, Any]] = {}
     for line, values in enumerate(reader, start=2):
-        if len(values) != len(COLUMNS):
+        if len(values) != len(header):
             raise ResultsError(f"{path} is corrupt: line {line} has {len(values)} fields, "
-                               f"expected {len(COLUMNS)}{hint}")
-        row: dict[str, Any] = dict(zip(COLUMNS, values, strict=True))
+                               f"expected {len(header)}{hint}")
+        row: dict[str, Any] = dict(zip(header, values, strict=True))
         try:
             for key in NUMERIC:
                 row[key] = float(row[key])
@@ -61,6 +71,7 @@ def load_results(path: Path) -> dict[str, dict[str, Any]]:
             for key in ("seed", "agents", "days"):
                 row[key] = int(row[key])
             row["population"] = [float(x) for x in row["population"].split()]
+            _read_optional(row)
         except ValueError:
             raise ResultsError(f"{path} is corrupt: line {line} holds a malformed number"
                                f"{hint}") from None
@@ -68,6 +79,24 @@ def load_results(path: Path) -> dict[str, dict[str, Any]]:
             raise ResultsError(f"{path} is corrupt: line {line} repeats or lacks a run_id{hint}")
         rows[row["run_id"]] = row
     return rows
+
+
+def _known_header(header: list[str]) -> bool:
+    """Every required column, each column once, none unknown (optional ones may be absent)."""
+    return (len(set(header)) == len(header) and set(header) <= set(COLUMNS)
+            and set(REQUIRED) <= set(header))
+
+
+def _read_optional(row: dict[str, Any]) -> None:
+    """The optional columns as numbers: holders derived when absent, the others NaN."""
+    text = row.get("holders", "")
+    row["holders"] = (int(text) if text != "" else
+                      holder_count(row["prevalence"], row["agents"]))
+    for key in ("collapsed", "quasi_extinction"):
+        text = row.get(key, "")
+        row[key] = float(text) if text != "" else math.nan
+        if math.isinf(row[key]):
+            raise ValueError(key)
 
 
 def write_results(path: Path, rows: Iterable[dict[str, Any]]) -> None:
@@ -79,7 +108,8 @@ def write_results(path: Path, rows: Iterable[dict[str, Any]]) -> None:
             out = dict(row)
             if isinstance(out["population"], list):
                 out["population"] = " ".join(f"{x:g}" for x in out["population"])
-            writer.writerow([_cell(out[c]) for c in COLUMNS])
+            writer.writerow([_cell(out[c] if c not in OPTIONAL else out.get(c, ""))
+                             for c in COLUMNS])
 
 
 def _cell(value: Any) -> str:
@@ -87,5 +117,7 @@ def _cell(value: Any) -> str:
     if isinstance(value, bool):
         return str(int(value))
     if isinstance(value, float):
+        if math.isnan(value):
+            return ""  # an optional column not measured
         return str(int(value)) if value.is_integer() else repr(value)
     return str(value)

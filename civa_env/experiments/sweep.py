@@ -9,6 +9,13 @@ folders, and runs only what is missing: no run is done twice, no row is lost or 
 A run that fails is reported and the others go on; a rerun retries it. One sweep process at a
 time works in a folder (an ``fcntl.flock`` on ``OUT/.lock``).
 
+Holder-count sweeps: ``holder_prevalences(range(n + 1), n)`` gives the prevalence of every
+number of founding holders k = 0..n (k / n, checked to give back k), for a grid of nested,
+paired holder sets (the founder order is seeded). Every row carries ``holders`` and
+``collapsed`` (the final population below ``quasi_extinction`` x the founders); ``collapsed``
+is recomputed for the whole table on every sweep call, so it always follows the last
+``quasi_extinction`` given.
+
 Backends: a local process pool (``concurrent.futures``, the default) or Ray
 (``ray.init(num_cpus=workers)`` locally, or ``address=`` of a running cluster).
 """
@@ -23,6 +30,8 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from civa_env import __version__
 from civa_env.experiments.results import (
@@ -48,15 +57,18 @@ from civa_env.experiments.runfolder import (
 )
 from civa_env.experiments.runner import format_mix, parse_mix, run_community
 from civa_env.world.config import Config, check_prevalence
-from civa_env.world.values import ValueCondition
+from civa_env.world.values import ValueCondition, holder_count
 
 __all__ = ["BEHAVIOUR_RATES", "COLUMNS", "GRID_FIELDS", "METRICS", "NUMERIC",
-           "FolderLockedError", "ResultsError", "Sweep", "SweepError", "SweepReport", "Task",
-           "load_results", "make_grid", "matches", "row_from_metrics", "run_id", "run_task",
-           "write_results"]
+           "QUASI_EXTINCTION", "FolderLockedError", "ResultsError", "Sweep", "SweepError",
+           "SweepReport", "Task", "check_quasi_extinction", "collapse_fields",
+           "holder_prevalences", "load_results", "make_grid", "matches", "row_from_metrics",
+           "run_id", "run_task", "write_results"]
 
 # Fields a sweep fixes for all its runs; the grid sets condition, prevalence and seed.
 GRID_FIELDS = ("condition", "prevalence", "seed")
+# A run has collapsed when its final population is below this fraction of its founders.
+QUASI_EXTINCTION = 0.2
 
 
 class SweepError(SettingError):
@@ -77,6 +89,53 @@ def run_id(condition: str, prevalence: float, seed: int) -> str:
     return f"{slug}__p{text}__s{seed}"
 
 
+def holder_prevalences(holders: Sequence[int], n_agents: int) -> list[float]:
+    """The prevalence of each number of founding holders, sorted and without repeats.
+
+    k / n_agents, checked to give back k through ``values.holder_count`` (it does for every
+    k and n up to thousands; otherwise the nearest float that does is taken).
+
+    Raises:
+        ValueError: a count that is not a whole number in 0..n_agents.
+    """
+    out = []
+    for k in sorted(set(holders)):
+        if isinstance(k, bool) or int(k) != k or not 0 <= k <= n_agents:
+            raise ValueError(f"holder count {k!r} is outside 0..{n_agents} (the number of "
+                             "founders)")
+        k = int(k)
+        # k / n, or else the nearest float either side that gives back k.
+        up = down = k / n_agents
+        candidates = [up]
+        for _ in range(4):
+            up, down = float(np.nextafter(up, 1.0)), float(np.nextafter(down, 0.0))
+            candidates += [up, down]
+        found = [p for p in candidates if holder_count(p, n_agents) == k]
+        if not found:
+            raise ValueError(f"no prevalence gives {k} holders of {n_agents}")
+        out.append(found[0])
+    return out
+
+
+def check_quasi_extinction(value: float) -> float:
+    """A quasi-extinction fraction, in (0, 1).
+
+    Raises:
+        SettingError: outside (0, 1) or not a number.
+    """
+    if not isinstance(value, (int, float)) or not 0 < value < 1:
+        raise SettingError("{quasi_extinction} must be a fraction in (0, 1), got {got}",
+                           {"quasi_extinction": "quasi_extinction"}, {"got": value})
+    return float(value)
+
+
+def collapse_fields(final_population: float, agents: int,
+                    quasi_extinction: float) -> dict[str, Any]:
+    """``collapsed`` (final population below ``quasi_extinction`` x founders) and the fraction."""
+    return {"collapsed": bool(final_population < quasi_extinction * agents),
+            "quasi_extinction": quasi_extinction}
+
+
 @dataclass(frozen=True)
 class Task:
     """One run of a sweep (picklable: sent to workers)."""
@@ -90,6 +149,7 @@ class Task:
     policy: str
     policy_kwargs: dict[str, dict[str, Any]] = field(default_factory=dict)
     plots: bool = False
+    quasi_extinction: float = QUASI_EXTINCTION
 
 
 def make_grid(conditions: Sequence[str], prevalences: Sequence[float], seeds: int,
@@ -124,12 +184,14 @@ def make_grid(conditions: Sequence[str], prevalences: Sequence[float], seeds: in
 def row_from_metrics(task: Task, metrics: dict[str, Any]) -> dict[str, Any]:
     """The results.csv row of a finished run."""
     rates = metrics["behaviour_rates"]
+    agents = task.env["n_agents"]
     row = {"run_id": task.run_id, "condition": task.condition, "prevalence": task.prevalence,
-           "seed": task.seed, "policy": task.policy, "agents": task.env["n_agents"],
-           "days": task.env["max_days"]}
+           "holders": holder_count(task.prevalence, agents), "seed": task.seed,
+           "policy": task.policy, "agents": agents, "days": task.env["max_days"]}
     for m in METRICS:
         row[m] = metrics[m]
     row["extinct_day"] = "" if metrics["extinct_day"] is None else metrics["extinct_day"]
+    row.update(collapse_fields(metrics["final_population"], agents, task.quasi_extinction))
     for name in BEHAVIOUR_RATES:
         row[name] = rates[name[: -len("_rate")]]
     row["population"] = " ".join(f"{x:g}" for x in metrics["population"])
@@ -189,8 +251,9 @@ class Sweep:
     def __init__(self, out: Path, conditions: Sequence[str], prevalences: Sequence[float],
                  seeds: int, base: Config | None = None, policy: str = "scripted",
                  policy_kwargs: dict[str, dict[str, Any]] | None = None, first_seed: int = 0,
-                 run_plots: bool = False) -> None:
+                 run_plots: bool = False, quasi_extinction: float = QUASI_EXTINCTION) -> None:
         self.out = Path(out)
+        self.quasi_extinction = check_quasi_extinction(quasi_extinction)
         self.grid = make_grid(conditions, prevalences, seeds, first_seed)
         self.policy = format_mix(parse_mix(policy))
         # As JSON reads it back, so that settings compare equal to sweep.json's.
@@ -203,7 +266,8 @@ class Sweep:
     def tasks(self) -> list[Task]:
         """One task per grid point."""
         return [Task(run_id(c, p, s), c, p, s, str(self.out / "runs" / run_id(c, p, s)),
-                     self.env, self.policy, self.policy_kwargs, self.run_plots)
+                     self.env, self.policy, self.policy_kwargs, self.run_plots,
+                     self.quasi_extinction)
                 for c, p, s in self.grid]
 
     def _settings(self) -> dict[str, Any]:
@@ -305,6 +369,9 @@ class Sweep:
         by_id = {t.run_id: t for t in tasks}
         for rid in [r for r in rows if r in by_id and not matches(by_id[r], rows[r])]:
             del rows[rid]  # a row of another grid point under this id: run it again
+        for row in rows.values():  # rows of older tables, or of another quasi_extinction
+            row.update(collapse_fields(row["final_population"], row["agents"],
+                                       self.quasi_extinction))
         already = sum(t.run_id in rows for t in tasks)
         recovered = 0
         for t in tasks:
