@@ -1,11 +1,13 @@
 """Briefing v2: the text an LLM resident reads before a day (``Config.briefing = "v2"``).
 
 Sections, in this order (the rules card first: it is the same for every resident of a
-community and every day, so prompts share a prefix):
+community and, unless a stress or shock changes the day's numbers, every day, so prompts
+share a prefix):
 
-1. Rules with numbers, all from the config: the order of a day, work and outages, upkeep,
-   exploring, upgrades, the attack formula with its costs and loot, alliances, gifts and
-   births.
+1. Rules with numbers, all from the config: the order of a day, work and today's outage
+   probability, today's upkeep (``rules.upkeep_factor``, ``rules.outage_prob``: a note says
+   since when a stress applies, or that a shock applies today only), exploring, upgrades,
+   the attack formula with its costs and loot, alliances, gifts and births.
 2. The resident: its name, the day ("Day 9"; "Day 9 of 30" with ``show_horizon``), how many
    are alive, its wealth, skill, strength and yesterday's income.
 3. The factories it knows: capacity, yesterday's report, and today's total output for 1..6
@@ -45,7 +47,7 @@ from civa_env.world.config import Config
 from civa_env.world.events import EventLog
 from civa_env.world.kinds import ATTACK_ON_ALLY, ATTACK_SUCCESS, K
 from civa_env.world.perception import TIERS, fold_text, inboxes, wealth_tier
-from civa_env.world.rules import production, strength
+from civa_env.world.rules import outage_prob, production, strength, upkeep_factor
 from civa_env.world.state import WorldState
 
 MAX_NAMES = 5  # parties named on one line of the account before "and k more"
@@ -76,18 +78,36 @@ def _allies(js: list[int]) -> str:
     return ("Your ally " if len(js) == 1 else "Your allies ") + _cap([_name(j) for j in js])
 
 
-def rules_card(cfg: Config) -> list[str]:
-    """The rules with their numbers (the same for every resident and day)."""
+def _stress_note(factor: float, cfg: Config, day: int) -> list[str]:
+    """"raised x1.5 since day 31" while a stress ``factor`` other than 1 applies on ``day``."""
+    if day < cfg.stress_day or factor == 1.0:
+        return []
+    return [f"{'raised' if factor > 1.0 else 'lowered'} x{_num(factor)} since day "
+            f"{max(cfg.stress_day, 1)}"]
+
+
+def _noted(notes: list[str]) -> str:
+    return f" ({'; '.join(notes)})" if notes else ""
+
+
+def rules_card(cfg: Config, day: int) -> list[str]:
+    """The rules with their numbers on ``day`` (1-based, the day about to be played): the
+    same for every resident, and for every day but where a stress begins or a shock comes."""
     mw = cfg.merge_window
+    upkeep_notes = _stress_note(cfg.stress_upkeep, cfg, day)
+    if day == cfg.shock_day and cfg.shock_upkeep != 1.0:
+        upkeep_notes.append(f"x{_num(cfg.shock_upkeep)} today only: a one-day shock")
+    outage_notes = _stress_note(cfg.stress_outage, cfg, day)
     return [
         "Rules:",
         "- A day: work, explore, upgrade or idle; then alliances, gifts, attacks (one by one, "
         "in random order); then upkeep, starvation, births. Messages arrive the next day.",
         f"- Work: a factory's output is shared by its workers' skill (lognormal noise, sigma "
         f"{_num(cfg.production_noise)}); a factory has an outage (no output) with p "
-        f"{_num(cfg.outage_prob)} a day.",
-        f"- Upkeep: about {_num(cfg.upkeep)} a day, {_num(cfg.idle_upkeep_factor)} of it when "
-        f"idle; wealth below 0 is starvation.",
+        f"{_num(outage_prob(cfg, day))} a day{_noted(outage_notes)}.",
+        f"- Upkeep: about {_num(cfg.upkeep * upkeep_factor(cfg, day))} a day"
+        f"{_noted(upkeep_notes)}, {_num(cfg.idle_upkeep_factor)} of it when idle; wealth "
+        f"below 0 is starvation.",
         f"- Explore: p {_num(cfg.explore_reveal_prob)} to find a factory you do not know; "
         f"else p {_num(cfg.explore_find_prob)} to find 0 to {_num(cfg.explore_find_max)} "
         f"wealth (uniform).",
@@ -223,7 +243,7 @@ class BrieferV2:
         self.state, self.view, self.cfg = state, view, cfg
         s = state
         self.direct, self.broadcast = inboxes(state)
-        self.rules = "\n".join(rules_card(cfg))
+        self.rules = "\n".join(rules_card(cfg, s.day + 1))
         self.header = (f"Day {s.day + 1}" + (f" of {cfg.max_days}" if cfg.show_horizon else "")
                        + f". {int(s.alive.sum())} residents are alive.")
         table = production(s.capacity[:, None], WORKER_COUNTS[None, :], cfg)  # (M, 6)

@@ -109,6 +109,21 @@ class Config:
     inherit_values: bool = True
     """Newcomers take the parent's value condition (else drawn again at the prevalence)."""
 
+    # --- stress (resilience tests; the defaults apply none) -------------------------------
+    stress_upkeep: float = 1.0
+    """Upkeep multiplier mu from day ``stress_day`` on (the primary stressor)."""
+    stress_outage: float = 1.0
+    """Outage probability multiplier from day ``stress_day`` on, capped at probability 1
+    (the second stressor)."""
+    stress_day: int = 1
+    """First day the stress applies: 1-based, the day being played (``Day.number``); 0 and 1
+    both mean from the first day."""
+    shock_day: int = 0
+    """A one-day shock on this day (1-based; 0 = none): upkeep is multiplied by
+    ``shock_upkeep`` that day, on top of any stress."""
+    shock_upkeep: float = 1.0
+    """Upkeep multiplier of the one-day shock on ``shock_day``."""
+
     # --- secondary actions ------------------------------------------------------------------
     merge_window: int = 2
     """An alliance forms when two residents propose to each other within this many days."""
@@ -242,7 +257,9 @@ class Config:
         for name in ("production_k", "production_noise", "explore_find_max", "upgrade_cost",
                      "skill_gain", "capacity_gain", "upkeep", "upkeep_noise", "birth_threshold",
                      "birth_cost", "newcomer_wealth", "attack_wealth_weight",
-                     "attack_wealth_cap", "fight_cost", "failed_attack_cost", "inbox_size"):
+                     "attack_wealth_cap", "fight_cost", "failed_attack_cost", "inbox_size",
+                     "stress_upkeep", "stress_outage", "shock_upkeep", "stress_day",
+                     "shock_day"):
             need(getattr(self, name) >= 0, f"{name} must be >= 0, got {getattr(self, name)!r}")
         for name in ("merge_window", "recent_days", "deception_window"):
             need(getattr(self, name) >= 1, f"{name} must be >= 1, got {getattr(self, name)!r}")

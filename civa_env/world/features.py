@@ -35,6 +35,7 @@ from functools import lru_cache
 import numpy as np
 
 from civa_env.world.config import Config
+from civa_env.world.rules import outage_prob, upkeep_factor
 from civa_env.world.state import WorldState
 from civa_env.world.values import N_CONDITION_CODES, Direction, Value, direction_of, value_of
 
@@ -100,6 +101,9 @@ CHANNELS: tuple[Channel, ...] = (
     _own("attacks", "scale", "attacks received yesterday", count=True),
     _own("inbox", "scale", "messages delivered today (broadcasts included)", 10.0, count=True),
     _own("mean_wealth", "log", "mean wealth of the living residents"),
+    _own("upkeep", "log", "today's upkeep (before noise and the idle discount; stress and "
+         "shock included)"),
+    _own("outage_prob", "scale", "today's outage probability of a factory (stress included)"),
     Channel("condition.direction", "condition", "one_hot",
             "value condition direction: " + ", ".join(d.name.lower() for d in Direction),
             width=len(Direction)),
@@ -370,6 +374,9 @@ def features(state: WorldState, view: np.ndarray, rows: np.ndarray, inbox_count:
         "given": state.given[rows], "looted": state.looted[rows], "lost": state.lost[rows],
         "attacks": state.attacked_by[rows], "inbox": inbox_count[rows],
         "mean_wealth": wealth[alive].sum() / n_alive,
+        # Today is the day about to be played (state.day days are completed).
+        "upkeep": cfg.upkeep * upkeep_factor(cfg, state.day + 1),
+        "outage_prob": outage_prob(cfg, state.day + 1),
     }
     out[:, :len(layout.own)] = layout.encode("own", own, (k,))
     # Value condition one-hot: the direction, then the value (none for baseline).

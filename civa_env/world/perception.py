@@ -19,6 +19,7 @@ import numpy as np
 from civa_env.world.actions import EVERYONE
 from civa_env.world.config import Config
 from civa_env.world.events import agent_name
+from civa_env.world.rules import upkeep_factor
 from civa_env.world.state import Message, WorldState
 from civa_env.world.values import N_CONDITION_CODES, ValueCondition, prompt_for
 
@@ -154,8 +155,10 @@ class Briefer:
             self.allies_of.setdefault(a, []).append(b)
             self.allies_of.setdefault(b, []).append(a)
         self.n_alive = int(s.alive.sum())
+        # Today's upkeep (stress and shock included; the config's upkeep without them).
+        upkeep = cfg.upkeep * upkeep_factor(cfg, s.day + 1)
         self.header = (f"Day {s.day + 1} of {cfg.max_days}. {self.n_alive} residents are alive. "
-                       f"Upkeep is about {cfg.upkeep:g} a day ({cfg.idle_upkeep_factor:g} of it "
+                       f"Upkeep is about {upkeep:g} a day ({cfg.idle_upkeep_factor:g} of it "
                        f"when idle); below 0 wealth you starve.")
         self.prompts = [prompt_for(c) for c in range(N_CONDITION_CODES)]
 

@@ -9,6 +9,10 @@
 
 Each rule updates the state in place and appends its events to the day's ``DayEvents``.
 
+Stress (resilience tests): ``upkeep_factor`` and ``outage_prob`` give the day-dependent
+factors of the config's stress and shock fields, the one place they are applied; the
+briefings and the features show the same values to the residents.
+
 Common random numbers: every rule draws the same amount from the daily stream whatever the
 residents chose, one number per name of the pool (or per factory) and purpose, and uses the
 entries of the residents concerned. Resident i's production noise, exploration luck, attack
@@ -46,6 +50,23 @@ def production(capacity: np.ndarray, workers: np.ndarray, cfg: Config) -> np.nda
     return capacity * (s - s0) / (1.0 - s0)
 
 
+def upkeep_factor(cfg: Config, day: int) -> float:
+    """What upkeep is multiplied by on ``day`` (1-based, the day being played):
+    ``stress_upkeep`` from ``stress_day`` on, times ``shock_upkeep`` on ``shock_day``."""
+    factor = cfg.stress_upkeep if day >= cfg.stress_day else 1.0
+    if day == cfg.shock_day:
+        factor *= cfg.shock_upkeep
+    return factor
+
+
+def outage_prob(cfg: Config, day: int) -> float:
+    """A factory's outage probability on ``day`` (1-based): ``outage_prob``, times
+    ``stress_outage`` from ``stress_day`` on, capped at 1."""
+    if day < cfg.stress_day:
+        return cfg.outage_prob
+    return min(cfg.outage_prob * cfg.stress_outage, 1.0)
+
+
 def strength(skill: float, wealth: float, cfg: Config) -> float:
     """Fighting strength: ``skill + 0.05 * min(wealth, 40)`` (wealth floored at 0)."""
     return skill + cfg.attack_wealth_weight * min(max(wealth, 0.0), cfg.attack_wealth_cap)
@@ -53,14 +74,16 @@ def strength(skill: float, wealth: float, cfg: Config) -> float:
 
 def produce(state: WorldState, batch: ActionBatch, rng: np.random.Generator, cfg: Config,
             ev: DayEvents, w0: np.ndarray) -> np.ndarray:
-    """Work at factories: shares of ``Y_m`` by skill, lognormal noise, outages.
+    """Work at factories: shares of ``Y_m`` by skill, lognormal noise, outages (with the
+    day's ``outage_prob``; one draw per factory whatever the probability, so stressed and
+    unstressed worlds stay in step).
 
     Returns income (N,)."""
     m = cfg.n_factories
     workers_idx = (state.alive & (batch.primary == P.WORK)).nonzero()[0]
     fac = batch.factory[workers_idx].astype(np.int64)
     counts = np.bincount(fac, minlength=m)
-    outage = rng.random(m) < cfg.outage_prob
+    outage = rng.random(m) < outage_prob(cfg, state.day + 1)  # state.day: days completed
     # lognormal(0, sigma) is exp(sigma z): one normal per name, exponentiated for the workers.
     z = rng.standard_normal(state.n_pool)
     noise = np.exp(cfg.production_noise * z[workers_idx])
@@ -287,8 +310,10 @@ def send_messages(state: WorldState, batch: ActionBatch, ev: DayEvents, day: int
 
 def apply_upkeep(state: WorldState, batch: ActionBatch, rng: np.random.Generator,
                  cfg: Config) -> np.ndarray:
-    """Everyone alive pays ``upkeep * lognormal(0, 0.1)``; idlers pay 0.7 of it."""
-    cost = cfg.upkeep * np.exp(cfg.upkeep_noise * rng.standard_normal(state.n_pool))
+    """Everyone alive pays ``upkeep * upkeep_factor * lognormal(0, 0.1)``; idlers pay 0.7
+    of it. The day is ``state.day + 1`` (``step_day`` advances the state's day last)."""
+    upkeep = cfg.upkeep * upkeep_factor(cfg, state.day + 1)
+    cost = upkeep * np.exp(cfg.upkeep_noise * rng.standard_normal(state.n_pool))
     cost = np.where(batch.primary == P.IDLE, cost * cfg.idle_upkeep_factor, cost)
     cost = np.where(state.alive, cost, 0.0)
     state.wealth -= cost

@@ -1,7 +1,7 @@
 """RL residents: the SB3 vector env, training, checkpoints and mixed communities.
 
 Training runs in a small world (10 residents, 3 factories, 4 view slots: 189 flat actions,
-73 features) so that the whole file takes about a minute on two CPU cores.
+75 features) so that the whole file takes about a minute on two CPU cores.
 """
 
 from __future__ import annotations

@@ -2,8 +2,11 @@
 rewards, event logs and summaries to those recorded before the optimisations.
 
 A deliberate change of the rules, observations or random draws changes them too: record
-them again on purpose, and say why in the commit. Last recorded for version 2's random
-streams (one per purpose, fixed daily draws: paired worlds).
+them again on purpose, and say why in the commit. Last recorded when the own feature
+channels ``upkeep`` and ``outage_prob`` were added (the stress fields): the world, texts and
+the other features are unchanged; with those two columns removed the features give the
+digests recorded for version 2's random streams (one per purpose, fixed daily draws: paired
+worlds).
 """
 
 from __future__ import annotations
@@ -19,16 +22,18 @@ from civa_env.policies import make_policy
 from civa_env.policies.batch import Batch
 
 GOLDEN = {
-    (25, "scripted", 1, "text"): "1fb06dd31976126370e07527d22c8a2efbed6f3759d6e2b6b0d664c58d29bbaf",
+    (25, "scripted", 1, "text"): "57e39fe67394f48b4385989a15bec8adf7c57b0b1262c55b95b9b8fe13f9e0c7",
     (100, "scripted", 2, "numeric"):
-        "42159b76852d3501b642e8f0da5159657fd22f131a256d2b15f17b4375ac9230",
+        "b8ad9c461a5b965459cbac561378e1ac618d69720fb4408fd6ea9b03ffaefa88",
     (100, "random", 3, "numeric"):
-        "658ba122b1c48e4ab5ec64d8ef87f2d99d7644e658321aea267dc2f452703715",
+        "49993602f9894cf8fb674a142c00af4e921b0b700885f6d69c192effa931f46d",
 }
 
 
-def episode_digest(n: int, policy: str, seed: int, obs_mode: str, **config) -> str:
-    """sha256 over every step's observations and rewards, then the JSONL log and summary."""
+def episode_digest(n: int, policy: str, seed: int, obs_mode: str, *, text_only: bool = False,
+                   **config) -> str:
+    """sha256 over every step's observations and rewards, then the JSONL log and summary
+    (``text_only``: over the briefings alone)."""
     env = civa_env.parallel_env(n_agents=n, obs_mode=obs_mode, seed=seed, **config)
     pol = make_policy(policy, seed=seed)
     pol.reset(env.cfg, seed=seed)
@@ -38,8 +43,13 @@ def episode_digest(n: int, policy: str, seed: int, obs_mode: str, **config) -> s
         live = {a: obs[a] for a in env.agents}
         obs, rewards, _, _, infos = env.step(pol.act(Batch.from_observations(live, infos)))
         for a in sorted(obs):
+            if text_only:
+                h.update(obs[a]["text"].encode())
+                continue
             h.update(obs[a]["text"].encode() + obs[a]["features"].tobytes()
                      + obs[a]["action_mask"].tobytes() + repr(rewards.get(a)).encode())
+    if text_only:
+        return h.hexdigest()
     buf = io.StringIO()
     for i in range(env.log.n_days):
         env.log.write_day(buf, i)
@@ -53,7 +63,19 @@ def test_seeded_episode_is_unchanged(args: tuple) -> None:
     assert episode_digest(*args) == GOLDEN[args]
 
 
-def test_briefing_v1_gives_the_digest_recorded_before_v2():
-    """Briefing v1 is kept byte for byte: the text episode's digest before briefing v2."""
-    digest = "4e9d10fc5d1582d59b9b19c7f5fad7f4448decc0c238d2ab491c97b51e029dab"
+def test_briefing_v1_gives_the_recorded_digest():
+    """The text episode with briefing v1 (recorded again with the features ``upkeep`` and
+    ``outage_prob``; before them it gave the digest recorded before briefing v2)."""
+    digest = "932739a8b700bae59688d853285f7f9b90b6b7c4ffff04a029456a20cc146578"
     assert episode_digest(25, "scripted", 1, "text", briefing="v1") == digest
+
+
+@pytest.mark.parametrize("briefing,digest", [
+    ("v1", "c1ea53f2e1c73d2126229c2646b0ddf1bc228de6c5680556ae679d1de984fe6b"),
+    ("v2", "c1023bad9cdabb653a9fb7ebaba1e428de501afafcb43035c831516d05fe81a5"),
+])
+def test_briefing_texts_are_unchanged(briefing, digest):
+    """The briefings alone, byte for byte: v1's as before briefing v2, v2's as before the
+    stress fields (at the default config they show the same upkeep and outage numbers)."""
+    assert episode_digest(25, "scripted", 1, "text", text_only=True,
+                          briefing=briefing) == digest

@@ -83,27 +83,32 @@ def test_features_have_the_layout_size(config, world):
 
 
 def test_layout_order_is_pinned():
-    """The order seeded runs were recorded with: 13 own channels, the condition one-hots
+    """The order seeded runs were recorded with: 15 own channels, the condition one-hots
     (3 + 10), 5 per factory (factory-major), then 8 per view slot (slot-major)."""
     config = Config(n_factories=4, view_size=6)
     layout = FeatureLayout.of(config)
     own = ["wealth", "skill", "day", "population", "allies", "income", "received", "given",
-           "looted", "lost", "attacks", "inbox", "mean_wealth"]
-    assert [layout.index(name) for name in own] == list(range(13))
-    assert layout.slice("condition.direction") == slice(13, 16)
-    assert layout.slice("condition.value") == slice(16, 26)
+           "looted", "lost", "attacks", "inbox", "mean_wealth", "upkeep", "outage_prob"]
+    assert [layout.index(name) for name in own] == list(range(15))
+    assert layout.slice("condition.direction") == slice(15, 18)
+    assert layout.slice("condition.value") == slice(18, 28)
     fac = ["known", "capacity", "workers", "output", "outage"]
     slot = ["present", "wealth", "ally", "gave_me", "i_gave", "attacked_me", "i_attacked",
             "messaged_me"]
     for m in range(4):
-        assert [layout.factory(m, c) for c in fac] == list(range(26 + 5 * m, 31 + 5 * m))
+        assert [layout.factory(m, c) for c in fac] == list(range(28 + 5 * m, 33 + 5 * m))
     for s in range(6):
-        assert [layout.slot(s, c) for c in slot] == list(range(46 + 8 * s, 54 + 8 * s))
-    assert layout.size == 46 + 8 * 6
+        assert [layout.slot(s, c) for c in slot] == list(range(48 + 8 * s, 56 + 8 * s))
+    assert layout.size == 48 + 8 * 6
     assert layout.columns[layout.factory(2, "factory.capacity")] == "factory[2].capacity"
     assert layout.columns[layout.slot(5, "present")] == "slot[5].present"
-    assert layout.columns[15] == "condition.direction.without"
-    assert layout.columns[16 + 4] == "condition.value.power"
+    assert layout.columns[17] == "condition.direction.without"
+    assert layout.columns[18 + 4] == "condition.value.power"
+
+
+def test_the_default_feature_size():
+    """15 own + 13 condition + 5 x 5 factory + 8 x 24 slot columns (README, docs/rl.md)."""
+    assert feature_size(Config()) == 245
 
 
 def test_encodings_are_pinned(cfg, world):
@@ -116,7 +121,8 @@ def test_encodings_are_pinned(cfg, world):
         ("population", "scale", "n_agents"), ("allies", "scale", "view_size"),
         ("income", log, 1.0), ("received", log, 1.0), ("given", log, 1.0),
         ("looted", log, 1.0), ("lost", log, 1.0), ("attacks", "scale", 1.0),
-        ("inbox", "scale", 10.0), ("mean_wealth", log, 1.0),
+        ("inbox", "scale", 10.0), ("mean_wealth", log, 1.0), ("upkeep", log, 1.0),
+        ("outage_prob", "scale", 1.0),
         ("condition.direction", hot, 1.0), ("condition.value", hot, 1.0),
         ("factory.known", flag, 1.0), ("factory.capacity", "scale", 10.0),
         ("factory.workers", "scale", 10.0), ("factory.output", "scale", 10.0),
@@ -230,6 +236,24 @@ def test_inbox(cfg, world):
 def test_mean_wealth(cfg, world):
     state = world(cfg, wealth=[2.0, 4.0, 100.0, 9.0], alive=[True, True, False, True])
     np.testing.assert_allclose(read_own(cfg, state, "mean_wealth"), 5.0, rtol=RTOL)
+
+
+@pytest.mark.parametrize("day,upkeep", [(0, 2.0), (3, 2.0), (4, 3.0), (5, 12.0), (6, 3.0)])
+def test_upkeep_is_todays(exact_cfg, world, day, upkeep):
+    """Today's upkeep (the day about to be played is ``state.day + 1``): x1.5 from day 5 on,
+    and x4 on the shock day 6."""
+    cfg = exact_cfg(n_agents=4, n_factories=3, view_size=3, upkeep=2.0, stress_upkeep=1.5,
+                    stress_day=5, shock_day=6, shock_upkeep=4.0)
+    np.testing.assert_allclose(read_own(cfg, world(cfg, day=day), "upkeep"), upkeep,
+                               rtol=RTOL)
+
+
+@pytest.mark.parametrize("day,prob", [(0, 0.1), (3, 0.1), (4, 0.3), (9, 0.3)])
+def test_outage_prob_is_todays(exact_cfg, world, day, prob):
+    cfg = exact_cfg(n_agents=4, n_factories=3, view_size=3, outage_prob=0.1,
+                    stress_outage=3.0, stress_day=5)
+    np.testing.assert_allclose(read_own(cfg, world(cfg, day=day), "outage_prob"), prob,
+                               rtol=RTOL)
 
 
 # ---- the value condition ---------------------------------------------------------------------
