@@ -39,6 +39,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 
@@ -159,6 +160,43 @@ def alliances_after_merges(chunks: list[tuple[int, dict[str, np.ndarray]]],
     return out
 
 
+class _Accounts:
+    """The day accounts of one event log, built as days are recorded (each day once).
+
+    ``after[k]``: the alliances after the merges of the log's k-th day (as
+    ``alliances_after_merges``, updated one day at a time); ``account(k)`` the k-th day's
+    ``DayAccount``, made on first use.
+    """
+
+    def __init__(self) -> None:
+        self.allied: set[tuple[int, int]] = set()
+        self.after: list[set[tuple]] = []
+        self.accounts: dict[int, DayAccount] = {}
+
+    def update(self, chunks: list[tuple[int, dict[str, np.ndarray]]],
+               died_day: np.ndarray) -> None:
+        """Take in the days recorded since the last call. ``died_day``: the current
+        state's (a death after a day cannot change that day's alliances)."""
+        for day, cols in chunks[len(self.after):]:
+            kind = cols["kind"]
+            rows = np.flatnonzero((kind == K.ALLIANCE_FORMED) | (kind == K.ALLIANCE_DISSOLVED))
+            events = list(zip(kind[rows].tolist(), cols["actor"][rows].tolist(),
+                              cols["target"][rows].tolist(), strict=True))
+            self.allied.update((a, b) for k, a, b in events if k == K.ALLIANCE_FORMED)
+            self.allied = {(a, b) for a, b in self.allied
+                           if (died_day[a] < 0 or died_day[a] >= day)
+                           and (died_day[b] < 0 or died_day[b] >= day)}
+            self.after.append(set(self.allied))
+            self.allied.difference_update(
+                (a, b) for k, a, b in events if k == K.ALLIANCE_DISSOLVED)
+
+    def account(self, k: int, chunks: list[tuple[int, dict[str, np.ndarray]]]) -> DayAccount:
+        if k not in self.accounts:
+            day, cols = chunks[k]
+            self.accounts[k] = account_day(day, cols, self.after[k])
+        return self.accounts[k]
+
+
 @dataclass
 class _Attack:
     attacker: int
@@ -186,6 +224,16 @@ class DayAccount:
     ally_died: dict[int, list[int]] = field(default_factory=lambda: defaultdict(list))
     births: list[tuple[int, int]] = field(default_factory=list)  # (parent, newcomer)
     deaths: list[int] = field(default_factory=list)
+
+    @cached_property
+    def involved(self) -> set[int]:
+        """Every resident some dealing of the day concerns (births and deaths aside)."""
+        out: set[int] = set()
+        for table in (self.attacks_on, self.attack_by, self.helped, self.gifts_to,
+                      self.gift_by, self.proposals_to, self.proposal_by, self.formed,
+                      self.ally_died):
+            out.update(table)
+        return out
 
 
 def account_day(day: int, cols: dict[str, np.ndarray], after_merges: set[tuple]) -> DayAccount:
@@ -266,9 +314,10 @@ class BrieferV2:
         self.slot_order = np.argsort(rng.random(view.shape), axis=1, kind="stable")
         # The account of the last recent_days days, newest first.
         chunks = day_chunks(log)
-        window = chunks[-cfg.recent_days:] if s.day > 0 else []
-        after = alliances_after_merges(chunks, {d for d, _ in window}, s.died_day)
-        self.days = [account_day(d, cols, after[d]) for d, cols in reversed(window)]
+        cache = log.derived.setdefault("briefing.accounts", _Accounts())
+        cache.update(chunks, s.died_day)
+        first = max(len(chunks) - cfg.recent_days, 0) if s.day > 0 else len(chunks)
+        self.days = [cache.account(k, chunks) for k in reversed(range(first, len(chunks)))]
         self.knew_dead = self._dealt_with_the_dead()
 
     def _dealt_with_the_dead(self) -> dict[int, set[int]]:
@@ -370,6 +419,8 @@ class BrieferV2:
         the residents it sees now and its allies."""
         cfg, today = self.cfg, self.state.day + 1
         label = f"Day {d.day}" + (" (yesterday)" if d.day == today - 1 else "")
+        if not (d.births or d.deaths) and i not in d.involved:
+            return [f"{label}: nothing that concerned you."]
         lines: list[str] = []
         hits = d.attacks_on.get(i, [])
         if hits:

@@ -149,6 +149,9 @@ class EventLog:
         self.census: list[dict[str, Any]] = []
         self._cache: tuple[dict[str, np.ndarray], dict[int, str]] | None = None
         self.partial_reason: str | None = None  # set by read_jsonl when the file ends early
+        # Caches of what readers derive from the recorded days (e.g. the briefing's accounts
+        # of each day), kept here because days are only ever appended.
+        self.derived: dict[str, Any] = {}
 
     def append(self, day_events: DayEvents | tuple[dict[str, np.ndarray], dict[int, str]],
                census: dict[str, Any]) -> None:
