@@ -300,6 +300,108 @@ def cmd_view(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---- civa resilience ---------------------------------------------------------------------------
+RESILIENCE_HELP = """\
+Stress test: how much extra stress a community absorbs before it collapses.
+
+Each condition and prevalence (and baseline), each seed and each stress level mu runs one
+community from day 0. The first --stress-day days (T0, default 30) are unstressed and the
+same at every level (paired worlds; LLM residents replay them from the answer cache). From
+day T0 + 1 on, for --horizon days (H, default 60), the stressor applies: --stressor upkeep
+(the default and primary stressor) multiplies every resident's daily upkeep by mu, the cost
+of living, the loss term of classic fold models (harvesting, Allee effects), value-neutral
+and shown to residents; --stressor outage multiplies the factory outage probability by mu
+(capped at 1), a robustness check. A run has collapsed when its population on day T0 + H is
+below --quasi-extinction (q, default 0.2) times --agents: quasi-extinction, not the last
+death, because a handful of survivors is not a community. Over seeds and levels a logistic
+fit P(collapse | mu) gives mu*, the stress at which collapse becomes more likely than not,
+and d_FB = 100 (mu* - 1): the percentage of extra stress (for upkeep, of extra cost of
+living) the community absorbs; negative when it collapses more often than not already at
+mu = 1. Intervals resample whole seeds (bootstrap); differences to baseline are paired over
+shared seeds. Levels are adaptive: --levels, then --refine rounds of levels around each
+cell's mu*. Fold diagnostics (hysteresis, recovery time, lag-1 autocorrelation and
+variance, bimodality) say whether mu* is a distance to a fold or only a collapse threshold.
+Resumable: rerun the same command to finish an interrupted test. Writes OUT/runs.csv,
+resilience.csv, diagnostics.csv, collapse_vs_stress.png and resilience.md (docs/resilience.md).
+"""
+
+# How civa resilience names the settings its library checks.
+RESILIENCE_FLAGS = {"levels": "--levels", "stress_day": "--stress-day",
+                    "horizon": "--horizon", "refine": "--refine", "n_boot": "--bootstrap",
+                    "stressor": "--stressor", "quasi_extinction": "--quasi-extinction",
+                    "ci": "--ci", "base": "--set and --config"}
+
+
+def cmd_resilience(args: argparse.Namespace) -> int:
+    """Stress levels x seeds per cell; mu*, d_FB and fold diagnostics in OUT."""
+    from civa_env.experiments.resilience import Resilience, check_levels
+    from civa_env.experiments.runner import parse_mix
+
+    conditions = (all_conditions() if args.conditions.strip() == "all"
+                  else [c for c in args.conditions.split(",") if c.strip()])
+    prevalences = _floats(args.prevalences, "--prevalences")
+    mix = parse_mix(args.policy)
+    _check_policies(mix)
+    kwargs = _policy_kwargs(args, mix)
+    if args.days is not None or "max_days" in _key_values(args.set, "--set"):
+        raise ValueError("civa resilience runs --stress-day + --horizon days; set those "
+                         "instead of --days (or max_days)")
+    base = _config(args)
+    if args.workers is not None and args.workers < 1:
+        raise ValueError(f"--workers must be >= 1, got {args.workers} (leave it out to use "
+                         "every CPU)")
+    workers = args.workers or max(1, os.cpu_count() or 1)
+    backend = "ray" if args.ray else args.backend
+    names = {**FLAGS, **RESILIENCE_FLAGS}
+    try:
+        levels = None if args.levels is None else check_levels(_floats(args.levels,
+                                                                      "--levels"))
+        test = Resilience(Path(args.out), conditions, prevalences, args.seeds, base,
+                          args.policy, kwargs, first_seed=args.first_seed,
+                          stressor=args.stressor, levels=levels, stress_day=args.stress_day,
+                          horizon=args.horizon, quasi_extinction=args.quasi_extinction,
+                          refine=args.refine, diagnostics=not args.no_diagnostics,
+                          n_boot=args.bootstrap, ci=args.ci)
+        report = test.run(workers=workers, backend=backend, progress=not args.no_progress,
+                          ray_address=args.ray_address)
+    except SettingError as err:
+        raise ValueError(err.worded(names)) from None
+    except KeyboardInterrupt:
+        print("civa: interrupted; finished runs are saved in runs.csv (rerun the same command "
+              "to resume)", file=sys.stderr)
+        return 130
+    print(f"{report.total} runs in the design: {report.already} already in runs.csv, "
+          f"{report.recovered} recovered from run folders, {report.ran} run now "
+          f"({report.seconds:.1f} s, {backend} backend, {workers} workers).")
+    print(format_resilience(report.cells))
+    print(f"Results: {report.out / 'resilience.csv'}   Plot: "
+          f"{report.out / 'collapse_vs_stress.png'}   Notes: {report.out / 'resilience.md'}")
+    for rid, error in report.failures:
+        print(f"civa: error: run {rid} failed: {error}", file=sys.stderr)
+    if report.failures:
+        print(f"civa: error: {len(report.failures)} of {report.total} runs failed (their "
+              f"folders under {Path(args.out) / 'runs'} say why); rerun the same command to "
+              "retry them", file=sys.stderr)
+        return 1
+    return 0
+
+
+def format_resilience(cells: Sequence[dict[str, Any]]) -> str:
+    """A plain-text table of resilience.csv's main columns."""
+    def num(value: Any, digits: int = 1) -> str:
+        return "-" if value is None else f"{value:.{digits}f}"
+
+    lines = [f"  {'condition':<24} {'prev':>5} {'d_FB':>7} {'interval':>17} {'mu*':>6} "
+             f"{'vs baseline':>11}  reading"]
+    for r in cells:
+        interval = ("-" if r.get("d_FB_low") is None or r.get("d_FB_high") is None
+                    else f"[{r['d_FB_low']:.1f}, {r['d_FB_high']:.1f}]")
+        lines.append(f"  {r['condition']:<24} {r['prevalence']:>5g} {num(r.get('d_FB')):>7} "
+                     f"{interval:>17} {num(r.get('mu_star'), 2):>6} "
+                     f"{num(r.get('d_FB_diff')):>11}  {r.get('reading') or '-'}")
+    return "\n".join(lines)
+
+
 # ---- parser ------------------------------------------------------------------------------------
 def _world_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--policy", default="scripted",
@@ -319,7 +421,7 @@ def _world_options(p: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     """The ``civa`` argument parser."""
     parser = _Parser(prog="civa", description="CIVA: communities of residents guided by "
-                     "human values. Subcommands: run, sweep, report, view.")
+                     "human values. Subcommands: run, sweep, report, view, resilience.")
     from civa_env import __version__
 
     parser.add_argument("--version", action="version", version=f"civa {__version__}")
@@ -374,6 +476,45 @@ def build_parser() -> argparse.ArgumentParser:
     view.add_argument("run_dir")
     view.add_argument("--out", help="HTML file (default RUN_DIR/view.html)")
     view.set_defaults(func=cmd_view)
+
+    res = sub.add_parser("resilience", help="stress tests: mu*, d_FB and fold diagnostics",
+                         description=RESILIENCE_HELP,
+                         formatter_class=argparse.RawDescriptionHelpFormatter)
+    _world_options(res)
+    res.add_argument("--conditions", default="baseline,without:benevolence,with:power",
+                     help="comma-separated conditions, or 'all' (baseline + 20)")
+    res.add_argument("--prevalences", "--prevalence", dest="prevalences", default="1",
+                     help="comma-separated prevalences (default 1; baseline runs once)")
+    res.add_argument("--seeds", type=int, default=8, help="seeds per cell (default 8)")
+    res.add_argument("--first-seed", type=int, default=0, help="first seed (default 0)")
+    res.add_argument("--stressor", default="upkeep",
+                     help="upkeep (multiplies daily upkeep; default) or outage (multiplies "
+                          "the outage probability, capped at 1)")
+    res.add_argument("--levels", metavar="MU,MU,...",
+                     help="coarse stress multipliers, >= 0 (default 1,1.5,2,3,4 for upkeep, "
+                          "1,2,4,7,10 for outage)")
+    res.add_argument("--refine", type=int, default=1,
+                     help="rounds of adaptive levels around each cell's mu* (default 1)")
+    res.add_argument("--stress-day", type=int, default=30, metavar="T0",
+                     help="last unstressed day; the stress applies from T0 + 1 (default 30)")
+    res.add_argument("--horizon", type=int, default=60, metavar="H",
+                     help="days under stress; collapse is judged on day T0 + H (default 60)")
+    res.add_argument("--quasi-extinction", type=float, default=0.2, metavar="Q",
+                     help="collapsed: final population below Q x --agents, Q in (0, 1) "
+                          "(default 0.2)")
+    res.add_argument("--no-diagnostics", action="store_true",
+                     help="skip the fold diagnostics (shocked runs near mu*)")
+    res.add_argument("--bootstrap", type=int, default=2000, metavar="B",
+                     help="bootstrap resamples over seeds (default 2000)")
+    res.add_argument("--ci", type=float, default=0.95, help="interval level (default 0.95)")
+    res.add_argument("--workers", type=int, help="parallel workers (default: CPU count)")
+    res.add_argument("--backend", choices=("local", "ray"), default="local",
+                     help="local process pool (default) or ray")
+    res.add_argument("--ray", action="store_true", help="the same as --backend ray")
+    res.add_argument("--ray-address", help="address of a running Ray cluster")
+    res.add_argument("--out", default="runs/resilience",
+                     help="resilience folder (default runs/resilience)")
+    res.set_defaults(func=cmd_resilience)
     return parser
 
 
