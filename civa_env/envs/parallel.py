@@ -186,7 +186,7 @@ class CivaEnv(ParallelEnv):
 
     def legal(self, i: int) -> dict[str, Any]:
         """What resident ``i`` may do now (``perception.legal``)."""
-        return legal(self.world.state, self.world.view, self.cfg, i)
+        return legal(self.world.state, self.world.view, self.cfg, i, self.world.seed)
 
     # ---- inspection ------------------------------------------------------------------------
     def state(self) -> np.ndarray:

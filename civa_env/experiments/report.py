@@ -19,7 +19,13 @@ import numpy as np
 
 from civa_env.experiments import plots, thresholds
 from civa_env.experiments.results import BEHAVIOUR_RATES, load_results
-from civa_env.experiments.runfolder import OUT, SettingError, read_questionnaire
+from civa_env.experiments.runfolder import (
+    OUT,
+    SettingError,
+    read_env_config,
+    read_questionnaire,
+)
+from civa_env.policies.llm.questionnaire import orientation_change
 
 MACRO = ("nAUP", "SC", "ED", "IC", "CC")
 REPORTED = (*MACRO, *BEHAVIOUR_RATES)
@@ -312,40 +318,41 @@ def _trend_lines(rows: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
-SCALE_RANGE = 5.0  # the questionnaire's 1..6 scale
-
-
 def orientation_changes(sweep_dir: Path, rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """The value-orientation change of each (condition, prevalence) cell against baseline.
 
     Reads each run's questionnaire.jsonl (LLM residents only). For a cell, the holders are
     the residents under the cell's condition; the reference is the residents of the sweep's
     baseline runs or, without any, the baseline (non-holding) residents of the cell's own
-    runs. Per value: (holders' mean rating - reference mean) / 5, the scale's range, at
-    day 0 (before the first action) and on the last day asked. Returns ``{"reference":
-    "baseline runs" | "non-holders", "cells": [{condition, prevalence, n, start, end}]}``
-    with ``start``/``end`` mapping value labels to changes (empty when nothing was asked).
+    runs. Per value (``questionnaire.orientation_change``): (holders' mean rating -
+    reference mean) / 5, the scale's range, at the start (founders' answers before their
+    first action, day 0) and at the end (answers on the run's last day, ``max_days``: the
+    survivors only), and the change between them (end minus start of holders, less the same
+    of the reference). Returns ``{"reference": "baseline runs" | "non-holders", "cells":
+    [{condition, prevalence, n_start, n_end, start, end, change}]}``, ``start``/``end``/
+    ``change`` mapping value labels to figures (empty when not asked).
     """
     answers: dict[tuple[str, float], list[dict[str, Any]]] = defaultdict(list)
+    last_day = {}
     for row in rows:
-        for q in read_questionnaire(Path(sweep_dir) / "runs" / row["run_id"]):
+        run_dir = Path(sweep_dir) / "runs" / row["run_id"]
+        found = read_questionnaire(run_dir)
+        if found:
+            last_day[row["run_id"]] = read_env_config(run_dir).max_days
+        for q in found:
             answers[(row["condition"], row["prevalence"])].append(dict(q, run=row["run_id"]))
     if not answers:
         return {"reference": None, "cells": []}
-    last = {}
-    for qs in answers.values():
-        for q in qs:
-            last[q["run"]] = max(last.get(q["run"], 0), q["day"])
 
-    def split(qs: list[dict[str, Any]], who: str | None) -> dict[str, list[dict[str, float]]]:
-        out: dict[str, list[dict[str, float]]] = {"start": [], "end": []}
+    def split(qs: list[dict[str, Any]], who: str) -> dict[str, list[dict[str, int]]]:
+        out: dict[str, list[dict[str, int]]] = {"start": [], "end": []}
         for q in qs:
-            if who is not None and q["condition"] != who:
+            if q["condition"] != who:
                 continue
             if q["day"] == 0:
-                out["start"].append(q["scores"])
-            elif q["day"] == last[q["run"]]:
-                out["end"].append(q["scores"])
+                out["start"].append(q["answers"])
+            elif q["day"] == last_day[q["run"]]:
+                out["end"].append(q["answers"])
         return out
 
     baseline_runs = [q for (c, _), qs in answers.items() if c == "baseline" for q in qs]
@@ -354,21 +361,16 @@ def orientation_changes(sweep_dir: Path, rows: Sequence[dict[str, Any]]) -> dict
     for (condition, prevalence), qs in sorted(answers.items(), key=_order):
         if condition == "baseline":
             continue
-        holders = split(qs, condition)
-        ref = split(baseline_runs if baseline_runs else qs, "baseline")
-        cell = {"condition": condition, "prevalence": prevalence,
-                "n": len(holders["start"]) or len(holders["end"])}
+        held, ref = split(qs, condition), split(baseline_runs or qs, "baseline")
+        cell: dict[str, Any] = {"condition": condition, "prevalence": prevalence,
+                                "n_start": len(held["start"]), "n_end": len(held["end"])}
         for when in ("start", "end"):
-            cell[when] = _mean_change(holders[when], ref[when])
+            cell[when] = (orientation_change(held[when], ref[when])
+                          if held[when] and ref[when] else {})
+        cell["change"] = ({v: cell["end"][v] - cell["start"][v] for v in cell["end"]}
+                          if cell["start"] and cell["end"] else {})
         cells.append(cell)
     return {"reference": reference, "cells": cells}
-
-
-def _mean_change(holders: list[dict[str, float]], ref: list[dict[str, float]]) -> dict[str, float]:
-    if not holders or not ref:
-        return {}
-    return {v: (float(np.mean([h[v] for h in holders])) - float(np.mean([r[v] for r in ref])))
-            / SCALE_RANGE for v in holders[0]}
 
 
 def _orientation_lines(sweep_dir: Path, rows: list[dict[str, Any]]) -> list[str]:
@@ -376,25 +378,29 @@ def _orientation_lines(sweep_dir: Path, rows: list[dict[str, Any]]) -> list[str]
     found = orientation_changes(sweep_dir, rows)
     if not found["cells"]:
         return []
-    values = list(next((c["end"] or c["start"] for c in found["cells"]
-                        if c["end"] or c["start"]), {}))
+    values = list(next(
+        (c["end"] or c["start"] for c in found["cells"] if c["end"] or c["start"]), {}))
     lines = ["## Value-orientation change (manipulation check)", "",
              "LLM residents answered the value questionnaire (two items per value, rated 1-6) "
-             "before their first action (day 0) and on the last day. Each entry is the holders' "
-             "mean rating minus the reference's, divided by 5 (the scale's range): +1 is the "
-             f"largest possible rise. Reference: {found['reference']}. The first columns give "
-             "the condition's own value; then every value on the last day.", "",
-             "| condition | prevalence | holders | own value, day 0 | own value, last day | "
-             + " | ".join(values) + " |",
-             "|---|---:|---:|---:|---:|" + "---:|" * len(values)]
+             "before their first action (day 0) and on the run's last day (survivors only). "
+             "Each entry is the holders' mean rating minus the reference's, divided by 5 (the "
+             "scale's range): +1 is the largest possible rise. *Change* is the end minus the "
+             f"start, less the reference's. Reference: {found['reference']}. The first "
+             "columns give the condition's own value; then every value on the last day. With "
+             "greedy decoding, holders of one condition see the same day-0 prompt and give "
+             "the same answer: the day-0 count is not a count of independent samples.", "",
+             "| condition | prevalence | holders (day 0, last) | own value, day 0 | "
+             "own value, last day | own value, change | " + " | ".join(values) + " |",
+             "|---|---:|---:|---:|---:|---:|" + "---:|" * len(values)]
+
+    def fmt(x: float | None) -> str:
+        return "-" if x is None else f"{x:+.2f}"
+
     for c in found["cells"]:
         own = c["condition"].split(":", 1)[-1]
-
-        def fmt(x: float | None) -> str:
-            return "-" if x is None else f"{x:+.2f}"
-
-        lines.append(f"| {c['condition']} | {c['prevalence']:g} | {c['n']} | "
-                     f"{fmt(c['start'].get(own))} | {fmt(c['end'].get(own))} | "
+        lines.append(f"| {c['condition']} | {c['prevalence']:g} | {c['n_start']}, "
+                     f"{c['n_end']} | {fmt(c['start'].get(own))} | {fmt(c['end'].get(own))} | "
+                     f"{fmt(c['change'].get(own))} | "
                      + " | ".join(fmt(c["end"].get(v)) for v in values) + " |")
     return [*lines, ""]
 

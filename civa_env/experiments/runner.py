@@ -284,6 +284,12 @@ def run_communities(cfgs: Sequence[Config], seeds: Sequence[int],
                 kwargs = dict(policy_kwargs.get(spec.partition(":")[0], {}))
                 built[spec] = make_policy(spec, **kwargs)
                 owned.append(built[spec])
+        for spec in specs:
+            for name in built[spec].same_across_communities:
+                values = [getattr(c, name) for c in cfgs]
+                if len(set(values)) > 1:
+                    raise ValueError(f"the {spec} policy serves every community of the loop "
+                                     f"and needs one {name}; got {values}: run them apart")
         # Folders are touched only once every policy could be built.
         run_dirs = [prepare_run_dir(Path(d), overwrite) if d is not None else None
                     for d in run_dirs]
@@ -294,7 +300,7 @@ def run_communities(cfgs: Sequence[Config], seeds: Sequence[int],
         elif policy_dir is not None and overwrite and Path(policy_dir) not in run_dirs:
             clear_policy_files(Path(policy_dir))
         # Policies learn the rules and layout from the first community's config (the shape
-        # fields agree across communities: checked above).
+        # fields agree across communities: checked above, with what a policy says it needs).
         for k, spec in enumerate(specs):
             built[spec].reset(cfgs[0], seed=policy_seed(seeds[0], k))
             built[spec].open_run(policy_dir)

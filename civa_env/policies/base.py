@@ -25,6 +25,9 @@ class Policy(abc.ABC):
     """Acts for a batch of residents."""
 
     name: str = "policy"
+    # Config fields that must agree across the communities one instance serves in a loop
+    # (it learns them from the first community's config in ``reset``).
+    same_across_communities: tuple[str, ...] = ()
 
     def reset(self, cfg: Config, seed: int | None = None) -> None:  # noqa: B027
         """Start of an episode: forget per-resident memory; ``cfg`` is the world's config."""

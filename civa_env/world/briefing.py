@@ -11,13 +11,15 @@ share a prefix):
 2. The resident: its name, the day ("Day 9"; "Day 9 of 30" with ``show_horizon``), how many
    are alive, its wealth, skill, strength and yesterday's income.
 3. The factories it knows: capacity, yesterday's report, and today's total output for 1..6
-   workers (``rules.production``).
+   workers (``rules.production``), in a shuffled order per resident and day.
 4. The residents it sees (its view slots) in one list, each with a wealth tier and "ally",
    in a shuffled order per resident and day.
 5. The last ``recent_days`` days, newest first, as they concern the resident, every line
    naming the other party and the outcome: attacks on it and by it, the allies who helped
    defend it, gifts, alliance proposals, alliances formed and broken, births and deaths
-   among those it knows.
+   among those it knows (a death is named to the residents who dealt with the dead in the
+   remembered days, or were allied with them; every death and birth is in the day's
+   community totals).
 6. Its messages (direct, then to everyone), at most ``inbox_size``, as in v1.
 
 No value prompt: an LLM policy puts the value persona in its system prompt (the condition is
@@ -31,8 +33,10 @@ earlier attack of the day and those attacking the defender themselves. The allia
 each day's merges come from replaying the log's alliance events (formed, dissolved; deaths
 from ``died_day``), a few array comparisons per recorded day.
 
-The shuffled order comes from a generator seeded by (world seed, day), never from the
-world's streams, so rendering text cannot change the world.
+The shuffled orders come from ``perception.shown_order``, a generator seeded by (world seed,
+day, resident), never from the world's streams, so rendering text cannot change the world;
+the legal facts carry the same orders (``shown_targets``, ``shown_factories``), so the LLM
+prompts list the options as the briefing shows them.
 """
 
 from __future__ import annotations
@@ -47,7 +51,7 @@ from civa_env.world.actions import EVERYONE
 from civa_env.world.config import Config
 from civa_env.world.events import EventLog
 from civa_env.world.kinds import ATTACK_ON_ALLY, ATTACK_SUCCESS, K
-from civa_env.world.perception import TIERS, fold_text, inboxes, wealth_tier
+from civa_env.world.perception import TIERS, fold_text, inboxes, shown_order, wealth_tier
 from civa_env.world.rules import outage_prob, production, strength, upkeep_factor
 from civa_env.world.state import WorldState
 
@@ -57,7 +61,6 @@ MAX_SEEN = 40  # residents in the "Residents you see" list before "and k more"
 WORKER_COUNTS = np.arange(1, 7)  # the production table's worker counts
 # Mixed into the seed of the shuffle, so that its stream is apart from other seeds derived
 # from (seed, k) (``day.derived_seed``).
-SHUFFLE_SALT = 0x62726566
 
 
 def _num(x: float) -> str:
@@ -309,9 +312,7 @@ class BrieferV2:
         for a, b in s.allies.tolist():
             self.allies_of[a].add(b)
             self.allies_of[b].add(a)
-        # The shuffle: one key per (viewer, slot), argsorted per row.
-        rng = np.random.default_rng([seed, s.day, SHUFFLE_SALT])
-        self.slot_order = np.argsort(rng.random(view.shape), axis=1, kind="stable")
+        self.seed = seed  # the order of what each resident is shown (perception.shown_order)
         # The account of the last recent_days days, newest first.
         chunks = day_chunks(log)
         cache = log.derived.setdefault("briefing.accounts", _Accounts())
@@ -350,13 +351,15 @@ class BrieferV2:
             own += f" Yesterday's income: {s.income[i]:.1f}."
         head.append(own)
         known = np.flatnonzero(s.known[i]).tolist()
+        slots = [j for j in self.view[i].tolist() if j >= 0]
+        by_t, by_f = shown_order(self.seed, s.day, i, len(slots), len(known))
         if known:
             head.append("Factories you know (output: a day's total for 1, 2, 3, 4, 5, 6 "
                         "workers, shared by skill, before noise):")
-            head += [self.factory_lines[m] for m in known]
+            head += [self.factory_lines[known[k]] for k in by_f]
         else:
             head.append("You know no factory yet (exploring can reveal one).")
-        seen = [int(j) for j in self.view[i][self.slot_order[i]].tolist() if j >= 0]
+        seen = [slots[k] for k in by_t]
         head.append(self._seen(seen, allies))
         known_to_i = set(seen) | allies
         days = [self._day_lines(d, i, known_to_i) for d in self.days]

@@ -144,11 +144,11 @@ class World:
         if len(rows) == 0:
             return Observation(rows, np.zeros((0, feature_size(cfg)), np.float32),
                                np.zeros((0, self.catalogue.size), np.int8),
-                               LegalBook(state, self.view, cfg, rows),
+                               LegalBook(state, self.view, cfg, rows, self.seed),
                                [] if text else None, state.day + 1)
         feats = features(state, self.view, rows, inbox_count(state), cfg)
         masks = self.catalogue.mask(state, self.view, rows, cfg)
-        legal = LegalBook(state, self.view, cfg, rows)
+        legal = LegalBook(state, self.view, cfg, rows, self.seed)
         texts = None
         if text:
             briefer = (Briefer(state, self.view, cfg) if cfg.briefing == "v1"

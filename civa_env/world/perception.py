@@ -198,15 +198,33 @@ class Briefer:
         return fold_text("\n".join(lines), cfg.max_text_chars)
 
 
-def legal(state: WorldState, view: np.ndarray, cfg: Config, i: int) -> dict[str, Any]:
+SHOWN_SALT = 0x62726566  # keeps the listing order's stream apart from any other use of a seed
+
+
+def shown_order(seed: int, day: int, i: int, n_targets: int,
+                n_factories: int) -> tuple[list[int], list[int]]:
+    """The seeded order in which resident ``i`` is shown, after ``day`` days, the residents
+    it sees (a permutation of its occupied view slots, taken in slot order) and its known
+    factories (taken in index order). Briefing v2 lists them so, and so do the LLM prompts:
+    one order per resident and day, drawn from none of the world's streams."""
+    rng = np.random.default_rng([seed, day, SHOWN_SALT, i])
+    return rng.permutation(n_targets).tolist(), rng.permutation(n_factories).tolist()
+
+
+def legal(state: WorldState, view: np.ndarray, cfg: Config, i: int,
+          seed: int | None = None) -> dict[str, Any]:
     """What resident ``i`` may do now, for policies that build structured actions: known
     factories, the residents in its view slots (by name, in slot order), its allies, its
     wealth, whether it can pay an upgrade, the message limits and its value condition (an
-    LLM policy's persona: briefing v2 carries no value prompt)."""
+    LLM policy's persona: briefing v2 carries no value prompt).
+
+    Given the world's ``seed``, also ``shown_targets`` and ``shown_factories``: the same
+    lists in the order briefing v2 shows them (``shown_order``).
+    """
     seen = view[i]
     pairs = state.allies
     allies = np.concatenate([pairs[pairs[:, 0] == i, 1], pairs[pairs[:, 1] == i, 0]])
-    return {
+    out = {
         "factories": np.flatnonzero(state.known[i]).tolist(),
         "targets": [agent_name(j) for j in seen[seen >= 0].tolist()],
         "allies": [agent_name(j) for j in sorted(allies.tolist())],
@@ -216,6 +234,11 @@ def legal(state: WorldState, view: np.ndarray, cfg: Config, i: int) -> dict[str,
         "max_message_chars": cfg.max_message_chars,
         "condition": str(ValueCondition.from_code(state.condition[i])),
     }
+    if seed is not None:
+        by_t, by_f = shown_order(seed, state.day, i, len(out["targets"]), len(out["factories"]))
+        out["shown_targets"] = [out["targets"][k] for k in by_t]
+        out["shown_factories"] = [out["factories"][k] for k in by_f]
+    return out
 
 
 class LegalFacts(Mapping):
@@ -234,7 +257,7 @@ class LegalFacts(Mapping):
     def _get(self) -> dict[str, Any]:
         if self._facts is None:
             b = self._book
-            self._facts = legal(b.state, b.view, b.cfg, self._i)
+            self._facts = legal(b.state, b.view, b.cfg, self._i, b.seed)
         return self._facts
 
     def __getitem__(self, key: str) -> Any:
@@ -254,11 +277,11 @@ class LegalBook(Sequence):
     """The legal facts of residents ``rows`` on one day, as a sequence of ``LegalFacts``
     made on access (so a batch of K residents costs nothing until a policy reads one)."""
 
-    __slots__ = ("cfg", "rows", "state", "view")
+    __slots__ = ("cfg", "rows", "seed", "state", "view")
 
     def __init__(self, state: WorldState, view: np.ndarray, cfg: Config,
-                 rows: np.ndarray) -> None:
-        self.state, self.view, self.cfg = state, view, cfg
+                 rows: np.ndarray, seed: int | None = None) -> None:
+        self.state, self.view, self.cfg, self.seed = state, view, cfg, seed
         self.rows = np.asarray(rows, np.int64)  # (K,)
 
     def __len__(self) -> int:
@@ -269,7 +292,8 @@ class LegalBook(Sequence):
 
     def take(self, sel: np.ndarray | Sequence[int]) -> LegalBook:
         """The book of rows ``sel`` of this one."""
-        return LegalBook(self.state, self.view, self.cfg, self.rows[np.asarray(sel, np.int64)])
+        return LegalBook(self.state, self.view, self.cfg, self.rows[np.asarray(sel, np.int64)],
+                         self.seed)
 
     def all(self) -> list[LegalFacts]:
         """One ``LegalFacts`` per row (cheap: each computes on first access)."""

@@ -153,12 +153,19 @@ def test_v1_values_and_v1_briefing():
         llm(schema_model(), values="v3")
 
 
-def test_option_lists_are_shuffled_per_resident_and_day():
+def test_option_lists_follow_the_briefings_shuffled_order():
     fake = schema_model()
     env = civa_env.parallel_env(n_agents=12, seed=0, max_days=2)
     play(env, llm(fake, questionnaire=False), 2)
-    lists = [re.search(r"Residents you may name: (.*)\.", t).group(1).split(", ")
-             for day in fake.calls for t in day]
+    lists = []
+    for day in fake.calls:
+        for text in day:
+            names = re.search(r"Residents you may name: (.*)\.", text).group(1).split(", ")
+            seen = re.search(r"Residents you see \(in random order\): (.*?)\.", text).group(1)
+            assert names == re.findall(r"resident_\d+", seen)  # one order in the prompt
+            factories = re.search(r"Factories you may name: (.*?)\. Resid", text).group(1)
+            assert factories.split(", ") == re.findall(r"- factory (\d+):", text)
+            lists.append(names)
     assert any(names != sorted(names, key=lambda n: int(n.split("_")[1])) for names in lists)
     again = schema_model()
     play(civa_env.parallel_env(n_agents=12, seed=0, max_days=2),
@@ -169,12 +176,14 @@ def test_option_lists_are_shuffled_per_resident_and_day():
 def test_questionnaire_at_day_0_every_k_and_last_day(tmp_path):
     env = civa_env.parallel_env(n_agents=3, seed=0, max_days=4, condition="with:power",
                                 prevalence=1.0)
-    policy = llm(schema_model(seed=2), questionnaire_every=2)
+    policy = llm(schema_model(), questionnaire_every=2)  # first options: work, nobody dies
     policy.open_run(tmp_path)
     play(env, policy, 4)
     rows = [json.loads(line) for line in open(tmp_path / "questionnaire.jsonl")]
-    alive_days = {(r["agent"], r["day"]) for r in rows}
-    assert {d for _, d in alive_days} <= {0, 2, 4} and {0, 2} <= {d for _, d in alive_days}
+    assert sorted((r["agent"], r["day"]) for r in rows) == sorted(
+        (f"resident_{i}", d) for i in range(3) for d in (0, 2, 4))
+    assert [r["first"] for r in rows if r["day"] == 0] == [True] * 3
+    assert policy.stats["by_phase"]["questionnaire"]["valid"] == 9
     for r in rows:
         assert r["condition"] == "with:power" and r["outcome"] == "valid"
         assert set(r["answers"]) == {i.id for i in quest.items()}
@@ -203,10 +212,13 @@ def test_report_shows_the_value_orientation_change(tmp_path):
     [cell] = found["cells"]
     assert cell["condition"] == "with:power" and set(cell["end"]) == {
         i.value for i in quest.items()}
+    assert cell["n_start"] == 2 and cell["n_end"] == 2
     assert all(-1 <= x <= 1 for x in cell["end"].values())
+    assert cell["change"]["power"] == pytest.approx(cell["end"]["power"]
+                                                    - cell["start"]["power"])
     text = build_report(sweep, pages=False).read_text()
     assert "## Value-orientation change (manipulation check)" in text
-    assert re.search(r"\| with:power \| 1 \| 2 \| [+-]\d\.\d\d \| [+-]\d\.\d\d \|", text)
+    assert re.search(r"\| with:power \| 1 \| 2, 2 \|( [+-]\d\.\d\d \|){3}", text)
 
 
 def test_diagnostics_reach_metrics(tmp_path):
@@ -245,6 +257,29 @@ def test_mixed_community_llm_residents_hear_who_attacked_or_gave(tmp_path):
             assert lines, (e, nxt)
             checked += 1
     assert checked >= 2  # the scripted power-seekers did attack or give to LLM residents
+    # The diagnostics of the tiny model's run, beside a random valid resident's.
+    diag = json.loads((run / "metrics.json").read_text())["llm"]["diagnostics"]["llm"]
+    assert diag["decisions"] == policy.stats["decisions"] > 0
+    ref = diag["reference"]
+    assert ref["decisions"] == diag["decisions"] and ref["action_entropy"]["pair"] > 0
+
+
+def test_one_llm_policy_needs_one_horizon_across_communities():
+    from civa_env.experiments.runner import run_communities
+
+    cfgs = [civa_env.Config(n_agents=2, max_days=d) for d in (2, 3)]
+    with pytest.raises(ValueError, match="needs one max_days; got \\[2, 3\\]"):
+        run_communities(cfgs, [0, 1], "llm", policies={"llm": llm(schema_model())},
+                        progress=False, plots=False)
+
+
+def test_briefing_v1_day_0_questionnaire_carries_the_value_text(tmp_path):
+    env = civa_env.parallel_env(n_agents=2, seed=0, max_days=1, briefing="v1",
+                                condition="with:power", prevalence=0.5)
+    fake = schema_model()
+    play(env, llm(fake, values="v1"), 1)
+    day0 = fake.calls[0]
+    assert sum(personas.persona("with:power", "v1") in t for t in day0) == 1
 
 
 def test_every_phase_prompt_is_documented():

@@ -32,11 +32,12 @@ answers go to ``questionnaire.jsonl`` in the run folder.
 
 A ``Batch`` gives each resident's briefing (``batch.texts``: the environment must render
 text), what it may do now (``batch.legal(r)``, including its ``condition``) and the day.
-Factories and targets are listed in a seeded, shuffled order per resident and day (small
-models favour the first option listed). With ``constrained=True`` (default) each answer is
-decoded against the resident's own JSON schema (``schema.answer_schema``). Every answer is
-parsed and checked (``schema.check_answer``); failures get one batched retry with the error,
-then a safe default (idle, no messages), reported in ``batch.results[key]`` and counted in
+Factories and targets are listed in the order the briefing shows them: the world's seeded,
+shuffled order per resident and day (small models favour the first option listed). With
+``constrained=True`` (default) each answer is decoded against the resident's own JSON
+schema (``schema.answer_schema``). Every answer is parsed and checked
+(``schema.check_answer``); failures get one batched retry with the error, then a safe
+default (idle, no messages), reported in ``batch.results[key]`` and counted in
 ``self.stats``. ``self.diagnostics`` measures whether the decisions make sense (echoes,
 duplicate messages, first-option rate, action entropy, against a random valid resident).
 The run folder gets the transcript of every prompt and answer and the stats
@@ -46,13 +47,10 @@ The run folder gets the transcript of every prompt and answer and the stats
 from __future__ import annotations
 
 import json
-import zlib
 from collections.abc import Hashable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 from civa_env.policies.base import Policy
 from civa_env.policies.batch import Batch
@@ -104,7 +102,7 @@ class ResidentTurn:
     listed: dict[str, list]
     yesterday: dict[str, Any] | None
     chat: Chat = field(default_factory=list)
-    context: str = ""  # the day's system prompt and first message (what the model was told)
+    context: str = ""  # what the model was told today (see ``LLMPolicy._ask``)
     fields: dict[str, Any] = field(default_factory=dict)
     outcomes: dict[str, str] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
@@ -135,6 +133,8 @@ class LLMPolicy(Policy):
     """
 
     name = "llm"
+    # The questionnaire's last day and the place of the value text come from the config.
+    same_across_communities = ("max_days", "briefing")
 
     def __init__(self, model: str | LanguageModel, backend: str = "hf", *,
                  mode: str = "combined", temperature: float = 0.0, seed: int = 0,
@@ -236,7 +236,10 @@ class LLMPolicy(Policy):
                 "temperature": self.temperature, "seed": self.base_seed,
                 "constrained": self.constrained, "retry": self.retry,
                 "prompt_version": self.prompt_version, "values": self.values,
-                "reasoning": self.reasoning, "questionnaire": self.questionnaire,
+                "value_prompts": personas.VERSION_NAMES[self.values],
+                "reasoning": self.reasoning, "reasoning_words": self.reasoning_words,
+                "questionnaire": self.questionnaire,
+                "questionnaire_version": quest.QUESTIONNAIRE_VERSION,
                 "questionnaire_every": self.questionnaire_every, **self.limits}
 
     # ---- acting ---------------------------------------------------------------------------
@@ -282,19 +285,18 @@ class LLMPolicy(Policy):
         turn = ResidentTurn(key=key, briefing=batch.texts[r], legal=legal,
                             allies=set(legal["allies"]), memory=self.memory.get(key, ""),
                             day=day, condition=str(legal["condition"]),
-                            listed=self._listed(key, day, legal),
+                            listed=self._listed(legal),
                             yesterday=self.yesterday.get(key))
         turn.chat = [{"role": "system", "content": self._system(turn.condition)}]
         return turn
 
-    def _listed(self, key: Hashable, day: int, legal: Mapping[str, Any]) -> dict[str, list]:
-        """Factories and targets in a seeded order of this resident and day."""
-        rng = np.random.default_rng([self.base_seed, day, zlib.crc32(repr(key).encode())])
-        out = {}
-        for name in ("factories", "targets"):
-            items = list(legal.get(name, []))
-            out[name] = [items[k] for k in rng.permutation(len(items)).tolist()]
-        return out
+    @staticmethod
+    def _listed(legal: Mapping[str, Any]) -> dict[str, list]:
+        """Factories and targets in the order the briefing shows them (the world's seeded
+        order per resident and day, ``shown_*`` of the legal facts; the legal order when a
+        batch has none)."""
+        return {name: list(legal.get(f"shown_{name}", legal.get(name, [])))
+                for name in ("factories", "targets")}
 
     def _system(self, condition: str) -> str:
         persona = "" if self.cfg is not None and self.cfg.briefing == "v1" else (
@@ -334,6 +336,13 @@ class LLMPolicy(Policy):
             targets=", ".join(turn.listed["targets"]) or "nobody",
             **{**self.limits, "message_chars": min(
                 self.limits["message_chars"], int(legal.get("max_message_chars", 10**6)))})
+        # What the model was told (the diagnostics' echo reference): the system prompt, the
+        # briefing without its messages, and every ask, but not its own memory, plan or
+        # the messages others sent, which an answer may rightly repeat.
+        if not turn.context:
+            turn.context = turn.chat[0]["content"] + "\n" + turn.briefing.split(
+                "\nMessages for you:", 1)[0]
+        turn.context += "\n" + ask
         if len(turn.chat) > 1:
             return ask
         y = turn.yesterday
@@ -383,15 +392,14 @@ class LLMPolicy(Policy):
         prompts = [t.chat + [{"role": "user", "content": ask + "\n\n" + self.prompts[
             "reasoning"].safe_substitute(reasoning_words=self.reasoning_words)}]
             for t, ask in zip(turns, asks, strict=True)]
-        for turn, prompt in zip(turns, prompts, strict=True):
-            turn.context = turn.context or _chat_text(prompt)
         gens = self._generate(prompts, None, turns, "reasoning", 1,
                               budget=min(self.max_new_tokens_cap, 2 * self.reasoning_words))
         records = []
         for turn, prompt, gen in zip(turns, prompts, gens, strict=True):
             turn.chat = prompt + [{"role": "assistant", "content": gen.text.strip()}]
-            records.append(transcript.record(turn.key, turn.day, f"{phase}.reasoning", 1,
-                                             turn.chat[:-1], gen, "valid", None))
+            records.append(transcript.record(turn.key, self._record_day(phase, turn),
+                                             f"{phase}.reasoning", 1, turn.chat[:-1], gen,
+                                             "valid", None))
         self.files.write(records)
         return [self.prompts["answer"].template.strip()] * len(turns)
 
@@ -413,8 +421,6 @@ class LLMPolicy(Policy):
         asks = self._think(phase, turns, [self._ask(phase, t) for t in turns])
         prompts = [t.chat + [{"role": "user", "content": a}]
                    for t, a in zip(turns, asks, strict=True)]
-        for turn, prompt in zip(turns, prompts, strict=True):
-            turn.context = turn.context or _chat_text(prompt)
         schemas = [sch.answer_schema(keys, turn.legal, turn.allies, self.limits)
                    for turn in turns]
         gens = self._generate(prompts, schemas, turns, phase, 1)
@@ -486,46 +492,94 @@ class LLMPolicy(Policy):
         if phase in DECISION_PHASES:
             self.stats["decisions"] += valid + failed
 
+    @staticmethod
+    def _record_day(phase: str, turn: ResidentTurn) -> int:
+        """The day a record belongs to: the memory phase writes down yesterday's outcome
+        and is recorded under that day; every other phase under the day it decides."""
+        return turn.yesterday["day"] if phase == "memory" and turn.yesterday else turn.day
+
     def _record(self, phase: str, turn: ResidentTurn, prompt: Chat, gen: Generation,
                 attempt: int, outcome: str, error: str | None) -> dict[str, Any]:
         action = None
         if phase in DECISION_PHASES:
             action = {k: turn.fields[k] for k in ACTION_KEYS if k in turn.fields}
-        # The memory phase writes down yesterday's outcome: it is recorded under that day.
-        day = turn.yesterday["day"] if phase == "memory" and turn.yesterday else turn.day
-        out = transcript.record(turn.key, day, phase, attempt, prompt, gen, outcome, error,
-                                action)
+        out = transcript.record(turn.key, self._record_day(phase, turn), phase, attempt,
+                                prompt, gen, outcome, error, action)
         if phase == "memory":
             out["asked_on_day"] = turn.day
         return out
 
     # ---- manipulation check ---------------------------------------------------------------
     def _ask_questionnaire(self, turns: list[ResidentTurn], in_day: bool) -> None:
-        """The value questionnaire for ``turns``: at the end of the day's conversation
-        (``in_day``, recorded under that day) or, before a resident's first day, after the
-        system prompt alone (recorded as day 0). Answers go to questionnaire.jsonl."""
+        """The value questionnaire for ``turns``, with one batched retry of unusable answers.
+
+        ``in_day``: at the end of the day's conversation, recorded under that day. Otherwise
+        before the resident's first action, after the system prompt alone (with briefing v1,
+        whose briefing carries the value text, after that text), recorded under the day
+        before its first day: 0 for founders, the birth day for newcomers. Answers go to
+        questionnaire.jsonl and are counted in ``stats["by_phase"]["questionnaire"]``.
+        """
         text = self.prompts["questionnaire"].safe_substitute(items=quest.prompt_text())
-        prompts = [(t.chat if in_day else t.chat[:1]) + [{"role": "user", "content": text}]
+        prompts = [(t.chat if in_day else t.chat[:1])
+                   + [{"role": "user", "content": self._before_first_day(t) + text}]
                    for t in turns]
         schema = quest.answer_schema()
         gens = self._generate(prompts, [schema] * len(turns), turns, QUESTIONNAIRE, 1)
-        rows = []
-        for turn, prompt, gen in zip(turns, prompts, gens, strict=True):
+        checked = [self._check_questionnaire(g) for g in gens]
+        failed = [k for k, (answers, _) in enumerate(checked) if answers is None]
+        second: dict[int, tuple[Generation, Chat, tuple[dict | None, str | None]]] = {}
+        if self.retry and failed:
+            retry = {k: prompts[k] + [
+                {"role": "assistant", "content": gens[k].text},
+                {"role": "user", "content": self.prompts["retry"].safe_substitute(
+                    error=checked[k][1])}] for k in failed}
+            gens2 = self._generate([retry[k] for k in failed], [schema] * len(failed),
+                                   [turns[k] for k in failed], QUESTIONNAIRE, 2)
+            for k, g in zip(failed, gens2, strict=True):
+                second[k] = (g, retry[k], self._check_questionnaire(g))
+        rows, records = [], []
+        for k, turn in enumerate(turns):
             env, agent = _split_key(turn.key)
-            day = turn.day if in_day else 0
+            day = turn.day if in_day else turn.day - 1
+            answers, error = checked[k]
+            outcome = "valid"
+            if answers is None:
+                answers, error = second[k][2] if k in second else (None, error)
+                outcome = "retried" if answers is not None else "fallback"
             row: dict[str, Any] = {"day": day, "agent": agent, "condition": turn.condition,
-                                   "prompt_tokens": gen.prompt_tokens}
+                                   "version": quest.QUESTIONNAIRE_VERSION,
+                                   "first": not in_day, "outcome": outcome}
             if env is not None:
                 row["env"] = env
-            try:
-                answers = quest.check(sch.parse_json(gen.text))
-                row.update(outcome="valid", answers=answers, scores=quest.score(answers))
-            except ValueError as err:
-                row.update(outcome="fallback", error=str(err), answer=gen.text)
+            if answers is not None:
+                row.update(answers=answers, scores=quest.score(answers))
+            else:
+                row["error"] = error
             rows.append(row)
-            self.files.write([transcript.record(turn.key, day, QUESTIONNAIRE, 1, prompt, gen,
-                                                row["outcome"], row.get("error"))])
+            records.append(transcript.record(turn.key, day, QUESTIONNAIRE, 1, prompts[k],
+                                             gens[k], outcome, checked[k][1]))
+            if k in second:
+                records.append(transcript.record(turn.key, day, QUESTIONNAIRE, 2, second[k][1],
+                                                 second[k][0], outcome, second[k][2][1]))
+        self.files.write(records)
         self.files.write_questionnaire(rows)
+        self._count(QUESTIONNAIRE, len(turns) - len(failed), len(failed),
+                    sum(1 for r in rows if r["outcome"] == "retried"))
+
+    def _before_first_day(self, turn: ResidentTurn) -> str:
+        """What precedes the day-0 questionnaire in its user message: briefing v1's value
+        text (v2 and ``values=v1`` with briefing v2 put it in the system prompt)."""
+        if self.cfg is None or self.cfg.briefing != "v1" or len(turn.chat) > 1:
+            return ""
+        text = personas.persona(turn.condition, "v1")
+        return text + "\n\n" if text else ""
+
+    @staticmethod
+    def _check_questionnaire(gen: Generation) -> tuple[dict | None, str | None]:
+        try:
+            return quest.check(sch.parse_json(gen.text)), None
+        except ValueError as err:
+            return None, str(err)
 
 
 def _said(fields: Mapping[str, Any]) -> str:
@@ -555,10 +609,6 @@ def _answer_json(phase: str, fields: Mapping[str, Any]) -> dict[str, Any]:
         else:
             out[key] = fields[key]
     return out
-
-
-def _chat_text(chat: Chat) -> str:
-    return "\n".join(m["content"] for m in chat)
 
 
 def _split_key(key: Hashable) -> tuple[Any, str]:
