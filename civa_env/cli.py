@@ -28,6 +28,7 @@ from civa_env.world.config import Config
 from civa_env.world.values import all_conditions
 
 DEFAULT_PREVALENCES = "0,0.25,0.5,0.75,1"
+EXIT_STOPPED = 3  # civa run stopped by an LLM token budget (llm option max_tokens_total)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -125,6 +126,7 @@ def _default_out() -> Path:
 def cmd_run(args: argparse.Namespace) -> int:
     """Simulate one community (or --envs of them in one loop) and print a summary."""
     from civa_env.experiments.runner import parse_mix, run_communities
+    from civa_env.policies.llm.budget import BudgetExhausted
 
     mix = parse_mix(args.policy)
     _check_policies(mix)
@@ -150,13 +152,35 @@ def cmd_run(args: argparse.Namespace) -> int:
         if not args.overwrite and any((out / name).exists() for name in POLICY_FILES):
             raise ValueError(f"output folder {out} already holds a run; pass --overwrite")
         out.mkdir(parents=True, exist_ok=True)
-    results = run_communities([cfg.replace(seed=s) for s in seeds], seeds, mix, dirs,
-                              policy_kwargs=kwargs, progress=not args.no_progress,
-                              plots=not args.no_plots, overwrite=args.overwrite,
-                              policy_dir=policy_dir)
+    _threads(args.threads, mix, kwargs)
+    try:
+        results = run_communities([cfg.replace(seed=s) for s in seeds], seeds, mix, dirs,
+                                  policy_kwargs=kwargs, progress=not args.no_progress,
+                                  plots=not args.no_plots, overwrite=args.overwrite,
+                                  policy_dir=policy_dir)
+    except BudgetExhausted as err:
+        print(f"civa: stopped: {_one_line(err)}. {out} keeps what was done (config.json "
+              f"status \"stopped\", no metrics.json)", file=sys.stderr)
+        return EXIT_STOPPED
     for result in results:
         print(format_summary(result, cfg))
     return 0
+
+
+def _threads(threads: int | None, mix: dict[str, float], kwargs: dict[str, dict]) -> None:
+    """--threads: torch's CPU threads for the transformers LLM backend (llm option
+    ``threads``) and for PPO residents; nothing to do for other policies and backends."""
+    if threads is None:
+        return
+    if threads < 1:
+        raise ValueError(f"--threads must be >= 1, got {threads}")
+    names = {spec.partition(":")[0] for spec in mix}
+    if "llm" in names and kwargs.get("llm", {}).get("backend", "hf") == "hf":
+        kwargs.setdefault("llm", {}).setdefault("threads", threads)
+    if "ppo" in names:
+        from civa_env.policies.threads import torch_threads
+
+        torch_threads(threads)
 
 
 def _multi_env_entry(path: Path) -> bool:
@@ -192,12 +216,23 @@ def format_summary(result: Any, cfg: Config) -> str:
             lines.append(f"    {name:<24} {g['residents']:>9} {g['alive_end']:>6} "
                          f"{g['survival']:>8.2f} {g['mean_wealth_end']:>7.1f} "
                          f"{a['gift']:>8.3f} {a['attack']:>9.3f}")
+    lines += usage_lines(s)
     warned = diagnostic_warnings(s)
     if warned:
         lines += [""] + warned
     if result.run_dir is not None:
         lines += ["", f"Run folder: {result.run_dir}  (view it: civa view {result.run_dir})"]
     return "\n".join(lines)
+
+
+def usage_lines(summary: dict[str, Any]) -> list[str]:
+    """One line per LLM policy of a run summary: its tokens and, with prices, their cost."""
+    out = []
+    for spec, u in ((summary.get("llm") or {}).get("usage") or {}).items():
+        cost = "" if u.get("cost_usd") is None else f", estimated cost ${u['cost_usd']:.4f}"
+        out.append(f"  LLM tokens ({spec}): {u['tokens']} (prompt {u['prompt_tokens']}, "
+                   f"completion {u['completion_tokens']}){cost}")
+    return [""] + out if out else []
 
 
 def diagnostic_warnings(summary: dict[str, Any]) -> list[str]:
@@ -242,6 +277,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
           f"{report.recovered} recovered from run folders, {report.ran} run now "
           f"({report.seconds:.1f} s, {args.backend} backend, {workers} workers).")
     print(f"Results: {report.results}   Report: civa report {args.out}")
+    if report.usage:
+        print(format_usage(report.usage))
     for rid, error in report.failures:
         print(f"civa: error: run {rid} failed: {error}", file=sys.stderr)
     if report.failures:
@@ -250,6 +287,24 @@ def cmd_sweep(args: argparse.Namespace) -> int:
               "retry them", file=sys.stderr)
         return 1
     return 0
+
+
+def format_usage(cells: Sequence[dict[str, Any]]) -> str:
+    """LLM tokens and estimated cost per cell of a sweep (``sweep.usage_by_cell``), and the
+    total."""
+    def cost(value: float | None) -> str:
+        return "-" if value is None else f"{value:.4f}"
+
+    lines = ["LLM tokens and estimated cost (USD) per cell:",
+             f"  {'condition':<24} {'prev':>5} {'runs':>5} {'tokens':>12} {'cost':>10}"]
+    for c in cells:
+        lines.append(f"  {c['condition']:<24} {c['prevalence']:>5g} {c['runs']:>5} "
+                     f"{c['llm_tokens']:>12} {cost(c['llm_cost_usd']):>10}")
+    costs = [c["llm_cost_usd"] for c in cells if c["llm_cost_usd"] is not None]
+    lines.append(f"  {'all':<24} {'':>5} {sum(c['runs'] for c in cells):>5} "
+                 f"{sum(c['llm_tokens'] for c in cells):>12} "
+                 f"{cost(sum(costs) if costs else None):>10}")
+    return "\n".join(lines)
 
 
 def _holders(text: str, n_agents: int) -> list[int]:
@@ -438,6 +493,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--envs", type=int, default=1,
                      help="communities in one step loop (seeds seed..seed+N-1, OUT/env_k)")
     run.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+    run.add_argument("--threads", type=int, metavar="N",
+                     help="torch CPU threads for llm residents on the transformers backend "
+                          "and for ppo residents (default: torch's, capped at the CPUs "
+                          "available; on a shared machine try 1)")
     run.set_defaults(func=cmd_run)
 
     sweep = sub.add_parser("sweep", help="run a grid of communities (resumable)")

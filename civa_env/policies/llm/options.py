@@ -1,8 +1,9 @@
 """The LLM policy's options: their names and types, ``key=value`` coercion, the cache path.
 
 Options split in two: those of the policy (``OPTIONS``: the daily cycle, sampling, the
-cache, text lengths, prompts) and those passed on to the backend (``BACKEND_OPTIONS``:
-device, dtype, batching, engine settings). Their defaults are those of ``LLMPolicy`` and of
+cache, text lengths, prompts, the token budget and prices) and those passed on to the
+backend (``BACKEND_OPTIONS``: device, dtype, batching, CPU threads, engine settings, the
+server of the ``openai`` backend). Their defaults are those of ``LLMPolicy`` and of
 the backends' constructors. On the command line every value arrives as a string
 (``--llm-option key=value``); ``normalise`` turns the strings into the options' types and
 rejects unknown names before any model is loaded.
@@ -22,12 +23,16 @@ OPTIONS: dict[str, type] = {
     "cache_sampled": bool, "reflection_chars": int, "plan_chars": int, "memory_chars": int,
     "message_chars": int, "prompt_version": str, "values": str, "reasoning": bool,
     "reasoning_words": int, "questionnaire": bool, "questionnaire_every": int,
+    "max_tokens_total": int, "price_per_mtok_in": float, "price_per_mtok_out": float,
 }
 BACKEND_OPTIONS: dict[str, type] = {
     "device": str, "dtype": str, "max_batch_size": int, "chat_template": str, "tokenizer": str,
     "attn_implementation": str, "compile": bool, "trust_remote_code": bool,
     "gpu_memory_utilization": float, "max_model_len": int, "tensor_parallel_size": int,
     "enable_prefix_caching": bool, "structured_backend": str,
+    "threads": int,
+    "base_url": str, "api_key_env": str, "max_concurrency": int, "timeout_s": float,
+    "max_retries": int, "backoff_s": float,
 }
 CACHE_OFF = (None, "", "off", "none", "false")  # values of ``cache`` that disable it
 

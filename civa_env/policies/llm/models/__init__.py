@@ -5,6 +5,7 @@
 * ``fake``: ``FakeModel`` (answers from a function) and ``CountingModel`` (counts calls).
 * ``hf``: ``HFModel``, the transformers backend (torch, transformers).
 * ``vllm``: ``VLLMModel``, the vLLM backend (CUDA).
+* ``openai_server``: ``OpenAIModel``, any OpenAI-compatible chat-completions server (httpx).
 * ``constrained``: the llguidance logits processor the transformers backend decodes with.
 * ``tiny``: random-weight models built locally, for tests and benchmarks.
 
@@ -20,7 +21,8 @@ from civa_env.policies.llm.models.base import LanguageModel
 
 
 def load_model(model: str | LanguageModel, backend: str = "hf", **options: Any) -> LanguageModel:
-    """A backend by name: ``hf`` (transformers) or ``vllm``; a LanguageModel passes through."""
+    """A backend by name: ``hf`` (transformers), ``vllm`` or ``openai`` (an OpenAI-compatible
+    server); a LanguageModel passes through."""
     if isinstance(model, LanguageModel):
         return model
     if backend == "hf":
@@ -31,7 +33,12 @@ def load_model(model: str | LanguageModel, backend: str = "hf", **options: Any) 
         from civa_env.policies.llm.models.vllm import VLLMModel
 
         return VLLMModel(model, **options)
-    raise ValueError(f"unknown LLM backend {backend!r}; use 'hf' (transformers) or 'vllm'")
+    if backend == "openai":
+        from civa_env.policies.llm.models.openai_server import OpenAIModel
+
+        return OpenAIModel(model, **options)
+    raise ValueError(f"unknown LLM backend {backend!r}; use 'hf' (transformers), 'vllm' or "
+                     f"'openai' (an OpenAI-compatible server)")
 
 
 __all__ = ["LanguageModel", "load_model"]

@@ -79,18 +79,24 @@ class HFModel(LanguageModel):
         attn_implementation: passed to ``from_pretrained`` (``sdpa`` by default).
         compile: ``torch.compile`` the forward pass (GPU; static cache).
         trust_remote_code: passed to ``from_pretrained``.
+        threads: torch's CPU threads (``civa_env.policies.threads``); None: one under
+            pytest-xdist workers, else torch's default capped at the CPUs available.
     """
 
     def __init__(self, model: str | os.PathLike, *, tokenizer: str | None = None,
                  device: str = "auto", dtype: str = "auto", max_batch_size: int | None = None,
                  chat_template: str | None = None, attn_implementation: str | None = None,
-                 compile: bool = False, trust_remote_code: bool = False) -> None:
+                 compile: bool = False, trust_remote_code: bool = False,
+                 threads: int | None = None) -> None:
         try:
             import torch
             from transformers import AutoModelForCausalLM, AutoTokenizer
         except ImportError as err:
             raise ModelLoadError(f"the hf backend needs torch and transformers ({err}): "
                                  f"pip install torch, then pip install -e .[llm]") from err
+        from civa_env.policies.threads import torch_threads
+
+        self.threads = torch_threads(threads)
 
         self.name = str(model)
         path = Path(model).expanduser()
