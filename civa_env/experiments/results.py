@@ -5,7 +5,10 @@ is never half-written; ``load_results`` refuses a corrupt one with a one-line er
 how to recover. See docs/cli.md.
 
 Tables written before a column existed still load: ``holders`` is derived from the prevalence
-and the number of founders, ``collapsed`` and ``quasi_extinction`` read as NaN (not measured).
+and the number of founders, ``collapsed``, ``quasi_extinction``, ``llm_tokens`` and
+``llm_cost_usd`` read as NaN (not measured). The last two are a run's LLM tokens (prompt and
+completion, of all its LLM policies) and their estimated cost in USD; empty for runs without
+LLM residents, and the cost for runs without prices (llm options ``price_per_mtok_in``/``_out``).
 """
 
 from __future__ import annotations
@@ -25,12 +28,13 @@ BEHAVIOUR_RATES = ("cooperation_rate", "betrayal_rate", "deception_rate", "power
                    "free_riding_rate")
 COLUMNS = ("run_id", "condition", "prevalence", "holders", "seed", "policy", "agents", "days",
            *METRICS, "extinct_day", "collapsed", "quasi_extinction", *BEHAVIOUR_RATES,
-           "population")
+           "llm_tokens", "llm_cost_usd", "population")
 NUMERIC = ("prevalence", "seed", "agents", "days", *METRICS, *BEHAVIOUR_RATES)
 # Columns added after the first tables were written: a header may lack them, a cell may be
 # empty (NaN). holders = founders holding the condition; collapsed = 1 when the final
-# population is below quasi_extinction x agents.
-OPTIONAL = ("holders", "collapsed", "quasi_extinction")
+# population is below quasi_extinction x agents; llm_tokens and llm_cost_usd: a run's LLM
+# tokens and their estimated cost.
+OPTIONAL = ("holders", "collapsed", "quasi_extinction", "llm_tokens", "llm_cost_usd")
 REQUIRED = tuple(c for c in COLUMNS if c not in OPTIONAL)
 
 
@@ -92,7 +96,7 @@ def _read_optional(row: dict[str, Any]) -> None:
     text = row.get("holders", "")
     row["holders"] = (int(text) if text != "" else
                       holder_count(row["prevalence"], row["agents"]))
-    for key in ("collapsed", "quasi_extinction"):
+    for key in ("collapsed", "quasi_extinction", "llm_tokens", "llm_cost_usd"):
         text = row.get(key, "")
         row[key] = float(text) if text != "" else math.nan
         if math.isinf(row[key]):

@@ -16,8 +16,11 @@ The run folder (see docs/run-folder.md) is written as the run goes: ``config.jso
 ``residents.json`` first, ``events.jsonl`` one day at a time (a crash leaves it readable up
 to the last finished day), then ``metrics.json`` (written last, atomically: its presence
 with ``"status": "complete"`` marks a finished run; a policy with LLM behaviour diagnostics,
-``policy.diagnostics``, adds them under ``llm.diagnostics``: see ``llm_diagnostics``) and the
-PNG plots. Breakdowns by policy and by value condition come from
+``policy.diagnostics``, adds them under ``llm.diagnostics``: see ``llm_diagnostics``; an LLM
+policy's tokens and cost estimate go under ``llm.usage``: see ``llm_usage``) and the PNG
+plots. A run stopped by an LLM policy's token budget (``BudgetExhausted``) keeps what it
+wrote, with ``"status": "stopped: <reason>"`` in config.json; any other error leaves
+``"failed: <error>"``. Breakdowns by policy and by value condition come from
 ``civa_env.experiments.breakdown``; folder helpers from ``civa_env.experiments.runfolder``.
 """
 
@@ -40,6 +43,7 @@ from civa_env.experiments.runfolder import (
 )
 from civa_env.policies.base import Policy, make_policy
 from civa_env.policies.batch import Batch
+from civa_env.policies.llm.budget import BudgetExhausted
 from civa_env.policies.llm.diagnostics import Diagnostics
 from civa_env.world import behaviours, metrics
 from civa_env.world.config import Config
@@ -146,6 +150,7 @@ class _Episode:
         self.llm = np.zeros((cfg.max_agents, len(LLM_OUTCOMES)), np.int64)  # (N, 3)
         self.header = header
         self.diagnostics: dict[str, dict[str, Any]] = {}  # set by run_communities at the end
+        self.usage: dict[str, dict[str, Any]] = {}  # likewise
         self.events_file = None
         if run_dir is not None:
             self._write_config("running")
@@ -193,7 +198,8 @@ class _Episode:
         """Close the log, compute the summary and breakdowns, write metrics and plots.
 
         ``self.diagnostics`` ({policy spec: ``Diagnostics.summary()``}, see
-        ``llm_diagnostics``), when given, goes into the summary as ``llm.diagnostics``.
+        ``llm_diagnostics``), when given, goes into the summary as ``llm.diagnostics``, and
+        ``self.usage`` (see ``llm_usage``) as ``llm.usage``.
         """
         world, cfg = self.world, self.cfg
         summary = metrics.summarize(world.log, cfg)
@@ -214,6 +220,8 @@ class _Episode:
             summary["llm"] = llm_counts(llm)
         if self.diagnostics:
             summary.setdefault("llm", {})["diagnostics"] = dict(self.diagnostics)
+        if self.usage:
+            summary.setdefault("llm", {})["usage"] = dict(self.usage)
         residents = self._residents()
         self._close_events()
         if self.run_dir is not None:
@@ -235,10 +243,13 @@ class _Episode:
             self.events_file = None
 
     def fail(self, err: BaseException) -> None:
-        """Mark the run folder as failed (events.jsonl stays readable)."""
+        """Mark the run folder as failed, or stopped by a token budget (events.jsonl stays
+        readable)."""
         self._close_events()
         if self.run_dir is not None:
-            self._write_config(f"failed: {type(err).__name__}: {err}"[:500])
+            status = (f"stopped: {err}" if isinstance(err, BudgetExhausted)
+                      else f"failed: {type(err).__name__}: {err}")
+            self._write_config(status[:500])
 
 
 def run_communities(cfgs: Sequence[Config], seeds: Sequence[int],
@@ -310,6 +321,7 @@ def run_communities(cfgs: Sequence[Config], seeds: Sequence[int],
         _loop(episodes, built, specs, progress)
         for ep in episodes:
             ep.diagnostics = llm_diagnostics(built)
+            ep.usage = llm_usage(built)
         return [ep.finish(plots) for ep in episodes]
     except BaseException as err:
         for ep in episodes:
@@ -330,6 +342,18 @@ def llm_diagnostics(built: Mapping[str, Policy]) -> dict[str, dict[str, Any]]:
     """
     return {spec: pol.diagnostics.summary() for spec, pol in built.items()
             if isinstance(getattr(pol, "diagnostics", None), Diagnostics)}
+
+
+def llm_usage(built: Mapping[str, Policy]) -> dict[str, dict[str, Any]]:
+    """``{policy spec: policy.usage()}`` of the LLM policies: tokens (prompt, completion,
+    total) and the cost estimate (None without prices).
+
+    Keyed by spec like ``llm_diagnostics``; with several communities in one loop a policy's
+    figures cover all of them.
+    """
+    from civa_env.policies.llm.policy import LLMPolicy
+
+    return {spec: pol.usage() for spec, pol in built.items() if isinstance(pol, LLMPolicy)}
 
 
 def _loop(episodes: list[_Episode], built: Mapping[str, Policy], specs: list[str],

@@ -14,7 +14,9 @@ number of founding holders k = 0..n (k / n, checked to give back k), for a grid 
 paired holder sets (the founder order is seeded). Every row carries ``holders`` and
 ``collapsed`` (the final population below ``quasi_extinction`` x the founders); ``collapsed``
 is recomputed for the whole table on every sweep call, so it always follows the last
-``quasi_extinction`` given.
+``quasi_extinction`` given. Runs with LLM residents also carry ``llm_tokens`` and
+``llm_cost_usd`` (from ``metrics.json``'s ``llm.usage``), and ``SweepReport.usage`` sums
+them per cell (``usage_by_cell``).
 
 Backends: a local process pool (``concurrent.futures``, the default) or Ray
 (``ray.init(num_cpus=workers)`` locally, or ``address=`` of a running cluster).
@@ -23,6 +25,7 @@ Backends: a local process pool (``concurrent.futures``, the default) or Ray
 from __future__ import annotations
 
 import json
+import math
 import shutil
 import time
 from collections.abc import Callable, Sequence
@@ -63,7 +66,7 @@ __all__ = ["BEHAVIOUR_RATES", "COLUMNS", "GRID_FIELDS", "METRICS", "NUMERIC",
            "QUASI_EXTINCTION", "FolderLockedError", "ResultsError", "Sweep", "SweepError",
            "SweepReport", "Task", "check_quasi_extinction", "collapse_fields",
            "holder_prevalences", "load_results", "make_grid", "matches", "row_from_metrics",
-           "run_id", "run_task", "write_results"]
+           "run_id", "run_task", "usage_by_cell", "write_results"]
 
 # Fields a sweep fixes for all its runs; the grid sets condition, prevalence and seed.
 GRID_FIELDS = ("condition", "prevalence", "seed")
@@ -194,8 +197,42 @@ def row_from_metrics(task: Task, metrics: dict[str, Any]) -> dict[str, Any]:
     row.update(collapse_fields(metrics["final_population"], agents, task.quasi_extinction))
     for name in BEHAVIOUR_RATES:
         row[name] = rates[name[: -len("_rate")]]
+    row.update(llm_usage_fields(metrics))
     row["population"] = " ".join(f"{x:g}" for x in metrics["population"])
     return row
+
+
+def llm_usage_fields(metrics: dict[str, Any]) -> dict[str, Any]:
+    """``llm_tokens`` and ``llm_cost_usd`` of a run: the sums over its LLM policies
+    (``llm.usage`` of metrics.json); NaN without LLM residents, the cost NaN without prices."""
+    usage = (metrics.get("llm") or {}).get("usage") or {}
+    if not usage:
+        return {"llm_tokens": math.nan, "llm_cost_usd": math.nan}
+    costs = [u["cost_usd"] for u in usage.values() if u.get("cost_usd") is not None]
+    return {"llm_tokens": sum(int(u["tokens"]) for u in usage.values()),
+            "llm_cost_usd": float(sum(costs)) if costs else math.nan}
+
+
+def usage_by_cell(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """LLM tokens and cost summed over the runs of each (condition, prevalence) cell, in
+    the rows' order of first appearance; cells whose runs have no LLM tokens are left out.
+
+    ``llm_cost_usd`` is None when no run of the cell has a cost estimate.
+    """
+    cells: dict[tuple[str, float], dict[str, Any]] = {}
+    for row in rows:
+        tokens = row.get("llm_tokens", math.nan)
+        if tokens is None or tokens == "" or math.isnan(float(tokens)):
+            continue
+        cell = cells.setdefault((row["condition"], float(row["prevalence"])), {
+            "condition": row["condition"], "prevalence": float(row["prevalence"]), "runs": 0,
+            "llm_tokens": 0, "llm_cost_usd": None})
+        cell["runs"] += 1
+        cell["llm_tokens"] += int(float(tokens))
+        cost = row.get("llm_cost_usd", math.nan)
+        if cost not in (None, "") and not math.isnan(float(cost)):
+            cell["llm_cost_usd"] = (cell["llm_cost_usd"] or 0.0) + float(cost)
+    return list(cells.values())
 
 
 def matches(task: Task, record: dict[str, Any]) -> bool:
@@ -239,6 +276,7 @@ class SweepReport:
     seconds: float
     results: Path
     failures: list[tuple[str, str]] = field(default_factory=list)  # (run_id, error), grid order
+    usage: list[dict[str, Any]] = field(default_factory=list)  # usage_by_cell of the grid's rows
 
 
 class Sweep:
@@ -404,8 +442,9 @@ class Sweep:
         finally:
             saver.save()
         ordered = [(rid, failures[rid]) for rid in sorted(failures, key=order.__getitem__)]
+        usage = usage_by_cell([rows[t.run_id] for t in tasks if t.run_id in rows])
         return SweepReport(len(tasks), already, recovered, saver.added,
-                           time.perf_counter() - start, self.results_path, ordered)
+                           time.perf_counter() - start, self.results_path, ordered, usage)
 
 
 class _Saver:

@@ -41,7 +41,8 @@ default (idle, no messages), reported in ``batch.results[key]`` and counted in
 ``self.stats``. ``self.diagnostics`` measures whether the decisions make sense (echoes,
 duplicate messages, first-option rate, action entropy, against a random valid resident).
 The run folder gets the transcript of every prompt and answer and the stats
-(``transcript.RunFiles``).
+(``transcript.RunFiles``), with the run's tokens and their estimated cost; a token budget
+(``max_tokens_total``) stops the run cleanly with ``budget.BudgetExhausted``.
 """
 
 from __future__ import annotations
@@ -57,6 +58,7 @@ from civa_env.policies.batch import Batch
 from civa_env.policies.llm import personas, transcript
 from civa_env.policies.llm import questionnaire as quest
 from civa_env.policies.llm import schema as sch
+from civa_env.policies.llm.budget import Budget, BudgetExhausted
 from civa_env.policies.llm.diagnostics import Diagnostics
 from civa_env.policies.llm.models import load_model
 from civa_env.policies.llm.models.base import Generation, LanguageModel, PromptTooLongError
@@ -113,7 +115,7 @@ class LLMPolicy(Policy):
 
     Args:
         model: hub id, local folder, or a ``LanguageModel``.
-        backend: ``hf`` (transformers) or ``vllm``.
+        backend: ``hf`` (transformers), ``vllm`` or ``openai`` (an OpenAI-compatible server).
         mode: ``combined`` (one call a day) or ``full`` (memory, perception, communication
             and action as one conversation).
         temperature: 0 = greedy (cached, reproducible).
@@ -129,6 +131,10 @@ class LLMPolicy(Policy):
         reasoning: free-text reasoning (at most ``reasoning_words`` words) before each answer.
         questionnaire: ask the value questionnaire (first and last day, every
             ``questionnaire_every`` days if > 0).
+        max_tokens_total: stop the run (``BudgetExhausted``) once its prompt and completion
+            tokens reach this many (None: no limit); see ``budget``.
+        price_per_mtok_in, price_per_mtok_out: USD per million prompt / completion tokens,
+            for the cost estimate ``cost_usd`` (None: no estimate).
         **backend_options: passed to the backend (``device``, ``dtype``, ``max_batch_size``...).
     """
 
@@ -144,7 +150,8 @@ class LLMPolicy(Policy):
                  memory_chars: int = 300, message_chars: int = 160, prompt_version: str = "v2",
                  values: str = "v2", reasoning: bool = False, reasoning_words: int = 80,
                  questionnaire: bool = True, questionnaire_every: int = 0,
-                 **backend_options: Any) -> None:
+                 max_tokens_total: int | None = None, price_per_mtok_in: float | None = None,
+                 price_per_mtok_out: float | None = None, **backend_options: Any) -> None:
         if mode not in CYCLES:
             raise ValueError(f"llm mode must be one of {', '.join(CYCLES)}, got {mode!r}")
         if values not in personas.VALUE_PROMPT_VERSIONS:
@@ -163,6 +170,7 @@ class LLMPolicy(Policy):
         self.prompt_version, self.values = prompt_version, values
         self.reasoning, self.reasoning_words = bool(reasoning), int(reasoning_words)
         self.questionnaire, self.questionnaire_every = bool(questionnaire), questionnaire_every
+        self.budget = Budget(max_tokens_total, price_per_mtok_in, price_per_mtok_out)
         self.prompts = load_prompts(prompt_version)
         missing = sorted({"system", "context", "yesterday", "retry", "reasoning", "answer",
                           "questionnaire", *PHASE_KEYS} - set(self.prompts))
@@ -240,7 +248,19 @@ class LLMPolicy(Policy):
                 "reasoning": self.reasoning, "reasoning_words": self.reasoning_words,
                 "questionnaire": self.questionnaire,
                 "questionnaire_version": quest.QUESTIONNAIRE_VERSION,
-                "questionnaire_every": self.questionnaire_every, **self.limits}
+                "questionnaire_every": self.questionnaire_every, **self.limits,
+                "max_tokens_total": self.budget.max_tokens_total,
+                "price_per_mtok_in": self.budget.price_per_mtok_in,
+                "price_per_mtok_out": self.budget.price_per_mtok_out}
+
+    def usage(self) -> dict[str, Any]:
+        """The run's tokens so far (cached answers included) and their estimated cost
+        (None without prices), for llm_stats.json and metrics.json."""
+        prompt, completion = self.stats["prompt_tokens"], self.stats["completion_tokens"]
+        return {"prompt_tokens": prompt, "completion_tokens": completion,
+                "tokens": prompt + completion,
+                "cost_usd": self.budget.cost_usd(prompt, completion),
+                "max_tokens_total": self.budget.max_tokens_total}
 
     # ---- acting ---------------------------------------------------------------------------
     def act(self, batch: Batch) -> dict[Hashable, Any]:
@@ -274,10 +294,31 @@ class LLMPolicy(Policy):
                 self._ask_questionnaire(due, in_day=True)
         actions = {turn.key: self._finish(turn, batch) for turn in turns}
         self.stats["days"] += 1
+        self._write_stats()
+        return actions
+
+    def _write_stats(self, **extra: Any) -> None:
+        usage = self.usage()
         self.files.write_stats(dict(self.stats, diagnostics=self.diagnostics.summary()),
                                model=self.model_name, mode=self.mode,
-                               constrained=self.constrained)
-        return actions
+                               constrained=self.constrained, tokens=usage["tokens"],
+                               cost_usd=usage["cost_usd"],
+                               max_tokens_total=self.budget.max_tokens_total,
+                               price_per_mtok_in=self.budget.price_per_mtok_in,
+                               price_per_mtok_out=self.budget.price_per_mtok_out, **extra)
+
+    def _check_budget(self, phase: str, turns: list[ResidentTurn]) -> None:
+        """Raise ``BudgetExhausted`` (after writing llm_stats.json with the reason) when
+        the run's tokens have reached ``max_tokens_total``."""
+        tokens = self.stats["prompt_tokens"] + self.stats["completion_tokens"]
+        if not self.budget.spent(tokens):
+            return
+        day = min(t.day for t in turns)
+        reason = (f"the token budget is spent: {tokens} tokens used, max_tokens_total="
+                  f"{self.budget.max_tokens_total}; the run stopped before the {phase} call "
+                  f"of day {day} after {self.stats['days']} finished day(s)")
+        self._write_stats(status="stopped", stopped=reason)
+        raise BudgetExhausted(reason)
 
     def _turn(self, batch: Batch, r: int) -> ResidentTurn:
         key, legal = batch.keys[r], batch.legal(r)
@@ -364,6 +405,8 @@ class LLMPolicy(Policy):
         seed = (self.base_seed * 1_000_003 + self.day * 101 + attempt * 7
                 + phases.index(phase)) % 2**31
         grammars = schemas if self.constrained and schemas is not None else None
+        if attempt == 1:  # a retry finishes its phase, so every call made is recorded
+            self._check_budget(phase, turns)
         try:
             gens = self.model.generate(prompts, max_new_tokens=budget,
                                        temperature=self.temperature, seed=seed,
