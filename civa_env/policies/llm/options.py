@@ -27,6 +27,7 @@ OPTIONS: dict[str, type] = {
 }
 BACKEND_OPTIONS: dict[str, type] = {
     "device": str, "dtype": str, "max_batch_size": int, "chat_template": str, "tokenizer": str,
+    "gguf_file": str,
     "attn_implementation": str, "compile": bool, "trust_remote_code": bool,
     "gpu_memory_utilization": float, "max_model_len": int, "tensor_parallel_size": int,
     "enable_prefix_caching": bool, "structured_backend": str,

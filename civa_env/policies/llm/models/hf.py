@@ -1,10 +1,15 @@
-"""The transformers backend: any local causal LM (a hub id or a folder), batched.
+"""The transformers backend: any local causal LM (a hub id, a folder or a GGUF file), batched.
 
 One ``model.generate`` call serves all prompts of a batch (split into chunks only when
 ``max_batch_size`` is set). Decoder-only batching needs left padding and an explicit pad
 token; pad and end-of-turn ids go on ``generation_config`` (transformers 5 reads generation
 settings only there). On a GPU the weights load in bfloat16, on the CPU in float32. JSON
 schemas become per-row llguidance constraints (``constrained.JsonGrammarProcessor``).
+
+A GGUF file (``model.gguf``, or a folder holding exactly one, or ``gguf_file=`` in a hub
+repository) loads through transformers' GGUF support: tokenizer, chat template and weights
+come from the file, the weights de-quantised to the load dtype (needs the ``gguf`` and
+``accelerate`` packages).
 
 Loading problems raise ``ModelLoadError`` with what is wrong and how to fix it.
 """
@@ -31,8 +36,12 @@ from civa_env.policies.llm.models.base import (
 END_OF_TURN = ("<|im_end|>", "<|eot_id|>", "<|end|>", "<end_of_turn>", "<|endoftext|>",
                "<|end_of_text|>")
 PAD_CANDIDATES = ("<|finetune_right_pad_id|>", "<|pad|>", "<pad>")
-WEIGHT_PATTERNS = ("*.safetensors", "pytorch_model*.bin", "*.pt", "*.gguf")
+WEIGHT_PATTERNS = ("*.safetensors", "pytorch_model*.bin", "*.pt")
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "tokenizer_config.json")
+GGUF_MAGIC = b"GGUF"
+# What transformers and gguf raise for a GGUF file they cannot load (unsupported
+# architecture or tokenizer, unknown quantisation type, truncated file).
+GGUF_ERRORS = (OSError, ValueError, TypeError, KeyError, NotImplementedError)
 
 
 class ModelLoadError(ValueError):
@@ -41,6 +50,72 @@ class ModelLoadError(ValueError):
     A ``ValueError``: it is bad input (a model folder or option), reported by ``civa`` as one
     line.
     """
+
+
+def _local_source(path: Path, gguf_file: str | None) -> tuple[Path, str | None]:
+    """The folder to load from and the GGUF file in it (None: a transformers folder).
+
+    A ``.gguf`` file, a folder with ``gguf_file``, or a folder without transformers weights
+    that holds exactly one ``.gguf`` is a GGUF model; any other folder must be a complete
+    transformers folder.
+    """
+    if path.is_file():
+        if path.suffix.lower() != ".gguf":
+            raise ModelLoadError(
+                f"model path {path} is a file but not a .gguf; pass a model folder (config.json, "
+                f"weights, tokenizer files) or a GGUF file")
+        return path.parent, path.name
+    if gguf_file:
+        if not (path / gguf_file).is_file():
+            raise ModelLoadError(f"GGUF file {path / gguf_file} does not exist "
+                                 f"(gguf_file={gguf_file!r} in the model folder {path})")
+        return path, gguf_file
+    ggufs = sorted(f.name for f in path.glob("*.gguf") if f.is_file())
+    if ggufs and not any(any(path.glob(pattern)) for pattern in WEIGHT_PATTERNS):
+        if len(ggufs) > 1:
+            raise ModelLoadError(
+                f"model folder {path} holds {len(ggufs)} GGUF files ({', '.join(ggufs)}); "
+                f"pass one of them as the model, e.g. --model {path / ggufs[0]} (or the llm "
+                f"option gguf_file={ggufs[0]})")
+        return path, ggufs[0]
+    _check_folder(path)
+    return path, None
+
+
+def _check_gguf(file: Path) -> None:
+    """A readable GGUF file, and the packages transformers needs to load it."""
+    with file.open("rb") as f:
+        magic = f.read(len(GGUF_MAGIC))
+    if magic != GGUF_MAGIC:
+        raise ModelLoadError(f"{file} is not a GGUF file (it does not start with the GGUF "
+                             f"magic bytes); pass a .gguf model file or a model folder")
+    import importlib.util
+
+    missing = [m for m in ("gguf", "accelerate") if importlib.util.find_spec(m) is None]
+    if missing:
+        raise ModelLoadError(f"loading a GGUF file needs the {' and '.join(missing)} "
+                             f"package(s): pip install -e .[llm]")
+
+
+def _gguf_error(file: str, err: BaseException) -> ModelLoadError:
+    """transformers' or gguf's complaint about a GGUF file, with what to do about it."""
+    text = str(err)
+    if "architecture" in text and "not supported" in text:
+        try:
+            from transformers.modeling_gguf_pytorch_utils import GGUF_SUPPORTED_ARCHITECTURES
+        except ImportError:  # an internal module: a later transformers may move it
+            GGUF_SUPPORTED_ARCHITECTURES = []
+        known = [a for a in GGUF_SUPPORTED_ARCHITECTURES if a not in ("general", "tokenizer")]
+        hint = ("transformers' GGUF loader does not know this architecture"
+                + (f" (it loads {', '.join(known)})" if known else "")
+                + "; use the model's transformers folder (safetensors) instead")
+    elif "quantiz" in text.lower():
+        hint = ("the gguf package cannot de-quantise this quantisation type; use a file with "
+                "another quantisation (F16, Q8_0, Q4_0, Q4_1, Q4_K_M... load)")
+    else:
+        hint = "check that the file is complete, or use the model's transformers folder"
+    reason = text.splitlines()[0].rstrip(".") if text else type(err).__name__
+    return ModelLoadError(f"cannot load the GGUF file {file} ({reason}); {hint}")
 
 
 def _check_folder(path: Path) -> None:
@@ -56,8 +131,9 @@ def _check_folder(path: Path) -> None:
                              f"({err})") from err
     if not any(any(path.glob(p)) for p in WEIGHT_PATTERNS):
         raise ModelLoadError(
-            f"malformed model folder {path}: no weights (*.safetensors or pytorch_model*.bin). "
-            f"Download the model completely or save it with model.save_pretrained(folder).")
+            f"malformed model folder {path}: no weights (*.safetensors, pytorch_model*.bin or "
+            f"one .gguf). Download the model completely or save it with "
+            f"model.save_pretrained(folder).")
     if not any((path / f).is_file() for f in TOKENIZER_FILES):
         raise ModelLoadError(
             f"model folder {path} has no tokenizer (tokenizer.json, tokenizer.model, "
@@ -69,8 +145,11 @@ class HFModel(LanguageModel):
     """A transformers causal LM behind the batch-first interface.
 
     Args:
-        model: hub id or local folder.
-        tokenizer: hub id or folder of the tokenizer (default: the model's).
+        model: hub id, local folder or ``.gguf`` file (a folder holding exactly one ``.gguf``
+            and no transformers weights loads that file).
+        tokenizer: hub id or folder of the tokenizer (default: the model's, or the GGUF
+            file's).
+        gguf_file: the GGUF file to load from a hub repository or folder holding several.
         device: ``auto`` (cuda when available), ``cuda``, ``cpu``, ``cuda:1``...
         dtype: ``auto`` (bfloat16 on GPU, float32 on CPU) or a torch dtype name.
         max_batch_size: split larger batches into chunks of this many rows (sorted by
@@ -84,9 +163,10 @@ class HFModel(LanguageModel):
     """
 
     def __init__(self, model: str | os.PathLike, *, tokenizer: str | None = None,
-                 device: str = "auto", dtype: str = "auto", max_batch_size: int | None = None,
-                 chat_template: str | None = None, attn_implementation: str | None = None,
-                 compile: bool = False, trust_remote_code: bool = False,
+                 gguf_file: str | None = None, device: str = "auto", dtype: str = "auto",
+                 max_batch_size: int | None = None, chat_template: str | None = None,
+                 attn_implementation: str | None = None, compile: bool = False,
+                 trust_remote_code: bool = False,
                  threads: int | None = None) -> None:
         try:
             import torch
@@ -102,13 +182,19 @@ class HFModel(LanguageModel):
         path = Path(model).expanduser()
         local = path.exists()
         if local:
-            if not path.is_dir():
-                raise ModelLoadError(f"model path {path} is a file; pass the model's folder")
-            _check_folder(path)
+            path, gguf_file = _local_source(path, gguf_file)
+            if gguf_file:
+                _check_gguf(path / gguf_file)
+        elif path.suffix.lower() == ".gguf":
+            raise ModelLoadError(f"GGUF file {path} does not exist")
         elif self.name.startswith(("/", ".", "~")) or self.name.count("/") > 1:
             raise ModelLoadError(f"model folder {path} does not exist (and {self.name!r} is "
                                  f"not a hub id of the form org/name)")
         source = str(path) if local else self.name
+        self.gguf_file = gguf_file
+        from_file = {"gguf_file": gguf_file} if gguf_file else {}
+        errors = GGUF_ERRORS if gguf_file else (OSError, ValueError, TypeError, KeyError)
+        shown = str(path / gguf_file) if local and gguf_file else f"{source}:{gguf_file}"
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
         self.device = torch.device(device)
@@ -119,8 +205,11 @@ class HFModel(LanguageModel):
         tok_source = tokenizer or source
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(
-                tok_source, padding_side="left", trust_remote_code=trust_remote_code)
-        except (OSError, ValueError, TypeError) as err:
+                tok_source, padding_side="left", trust_remote_code=trust_remote_code,
+                **({} if tokenizer else from_file))
+        except errors as err:
+            if gguf_file and not tokenizer:
+                raise _gguf_error(shown, err) from err
             raise ModelLoadError(
                 f"cannot load the tokenizer of {tok_source}: {err}. Check that the folder or "
                 f"hub id holds tokenizer files, or pass tokenizer=<id or folder>.") from err
@@ -132,6 +221,11 @@ class HFModel(LanguageModel):
             template_path = Path(chat_template).expanduser()
             self.tokenizer.chat_template = (template_path.read_text()
                                             if template_path.is_file() else chat_template)
+        if not self.tokenizer.chat_template and gguf_file and not tokenizer:
+            raise ModelLoadError(
+                f"the GGUF file {shown} has no chat template (no tokenizer.chat_template in its "
+                f"metadata: a base model?). Use an instruction-tuned model's GGUF or pass "
+                f"chat_template=<Jinja text or file> (llm option chat_template=...).")
         if not self.tokenizer.chat_template:
             raise ModelLoadError(
                 f"the tokenizer of {tok_source} has no chat template (an instruction-tuned "
@@ -143,14 +237,16 @@ class HFModel(LanguageModel):
                                       "trust_remote_code": trust_remote_code}
             if attn_implementation:
                 kwargs["attn_implementation"] = attn_implementation
-            self.model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
-        except (OSError, ValueError, KeyError) as err:
+            self.model = AutoModelForCausalLM.from_pretrained(source, **kwargs, **from_file)
+        except errors as err:
+            if gguf_file:
+                raise _gguf_error(shown, err) from err
             raise ModelLoadError(f"cannot load the model {source}: {err}") from err
         self.model.to(self.device).eval()
         self._setup_special_tokens()
         self.context = self._context_length()
         self._lltok = None
-        self._identity = self._make_identity(path if local else None)
+        self._identity = self._make_identity(path if local else None, gguf_file)
         self.compiled = False
         if compile:
             self.model.generation_config.cache_implementation = "static"
@@ -195,11 +291,12 @@ class HFModel(LanguageModel):
         limit = getattr(self.tokenizer, "model_max_length", None)
         return int(limit) if isinstance(limit, int) and limit < 10**7 else 4096
 
-    def _make_identity(self, folder: Path | None) -> str:
+    def _make_identity(self, folder: Path | None, gguf_file: str | None = None) -> str:
         h = hashlib.sha256(self.name.encode())
         h.update((self.tokenizer.chat_template or "").encode())
         if folder is not None:
-            for f in sorted(folder.iterdir()):
+            files = [folder / gguf_file] if gguf_file else sorted(folder.iterdir())
+            for f in files:
                 if f.is_file():
                     st = f.stat()
                     h.update(f"{f.name}:{st.st_size}:{st.st_mtime_ns}".encode())

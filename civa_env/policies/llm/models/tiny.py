@@ -135,3 +135,85 @@ def build_random_shape(path: str | Path, shape: str, *, seed: int = 0,
     fields = dict(SHAPES[shape])
     return build_tiny_model(path, seed=seed, max_position_embeddings=max_position_embeddings,
                             vocab_size=4096, dtype="bfloat16", **fields)
+
+
+def build_tiny_gguf(path: str | Path, *, hidden_size: int = 64, num_hidden_layers: int = 2,
+                    vocab_size: int = 1024, max_position_embeddings: int = 8192, seed: int = 0,
+                    chat_template: bool = True, first_block_type: str = "F32") -> Path:
+    """Write a random-weight Llama and the tiny tokenizer as one GGUF file; returns its path.
+
+    The file is what llama.cpp's converter writes for such a model (architecture ``llama``, a
+    byte-level BPE vocabulary with its merges, float32 tensors under GGUF names), small enough
+    to load in a second: the GGUF loading path without a download. ``first_block_type``
+    stores block 0's query weights as random bytes of another GGML type (``Q8_1``: one no
+    loader de-quantises), to test the error for an unsupported quantisation. Needs the
+    ``gguf`` package.
+    """
+    import json
+
+    import gguf
+    import numpy as np
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tok = build_tokenizer(vocab_size)
+    tokens = [t for t, _ in sorted(tok.get_vocab().items(), key=lambda kv: kv[1])]
+    merges = json.loads(tok.backend_tokenizer.to_str())["model"]["merges"]
+    merges = [m if isinstance(m, str) else " ".join(m) for m in merges]
+    specials = set(SPECIALS)
+    types = [gguf.TokenType.CONTROL if t in specials else gguf.TokenType.NORMAL for t in tokens]
+    heads = max(1, hidden_size // 16)
+    kv_heads = max(1, heads // 2)
+    head_dim = hidden_size // heads
+
+    writer = gguf.GGUFWriter(str(path), "llama")
+    writer.add_name("civa-tiny-llama")
+    writer.add_context_length(max_position_embeddings)
+    writer.add_embedding_length(hidden_size)
+    writer.add_block_count(num_hidden_layers)
+    writer.add_feed_forward_length(2 * hidden_size)
+    writer.add_head_count(heads)
+    writer.add_head_count_kv(kv_heads)
+    writer.add_rope_dimension_count(head_dim)
+    writer.add_layer_norm_rms_eps(1e-6)
+    writer.add_vocab_size(len(tokens))
+    writer.add_tokenizer_model("gpt2")
+    writer.add_token_list(tokens)
+    writer.add_token_types(types)
+    writer.add_token_merges(merges)
+    writer.add_eos_token_id(tok.eos_token_id)
+    writer.add_pad_token_id(tok.pad_token_id)
+    if chat_template:
+        writer.add_chat_template(CHAT_TEMPLATE)
+
+    rng = np.random.default_rng(seed)
+
+    def weight(*shape: int) -> Any:  # (out, in) float32, as torch stores a Linear
+        return rng.normal(0.0, 0.02, shape).astype(np.float32)
+
+    ones = np.ones(hidden_size, dtype=np.float32)
+    writer.add_tensor("token_embd.weight", weight(len(tokens), hidden_size))
+    writer.add_tensor("output_norm.weight", ones)
+    for b in range(num_hidden_layers):
+        block = {"attn_norm": ones, "ffn_norm": ones,
+                 "attn_q": weight(hidden_size, hidden_size),
+                 "attn_k": weight(kv_heads * head_dim, hidden_size),
+                 "attn_v": weight(kv_heads * head_dim, hidden_size),
+                 "attn_output": weight(hidden_size, hidden_size),
+                 "ffn_gate": weight(2 * hidden_size, hidden_size),
+                 "ffn_up": weight(2 * hidden_size, hidden_size),
+                 "ffn_down": weight(hidden_size, 2 * hidden_size)}
+        for name, value in block.items():
+            if b == 0 and name == "attn_q" and first_block_type != "F32":
+                qtype = gguf.GGMLQuantizationType[first_block_type]
+                block_size, type_size = gguf.GGML_QUANT_SIZES[qtype]
+                rows = rng.integers(0, 256, (value.shape[0], value.shape[1] // block_size *
+                                             type_size), dtype=np.uint8)  # (out, bytes)
+                writer.add_tensor(f"blk.{b}.{name}.weight", rows, raw_dtype=qtype)
+            else:
+                writer.add_tensor(f"blk.{b}.{name}.weight", value)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return path
