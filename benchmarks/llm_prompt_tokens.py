@@ -2,6 +2,7 @@
 
     python benchmarks/llm_prompt_tokens.py                      # the test tokenizer
     python benchmarks/llm_prompt_tokens.py --tokenizer PATH     # any local HF tokenizer
+    python benchmarks/llm_prompt_tokens.py --tokenizer model.gguf   # a GGUF file's tokenizer
     python benchmarks/llm_prompt_tokens.py --agents 25 --days 10 --seed 0
 
 Each row runs one community of LLM residents for ``--days`` days. The residents are a
@@ -20,7 +21,9 @@ the prompts are the policy's real prompts, tokenized with the model's chat templ
 
 The test tokenizer is the tiny model's byte-level BPE (trained on CIVA's own words, so it
 needs fewer tokens than a real model's would); a real tokenizer is read with ``--tokenizer``
-(a folder or a hub id already in the local cache: nothing is downloaded).
+(a folder or a hub id already in the local cache: nothing is downloaded; or a ``.gguf`` file,
+whose tokenizer and chat template transformers reads from its metadata, or a folder or hub
+id with ``--gguf-file NAME``).
 """
 
 from __future__ import annotations
@@ -116,12 +119,18 @@ def measure(tokenizer: Any, briefing: str, mode: str, agents: int, days: int,
             "shared": meter.shared / max(meter.tokens, 1)}
 
 
-def load_tokenizer(path: str | None) -> tuple[Any, str]:
-    """The tokenizer named, or the tiny test model's (built in a temporary folder)."""
+def load_tokenizer(path: str | None, gguf_file: str | None = None) -> tuple[Any, str]:
+    """The tokenizer named (a folder, hub id or ``.gguf`` file, or a folder or hub id with
+    ``gguf_file``), or the tiny test model's (built in a temporary folder)."""
     from transformers import AutoTokenizer
 
     if path:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        if gguf_file is None and path.lower().endswith(".gguf"):
+            path, gguf_file = str(Path(path).parent), Path(path).name
+        if gguf_file:
+            return (AutoTokenizer.from_pretrained(path, gguf_file=gguf_file),
+                    f"{Path(path) / gguf_file} (GGUF)")
         return AutoTokenizer.from_pretrained(path), path
     from civa_env.policies.llm.models.tiny import build_tiny_model
 
@@ -132,12 +141,17 @@ def load_tokenizer(path: str | None) -> tuple[Any, str]:
 def main() -> None:
     """Print the table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--tokenizer", default=None)
+    parser.add_argument("--tokenizer", default=None,
+                        help="tokenizer folder, hub id or .gguf file (default: the test one)")
+    parser.add_argument("--gguf-file", default=None,
+                        help="the GGUF file in the --tokenizer folder or hub repository")
     parser.add_argument("--agents", type=int, default=25)
     parser.add_argument("--days", type=int, default=10)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    tokenizer, name = load_tokenizer(args.tokenizer)
+    if args.gguf_file and not args.tokenizer:
+        parser.error("--gguf-file names a file in the --tokenizer folder; pass --tokenizer too")
+    tokenizer, name = load_tokenizer(args.tokenizer, args.gguf_file)
     print(f"Tokenizer: {name}; {args.agents} residents, {args.days} days, seed {args.seed}")
     print("| briefing | mode | resident-days | prompt tokens / resident-day | calls / "
           "resident-day | briefing tokens | shared prefix |")
