@@ -9,7 +9,7 @@ conditions=$(python -c "from civa_env.world.values import all_conditions; print(
 civa resilience --conditions all --prevalences 1 --seeds 8 --workers 2 --out "$out/res_p1"
 # The study's four margins at prevalence 0.5.
 civa resilience --conditions baseline,without:benevolence,without:power,without:tradition \
-    --prevalences 0.5 --seeds 8 --workers 2 --out "$out/res_p05"
+    --prevalences 0.5 --seeds 8 --workers 2 --no-diagnostics --out "$out/res_p05"
 # Holder counts 0, 2, ..., 24, 25 of every condition, 120 days, 4 seeds.
 civa sweep --conditions "$conditions" --holders 0,2,4,6,8,10,12,14,16,18,20,22,24,25 \
     --seeds 4 --days 120 --workers 2 --out "$out/holders"
