@@ -279,12 +279,17 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     print(f"Results: {report.results}   Report: civa report {args.out}")
     if report.usage:
         print(format_usage(report.usage))
-    for rid, error in report.failures:
+    return _failures(report.failures, report.total, Path(args.out))
+
+
+def _failures(failures: Sequence[tuple[str, str]], total: int, out: Path) -> int:
+    """Print each failed run of a sweep or resilience test; 1 when any failed, else 0."""
+    for rid, error in failures:
         print(f"civa: error: run {rid} failed: {error}", file=sys.stderr)
-    if report.failures:
-        print(f"civa: error: {len(report.failures)} of {report.total} runs failed (their "
-              f"folders under {Path(args.out) / 'runs'} say why); rerun the same sweep to "
-              "retry them", file=sys.stderr)
+    if failures:
+        print(f"civa: error: {len(failures)} of {total} runs failed (their folders under "
+              f"{out / 'runs'} say why); rerun the same command to retry them",
+              file=sys.stderr)
         return 1
     return 0
 
@@ -431,14 +436,7 @@ def cmd_resilience(args: argparse.Namespace) -> int:
     print(format_resilience(report.cells))
     print(f"Results: {report.out / 'resilience.csv'}   Plot: "
           f"{report.out / 'collapse_vs_stress.png'}   Notes: {report.out / 'resilience.md'}")
-    for rid, error in report.failures:
-        print(f"civa: error: run {rid} failed: {error}", file=sys.stderr)
-    if report.failures:
-        print(f"civa: error: {len(report.failures)} of {report.total} runs failed (their "
-              f"folders under {Path(args.out) / 'runs'} say why); rerun the same command to "
-              "retry them", file=sys.stderr)
-        return 1
-    return 0
+    return _failures(report.failures, report.total, Path(args.out))
 
 
 def format_resilience(cells: Sequence[dict[str, Any]]) -> str:
