@@ -336,6 +336,8 @@ def orientation_changes(sweep_dir: Path, rows: Sequence[dict[str, Any]]) -> dict
     last_day = {}
     for row in rows:
         run_dir = Path(sweep_dir) / "runs" / row["run_id"]
+        if not run_dir.is_dir():  # the table alone is enough for the rest of the report
+            continue
         found = read_questionnaire(run_dir)
         if found:
             last_day[row["run_id"]] = read_env_config(run_dir).max_days

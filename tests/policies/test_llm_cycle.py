@@ -288,3 +288,16 @@ def test_every_phase_prompt_is_documented():
     doc = (Path(__file__).parents[2] / "docs" / "prompts.md").read_text()
     for path in sorted((PROMPT_DIR / "v2").glob("*.txt")):
         assert path.read_text().rstrip("\n") in doc, path.name
+
+
+def test_report_of_a_table_without_run_folders(tmp_path):
+    """The report reads results.csv alone when the run folders are gone (the questionnaire
+    section looks into run folders only where they exist)."""
+    import shutil
+
+    sweep = tmp_path / "sweep"
+    Sweep(sweep, ["with:power"], [1.0], 1, civa_env.Config(n_agents=3, max_days=2)).run(
+        progress=False)
+    shutil.rmtree(sweep / "runs")
+    text = build_report(sweep, pages=False).read_text()
+    assert "Value-orientation change" not in text and "Community metrics" in text
