@@ -114,13 +114,18 @@ def findings(res: list[dict[str, str]], half: list[dict[str, str]],
            "seed bootstraps; differences are paired over shared seeds. *Reproduces* means the "
            "interval excludes no effect in the study's direction. Commands and run times: "
            "`baselines/reproduce_study.sh`; tables: `resilience.csv`, `thresholds.csv`, "
-           "`holders_report.md` in this folder.", ""]
+           "`holders_report/report.md` in this folder.", ""]
 
     # 1. Benevolence removal collapses the community.
     ben = {m: paired(holders, "without:benevolence", m, top)
            for m in ("nAUP", "final_population", "collapsed")}
     r_ben, r_base = margin(res, "without:benevolence"), margin(res, "baseline")
-    verdict = ("reproduces" if clear(ben["nAUP"]) < 0 and clear(ben["collapsed"]) > 0 else
+    # Collapse: more likely than not over 120 days, or a margin whose interval reaches 0
+    # (collapse more likely than not at today's cost of living) and clearly below baseline.
+    margin_gone = (r_ben is not None and num(r_ben.get("d_FB_low")) <= 0
+                   and num(r_ben.get("d_FB_diff_high")) < 0)
+    collapses = clear(ben["collapsed"]) > 0 or margin_gone
+    verdict = ("reproduces" if clear(ben["nAUP"]) < 0 and collapses else
                "partly: it lowers nAUP, but collapse is not clearly more likely"
                if clear(ben["nAUP"]) < 0 else "does not reproduce")
     out += ["## 1. Removing benevolence collapses the community", "",
@@ -130,7 +135,8 @@ def findings(res: list[dict[str, str]], half: list[dict[str, str]],
             f"collapse (population below 20% of the founders at day 120) "
             f"{fmt(ben['collapsed'], 2)}. Resilience margin d_FB: without benevolence "
             f"{dfb(r_ben)} against baseline {dfb(r_base)}; paired difference "
-            f"{dfb_diff(r_ben)}.", ""]
+            f"{dfb_diff(r_ben)} (a margin at or below 0: collapse more likely than not "
+            "within 60 days at today's cost of living).", ""]
 
     # 2. Power breeds betrayal and deception.
     pw = {m: paired(holders, "with:power", m, top)
@@ -266,11 +272,12 @@ def main() -> None:
                       (args.resilience_half / "collapse_vs_stress.png",
                        "collapse_vs_stress_half.png"),
                       (args.holders / "results.csv", "holders_results.csv"),
-                      (args.holders / "report" / "report.md", "holders_report.md"),
                       (args.holders / "report" / "thresholds.csv", "thresholds.csv"),
                       (args.holders / "report" / "thresholds.png", "thresholds.png")]:
         if src.exists():
             shutil.copyfile(src, out / name)
+    # The holder sweep's whole report (report.md and its figures; no run pages).
+    shutil.copytree(args.holders / "report", out / "holders_report", dirs_exist_ok=True)
     res = read_csv(args.resilience / "resilience.csv")
     half = read_csv(args.resilience_half / "resilience.csv")
     holders = read_csv(args.holders / "results.csv")

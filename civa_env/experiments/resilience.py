@@ -1020,11 +1020,14 @@ def _plot(path: Path, curves: Sequence[tuple], stressor: str, stress_day: int, h
     from civa_env.experiments.plots import _pyplot
 
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(7, 4.2))
+    many = len(curves) > 6  # then the legend goes beside the axes and colours come from tab20
+    fig, ax = plt.subplots(figsize=(10.5, 5) if many else (7, 4.2))
+    palette = plt.get_cmap("tab20") if len(curves) > 10 else None
     hi = max([float(np.max(mu)) for _, mu, _, _ in curves] or [1.0])
     grid = np.linspace(0.0, max(hi, 1.0) * 1.05, 300)
     for k, ((c, p), mu, collapsed, fit) in enumerate(curves):
-        colour = f"C{k % 10}"
+        colour = palette(k % 20) if palette is not None else f"C{k % 10}"
+        style = "-" if k < 20 else "--"
         label = c if c == "baseline" else f"{c} (p={p:g})"
         levels = np.unique(mu)
         share = np.array([collapsed[mu == x].mean() for x in levels])
@@ -1035,7 +1038,7 @@ def _plot(path: Path, curves: Sequence[tuple], stressor: str, stress_day: int, h
             crossing = collapsed.any() and not collapsed.all() and math.isfinite(fit.mu_star)
             if crossing:
                 label += f", mu* {fit.mu_star:.2f}"
-            ax.plot(grid, 1.0 / (1.0 + np.exp(-z)), color=colour, label=label)
+            ax.plot(grid, 1.0 / (1.0 + np.exp(-z)), color=colour, ls=style, label=label)
             if crossing and 0 <= fit.mu_star <= grid[-1]:
                 ax.axvline(fit.mu_star, color=colour, lw=0.8, ls=":")
         else:
@@ -1048,7 +1051,10 @@ def _plot(path: Path, curves: Sequence[tuple], stressor: str, stress_day: int, h
            title=f"Collapse (< {q:g} x founders on day {stress_day + horizon}) against "
                  f"stress from day {stress_day + 1}")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="lower right")
+    if many:
+        ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    else:
+        ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
