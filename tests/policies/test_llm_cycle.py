@@ -301,3 +301,10 @@ def test_report_of_a_table_without_run_folders(tmp_path):
     shutil.rmtree(sweep / "runs")
     text = build_report(sweep, pages=False).read_text()
     assert "Value-orientation change" not in text and "Community metrics" in text
+
+
+def test_an_option_the_backend_does_not_take_is_named():
+    from civa_env.policies.llm.models import load_model
+
+    with pytest.raises(ValueError, match="threads do not apply to the openai backend"):
+        load_model("m", "openai", threads=2)
