@@ -5,7 +5,8 @@
   clean stop: the run folder keeps the days finished so far (``events.jsonl``), the
   transcript and ``llm_stats.json`` (``"status": "stopped"`` and the reason), and
   ``config.json`` says ``"status": "stopped: ..."``. A call that starts under the budget
-  runs to its end (with its retry), so a run may pass the budget by at most one call.
+  runs to its end (with its retry), so a run may pass the budget by at most one batched
+  call: one phase of a day for every resident served, and its retries.
 * ``price_per_mtok_in`` / ``price_per_mtok_out``: US dollars per million prompt / completion
   tokens, for ``cost_usd`` in ``llm_stats.json``, ``metrics.json`` and the run summary.
 

@@ -20,6 +20,7 @@ of the identity, and scrubbed from any error message.
 from __future__ import annotations
 
 import asyncio
+import datetime
 import email.utils
 import json
 import logging
@@ -252,6 +253,8 @@ def _retry_after(headers: Any) -> float | None:
             return float(value)
         except ValueError:
             when = email.utils.parsedate_to_datetime(value)
+            if when.tzinfo is None:  # an HTTP date without a zone is GMT
+                when = when.replace(tzinfo=datetime.timezone.utc)
             return when.timestamp() - time.time()
     except (TypeError, ValueError, OverflowError):
         return None
