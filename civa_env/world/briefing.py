@@ -33,8 +33,8 @@ earlier attack of the day and those attacking the defender themselves. The allia
 each day's merges come from replaying the log's alliance events (formed, dissolved; deaths
 from ``died_day``), a few array comparisons per recorded day.
 
-The shuffled orders come from ``perception.shown_order``, a generator seeded by (world seed,
-day, resident), never from the world's streams, so rendering text cannot change the world;
+The shuffled orders come from ``perception.ShownOrder``, a generator seeded by (world seed,
+day), never from the world's streams, so rendering text cannot change the world;
 the legal facts carry the same orders (``shown_targets``, ``shown_factories``), so the LLM
 prompts list the options as the briefing shows them.
 """
@@ -51,7 +51,7 @@ from civa_env.world.actions import EVERYONE
 from civa_env.world.config import Config
 from civa_env.world.events import EventLog
 from civa_env.world.kinds import ATTACK_ON_ALLY, ATTACK_SUCCESS, K
-from civa_env.world.perception import TIERS, fold_text, inboxes, shown_order, wealth_tier
+from civa_env.world.perception import TIERS, ShownOrder, fold_text, inboxes, wealth_tier
 from civa_env.world.rules import outage_prob, production, strength, upkeep_factor
 from civa_env.world.state import WorldState
 
@@ -312,7 +312,8 @@ class BrieferV2:
         for a, b in s.allies.tolist():
             self.allies_of[a].add(b)
             self.allies_of[b].add(a)
-        self.seed = seed  # the order of what each resident is shown (perception.shown_order)
+        # The order of what each resident is shown (the legal facts use the same).
+        self.shown = ShownOrder(seed, s.day, s.n_pool, cfg.view_size, cfg.n_factories)
         # The account of the last recent_days days, newest first.
         chunks = day_chunks(log)
         cache = log.derived.setdefault("briefing.accounts", _Accounts())
@@ -352,7 +353,7 @@ class BrieferV2:
         head.append(own)
         known = np.flatnonzero(s.known[i]).tolist()
         slots = [j for j in self.view[i].tolist() if j >= 0]
-        by_t, by_f = shown_order(self.seed, s.day, i, len(slots), len(known))
+        by_t, by_f = self.shown(i, len(slots), len(known))
         if known:
             head.append("Factories you know (output: a day's total for 1, 2, 3, 4, 5, 6 "
                         "workers, shared by skill, before noise):")

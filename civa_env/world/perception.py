@@ -201,25 +201,44 @@ class Briefer:
 SHOWN_SALT = 0x62726566  # keeps the listing order's stream apart from any other use of a seed
 
 
-def shown_order(seed: int, day: int, i: int, n_targets: int,
-                n_factories: int) -> tuple[list[int], list[int]]:
-    """The seeded order in which resident ``i`` is shown, after ``day`` days, the residents
-    it sees (a permutation of its occupied view slots, taken in slot order) and its known
-    factories (taken in index order). Briefing v2 lists them so, and so do the LLM prompts:
-    one order per resident and day, drawn from none of the world's streams."""
-    rng = np.random.default_rng([seed, day, SHOWN_SALT, i])
-    return rng.permutation(n_targets).tolist(), rng.permutation(n_factories).tolist()
+class ShownOrder:
+    """The seeded order in which each resident is shown, on one day, the residents it sees
+    (a permutation of its occupied view slots, taken in slot order) and its known factories
+    (taken in index order). Briefing v2 lists them so, and so do the LLM prompts: one order
+    per resident and day, from a generator seeded by (world seed, days completed), never
+    from the world's streams. One uniform key per (resident, slot or factory), drawn once a
+    day on first use; a resident's order sorts its keys."""
+
+    __slots__ = ("_keys", "day", "n_factories", "n_pool", "seed", "view_size")
+
+    def __init__(self, seed: int, day: int, n_pool: int, view_size: int,
+                 n_factories: int) -> None:
+        self.seed, self.day, self.n_pool = seed, day, n_pool
+        self.view_size, self.n_factories = view_size, n_factories
+        self._keys: np.ndarray | None = None
+
+    def __call__(self, i: int, n_targets: int, n_factories: int) -> tuple[list[int], list[int]]:
+        """(order of the ``n_targets`` residents, order of the ``n_factories`` factories)
+        resident ``i`` is shown."""
+        if self._keys is None:
+            rng = np.random.default_rng([self.seed, self.day, SHOWN_SALT])
+            self._keys = rng.random((self.n_pool, self.view_size + self.n_factories))
+        row = self._keys[i]
+        v = self.view_size
+        return (np.argsort(row[:n_targets], kind="stable").tolist(),
+                np.argsort(row[v:v + n_factories], kind="stable").tolist())
 
 
 def legal(state: WorldState, view: np.ndarray, cfg: Config, i: int,
-          seed: int | None = None) -> dict[str, Any]:
+          seed: int | None = None, shown: ShownOrder | None = None) -> dict[str, Any]:
     """What resident ``i`` may do now, for policies that build structured actions: known
     factories, the residents in its view slots (by name, in slot order), its allies, its
     wealth, whether it can pay an upgrade, the message limits and its value condition (an
     LLM policy's persona: briefing v2 carries no value prompt).
 
     Given the world's ``seed``, also ``shown_targets`` and ``shown_factories``: the same
-    lists in the order briefing v2 shows them (``shown_order``).
+    lists in the order briefing v2 shows them (``ShownOrder``; ``shown``: the day's, to
+    reuse).
     """
     seen = view[i]
     pairs = state.allies
@@ -235,7 +254,9 @@ def legal(state: WorldState, view: np.ndarray, cfg: Config, i: int,
         "condition": str(ValueCondition.from_code(state.condition[i])),
     }
     if seed is not None:
-        by_t, by_f = shown_order(seed, state.day, i, len(out["targets"]), len(out["factories"]))
+        if shown is None:
+            shown = ShownOrder(seed, state.day, state.n_pool, cfg.view_size, cfg.n_factories)
+        by_t, by_f = shown(i, len(out["targets"]), len(out["factories"]))
         out["shown_targets"] = [out["targets"][k] for k in by_t]
         out["shown_factories"] = [out["factories"][k] for k in by_f]
     return out
@@ -257,7 +278,7 @@ class LegalFacts(Mapping):
     def _get(self) -> dict[str, Any]:
         if self._facts is None:
             b = self._book
-            self._facts = legal(b.state, b.view, b.cfg, self._i, b.seed)
+            self._facts = legal(b.state, b.view, b.cfg, self._i, b.seed, b.shown)
         return self._facts
 
     def __getitem__(self, key: str) -> Any:
@@ -277,12 +298,15 @@ class LegalBook(Sequence):
     """The legal facts of residents ``rows`` on one day, as a sequence of ``LegalFacts``
     made on access (so a batch of K residents costs nothing until a policy reads one)."""
 
-    __slots__ = ("cfg", "rows", "seed", "state", "view")
+    __slots__ = ("cfg", "rows", "seed", "shown", "state", "view")
 
     def __init__(self, state: WorldState, view: np.ndarray, cfg: Config,
                  rows: np.ndarray, seed: int | None = None) -> None:
         self.state, self.view, self.cfg, self.seed = state, view, cfg, seed
         self.rows = np.asarray(rows, np.int64)  # (K,)
+        # The day's listing order, shared by its facts (drawn on first use).
+        self.shown = (ShownOrder(seed, state.day, state.n_pool, cfg.view_size, cfg.n_factories)
+                      if seed is not None else None)
 
     def __len__(self) -> int:
         return len(self.rows)
