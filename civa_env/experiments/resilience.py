@@ -36,7 +36,6 @@ backends, the folder lock).
 from __future__ import annotations
 
 import csv
-import io
 import json
 import math
 import sys
@@ -51,6 +50,7 @@ import numpy as np
 from civa_env import __version__
 from civa_env.experiments import sweep as sweep_module
 from civa_env.experiments import tipping
+from civa_env.experiments.results import read_table
 from civa_env.experiments.runfolder import (
     LOCK_NAME,
     OUT,
@@ -200,40 +200,20 @@ def load_runs(path: Path) -> dict[str, dict[str, Any]]:
     Raises:
         ResilienceError: a table that is not a runs table, or a malformed row.
     """
-    path = Path(path)
-    if not path.exists():
-        return {}
-    hint = "; move it away and rerun: finished runs are recovered from their folders"
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as err:
-        raise ResilienceError(f"{path} cannot be read ({err}){hint}") from None
-    reader = csv.reader(io.StringIO(text))
-    header = next(reader, None)
-    if header is None or tuple(header) != RUN_COLUMNS:
-        raise ResilienceError(f"{path} is corrupt: its header is not the runs header{hint}")
-    rows: dict[str, dict[str, Any]] = {}
-    for line, values in enumerate(reader, start=2):
-        if len(values) != len(RUN_COLUMNS):
-            raise ResilienceError(f"{path} is corrupt: line {line} has {len(values)} fields, "
-                                  f"expected {len(RUN_COLUMNS)}{hint}")
-        row: dict[str, Any] = dict(zip(RUN_COLUMNS, values, strict=True))
-        try:
-            for key in _RUN_FLOATS:
-                row[key] = float(row[key])
-            for key in _RUN_INTS:
-                row[key] = int(row[key])
-            row["extinct_day"] = int(row["extinct_day"]) if row["extinct_day"] else None
-            row["population"] = [float(x) for x in row["population"].split()]
-            row["wealth"] = [float(x) for x in row["wealth"].split()]
-        except ValueError:
-            raise ResilienceError(f"{path} is corrupt: line {line} holds a malformed number"
-                                  f"{hint}") from None
-        if not row["run_id"] or row["run_id"] in rows or row["kind"] not in KINDS:
-            raise ResilienceError(f"{path} is corrupt: line {line} repeats or lacks a run_id "
-                                  f"or kind{hint}")
-        rows[row["run_id"]] = row
-    return rows
+    def convert(row: dict[str, Any]) -> None:
+        for key in _RUN_FLOATS:
+            row[key] = float(row[key])
+        for key in _RUN_INTS:
+            row[key] = int(row[key])
+        row["extinct_day"] = int(row["extinct_day"]) if row["extinct_day"] else None
+        row["population"] = [float(x) for x in row["population"].split()]
+        row["wealth"] = [float(x) for x in row["wealth"].split()]
+
+    return read_table(Path(path), ResilienceError, "runs",
+                      lambda header: tuple(header) == RUN_COLUMNS, convert,
+                      check=lambda row: row["kind"] in KINDS,
+                      hint="; move it away and rerun: finished runs are recovered from "
+                           "their folders")
 
 
 def _cell_text(value: Any) -> str:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import csv
 import io
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -48,40 +48,57 @@ def load_results(path: Path) -> dict[str, dict[str, Any]]:
     Raises:
         ResultsError: wrong header, a short or malformed row, a duplicate run_id.
     """
-    path = Path(path)
+    def convert(row: dict[str, Any]) -> None:
+        for key in NUMERIC:
+            row[key] = float(row[key])
+            if not math.isfinite(row[key]):
+                raise ValueError(key)
+        for key in ("seed", "agents", "days"):
+            row[key] = int(row[key])
+        row["population"] = [float(x) for x in row["population"].split()]
+        _read_optional(row)
+
+    return read_table(Path(path), ResultsError, "results", _known_header, convert,
+                      hint="; move it away and rerun the sweep: finished runs are recovered "
+                           "from their folders")
+
+
+def read_table(path: Path, error: type[ValueError], what: str,
+               header_ok: Callable[[list[str]], bool], convert: Callable[[dict], None], *,
+               hint: str, check: Callable[[dict], bool] = lambda row: True,
+               key: str = "run_id") -> dict[str, dict[str, Any]]:
+    """Rows of a CSV table of runs by ``key`` ({} when ``path`` does not exist): the reader
+    of results.csv and of civa resilience's runs.csv.
+
+    ``header_ok`` accepts the header; ``convert`` turns a row's strings into values in place
+    (a ValueError: a malformed number); ``check`` a converted row. Every problem raises
+    ``error`` naming the file and line, followed by ``hint``.
+    """
     if not path.exists():
         return {}
-    hint = ("; move it away and rerun the sweep: finished runs are recovered from their "
-            "folders")
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as err:
-        raise ResultsError(f"{path} cannot be read ({err}){hint}") from None
+        raise error(f"{path} cannot be read ({err}){hint}") from None
     reader = csv.reader(io.StringIO(text))
     header = next(reader, None)
-    if header is None or not _known_header(header):
-        raise ResultsError(f"{path} is corrupt: its header is not the results header{hint}")
+    if header is None or not header_ok(header):
+        raise error(f"{path} is corrupt: its header is not the {what} header{hint}")
     rows: dict[str, dict[str, Any]] = {}
     for line, values in enumerate(reader, start=2):
         if len(values) != len(header):
-            raise ResultsError(f"{path} is corrupt: line {line} has {len(values)} fields, "
-                               f"expected {len(header)}{hint}")
+            raise error(f"{path} is corrupt: line {line} has {len(values)} fields, "
+                        f"expected {len(header)}{hint}")
         row: dict[str, Any] = dict(zip(header, values, strict=True))
         try:
-            for key in NUMERIC:
-                row[key] = float(row[key])
-                if not math.isfinite(row[key]):
-                    raise ValueError(key)
-            for key in ("seed", "agents", "days"):
-                row[key] = int(row[key])
-            row["population"] = [float(x) for x in row["population"].split()]
-            _read_optional(row)
+            convert(row)
         except ValueError:
-            raise ResultsError(f"{path} is corrupt: line {line} holds a malformed number"
-                               f"{hint}") from None
-        if not row["run_id"] or row["run_id"] in rows:
-            raise ResultsError(f"{path} is corrupt: line {line} repeats or lacks a run_id{hint}")
-        rows[row["run_id"]] = row
+            raise error(f"{path} is corrupt: line {line} holds a malformed number"
+                        f"{hint}") from None
+        if not row[key] or row[key] in rows or not check(row):
+            raise error(f"{path} is corrupt: line {line} repeats or lacks a {key} or holds "
+                        f"an unknown value{hint}")
+        rows[row[key]] = row
     return rows
 
 
