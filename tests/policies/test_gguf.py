@@ -27,15 +27,7 @@ needs_gguf = pytest.mark.skipif(
     any(importlib.util.find_spec(m) is None for m in ("gguf", "accelerate")),
     reason="loading a GGUF needs the gguf and accelerate packages (pip install -e .[llm])")
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

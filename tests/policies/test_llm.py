@@ -32,22 +32,12 @@ from civa_env.policies.llm.models.tiny import build_tiny_model  # noqa: E402
 
 SMALL = dict(reflection_chars=16, memory_chars=16, message_chars=16, plan_chars=16)
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One intra-op thread: the tiny model's ops are too small to gain from more, and on a
-    busy 2-core machine spinning thread pools made a day ten times slower."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="session")
 def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A 2-layer, width-64 Llama with random weights and a 512-token BPE tokenizer."""
+    """A 2-layer, width-64 Llama with random weights and a 1024-token BPE tokenizer."""
     return build_tiny_model(tmp_path_factory.mktemp("tiny") / "model")
 
 

@@ -29,6 +29,8 @@ from civa_env.policies.llm.models.tiny import build_tiny_model  # noqa: E402
 
 SMALL = dict(reflection_chars=16, memory_chars=24, message_chars=16, plan_chars=16)
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 
 def llm(model, **options):
     return make_policy("llm", model=model, **{"cache": "off", **SMALL, **options})

