@@ -137,37 +137,13 @@ def day_chunks(log: EventLog) -> list[tuple[int, dict[str, np.ndarray]]]:
     return [(int(c["day"]), cols) for c, cols in zip(log.census, log._chunks, strict=True)]
 
 
-def alliances_after_merges(chunks: list[tuple[int, dict[str, np.ndarray]]],
-                           days: set[int], died_day: np.ndarray) -> dict[int, set[tuple]]:
-    """The alliances standing after each day's merges (those formed that day included),
-    before its attacks, for the days in ``days``: {day: {(a, b), a < b}}.
-
-    Replays the formed and dissolved events of every day; an alliance also ends when one
-    side dies (``died_day``, the final state's), which needs no event.
-    """
-    allied: set[tuple[int, int]] = set()
-    out: dict[int, set[tuple]] = {}
-    for day, cols in chunks:
-        kind = cols["kind"]
-        rows = np.flatnonzero((kind == K.ALLIANCE_FORMED) | (kind == K.ALLIANCE_DISSOLVED))
-        events = list(zip(kind[rows].tolist(), cols["actor"][rows].tolist(),
-                          cols["target"][rows].tolist(), strict=True))
-        # Rows are in resolution order: every formation (merges) before any dissolution.
-        allied.update((a, b) for k, a, b in events if k == K.ALLIANCE_FORMED)
-        if day in days:
-            def alive(x: int, day: int = day) -> bool:
-                return died_day[x] < 0 or died_day[x] >= day
-            allied = {(a, b) for a, b in allied if alive(a) and alive(b)}
-            out[day] = set(allied)
-        allied.difference_update((a, b) for k, a, b in events if k == K.ALLIANCE_DISSOLVED)
-    return out
-
-
-class _Accounts:
+class DayAccounts:
     """The day accounts of one event log, built as days are recorded (each day once).
 
-    ``after[k]``: the alliances after the merges of the log's k-th day (as
-    ``alliances_after_merges``, updated one day at a time); ``account(k)`` the k-th day's
+    ``after[k]``: the alliances standing after the merges of the log's k-th day (those
+    formed that day included), before its attacks, as {(a, b), a < b}: a replay of the
+    log's formed and dissolved events, one day at a time; an alliance also ends when one
+    side dies (``died_day``), which needs no event. ``account(k)``: the k-th day's
     ``DayAccount``, made on first use.
     """
 
@@ -241,7 +217,7 @@ class DayAccount:
 
 def account_day(day: int, cols: dict[str, np.ndarray], after_merges: set[tuple]) -> DayAccount:
     """Index the dealings of one day's events (``after_merges``: its alliances after the
-    merges, see ``alliances_after_merges``)."""
+    merges, ``DayAccounts.after``)."""
     out = DayAccount(day)
     kind = cols["kind"]
     rows = np.flatnonzero((kind == K.GIFT) | (kind == K.ATTACK) | (kind == K.MERGE_PROPOSAL)
@@ -316,7 +292,7 @@ class BrieferV2:
         self.shown = ShownOrder(seed, s.day, s.n_pool, cfg.view_size, cfg.n_factories)
         # The account of the last recent_days days, newest first.
         chunks = day_chunks(log)
-        cache = log.derived.setdefault("briefing.accounts", _Accounts())
+        cache = log.derived.setdefault("briefing.accounts", DayAccounts())
         cache.update(chunks, s.died_day)
         first = max(len(chunks) - cfg.recent_days, 0) if s.day > 0 else len(chunks)
         self.days = [cache.account(k, chunks) for k in reversed(range(first, len(chunks)))]

@@ -10,7 +10,7 @@ import re
 import numpy as np
 import pytest
 
-from civa_env.world.briefing import MAX_NAMES, alliances_after_merges, day_chunks
+from civa_env.world.briefing import MAX_NAMES, DayAccounts, day_chunks
 from civa_env.world.config import Config
 from civa_env.world.day import reset, step
 from civa_env.world.kinds import ATTACK_ON_ALLY, K
@@ -187,7 +187,9 @@ def test_the_alliance_replay_agrees_with_the_world():
         if w.done:
             break
     chunks = day_chunks(w.log)
-    after = alliances_after_merges(chunks, set(ends), w.state.died_day)
+    accounts = DayAccounts()
+    accounts.update(chunks, w.state.died_day)
+    after = {day: accounts.after[k] for k, (day, _) in enumerate(chunks)}
     for day, cols in chunks:
         on_ally = (cols["kind"] == K.ATTACK) & ((cols["flag"] & ATTACK_ON_ALLY) > 0)
         pairs = zip(cols["actor"][on_ally].tolist(), cols["target"][on_ally].tolist(),
