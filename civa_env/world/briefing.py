@@ -132,11 +132,6 @@ def rules_card(cfg: Config, day: int) -> list[str]:
     ]
 
 
-def day_chunks(log: EventLog) -> list[tuple[int, dict[str, np.ndarray]]]:
-    """(day, event columns) of every recorded day, oldest first (the log's own arrays)."""
-    return [(int(c["day"]), cols) for c, cols in zip(log.census, log._chunks, strict=True)]
-
-
 class DayAccounts:
     """The day accounts of one event log, built as days are recorded (each day once).
 
@@ -291,7 +286,7 @@ class BrieferV2:
         # The order of what each resident is shown (the legal facts use the same).
         self.shown = ShownOrder(seed, s.day, s.n_pool, cfg.view_size, cfg.n_factories)
         # The account of the last recent_days days, newest first.
-        chunks = day_chunks(log)
+        chunks = log.day_columns()
         cache = log.derived.setdefault("briefing.accounts", DayAccounts())
         cache.update(chunks, s.died_day)
         first = max(len(chunks) - cfg.recent_days, 0) if s.day > 0 else len(chunks)

@@ -162,6 +162,12 @@ class EventLog:
         self.census.append(census)
         self._cache = None
 
+    def day_columns(self) -> list[tuple[int, dict[str, np.ndarray]]]:
+        """(day, that day's event columns) of every recorded day, oldest first (the log's own
+        arrays: read, do not write)."""
+        return [(int(c["day"]), cols) for c, cols in zip(self.census, self._chunks,
+                                                          strict=True)]
+
     @property
     def n_days(self) -> int:
         """Days recorded."""

@@ -10,7 +10,7 @@ import re
 import numpy as np
 import pytest
 
-from civa_env.world.briefing import MAX_NAMES, DayAccounts, day_chunks
+from civa_env.world.briefing import MAX_NAMES, DayAccounts
 from civa_env.world.config import Config
 from civa_env.world.day import reset, step
 from civa_env.world.kinds import ATTACK_ON_ALLY, K
@@ -186,7 +186,7 @@ def test_the_alliance_replay_agrees_with_the_world():
         ends[day.number] = {tuple(p) for p in w.state.allies.tolist()}
         if w.done:
             break
-    chunks = day_chunks(w.log)
+    chunks = w.log.day_columns()
     accounts = DayAccounts()
     accounts.update(chunks, w.state.died_day)
     after = {day: accounts.after[k] for k, (day, _) in enumerate(chunks)}
