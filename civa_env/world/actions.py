@@ -142,7 +142,7 @@ def pack_actions(actions: dict[str, Any], state: WorldState, view: np.ndarray,
     if flat_rows:
         _pack_flat(batch, np.array(flat_rows), np.array(flat_ids, np.int64), state, view,
                    catalogue)
-    _validate(batch, state, cfg)
+    validate(batch, state, cfg)
     return batch
 
 
@@ -210,7 +210,7 @@ def _pack_structured(batch: ActionBatch, i: int, name: str, action: dict[str, An
     batch.primary[i] = primary
     if action.get("factory") is not None:
         factory = _as_int(action["factory"], name, "factory")
-        # Anything outside [0, 32767) is stored out of range on purpose: flagged in _validate.
+        # Anything outside [0, 32767) is stored out of range on purpose: flagged in validate.
         batch.factory[i] = factory if 0 <= factory < 32767 else 32767
     secondary = _enum_value(Secondary, action.get("secondary", 0), name, "secondary")
     if secondary is None:
@@ -260,7 +260,7 @@ def _pack_structured(batch: ActionBatch, i: int, name: str, action: dict[str, An
 
 
 
-def _validate(batch: ActionBatch, state: WorldState, cfg: Config) -> None:
+def validate(batch: ActionBatch, state: WorldState, cfg: Config) -> None:
     """Replace content that cannot be carried out by its nearest valid meaning (flagged)."""
     n, m = state.n_pool, cfg.n_factories
     p, f = batch.primary, batch.factory
