@@ -1,13 +1,15 @@
 """Adapters over the world: the only package that imports gymnasium, pettingzoo and SB3.
 
-``parallel_env`` (PettingZoo ``ParallelEnv``), ``env``/``raw_env`` (its AEC form) and the
-gymnasium spaces; ``civa_env.envs.sb3`` holds the stable-baselines3 ``VecEnv``. Importing this
-package registers ``civa/civa-v0`` in PettingZoo's registries.
+``parallel_env`` (PettingZoo ``ParallelEnv``), ``env``/``raw_env`` (its AEC form),
+``vector_env`` (many communities, arrays over resident slots) and the gymnasium spaces;
+``civa_env.envs.sb3`` holds the stable-baselines3 ``VecEnv``. Importing this package registers
+``civa/civa-v0`` in PettingZoo's registries.
 """
 
 from civa_env.envs.parallel import CivaEnv, env, parallel_env, raw_env
+from civa_env.envs.vector import CivaVectorEnv, vector_env
 
-__all__ = ["CivaEnv", "env", "parallel_env", "raw_env"]
+__all__ = ["CivaEnv", "CivaVectorEnv", "env", "parallel_env", "raw_env", "vector_env"]
 
 
 def _register() -> None:

@@ -277,7 +277,8 @@ class DailyCounts:
         new = list({t for t in day_texts if t not in cache})
         if new:
             if len(cache) + len(new) > self._CACHE_SIZE:
-                cache.clear()
+                cache.clear()  # (then every text of the day is new)
+                new = list(set(day_texts))
             cache.update(zip(new, self.classifier.friendly(new).tolist(), strict=True))
         return {(a, b) for a, b, t in zip(actor[m_idx].tolist(), target[m_idx].tolist(),
                                           day_texts, strict=True) if cache[t]}

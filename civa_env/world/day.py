@@ -31,8 +31,8 @@ from typing import Any
 
 import numpy as np
 
-from civa_env.world import behaviours, metrics
-from civa_env.world.actions import pack_actions
+from civa_env.world import behaviours, factored, metrics
+from civa_env.world.actions import ActionBatch, pack_actions, validate
 from civa_env.world.briefing import BrieferV2
 from civa_env.world.catalogue import Catalogue
 from civa_env.world.config import SHAPE_FIELDS, Config
@@ -233,6 +233,32 @@ def step(world: World, actions: Mapping[str, Any]) -> tuple[World, Day]:
     cfg, old = world.cfg, world.state
     batch = pack_actions(actions, old, world.view, world.catalogue, cfg, old.day + 1,
                          world.index_of)
+    return play(world, batch)
+
+
+def step_factored(world: World, acts: np.ndarray) -> tuple[World, Day]:
+    """Play one day from factored actions (``civa_env.world.factored``): ``acts`` (N, C)
+    ints, one row per name of the pool (rows of residents not alive are ignored).
+
+    The array path of the vector API: no per-resident Python except for messages sent. The
+    same day as ``step`` given each living resident's row (a test checks it).
+    """
+    if world.done:
+        raise ValueError(f"the episode is over (day {world.day} of {world.cfg.max_days}, "
+                         f"{int(world.state.alive.sum())} alive): call reset()")
+    cfg, old = world.cfg, world.state
+    acts = factored.check_shape(acts, old.n_pool, cfg, "the pool")
+    batch = ActionBatch.idle(old.n_pool)
+    rows = old.alive.nonzero()[0]
+    factored.decode(batch, rows, acts[rows], old, world.view, cfg, world.catalogue,
+                    old.day + 1)
+    validate(batch, old, cfg)
+    return play(world, batch)
+
+
+def play(world: World, batch: ActionBatch) -> tuple[World, Day]:
+    """Play one day from an already packed and validated ``ActionBatch``."""
+    cfg, old = world.cfg, world.state
     new, day_events = step_day(old, batch, world.dynamics, cfg)
     chunk = day_events.freeze()
     census = metrics.census(new, chunk[0], old.wealth, old.alive, cfg)

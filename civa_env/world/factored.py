@@ -1,0 +1,270 @@
+"""Factored actions: one integer per component, with a mask per component.
+
+A factored action is a row of ``N_COMPONENTS`` ints (``FactoredSpec.nvec`` gives each
+component's size, the ``MultiDiscrete`` of the adapters):
+
+====  =================  ================================================================
+col   component          values
+====  =================  ================================================================
+0     ``primary``        the catalogue's primary choice: work at factory m (M), explore,
+                         upgrade self, upgrade factory m (M), idle (``2 M + 3``)
+1     ``secondary``      none, gift, attack, merge (``Secondary``, 4)
+2     ``target``         the view slot the secondary action aims at (V; read for gift,
+                         attack and merge only)
+3     ``amount``         the gift level, an index into ``gift_levels`` (L; read for gifts)
+4     ``message``        none, or one of ``MESSAGE_KINDS`` (cheap talk, 1 + 6)
+5     ``message_to``     the view slot the message goes to, or V for everyone (V + 1; read
+                         when a message is sent)
+====  =================  ================================================================
+
+The flat catalogue (``Catalogue``) is one encoding of the same choice without messages:
+``to_flat`` and ``from_flat`` convert. Component masks are independent: each says which
+values of its component can be valid for some choice of the others (a merge with a slot
+already allied is masked in the flat catalogue but not in the target component), so a
+combination the components allow can still be flagged by the world's validation, exactly as
+a flat id or a structured dict would be.
+
+Cheap talk. ``MESSAGE_KINDS`` are a small fixed set of messages any resident (an RL resident
+too) can send: each is rendered as a fixed English text (``render_message``), which is what
+LLM residents read in their briefings and what the behaviour detectors classify, so an RL
+resident's "friendly" message followed by an attack on its recipient is deception by the
+same rule as an LLM resident's. The texts are chosen so that the keyword classifier reads
+the friendly kinds (friendly, proposes an alliance, asks for help) as friendly and the others
+(warning, threat, a factory's worth) as not; a test checks it.
+
+Decoding is vectorised (no per-resident Python except for the messages sent).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from civa_env.world.actions import EVERYONE, ActionBatch
+from civa_env.world.catalogue import Catalogue, is_allied
+from civa_env.world.config import Config
+from civa_env.world.kinds import S, Secondary
+from civa_env.world.state import Message, WorldState
+
+COMPONENTS = ("primary", "secondary", "target", "amount", "message", "message_to")
+N_COMPONENTS = len(COMPONENTS)
+
+# Cheap talk: code 0 is "no message"; codes 1.. are these kinds, in this order.
+MESSAGE_KINDS = ("friendly", "proposes_alliance", "warning", "threat", "asks_for_help",
+                 "factory_worth")
+# Which kinds are friendly or peaceful in intent (what the keyword classifier must say).
+FRIENDLY_KINDS = frozenset({"friendly", "proposes_alliance", "asks_for_help"})
+# (The recipient is not named: readers see who wrote to whom, and a small set of texts keeps
+# the classifier's cache small.)
+_TEMPLATES = {
+    "friendly": "Hello, I am your friend and I mean you no harm.",
+    "proposes_alliance": "I propose an alliance: let us work together.",
+    "warning": "A warning: guard your wealth, there are raids about.",
+    "threat": "Give me wealth or I will attack you.",
+    "asks_for_help": "Please help me: I am short of wealth.",
+    "factory_worth": "Factory {factory} paid {worth:.1f} per worker yesterday.",
+}
+
+
+def render_message(kind: int, factory: int = -1, worth: float = 0.0) -> str:
+    """The text of cheap-talk message ``kind`` (1-based code); ``factory``/``worth`` fill
+    the factory's-worth message."""
+    name = MESSAGE_KINDS[kind - 1]
+    if name == "factory_worth" and factory < 0:
+        return "I know of no factory worth sharing."
+    return _TEMPLATES[name].format(factory=factory, worth=worth)
+
+
+@dataclass(frozen=True)
+class FactoredSpec:
+    """Component sizes of a config's factored action, and their offsets in the mask."""
+
+    n_primary: int
+    n_secondary: int
+    n_target: int
+    n_amount: int
+    n_message: int
+    n_message_to: int
+
+    @classmethod
+    def of(cls, cfg: Config) -> FactoredSpec:
+        """The spec of ``cfg`` (sizes depend on the config's shape fields only)."""
+        m, v = cfg.n_factories, cfg.view_size
+        return cls(2 * m + 3, len(Secondary), v, len(cfg.gift_levels),
+                   1 + len(MESSAGE_KINDS), v + 1)
+
+    @property
+    def nvec(self) -> np.ndarray:
+        """(C,) int64 component sizes (``gymnasium.spaces.MultiDiscrete(nvec)``)."""
+        return np.array([self.n_primary, self.n_secondary, self.n_target, self.n_amount,
+                         self.n_message, self.n_message_to], np.int64)
+
+    @property
+    def mask_size(self) -> int:
+        """Length of the concatenated component masks (the sum of ``nvec``)."""
+        return int(self.nvec.sum())
+
+    @property
+    def offsets(self) -> np.ndarray:
+        """(C + 1,) where each component's mask starts in the concatenated mask."""
+        return np.concatenate([[0], np.cumsum(self.nvec)])
+
+
+def masks(state: WorldState, view: np.ndarray, rows: np.ndarray, cfg: Config,
+          catalogue: Catalogue) -> np.ndarray:
+    """Concatenated component masks of residents ``rows``: (K, sum of nvec) int8.
+
+    primary: as the catalogue's primary part (known factories, upgrades affordable);
+    secondary: none always, gift with wealth > 0 and someone in view, attack with someone in
+    view, merge with someone in view not yet an ally; target: the occupied view slots;
+    amount: every level; message: every kind while ``max_messages`` > 0; message_to: the
+    occupied slots and everyone.
+    """
+    spec = FactoredSpec.of(cfg)
+    k = len(rows)
+    out = np.zeros((k, spec.mask_size), bool)
+    o = spec.offsets
+    wealth = state.wealth[rows]
+    known = state.known[rows]
+    can_pay = (wealth >= cfg.upgrade_cost)[:, None]
+    ones = np.ones((k, 1), bool)
+    out[:, o[0]:o[1]] = np.concatenate([known, ones, can_pay, known & can_pay, ones], axis=1)
+    seen = view[rows]
+    present = seen >= 0
+    anyone = present.any(axis=1)
+    mergeable = present
+    if len(state.allies) and k:
+        allied = is_allied(state, np.repeat(rows, cfg.view_size), seen.ravel())
+        mergeable = present & ~allied.reshape(present.shape)
+    out[:, o[1]] = True
+    out[:, o[1] + S.GIFT] = anyone & (wealth > 0)
+    out[:, o[1] + S.ATTACK] = anyone
+    out[:, o[1] + S.MERGE] = mergeable.any(axis=1)
+    out[:, o[2]:o[3]] = present
+    out[:, o[3]:o[4]] = True
+    out[:, o[4]] = True
+    out[:, o[4] + 1:o[5]] = cfg.max_messages > 0
+    out[:, o[5]:o[6] - 1] = present
+    out[:, o[6] - 1] = True
+    return out.view(np.int8)
+
+
+def check_shape(acts: np.ndarray, k: int, cfg: Config, who: str) -> np.ndarray:
+    """``acts`` as a (k, C) int64 array, or a ValueError naming ``who`` and the column."""
+    arr = np.asarray(acts)
+    if arr.dtype.kind not in "iub" or arr.dtype.kind == "b":
+        raise ValueError(f"factored actions of {who}: expected integers, got dtype "
+                         f"{arr.dtype}")
+    if arr.shape != (k, N_COMPONENTS):
+        raise ValueError(f"factored actions of {who}: expected shape ({k}, {N_COMPONENTS}) "
+                         f"(one column per component {', '.join(COMPONENTS)}), got "
+                         f"{arr.shape}")
+    if arr.dtype.kind == "u" and k and int(arr.max()) > np.iinfo(np.int64).max:
+        raise ValueError(f"factored actions of {who}: value {int(arr.max())} out of range")
+    return arr.astype(np.int64, copy=False)
+
+
+def decode(batch: ActionBatch, rows: np.ndarray, acts: np.ndarray, state: WorldState,
+           view: np.ndarray, cfg: Config, catalogue: Catalogue, day: int) -> None:
+    """Write residents ``rows``' factored actions ``acts`` (K, C) into ``batch``.
+
+    A component value outside its range is unknown content: flagged, and the component
+    takes its "nothing" meaning (idle, no secondary, no message). Validation of what is left
+    (factories known, targets alive, gifts affordable...) is the world's, as for any action.
+    """
+    spec = FactoredSpec.of(cfg)
+    nvec = spec.nvec
+    out_of_range = (acts < 0) | (acts >= nvec)
+    primary, secondary, slot, level, message, message_to = acts.T
+    bad_p = out_of_range[:, 0]
+    if bad_p.any():
+        batch.flag_many(rows[bad_p], f"primary choice outside [0, {spec.n_primary}): idle")
+    p_choice = np.where(bad_p, spec.n_primary - 1, primary)  # the last choice is idle
+    batch.primary[rows] = catalogue.p_kind[p_choice]
+    batch.factory[rows] = catalogue.p_factory[p_choice]
+    bad_s = out_of_range[:, 1]
+    if bad_s.any():
+        batch.flag_many(rows[bad_s], f"secondary outside [0, {spec.n_secondary}): none")
+    sec = np.where(bad_s, S.NONE, secondary)
+    targeted = sec != S.NONE
+    bad_t = targeted & out_of_range[:, 2]
+    if bad_t.any():
+        batch.flag_many(rows[bad_t], f"target slot outside [0, {spec.n_target}): "
+                                     "no secondary action")
+    ok = targeted & ~bad_t
+    target = np.full(len(rows), -1, np.int32)
+    target[ok] = view[rows[ok], slot[ok]]
+    empty = ok & (target < 0)
+    if empty.any():
+        batch.flag_many(rows[empty], "target view slot is empty: no secondary action")
+    sec = np.where(bad_t | empty, S.NONE, sec)
+    batch.secondary[rows] = sec
+    batch.target[rows] = np.where(sec != S.NONE, target, -1)
+    gift = sec == S.GIFT
+    bad_l = gift & out_of_range[:, 3]
+    if bad_l.any():
+        batch.flag_many(rows[bad_l], f"amount level outside [0, {spec.n_amount}): no gift")
+        batch.secondary[rows[bad_l]] = S.NONE
+        gift &= ~bad_l
+    amount = np.zeros(len(rows))
+    amount[gift] = catalogue.gift_levels[level[gift]] * np.maximum(state.wealth[rows[gift]], 0.0)
+    batch.amount[rows] = amount
+    talk = message != 0
+    if not talk.any() or cfg.max_messages <= 0:
+        if talk.any():
+            batch.flag_many(rows[talk], "messages are off (max_messages = 0): dropped")
+        return
+    bad_m = talk & (out_of_range[:, 4] | out_of_range[:, 5])
+    if bad_m.any():
+        batch.flag_many(rows[bad_m], f"message kind outside [0, {spec.n_message}) or "
+                                     f"recipient outside [0, {spec.n_message_to}): dropped")
+    v = cfg.view_size
+    for k in (talk & ~bad_m).nonzero()[0].tolist():
+        i, to = int(rows[k]), int(message_to[k])
+        if to == v:
+            recipient = EVERYONE
+        else:
+            recipient = int(view[i, to])
+            if recipient < 0:
+                batch.flag(i, "message to an empty view slot: dropped")
+                continue
+        factory, worth = _factory_worth(state, i, int(batch.factory[i]))
+        text = render_message(int(message[k]), factory, worth)
+        batch.messages.append(Message(day, i, recipient, text[: cfg.max_message_chars]))
+
+
+def _factory_worth(state: WorldState, i: int, factory: int) -> tuple[int, float]:
+    """The factory a factory's-worth message speaks of (the one of today's primary action,
+    else the known factory that paid most per worker yesterday) and its pay per worker."""
+    per_worker = state.output / np.maximum(state.workers, 1)
+    if factory < 0:
+        known = state.known[i].nonzero()[0]
+        if len(known) == 0:
+            return -1, 0.0
+        factory = int(known[np.argmax(per_worker[known])])
+    return factory, float(per_worker[factory])
+
+
+def to_flat(acts: np.ndarray, cfg: Config, catalogue: Catalogue | None = None) -> np.ndarray:
+    """Flat catalogue ids (K,) of factored actions (K, C) (their message columns dropped)."""
+    catalogue = catalogue or Catalogue(cfg)
+    acts = np.asarray(acts, np.int64)
+    p = acts[:, 0]
+    sec = acts[:, 1]
+    return catalogue.encode(catalogue.p_kind[p], catalogue.p_factory[p], sec,
+                            np.where(sec != S.NONE, acts[:, 2], -1),
+                            np.where(sec == S.GIFT, acts[:, 3], 0))
+
+
+def from_flat(ids: np.ndarray, cfg: Config, catalogue: Catalogue | None = None) -> np.ndarray:
+    """Factored actions (K, C) of flat catalogue ids (K,), sending no message."""
+    catalogue = catalogue or Catalogue(cfg)
+    ids = np.asarray(ids, np.int64)
+    p, s = np.divmod(ids, catalogue.n_secondary)
+    out = np.zeros((len(ids), N_COMPONENTS), np.int64)
+    out[:, 0] = p
+    out[:, 1] = catalogue.s_kind[s]
+    out[:, 2] = np.maximum(catalogue.s_slot[s], 0)
+    out[:, 3] = np.maximum(catalogue.s_level[s], 0)
+    return out

@@ -1,0 +1,160 @@
+"""The vector API: communities as one batch of resident slots, factored actions, autoreset."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+
+import civa_env
+from civa_env import world
+from civa_env.world import factored
+from civa_env.world.config import Config
+from civa_env.world.day import derived_seed
+
+KW = {"n_agents": 10, "max_days": 15}
+
+
+def sample(obs: dict, spec: factored.FactoredSpec, rng: np.random.Generator,
+           talk: bool = True) -> np.ndarray:
+    """A uniformly random valid value of each component of each slot."""
+    m = obs["action_mask"].astype(bool)
+    o = spec.offsets
+    acts = np.empty((len(m), factored.N_COMPONENTS), np.int64)
+    for c in range(factored.N_COMPONENTS):
+        s = np.where(m[:, o[c]:o[c + 1]], rng.random((len(m), int(spec.nvec[c]))), -1.0)
+        acts[:, c] = s.argmax(axis=1)
+    if not talk:
+        acts[:, 4] = 0
+    return acts
+
+
+def log_text(log) -> str:
+    out = io.StringIO()
+    for d in range(log.n_days):
+        log.write_day(out, d)
+    return out.getvalue()
+
+
+def test_spaces_and_observations():
+    venv = civa_env.vector_env(num_envs=3, **KW)
+    obs, infos = venv.reset(seed=4)
+    n = Config(**KW).max_agents
+    assert venv.num_slots == 3 * n
+    assert venv.observation_space.contains(obs)
+    assert obs["alive"].sum() == 3 * KW["n_agents"]
+    assert obs["alive"][:KW["n_agents"]].all() and not obs["alive"][KW["n_agents"]:n].any()
+    assert venv.single_action_space.nvec.tolist() == venv.spec.nvec.tolist()
+    assert infos["seed"].tolist() == [4, 5, 6]
+    rng = np.random.default_rng(0)
+    acts = sample(obs, venv.spec, rng)
+    assert venv.action_space.contains(acts)
+    obs, rew, term, trunc, infos = venv.step(acts)
+    assert venv.observation_space.contains(obs)
+    assert rew.shape == term.shape == trunc.shape == (3 * n,)
+    # dead and unborn slots read zeros and allow only the "nothing" values
+    off = ~obs["alive"]
+    assert not obs["features"][off].any()
+    assert (obs["action_mask"][off] == venv._idle_mask).all()
+    assert (obs["action_mask"][off].reshape(off.sum(), -1) >= 0).all()
+
+
+def test_a_community_is_the_same_alone_in_a_batch_and_through_the_parallel_env():
+    """Community 2 of a batch of 8 (seed 7 + 2) against the same world stepped alone with
+    world.step_factored and through the ParallelEnv (flat ids: no messages sent there)."""
+    e, seed = 2, 7
+    venv = civa_env.vector_env(num_envs=8, **KW)
+    obs, _ = venv.reset(seed=seed)
+    n = venv.n_slots
+    rng = np.random.default_rng(1)
+    alone = world.reset(venv.cfg, seed + e)
+    penv = civa_env.parallel_env(**KW, obs_mode="numeric")
+    penv.reset(seed=seed + e)
+    batch_world = venv.worlds[e]
+    while not batch_world.done:
+        acts = sample(obs, venv.spec, rng, talk=False)
+        mine = acts[e * n:(e + 1) * n]
+        alone, _ = world.step_factored(alone, mine)
+        flat = factored.to_flat(mine, venv.cfg)
+        penv.step({a: int(flat[world_index]) for a in penv.agents
+                   for world_index in [penv.world.index_of[a]]})
+        obs, *_ = venv.step(acts)
+        if venv.worlds[e] is not batch_world:  # community e ended and was reset
+            break
+    ref = log_text(batch_world.log)
+    assert ref and ref == log_text(alone.log) == log_text(penv.world.log)
+
+
+def test_cheap_talk_in_a_batch_matches_alone():
+    venv = civa_env.vector_env(num_envs=4, **KW)
+    obs, _ = venv.reset(seed=0)
+    rng = np.random.default_rng(2)
+    alone = world.reset(venv.cfg, 3)
+    target = venv.worlds[3]
+    n = venv.n_slots
+    while not target.done:
+        acts = sample(obs, venv.spec, rng)
+        alone, _ = world.step_factored(alone, acts[3 * n:])
+        obs, *_ = venv.step(acts)
+    assert "message" in log_text(target.log)
+    assert log_text(target.log) == log_text(alone.log)
+
+
+def test_communities_reset_in_the_same_step_with_their_final_observation():
+    venv = civa_env.vector_env(num_envs=2, n_agents=6, max_days=4)
+    obs, _ = venv.reset(seed=0)
+    rng = np.random.default_rng(0)
+    for _day in range(1, 5):
+        acts = sample(obs, venv.spec, rng)
+        obs, rew, term, trunc, infos = venv.step(acts)
+    assert infos["ended"].all()
+    assert infos["_final_obs"].all()
+    final = infos["final_obs"]
+    # the final observation is the last day's, the returned one the next episode's first
+    assert (infos["day"] == 0).all()
+    assert obs["alive"].reshape(2, -1)[:, :6].all()
+    assert trunc[final["alive"]].all() and not trunc[~final["alive"]].any()
+    # the next episode is seeded as the ParallelEnv's plain reset would be
+    assert venv.worlds[0].seed == derived_seed(0, 1)
+    assert venv.worlds[1].seed == derived_seed(1, 1)
+
+
+def test_terminations_mark_the_day_a_resident_starved():
+    venv = civa_env.vector_env(num_envs=2, n_agents=8, max_days=40, upkeep=3.0)
+    obs, _ = venv.reset(seed=1)
+    rng = np.random.default_rng(0)
+    starved = 0
+    for _ in range(12):
+        alive_before = obs["alive"].copy()
+        wealth_before = np.concatenate([w.state.wealth for w in venv.worlds])
+        obs, rew, term, trunc, infos = venv.step(sample(obs, venv.spec, rng))
+        ended = infos["ended"][venv.community_of]
+        going = ~ended  # communities still in their episode: obs is the next day's
+        np.testing.assert_array_equal(term[going], (alive_before & ~obs["alive"])[going])
+        after = np.concatenate([w.state.wealth for w in venv.worlds])
+        played = alive_before & going
+        np.testing.assert_allclose(rew[played], (after - wealth_before)[played])
+        assert not rew[~alive_before].any()
+        starved += int(term.sum())
+    assert starved > 0
+
+
+@pytest.mark.parametrize("bad", [np.zeros((5, 6), np.int64), np.zeros((2 * 40, 5), np.int64)])
+def test_wrong_action_arrays_raise(bad):
+    venv = civa_env.vector_env(num_envs=2, **KW)
+    venv.reset(seed=0)
+    with pytest.raises(ValueError, match="factored actions of the vector env"):
+        venv.step(bad)
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="num_envs"):
+        civa_env.vector_env(num_envs=0)
+    with pytest.raises(ValueError, match="renders no text"):
+        civa_env.vector_env(num_envs=1, obs_mode="text")
+    venv = civa_env.vector_env(num_envs=1)
+    with pytest.raises(ValueError, match="reset"):
+        venv.step(np.zeros((venv.num_slots, 6), np.int64))
+    with pytest.raises(ValueError, match="seed"):
+        venv.reset(seed=-1)
