@@ -2,6 +2,13 @@
 
     python benchmarks/env_throughput.py            # 25, 100 and 1000 residents, text on/off
     python benchmarks/env_throughput.py --sizes 100 --seconds 5
+    python benchmarks/env_throughput.py --sizes 25 --modes numeric --vector 64x25,16x1000
+
+The second table (``--vector``, default ``64x25,16x1000``; ``--vector ""`` skips it) sets the
+vector API (``civa_env.vector_env``: E communities of N residents, factored actions drawn
+uniformly from the component masks, no messages) beside the ParallelEnv in numeric mode at
+the same community size, in resident-steps per CPU-second (``time.process_time`` of the step
+calls only: steadier than wall time on a shared machine), measured in the same run.
 
 For each size and observation mode it plays whole episodes with uniformly random valid flat
 actions (vectorised over the action masks) and reports resident-steps per second of
@@ -65,12 +72,57 @@ def measure(n_agents: int, obs_mode: str, seconds: float, seed: int = 0) -> dict
             "text_us_per_resident": text_us, "bytes_per_step_per_resident": peak / len(actions)}
 
 
+def measure_vector(num_envs: int, n_agents: int, seconds: float,
+                   seed: int = 0) -> dict[str, float]:
+    """Resident-steps per CPU-second of ``vector_env.step``, and of the ParallelEnv's
+    ``env.step`` (numeric, random valid flat ids) at the same community size."""
+    from civa_env.world import factored
+
+    venv = civa_env.vector_env(num_envs=num_envs, n_agents=n_agents)
+    spec = venv.spec
+    o = spec.offsets
+    rng = np.random.default_rng(seed)
+    obs, _ = venv.reset(seed=seed)
+    steps = resident_steps = 0
+    cpu = 0.0
+    while cpu < seconds:
+        mask = obs["action_mask"].astype(bool)
+        acts = np.zeros((venv.num_slots, factored.N_COMPONENTS), np.int64)
+        for c in range(4):  # primary, secondary, target, amount; no messages
+            score = np.where(mask[:, o[c]:o[c + 1]], rng.random((venv.num_slots,
+                                                                int(spec.nvec[c]))), -1.0)
+            acts[:, c] = score.argmax(axis=1)
+        resident_steps += int(obs["alive"].sum())
+        t = time.process_time()
+        obs, *_ = venv.step(acts)
+        cpu += time.process_time() - t
+        steps += 1
+    env = civa_env.parallel_env(n_agents=n_agents, obs_mode="numeric", seed=seed)
+    env_steps = 0
+    env_cpu = 0.0
+    while env_cpu < seconds:
+        obs, infos = env.reset()
+        while env.agents and env_cpu < seconds:
+            mask = np.stack([obs[a]["action_mask"] for a in env.agents]).astype(bool)
+            ids = np.where(mask, rng.random(mask.shape), -1.0).argmax(axis=1)
+            t = time.process_time()
+            obs, *_ = env.step(dict(zip(env.agents, ids.tolist(), strict=True)))
+            env_cpu += time.process_time() - t
+            env_steps += len(ids)
+    return {"num_envs": num_envs, "residents": n_agents, "steps": steps,
+            "mean_living": resident_steps / max(steps, 1),
+            "vector_rs_per_cpu_s": resident_steps / cpu,
+            "parallel_rs_per_cpu_s": env_steps / env_cpu}
+
+
 def main() -> None:
     """Print the throughput table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="25,100,1000")
     parser.add_argument("--modes", default="numeric,text")
     parser.add_argument("--seconds", type=float, default=4.0)
+    parser.add_argument("--vector", default="64x25,16x1000",
+                        help="vector API batches ExN to measure ('' for none)")
     args = parser.parse_args()
     print("| residents | obs mode | steps | mean living | env.step resident-steps/s "
           "| loop resident-steps/s | text us/resident | step bytes/resident |")
@@ -82,6 +134,17 @@ def main() -> None:
                   f"| {r['env_rs_per_s']:,.0f} "
                   f"| {r['loop_rs_per_s']:,.0f} | {r['text_us_per_resident']:.1f} "
                   f"| {r['bytes_per_step_per_resident']:,.0f} |", flush=True)
+    if args.vector:
+        print()
+        print("| communities x residents | batch steps | mean living slots | vector_env.step "
+              "resident-steps per CPU-s | ParallelEnv env.step (numeric) | vector / parallel |")
+        print("|---|---:|---:|---:|---:|---:|")
+    for spec in filter(None, args.vector.split(",")):
+        e, n = (int(x) for x in spec.lower().split("x"))
+        r = measure_vector(e, n, args.seconds)
+        print(f"| {e} x {n} | {r['steps']} | {r['mean_living']:.0f} "
+              f"| {r['vector_rs_per_cpu_s']:,.0f} | {r['parallel_rs_per_cpu_s']:,.0f} "
+              f"| {r['vector_rs_per_cpu_s'] / r['parallel_rs_per_cpu_s']:.2f} |", flush=True)
 
 
 if __name__ == "__main__":
