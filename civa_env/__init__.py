@@ -57,7 +57,7 @@ def _register_pettingzoo() -> None:
 _REGISTRARS = {"pettingzoo": _register_pettingzoo, "gymnasium": _register_gymnasium}
 
 
-class _RegisterAfterPettingZoo(importlib.abc.MetaPathFinder):
+class _RegisterAfterImport(importlib.abc.MetaPathFinder):
     """Registers ``civa/civa-v0`` once PettingZoo finishes importing (and ``civa/Resident-v0``
     once Gymnasium does).
 
@@ -92,6 +92,6 @@ class _RegisterAfterPettingZoo(importlib.abc.MetaPathFinder):
 for _name, _register in _REGISTRARS.items():
     if _name in sys.modules:
         _register()
-    elif not any(isinstance(f, _RegisterAfterPettingZoo) and f.name == _name
+    elif not any(isinstance(f, _RegisterAfterImport) and f.name == _name
                  for f in sys.meta_path):
-        sys.meta_path.insert(0, _RegisterAfterPettingZoo(_name))
+        sys.meta_path.insert(0, _RegisterAfterImport(_name))

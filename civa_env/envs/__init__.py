@@ -1,9 +1,12 @@
 """Adapters over the world: the only package that imports gymnasium, pettingzoo and SB3.
 
-``parallel_env`` (PettingZoo ``ParallelEnv``), ``env``/``raw_env`` (its AEC form),
+``parallel_env`` (PettingZoo ``ParallelEnv``; ``obs_mode="features"`` gives it Box
+observations and fixed name slots for SuperSuit), ``env``/``raw_env`` (its AEC form),
 ``vector_env`` (many communities, arrays over resident slots) and the gymnasium spaces;
-``civa_env.envs.sb3`` holds the stable-baselines3 ``VecEnv``. Importing this package registers
-``civa/civa-v0`` in PettingZoo's registries.
+``civa_env.envs.sb3`` holds the stable-baselines3 ``VecEnv`` and ``civa_env.envs.single`` the
+single-agent Gymnasium env ``civa/Resident-v0`` (one learner among background residents,
+registered by ``import civa_env``). Importing this package registers ``civa/civa-v0`` in
+PettingZoo's registries. Recipes: docs/rl.md.
 """
 
 from civa_env.envs.parallel import CivaEnv, env, parallel_env, raw_env

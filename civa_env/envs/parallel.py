@@ -9,7 +9,7 @@
 | Agents             | `agents = ["resident_0", ..., "resident_24"]`             |
 | Possible agents    | `max_agents` names (default 4 x n_agents)                 |
 | Action shape       | `Discrete(catalogue.size)` (1573 at the defaults)         |
-| Observation        | `Dict(text, features, action_mask)`                       |
+| Observation        | `Dict(text, features, action_mask)`; `Box` in `features` mode |
 
 Residents earn one scarce resource at factories, explore, invest, give, attack, form
 alliances and message each other; they starve below zero wealth. The rules and their
@@ -20,6 +20,14 @@ defaults are in README "Rules" and in `Config`.
 `obs_mode="numeric"`). `features`: float32 vector of `features.feature_size(cfg)` values in
 [-10, 10] (named channels: own facts, value condition, factories, one row per view slot).
 `action_mask`: int8 over the flat catalogue.
+
+`obs_mode="features"` (the fixed slots of SuperSuit's vector envs, docs/rl.md): the
+observation is the `features` `Box` alone (no `Text`), the mask is `infos[agent]
+["action_mask"]`, and `agents` holds every name of the pool from `reset` on: a name no
+resident has taken yet is *vacant* (zero features, a mask of `idle` only, `infos[agent]
+["vacant"]`, reward 0, never terminated, its action ignored) until a newcomer takes it. A
+resident who starves is terminated and leaves `agents` as in the other modes; at the end
+every remaining name is truncated. `living_agents` names the living residents in every mode.
 
 ## Infos
 `infos[agent]`: `invalid` (reasons its last action was changed), `day` (the day about to be
@@ -58,6 +66,7 @@ from civa_env.world.catalogue import Catalogue
 from civa_env.world.config import Config
 from civa_env.world.day import Day, World, derived_seed, fresh_seed, rewards
 from civa_env.world.events import EventLog, agent_name
+from civa_env.world.kinds import Primary
 from civa_env.world.perception import legal
 from civa_env.world.values import ValueCondition
 
@@ -87,6 +96,12 @@ class CivaEnv(ParallelEnv):
         self.state_space = spaces.Box(-STATE_BOUND, STATE_BOUND, shape=(n * (4 + m) + m + 1,),
                                       dtype=np.float32)
         self.agents: list[str] = []
+        # features mode: every pool name is an agent; the vacant ones (no resident yet) are
+        # padded (docs/rl.md "Names and deaths").
+        self._slots = cfg.obs_mode == "features"
+        self._vacant = np.empty(0, np.int64)
+        self._idle_mask = np.zeros(self.catalogue.size, np.int8)
+        self._idle_mask[self.catalogue.encode(Primary.IDLE)] = 1
         self.world: World | None = None
         self._base_seed: int | None = None  # the last seed given to reset (or the first used)
         self._since = 0  # resets since that seed
@@ -94,8 +109,9 @@ class CivaEnv(ParallelEnv):
     # ---- spaces -------------------------------------------------------------------------------
     # The same space objects every call, as PettingZoo requires (built once in __init__; no
     # functools.lru_cache, which would keep every env ever built alive).
-    def observation_space(self, agent: str) -> spaces.Dict:
-        """Observation space (the same object for every resident)."""
+    def observation_space(self, agent: str) -> spaces.Dict | spaces.Box:
+        """Observation space (the same object for every resident; a ``Box`` in features
+        mode)."""
         return self._observation_space
 
     def action_space(self, agent: str) -> spaces.Discrete:
@@ -105,6 +121,14 @@ class CivaEnv(ParallelEnv):
     def structured_action_space(self, agent: str | None = None) -> spaces.Dict:
         """The structured action form as a gymnasium space (targets as view slots)."""
         return structured_action_space(self.cfg)
+
+    @property
+    def living_agents(self) -> list[str]:
+        """Names of the living residents (``agents`` also holds the vacant names in features
+        mode)."""
+        if self.world is None or self.world.done:
+            return []
+        return [self.possible_agents[i] for i in self.world.living.tolist()]
 
     @property
     def log(self) -> EventLog:
@@ -131,6 +155,9 @@ class CivaEnv(ParallelEnv):
         self.world = world_fn.reset(self.cfg, seed)
         living = self.world.living
         self.agents = [self.possible_agents[i] for i in living.tolist()]
+        if self._slots:
+            self._vacant = np.flatnonzero(~self.world.state.alive)
+            self.agents = list(self.possible_agents)
         return self._observe(living, {}, None)
 
     def step(self, actions: dict[str, Any]) -> tuple[dict, dict, dict, dict, dict]:
@@ -143,7 +170,8 @@ class CivaEnv(ParallelEnv):
         names = self.possible_agents
         # Newcomers join the dicts to get their first observation; one born on the last day
         # never acts, so it is left out (it still counts in the census).
-        born = day.born if not day.truncated else np.empty(0, np.int64)
+        # In features mode the newcomer's name was already an agent (vacant) and stays in.
+        born = day.born if not day.truncated or self._slots else np.empty(0, np.int64)
         rows = np.concatenate([day.acted, born])
         rewards = self._rewards(day)
         rewards.update({names[i]: 0.0 for i in born.tolist()})
@@ -152,8 +180,16 @@ class CivaEnv(ParallelEnv):
                                                            strict=True)}
         terminations.update({names[i]: False for i in born.tolist()})
         truncations = dict.fromkeys((names[i] for i in rows.tolist()), day.truncated)
+        if self._slots:
+            self._vacant = np.setdiff1d(self._vacant, born, assume_unique=True)
+            vacant = [names[i] for i in self._vacant.tolist()]
+            rewards.update(dict.fromkeys(vacant, 0.0))
+            terminations.update(dict.fromkeys(vacant, False))
+            truncations.update(dict.fromkeys(vacant, self.world.done))  # end or extinction
         obs, infos = self._observe(rows, day.invalid, day.census)
         self.agents = [] if day.truncated else [names[i] for i in self.world.living.tolist()]
+        if self._slots and not self.world.done:
+            self.agents = [names[i] for i in np.union1d(self.world.living, self._vacant).tolist()]
         if self.render_mode == "human":
             self.render()
         return obs, rewards, terminations, truncations, infos
@@ -179,6 +215,14 @@ class CivaEnv(ParallelEnv):
         infos = {name: {"invalid": get(i, []), "day": day, "legal": lf} if live
                  else {"invalid": get(i, []), "day": day}
                  for name, i, live, lf in zip(keys, rows.tolist(), alive, legal, strict=True)}
+        if self._slots:  # the features alone; the mask moves to the infos; vacant names
+            obs = {name: ob["features"] for name, ob in obs.items()}
+            for name, m in zip(keys, seen.masks, strict=True):
+                infos[name]["action_mask"] = m
+            for name in (names[i] for i in self._vacant.tolist()):
+                obs[name] = np.zeros(self._observation_space.shape, np.float32)
+                infos[name] = {"invalid": [], "day": day, "vacant": True,
+                               "action_mask": self._idle_mask.copy()}
         if census is not None:
             for info in infos.values():
                 info["community"] = census

@@ -13,13 +13,26 @@ from civa_env.world.features import FEATURE_CLIP, feature_size
 from civa_env.world.kinds import Primary, Secondary
 
 
-def observation_space(cfg: Config, catalogue: Catalogue) -> spaces.Dict:
-    """The per-resident observation space."""
+def features_space(cfg: Config) -> spaces.Box:
+    """The feature vector: float32 in [-FEATURE_CLIP, FEATURE_CLIP], ``feature_size(cfg)``."""
+    return spaces.Box(-FEATURE_CLIP, FEATURE_CLIP, shape=(feature_size(cfg),), dtype=np.float32)
+
+
+def mask_space(catalogue: Catalogue) -> spaces.Box:
+    """The action mask: int8 0/1 over the flat catalogue."""
+    return spaces.Box(0, 1, shape=(catalogue.size,), dtype=np.int8)
+
+
+def observation_space(cfg: Config, catalogue: Catalogue) -> spaces.Dict | spaces.Box:
+    """The per-resident observation space: ``Dict(text, features, action_mask)`` in the
+    ``text`` and ``numeric`` modes, the features ``Box`` alone in ``features`` mode (no
+    ``Text``: what SuperSuit's wrappers and SB3's ``MlpPolicy`` accept)."""
+    if cfg.obs_mode == "features":
+        return features_space(cfg)
     return spaces.Dict({
         "text": spaces.Text(max_length=cfg.max_text_chars, min_length=0, charset=string.printable),
-        "features": spaces.Box(-FEATURE_CLIP, FEATURE_CLIP, shape=(feature_size(cfg),),
-                               dtype=np.float32),
-        "action_mask": spaces.Box(0, 1, shape=(catalogue.size,), dtype=np.int8),
+        "features": features_space(cfg),
+        "action_mask": mask_space(catalogue),
     })
 
 

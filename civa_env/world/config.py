@@ -18,7 +18,7 @@ import numpy as np
 
 from civa_env.world.values import ValueCondition
 
-OBS_MODES = ("text", "numeric")
+OBS_MODES = ("text", "numeric", "features")
 BRIEFINGS = ("v1", "v2")
 REWARD_MODES = ("wealth", "survival", "community")
 
@@ -156,7 +156,10 @@ class Config:
 
     # --- observation, action, reward ------------------------------------------------------
     obs_mode: str = "text"
-    """``text`` (briefing + features + mask) or ``numeric`` (text left empty, fast)."""
+    """``text`` (briefing + features + mask), ``numeric`` (text left empty, fast) or
+    ``features`` (a ``Box`` of the features alone, the mask in the infos, and every name of
+    the pool an agent from the start: the fixed slots SuperSuit's vector envs need; see
+    docs/rl.md)."""
     max_text_chars: int = 4000
     """Longest briefing, in characters."""
     briefing: str = "v2"
