@@ -461,4 +461,17 @@ class ScriptedPolicy(Policy):
         return out
 
 
-register_policy("scripted", ScriptedPolicy)
+def make_scripted(argument: str | None = None, *, seed: int | None = None) -> Policy:
+    """``scripted`` or ``scripted:v1`` (table ``scripted-v1``, the default), ``scripted:v2``
+    (residents with social memory, ``civa_env.policies.scripted_memory``)."""
+    if not argument or argument in ("v1", "scripted-v1"):
+        return ScriptedPolicy(None, seed=seed)
+    if argument in ("v2", "scripted-v2"):
+        from civa_env.policies.scripted_memory import MemoryScriptedPolicy
+
+        return MemoryScriptedPolicy(seed=seed)
+    raise ValueError(f"policy 'scripted' takes no argument or a table version (v1, v2), "
+                     f"got 'scripted:{argument}'")
+
+
+register_policy("scripted", make_scripted)
