@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from civa_env.world.arrays import filled
 from civa_env.world.kinds import KIND_BY_LABEL, EventKind
 
 # Column name -> (dtype, fill value when an event does not set it).
@@ -95,14 +96,14 @@ class DayEvents:
         col = self._cols.get(key)
         if col is None:
             dtype, fill = COLUMNS[key]
-            col = self._cols[key] = np.full(self._capacity, fill, dtype=dtype)
+            col = self._cols[key] = filled(self._capacity, fill, dtype)
         return col
 
     def _grow(self, need: int) -> None:
         self._capacity = max(need, 2 * self._capacity)
         for key, col in self._cols.items():
             dtype, fill = COLUMNS[key]
-            grown = np.full(self._capacity, fill, dtype=dtype)
+            grown = filled(self._capacity, fill, dtype)
             grown[: self._size] = col[: self._size]
             self._cols[key] = grown
 
@@ -135,7 +136,7 @@ class DayEvents:
         size, cols = self._size, {}
         for key, (dtype, fill) in COLUMNS.items():
             col = self._cols.get(key)
-            cols[key] = col[:size].copy() if col is not None else np.full(size, fill, dtype)
+            cols[key] = col[:size].copy() if col is not None else filled(size, fill, dtype)
         cols["day"][:] = self.day
         return cols, dict(self._texts)
 

@@ -34,6 +34,7 @@ from functools import lru_cache
 
 import numpy as np
 
+from civa_env.world.arrays import filled
 from civa_env.world.config import Config
 from civa_env.world.rules import outage_prob, upkeep_factor
 from civa_env.world.state import WorldState
@@ -433,8 +434,8 @@ def _mark_dealings(slots: np.ndarray, layout: FeatureLayout, state: WorldState,
     src, dst = state.recent_src[recent], state.recent_dst[recent]
     viewer = np.concatenate([a, b, dst, src])
     other = np.concatenate([b, a, src, dst])
-    channel = np.concatenate([np.full(2 * len(a), ally), dealt_me[kinds], i_dealt[kinds]])
-    row_of = np.full(state.n_pool, -1, np.int64)
+    channel = np.concatenate([filled(2 * len(a), ally, np.int64), dealt_me[kinds], i_dealt[kinds]])
+    row_of = filled(state.n_pool, -1, np.int64)
     row_of[rows] = np.arange(len(rows))
     row = row_of[viewer]
     ok = (row >= 0) & (channel >= 0)

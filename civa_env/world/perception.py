@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from civa_env.world.actions import EVERYONE
+from civa_env.world.arrays import filled
 from civa_env.world.config import Config
 from civa_env.world.events import agent_name
 from civa_env.world.rules import upkeep_factor
@@ -44,7 +45,7 @@ def compute_view(state: WorldState, cfg: Config, rng: np.random.Generator) -> np
     O(N V), not O(N^2)). Within a priority, slots are in name order.
     """
     n, v = state.n_pool, cfg.view_size
-    view = np.full((n, v), -1, np.int32)
+    view = filled((n, v), -1, np.int32)
     # One key per name, drawn whatever the population (common random numbers: the stream
     # stays in step between conditions); sorting the living residents' keys shuffles them.
     order_key = rng.random(n)
@@ -70,7 +71,7 @@ def compute_view(state: WorldState, cfg: Config, rng: np.random.Generator) -> np
     pos = np.empty(n, np.int64)
     pos[perm] = np.arange(n_alive)
     row = pos[ii]
-    keys = np.full((n_alive, width + min(v, int(rank.max()) + 1)), 3 * n, np.int64)
+    keys = filled((n_alive, width + min(v, int(rank.max()) + 1)), 3 * n, np.int64)
     keys[:, :width] = sample + 2 * n
     gap = (pos[jj] - row) % n_alive  # jj sits in column gap - 1 of row's sample, if any
     dup = (gap >= 1) & (gap <= width)

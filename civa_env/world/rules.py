@@ -26,6 +26,7 @@ from __future__ import annotations
 import numpy as np
 
 from civa_env.world.actions import EVERYONE, ActionBatch
+from civa_env.world.arrays import filled
 from civa_env.world.catalogue import is_allied
 from civa_env.world.config import Config
 from civa_env.world.events import DayEvents
@@ -148,10 +149,10 @@ def upgrade(state: WorldState, batch: ActionBatch, cfg: Config, ev: DayEvents,
 def _remember(state: WorldState, day: int, src: np.ndarray, dst: np.ndarray, kind: int) -> None:
     if len(src) == 0:
         return
-    state.recent_day = np.concatenate([state.recent_day, np.full(len(src), day, np.int32)])
+    state.recent_day = np.concatenate([state.recent_day, filled(len(src), day, np.int32)])
     state.recent_src = np.concatenate([state.recent_src, src.astype(np.int32)])
     state.recent_dst = np.concatenate([state.recent_dst, dst.astype(np.int32)])
-    state.recent_kind = np.concatenate([state.recent_kind, np.full(len(src), kind, np.int8)])
+    state.recent_kind = np.concatenate([state.recent_kind, filled(len(src), kind, np.int8)])
 
 
 def _has_recent(state: WorldState, kind: int, src: np.ndarray, dst: np.ndarray,
