@@ -32,7 +32,14 @@ from civa_env.policies.base import Policy, make_policy
 from civa_env.policies.batch import Batch
 from civa_env.world.catalogue import Catalogue
 from civa_env.world.config import Config
-from civa_env.world.day import World, assignment_rng, derived_seed, fresh_seed, policy_seed
+from civa_env.world.day import (
+    Observation,
+    World,
+    assignment_rng,
+    derived_seed,
+    fresh_seed,
+    policy_seed,
+)
 from civa_env.world.day import rewards as day_rewards
 from civa_env.world.events import agent_name
 from civa_env.world.kinds import Primary
@@ -74,6 +81,7 @@ class ResidentEnv(gymnasium.Env):
         self.world: World | None = None
         self.learner = -1  # the learner's resident index
         self._mask = np.zeros(self.catalogue.size, bool)
+        self._seen: Observation | None = None  # everyone's, made after the last day
         self._base_seed: int | None = None
         self._since = 0
 
@@ -124,23 +132,27 @@ class ResidentEnv(gymnasium.Env):
         return ob, reward, terminated, truncated, info
 
     def _background_actions(self) -> dict[str, Any]:
-        """The other living residents decide in one batched call (keys: agent names)."""
-        living = self.world.living
-        rows = living[living != self.learner]
-        if len(rows) == 0:
+        """The other living residents decide in one batched call (keys: agent names), from
+        the observation ``_observe`` made of everyone after the last day."""
+        seen = self._seen
+        sel = np.flatnonzero(seen.rows != self.learner)
+        if len(sel) == 0:
             return {}
-        seen = self.world.observe(rows)  # briefings only with briefings=True
-        keys = [agent_name(i) for i in rows.tolist()]
-        return dict(self.background.act(Batch.from_seen(seen, keys)))
+        keys = [agent_name(i) for i in seen.rows[sel].tolist()]
+        return dict(self.background.act(Batch.from_seen(seen, keys, sel)))
 
     def _observe(self) -> tuple[np.ndarray, dict[str, Any]]:
-        seen = self.world.observe(np.array([self.learner], np.int64), text=False)
-        self._mask = seen.masks[0].astype(bool)
+        """The learner's observation; the background's is made in the same call (one
+        ``World.observe`` a day; briefings only with ``briefings=True``)."""
+        rows = np.union1d(self.world.living, [self.learner])  # the learner even if dead
+        self._seen = seen = self.world.observe(rows)
+        r = int(np.searchsorted(rows, self.learner))
+        self._mask = seen.masks[r].astype(bool)
         if not self._mask.any():  # the learner starved: nothing is valid but idling
             self._mask[self._idle] = True
         info = {"action_mask": self._mask.copy(), "day": seen.day,
                 "agent": agent_name(self.learner)}
-        return seen.features[0].copy(), info
+        return seen.features[r].copy(), info
 
     def action_masks(self) -> np.ndarray:
         """The learner's valid flat ids now (bool), for sb3-contrib's ``MaskablePPO``."""

@@ -62,13 +62,14 @@ def test_features_mode_spaces_are_boxes_and_observations_lie_in_them():
 
 
 def test_parallel_api_test_passes_in_features_mode():
-    from pettingzoo.test import parallel_api_test
+    from pettingzoo.test import api_test, parallel_api_test
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         parallel_api_test(civa_env.parallel_env(obs_mode="features", seed=0, **SMALL),
                           num_cycles=40)
     assert not [w for w in caught if "possible_agents" in str(w.message)]
+    api_test(civa_env.env(obs_mode="features", seed=0, **SMALL), num_cycles=100)  # AEC form
     # The living residents as agents: the unused names never finish.
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
