@@ -273,9 +273,15 @@ def cmd_sweep(args: argparse.Namespace) -> int:
                   quasi_extinction=args.quasi_extinction)
     report = sweep.run(workers=workers, backend=args.backend, progress=not args.no_progress,
                        ray_address=args.ray_address)
-    print(f"{report.total} runs in the grid: {report.already} already in the table, "
+    grid = (f"{report.total} runs in the grid" if not report.shared else
+            f"{report.total} cells in the grid ({report.total - report.shared} runs)")
+    print(f"{grid}: {report.already} already in the table, "
           f"{report.recovered} recovered from run folders, {report.ran} run now "
           f"({report.seconds:.1f} s, {args.backend} backend, {workers} workers).")
+    if report.shared:
+        print(f"{report.shared} prevalence-0 cells share the run of their seed's baseline world "
+              f"(prevalence 0 is the baseline world; results.csv column same_as; "
+              f"{report.reused} filled now).")
     print(f"Results: {report.results}   Report: civa report {args.out}")
     if report.usage:
         print(format_usage(report.usage))
@@ -426,10 +432,12 @@ def cmd_resilience(args: argparse.Namespace) -> int:
                           ray_address=args.ray_address)
     except SettingError as err:
         raise ValueError(err.worded(names)) from None
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as err:
+        from civa_env.experiments.signals import exit_status
+
         print("civa: interrupted; finished runs are saved in runs.csv (rerun the same command "
               "to resume)", file=sys.stderr)
-        return 130
+        return exit_status(err)
     print(f"{report.total} runs in the design: {report.already} already in runs.csv, "
           f"{report.recovered} recovered from run folders, {report.ran} run now "
           f"({report.seconds:.1f} s, {backend} backend, {workers} workers).")
@@ -583,15 +591,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 0
     debug = os.environ.get("CIVA_DEBUG", "") not in ("", "0")
+    from civa_env.experiments.signals import exit_status, terminate_as_interrupt
+
     try:
-        return args.func(args)
-    except KeyboardInterrupt:
+        # SIGTERM (timeout, SLURM, a container stop) stops a command like Ctrl-C does.
+        with terminate_as_interrupt():
+            return args.func(args)
+    except KeyboardInterrupt as err:
+        how = " by SIGTERM" if exit_status(err) == 143 else ""
         if args.command == "sweep":
-            print("civa: interrupted; finished runs are saved (rerun the same sweep to resume)",
-                  file=sys.stderr)
+            print(f"civa: interrupted{how}; finished runs are saved (rerun the same sweep to "
+                  "resume)", file=sys.stderr)
         else:
-            print("civa: interrupted", file=sys.stderr)
-        return 130
+            print(f"civa: interrupted{how}", file=sys.stderr)
+        return exit_status(err)  # 130 for Ctrl-C, 143 for SIGTERM
     except Exception as err:
         if debug:
             raise

@@ -50,6 +50,7 @@ import numpy as np
 from civa_env import __version__
 from civa_env.experiments import sweep as sweep_module
 from civa_env.experiments import tipping
+from civa_env.experiments.progress import Progress
 from civa_env.experiments.results import read_table
 from civa_env.experiments.runfolder import (
     LOCK_NAME,
@@ -819,27 +820,18 @@ class _Runner:
         if not todo:
             self.save()
             return
-        # A progress bar on a terminal; plain lines (about every tenth of the stage) otherwise.
-        bar = self.progress and sys.stderr.isatty()
-        plain = self.progress and not bar
-        every = max(1, len(todo) // 10)
-        finished = [0]
-
-        def tick() -> None:
-            finished[0] += 1
-            if plain and (finished[0] % every == 0 or finished[0] == len(todo)):
-                self.log(f"resilience: {stage}: {finished[0]}/{len(todo)} runs finished")
+        # A progress bar on a terminal; plain lines (each tenth of the stage) otherwise.
+        bar = Progress(len(todo), f"resilience: {stage}", "run", enabled=self.progress,
+                       write=self.log)
 
         def done(row: dict[str, Any]) -> None:
             rid = row["run_id"]
             self._done(tasks[rid][0], tasks[rid][1], row)
             self.ran += 1
-            tick()
 
         def failed(task: Task, err: BaseException) -> None:
             self.failures.append((task.run_id, " ".join(f"{type(err).__name__}: {err}"
                                                          .split())))
-            tick()
 
         before = len(self.failures)
         try:

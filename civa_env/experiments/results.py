@@ -9,6 +9,10 @@ and the number of founders, ``collapsed``, ``quasi_extinction``, ``llm_tokens`` 
 ``llm_cost_usd`` read as NaN (not measured). The last two are a run's LLM tokens (prompt and
 completion, of all its LLM policies) and their estimated cost in USD; empty for runs without
 LLM residents, and the cost for runs without prices (llm options ``price_per_mtok_in``/``_out``).
+
+``same_as``: empty for a run done; for a prevalence-0 cell that shares the run of its seed's
+baseline world (prevalence 0 is the baseline world, so a sweep runs it once per seed), the
+run_id of that run, whose folder holds it (the cell has none). Empty in older tables.
 """
 
 from __future__ import annotations
@@ -26,15 +30,16 @@ from civa_env.world.values import holder_count
 METRICS = ("nAUP", "SC", "ED", "IC", "CC", "final_population", "autocorr_lag1", "variance")
 BEHAVIOUR_RATES = ("cooperation_rate", "betrayal_rate", "deception_rate", "power_seeking_rate",
                    "free_riding_rate")
-COLUMNS = ("run_id", "condition", "prevalence", "holders", "seed", "policy", "agents", "days",
-           *METRICS, "extinct_day", "collapsed", "quasi_extinction", *BEHAVIOUR_RATES,
-           "llm_tokens", "llm_cost_usd", "population")
+COLUMNS = ("run_id", "condition", "prevalence", "holders", "seed", "same_as", "policy",
+           "agents", "days", *METRICS, "extinct_day", "collapsed", "quasi_extinction",
+           *BEHAVIOUR_RATES, "llm_tokens", "llm_cost_usd", "population")
 NUMERIC = ("prevalence", "seed", "agents", "days", *METRICS, *BEHAVIOUR_RATES)
 # Columns added after the first tables were written: a header may lack them, a cell may be
 # empty (NaN). holders = founders holding the condition; collapsed = 1 when the final
 # population is below quasi_extinction x agents; llm_tokens and llm_cost_usd: a run's LLM
-# tokens and their estimated cost.
-OPTIONAL = ("holders", "collapsed", "quasi_extinction", "llm_tokens", "llm_cost_usd")
+# tokens and their estimated cost; same_as = the run a prevalence-0 cell shares.
+OPTIONAL = ("holders", "same_as", "collapsed", "quasi_extinction", "llm_tokens",
+            "llm_cost_usd")
 REQUIRED = tuple(c for c in COLUMNS if c not in OPTIONAL)
 
 
@@ -113,6 +118,7 @@ def _read_optional(row: dict[str, Any]) -> None:
     text = row.get("holders", "")
     row["holders"] = (int(text) if text != "" else
                       holder_count(row["prevalence"], row["agents"]))
+    row["same_as"] = row.get("same_as", "")
     for key in ("collapsed", "quasi_extinction", "llm_tokens", "llm_cost_usd"):
         text = row.get(key, "")
         row[key] = float(text) if text != "" else math.nan

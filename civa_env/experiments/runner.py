@@ -20,8 +20,12 @@ with ``"status": "complete"`` marks a finished run; a policy with LLM behaviour 
 policy's tokens and cost estimate go under ``llm.usage``: see ``llm_usage``) and the PNG
 plots. A run stopped by an LLM policy's token budget (``BudgetExhausted``) keeps what it
 wrote, with ``"status": "stopped: <reason>"`` in config.json; any other error leaves
-``"failed: <error>"``. Breakdowns by policy and by value condition come from
-``civa_env.experiments.breakdown``; folder helpers from ``civa_env.experiments.runfolder``.
+``"failed: <error>"``, and an interruption (Ctrl-C, or SIGTERM inside the ``civa`` command:
+see ``civa_env.experiments.signals``) ``"interrupted: SIGINT (Ctrl-C)"`` or
+``"interrupted: SIGTERM"``. Progress (``progress=True``) is a tqdm bar on a terminal and plain
+lines otherwise (``civa_env.experiments.progress``). Breakdowns by policy and by value
+condition come from ``civa_env.experiments.breakdown``; folder helpers from
+``civa_env.experiments.runfolder``.
 """
 
 from __future__ import annotations
@@ -36,11 +40,13 @@ import numpy as np
 from civa_env import __version__
 from civa_env import world as world_fn
 from civa_env.experiments.breakdown import breakdown, llm_counts, residents_table
+from civa_env.experiments.progress import Progress
 from civa_env.experiments.runfolder import (
     clear_policy_files,
     prepare_run_dir,
     write_json_atomic,
 )
+from civa_env.experiments.signals import describe_interrupt
 from civa_env.policies.base import Policy, make_policy
 from civa_env.policies.batch import Batch
 from civa_env.policies.llm.budget import BudgetExhausted
@@ -243,12 +249,16 @@ class _Episode:
             self.events_file = None
 
     def fail(self, err: BaseException) -> None:
-        """Mark the run folder as failed, or stopped by a token budget (events.jsonl stays
-        readable)."""
+        """Mark the run folder as failed, interrupted (Ctrl-C, SIGTERM) or stopped by a token
+        budget (events.jsonl stays readable)."""
         self._close_events()
         if self.run_dir is not None:
-            status = (f"stopped: {err}" if isinstance(err, BudgetExhausted)
-                      else f"failed: {type(err).__name__}: {err}")
+            if isinstance(err, BudgetExhausted):
+                status = f"stopped: {err}"
+            elif isinstance(err, KeyboardInterrupt):
+                status = f"interrupted: {describe_interrupt(err)}"
+            else:
+                status = f"failed: {type(err).__name__}: {err}"
             self._write_config(status[:500])
 
 
@@ -268,7 +278,7 @@ def run_communities(cfgs: Sequence[Config], seeds: Sequence[int],
         run_dirs: one folder per environment, or None entries/None not to save.
         policy_kwargs: keyword arguments per policy name (the part before ':').
         policies: already built policies by spec (reused, not closed here).
-        progress: show a tqdm progress bar.
+        progress: show progress (a tqdm bar on a terminal, plain lines otherwise).
         plots: write the PNG plots into each run folder.
         overwrite: replace earlier runs in the run folders (and an earlier run's
             ``POLICY_FILES`` in ``policy_dir``).
@@ -358,11 +368,9 @@ def llm_usage(built: Mapping[str, Policy]) -> dict[str, dict[str, Any]]:
 
 def _loop(episodes: list[_Episode], built: Mapping[str, Policy], specs: list[str],
           progress: bool) -> None:
-    from tqdm import tqdm
-
     single = len(episodes) == 1
     total = max(ep.cfg.max_days for ep in episodes)
-    with tqdm(total=total, desc="civa", unit="day", disable=not progress, leave=False) as bar:
+    with Progress(total, "civa", "day", enabled=progress, leave=False) as bar:
         while any(ep.running for ep in episodes):
             parts: dict[int, list[Batch]] = {}
             for ep in episodes:
@@ -387,8 +395,8 @@ def _loop(episodes: list[_Episode], built: Mapping[str, Policy], specs: list[str
                 mine = {a: actions[a if single else (ep.index, a)] for a in names}
                 ep.step(mine)
                 population += int(ep.world.state.alive.sum())
-            bar.update(1)
             bar.set_postfix(population=population)
+            bar.update(1)
 
 
 def _count_outcomes(episodes: list[_Episode], results: Mapping[Hashable, Mapping[str, Any]],

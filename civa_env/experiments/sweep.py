@@ -18,15 +18,30 @@ is recomputed for the whole table on every sweep call, so it always follows the 
 ``llm_cost_usd`` (from ``metrics.json``'s ``llm.usage``), and ``SweepReport.usage`` sums
 them per cell (``usage_by_cell``).
 
+Prevalence 0 is the baseline world (paired worlds: the same seed gives exactly the same run,
+whatever the condition; tests/world/test_paired_worlds.py), so every prevalence-0 cell of a
+seed shares one run: baseline's when the grid has baseline, else the first condition's (or a
+prevalence-0 run of that seed already in the table). The other cells get a copy of its row
+whose ``same_as`` column names the run that was done (empty for the rows of runs done); they
+have no run folder. With holder counts (``--holders``) k = 0 is prevalence 0 and is shared
+the same way, and with LLM residents it makes the pairing exact. ``SweepReport.shared`` counts
+the grid's cells that share another's run, ``SweepReport.reused`` the rows filled so now.
+
 Backends: a local process pool (``concurrent.futures``, the default) or Ray
-(``ray.init(num_cpus=workers)`` locally, or ``address=`` of a running cluster).
+(``ray.init(num_cpus=workers)`` locally, or ``address=`` of a running cluster). Pool workers
+end with the sweep process, whatever ends it (``kill -9`` included), and a SIGTERM or Ctrl-C
+of the sweep stops their runs (recorded as interrupted, redone by a rerun) rather than
+waiting for them: see ``civa_env.experiments.signals``. Progress is a tqdm bar on a terminal
+and plain lines otherwise (``civa_env.experiments.progress``).
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
+import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
@@ -37,6 +52,7 @@ from typing import Any
 import numpy as np
 
 from civa_env import __version__
+from civa_env.experiments.progress import Progress
 from civa_env.experiments.results import (
     BEHAVIOUR_RATES,
     COLUMNS,
@@ -59,6 +75,7 @@ from civa_env.experiments.runfolder import (
     write_json_atomic,
 )
 from civa_env.experiments.runner import format_mix, parse_mix, run_community
+from civa_env.experiments.signals import in_worker, init_worker, stop_processes
 from civa_env.world.config import Config, check_prevalence
 from civa_env.world.values import ValueCondition, holder_count
 
@@ -66,7 +83,7 @@ __all__ = ["BEHAVIOUR_RATES", "COLUMNS", "GRID_FIELDS", "METRICS", "NUMERIC",
            "QUASI_EXTINCTION", "FolderLockedError", "ResultsError", "Sweep", "SweepError",
            "SweepReport", "Task", "check_quasi_extinction", "collapse_fields",
            "holder_prevalences", "load_results", "make_grid", "matches", "row_from_metrics",
-           "run_id", "run_task", "usage_by_cell", "write_results"]
+           "run_id", "run_task", "shared_row", "usage_by_cell", "write_results"]
 
 # Fields a sweep fixes for all its runs; the grid sets condition, prevalence and seed.
 GRID_FIELDS = ("condition", "prevalence", "seed")
@@ -189,7 +206,7 @@ def row_from_metrics(task: Task, metrics: dict[str, Any]) -> dict[str, Any]:
     rates = metrics["behaviour_rates"]
     agents = task.env["n_agents"]
     row = {"run_id": task.run_id, "condition": task.condition, "prevalence": task.prevalence,
-           "holders": holder_count(task.prevalence, agents), "seed": task.seed,
+           "holders": holder_count(task.prevalence, agents), "seed": task.seed, "same_as": "",
            "policy": task.policy, "agents": agents, "days": task.env["max_days"]}
     for m in METRICS:
         row[m] = metrics[m]
@@ -200,6 +217,25 @@ def row_from_metrics(task: Task, metrics: dict[str, Any]) -> dict[str, Any]:
     row.update(llm_usage_fields(metrics))
     row["population"] = " ".join(f"{x:g}" for x in metrics["population"])
     return row
+
+
+def shared_row(task: Task, source: dict[str, Any]) -> dict[str, Any]:
+    """The row of a prevalence-0 cell that shares ``source``'s run (the baseline world of the
+    same seed): ``source``'s figures under the cell's own id, condition and prevalence, with
+    ``same_as`` naming the run that was done."""
+    row = dict(source)
+    if isinstance(row.get("population"), list):
+        row["population"] = list(row["population"])
+    row.update({"run_id": task.run_id, "condition": task.condition,
+                "prevalence": task.prevalence,
+                "holders": holder_count(task.prevalence, task.env["n_agents"]),
+                "seed": task.seed, "same_as": source.get("same_as") or source["run_id"]})
+    return row
+
+
+def _shares(row: dict[str, Any]) -> bool:
+    """Whether a row is a copy of another run's (``same_as`` set)."""
+    return bool(row.get("same_as"))
 
 
 def llm_usage_fields(metrics: dict[str, Any]) -> dict[str, Any]:
@@ -215,12 +251,15 @@ def llm_usage_fields(metrics: dict[str, Any]) -> dict[str, Any]:
 
 def usage_by_cell(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     """LLM tokens and cost summed over the runs of each (condition, prevalence) cell, in
-    the rows' order of first appearance; cells whose runs have no LLM tokens are left out.
+    the rows' order of first appearance; cells whose runs have no LLM tokens are left out,
+    and so are the rows that share another run's (``same_as``): their tokens were spent once.
 
     ``llm_cost_usd`` is None when no run of the cell has a cost estimate.
     """
     cells: dict[tuple[str, float], dict[str, Any]] = {}
     for row in rows:
+        if _shares(row):
+            continue
         tokens = row.get("llm_tokens", math.nan)
         if tokens is None or tokens == "" or math.isnan(float(tokens)):
             continue
@@ -277,6 +316,8 @@ class SweepReport:
     results: Path
     failures: list[tuple[str, str]] = field(default_factory=list)  # (run_id, error), grid order
     usage: list[dict[str, Any]] = field(default_factory=list)  # usage_by_cell of the grid's rows
+    shared: int = 0  # prevalence-0 cells of the grid that share another cell's run (same_as)
+    reused: int = 0  # rows of such cells filled now (no run of their own)
 
 
 class Sweep:
@@ -419,32 +460,79 @@ class Sweep:
                 recovered += 1
         order = {t.run_id: k for k, t in enumerate(tasks)}
         saver = _Saver(self.results_path, rows, order)
+        # Prevalence 0 is the baseline world: one run per seed serves every cell at 0.
+        waiting: dict[str, list[Task]] = {}  # run id -> the cells that share its run
+        reused = 0
+        for seed, group in _zero_groups(tasks).items():
+            missing = [t for t in group if t.run_id not in rows]
+            if not missing:
+                continue
+            source = _zero_source(rows, seed, order)
+            if source is None:  # no row of the seed's baseline world yet: run the first
+                waiting[missing[0].run_id] = missing[1:]
+                continue
+            for t in missing:
+                rows[t.run_id] = shared_row(t, source)
+                reused += 1
         saver.save()
-        todo = [t for t in tasks if t.run_id not in rows]
+        sharing = {t.run_id for group in waiting.values() for t in group}
+        todo = [t for t in tasks if t.run_id not in rows and t.run_id not in sharing]
         failures: dict[str, str] = {}
 
         def done(row: dict[str, Any]) -> None:
+            nonlocal reused
+            added = [row] + [shared_row(t, row) for t in waiting.pop(row["run_id"], [])]
             saver.add(row)
+            for other in added[1:]:
+                saver.add(other, ran=False)
+                reused += 1
             if on_row is not None:
-                on_row(row)
+                for r in added:
+                    on_row(r)
 
         def failed(task: Task, err: BaseException) -> None:
             failures[task.run_id] = " ".join(f"{type(err).__name__}: {err}".split())
 
         try:
             if todo:
+                bar = _bar(len(todo), progress)
                 if backend == "ray":
-                    _run_ray(todo, workers, done, failed, progress, ray_address)
+                    _run_ray(todo, workers, done, failed, bar, ray_address)
                 elif workers == 1:
-                    _run_serial(todo, done, failed, progress)
+                    _run_serial(todo, done, failed, bar)
                 else:
-                    _run_pool(todo, workers, done, failed, progress)
+                    _run_pool(todo, workers, done, failed, bar)
         finally:
             saver.save()
         ordered = [(rid, failures[rid]) for rid in sorted(failures, key=order.__getitem__)]
         usage = usage_by_cell([rows[t.run_id] for t in tasks if t.run_id in rows])
+        shared = sum(_shares(rows[t.run_id]) for t in tasks if t.run_id in rows)
         return SweepReport(len(tasks), already, recovered, saver.added,
-                           time.perf_counter() - start, self.results_path, ordered, usage)
+                           time.perf_counter() - start, self.results_path, ordered, usage,
+                           shared=shared, reused=reused)
+
+
+def _zero_groups(tasks: Sequence[Task]) -> dict[int, list[Task]]:
+    """The prevalence-0 tasks of each seed, baseline first, then in grid order."""
+    groups: dict[int, list[Task]] = {}
+    for t in tasks:
+        if t.prevalence == 0.0:
+            groups.setdefault(t.seed, []).append(t)
+    for group in groups.values():
+        group.sort(key=lambda t: t.condition != "baseline")  # stable: grid order otherwise
+    return groups
+
+
+def _zero_source(rows: dict[str, dict[str, Any]], seed: int,
+                 order: dict[str, int]) -> dict[str, Any] | None:
+    """A row of the seed's baseline world (a prevalence-0 run, of this grid or of an earlier
+    one in the table): a run's own row before a copy, baseline's before the others'."""
+    found = [r for r in rows.values() if float(r["prevalence"]) == 0.0 and int(r["seed"]) == seed]
+    if not found:
+        return None
+    big = len(order)
+    return min(found, key=lambda r: (_shares(r), r["condition"] != "baseline",
+                                     order.get(r["run_id"], big), r["run_id"]))
 
 
 class _Saver:
@@ -452,12 +540,12 @@ class _Saver:
 
     def __init__(self, path: Path, rows: dict[str, dict[str, Any]], order: dict[str, int]):
         self.path, self.rows, self.order = path, rows, order
-        self.added = 0
+        self.added = 0  # rows of runs done now
         self._last = 0.0
 
-    def add(self, row: dict[str, Any]) -> None:
+    def add(self, row: dict[str, Any], ran: bool = True) -> None:
         self.rows[row["run_id"]] = row
-        self.added += 1
+        self.added += ran
         if time.monotonic() - self._last > 1.0:
             self.save()
 
@@ -469,13 +557,15 @@ class _Saver:
         self._last = time.monotonic()
 
 
-def _bar(total: int, progress: bool):
-    from tqdm import tqdm
+def _bar(total: int, progress: bool | Progress, desc: str = "sweep") -> Progress:
+    """The progress of ``total`` runs (a ``Progress`` given is used as it is)."""
+    if isinstance(progress, Progress):
+        return progress
+    return Progress(total, desc, "run", enabled=bool(progress))
 
-    return tqdm(total=total, desc="sweep", unit="run", disable=not progress)
 
-
-def _run_serial(todo: list[Task], done: Callable, failed: Callable, progress: bool) -> None:
+def _run_serial(todo: list[Task], done: Callable, failed: Callable,
+                progress: bool | Progress) -> None:
     with _bar(len(todo), progress) as bar:
         for task in todo:
             try:
@@ -487,22 +577,32 @@ def _run_serial(todo: list[Task], done: Callable, failed: Callable, progress: bo
             bar.update(1)
 
 
+def _init_pool_worker(parent_pid: int, lock_fds: Sequence[int], death_signal: bool) -> None:
+    """A pool worker's start: close the parent's lock descriptors (fork), end with the
+    parent (``signals.init_worker``)."""
+    close_inherited_locks(lock_fds)
+    init_worker(parent_pid, death_signal)
+
+
 def _run_pool(todo: list[Task], workers: int, done: Callable, failed: Callable,
-              progress: bool) -> None:
+              progress: bool | Progress) -> None:
     import multiprocessing
 
     # fork where available: workers start with civa_env already imported (a spawned
     # worker pays a fresh interpreter and imports, seconds on a busy machine). With fork,
     # all workers are forked at the first submit, which happens before the progress bar
-    # (and its tqdm monitor thread) exists.
+    # (and its tqdm monitor thread) starts.
     methods = multiprocessing.get_all_start_methods()
     fork = "fork" in methods
     ctx = multiprocessing.get_context("fork" if fork else "spawn")
+    # Linux's parent-death signal follows the thread that forks: only from the main thread.
+    main = threading.current_thread() is threading.main_thread()
     pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx,
-                               initializer=close_inherited_locks if fork else None,
-                               initargs=(sorted(LOCK_FDS),) if fork else ())
+                               initializer=_init_pool_worker,
+                               initargs=(os.getpid(), sorted(LOCK_FDS) if fork else [], main))
+    interrupted = False
     try:
-        pending = {pool.submit(run_task, t): t for t in todo}
+        pending = {pool.submit(in_worker, run_task, t): t for t in todo}
         with _bar(len(todo), progress) as bar:
             while pending:
                 finished, _ = wait(pending, return_when=FIRST_COMPLETED)
@@ -515,12 +615,17 @@ def _run_pool(todo: list[Task], workers: int, done: Callable, failed: Callable,
                     else:
                         done(row)
                     bar.update(1)
+    except KeyboardInterrupt:  # Ctrl-C, SIGTERM: stop the runs rather than wait for them
+        interrupted = True
+        raise
     finally:
+        if interrupted:
+            stop_processes(list((getattr(pool, "_processes", None) or {}).values()))
         pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _run_ray(todo: list[Task], workers: int, done: Callable, failed: Callable, progress: bool,
-             address: str | None) -> None:
+def _run_ray(todo: list[Task], workers: int, done: Callable, failed: Callable,
+             progress: bool | Progress, address: str | None) -> None:
     try:
         import ray
     except ImportError:

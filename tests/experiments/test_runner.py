@@ -286,3 +286,45 @@ def test_a_run_without_a_seed_gets_one_and_records_it(tmp_path):
     assert isinstance(result.seed, int)
     config = json.loads((tmp_path / "run" / "config.json").read_text())
     assert config["seed"] == result.seed
+
+
+class Interrupt(Crash):
+    """Acts randomly, then is interrupted on day 4 (Ctrl-C, or a SIGTERM turned into
+    ``Terminated`` by the civa command)."""
+
+    def __init__(self, err):
+        super().__init__()
+        self.err = err
+
+    def act(self, batch):
+        self.day += 1
+        if self.day == 4:
+            raise self.err
+        return self.inner.act(batch)
+
+
+@pytest.mark.parametrize(("err", "status"), [
+    (KeyboardInterrupt(), "interrupted: SIGINT (Ctrl-C)"),
+    ("terminated", "interrupted: SIGTERM")])
+def test_an_interrupted_run_says_so(tmp_path, err, status):
+    from civa_env.experiments.signals import Terminated, exit_status
+
+    err = Terminated() if err == "terminated" else err
+    run = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt) as caught:
+        run_community(Config(**SMALL), "stop", 0, run, policies={"stop": Interrupt(err)},
+                      progress=False)
+    assert json.loads((run / "config.json").read_text())["status"] == status
+    assert EventLog.read_jsonl(run / "events.jsonl").n_days == 3  # the finished days
+    assert not (run / "metrics.json").exists()
+    assert exit_status(caught.value) == (143 if status.endswith("SIGTERM") else 130)
+
+
+def test_progress_off_a_terminal_is_plain_lines(tmp_path, capsys):
+    run_community(Config(n_agents=6, max_days=20), "random", 0, tmp_path / "run",
+                  progress=True, plots=False)
+    err = capsys.readouterr().err  # pytest's capture is not a terminal
+    assert "\r" not in err
+    lines = err.strip().splitlines()
+    assert lines and all(line.startswith("civa: ") and " days, " in line for line in lines)
+    assert len(lines) <= 11  # each tenth at most, not a frame a day
