@@ -6,6 +6,8 @@ baseline, 25 residents for 30 days each, then the report (tables and plots) into
 
     python baselines/reproduce_grid.py                 # 8 seeds, 2 workers (~5 min on 2 cores)
     python baselines/reproduce_grid.py --seeds 3 --out runs/grid3 --report /tmp/grid3
+    python baselines/reproduce_grid.py --policy scripted:v2 --workers 1 \
+        --out runs/grid_v2 --report baselines/results/grid_v2   # the second arm (memory)
 """
 
 from __future__ import annotations
@@ -40,6 +42,8 @@ class Args:
     """sweep folder (run folders and results.csv; not committed)"""
     report: str = "baselines/results/grid"
     """report folder (committed: tables and plots)"""
+    policy: str = "scripted"
+    """residents' policy: scripted (table scripted-v1) or scripted:v2 (social memory)"""
 
 
 def parse_args() -> Args:
@@ -55,12 +59,13 @@ if __name__ == "__main__":
     # TRY NOT TO MODIFY: the grid of the study (all conditions x prevalences x seeds)
     base = Config(n_agents=args.agents, max_days=args.days)
     prevalences = [float(p) for p in args.prevalences.split(",")]
-    sweep = Sweep(Path(args.out), all_conditions(), prevalences, args.seeds, base, "scripted")
+    sweep = Sweep(Path(args.out), all_conditions(), prevalences, args.seeds, base, args.policy)
     start = time.perf_counter()
     done = sweep.run(workers=args.workers, backend=args.backend)
     print(f"{done.total} runs ({done.ran} run now, {done.already + done.recovered} reused) "
           f"in {time.perf_counter() - start:.0f} s")
     # Report: tables and plots only (no run pages: the run folders are not committed)
+    arm = "" if args.policy == "scripted" else f" ({args.policy})"
     report = build_report(Path(args.out), Path(args.report), pages=False,
-                          title=f"Scripted residents, full value grid ({args.seeds} seeds)")
+                          title=f"Scripted residents{arm}, full value grid ({args.seeds} seeds)")
     print(f"Report: {report}")
