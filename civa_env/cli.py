@@ -466,7 +466,7 @@ def format_resilience(cells: Sequence[dict[str, Any]]) -> str:
 # ---- parser ------------------------------------------------------------------------------------
 def _world_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--policy", default="scripted",
-                   help="policy or mix: scripted, random, llm, ppo:MODEL.zip, or "
+                   help="policy or mix: scripted, scripted:v2, random, llm, ppo:MODEL.zip, or "
                         "'scripted=0.5,random=0.5' (default: scripted)")
     p.add_argument("--agents", type=int, help="residents at the start (default 25)")
     p.add_argument("--days", type=int, help="days to simulate (default 30)")
