@@ -29,6 +29,8 @@ from civa_env.world.values import all_conditions
 
 DEFAULT_PREVALENCES = "0,0.25,0.5,0.75,1"
 EXIT_STOPPED = 3  # civa run stopped by an LLM token budget (llm option max_tokens_total)
+FORMAT_HELP = ("figure files, comma-separated: png (200 dpi), pdf, svg (vector); default "
+               "png,pdf")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -192,6 +194,8 @@ def _multi_env_entry(path: Path) -> bool:
 
 def format_summary(result: Any, cfg: Config) -> str:
     """A plain-text summary table of a run."""
+    from civa_env.experiments.breakdown import group_table
+
     s = result.summary
     lines = [f"CIVA run: {cfg.n_agents} residents, {cfg.max_days} days, condition "
              f"{cfg.condition} (prevalence {cfg.prevalence:g}), seed {result.seed}", ""]
@@ -208,14 +212,7 @@ def format_summary(result: Any, cfg: Config) -> str:
     width = max(len(k) for k, _ in rows)
     lines += [f"  {k:<{width}}  {v}" for k, v in rows]
     for title, groups in (("by policy", s["by_policy"]), ("by value condition", s["by_condition"])):
-        lines += ["", f"  {title}:",
-                  f"    {'group':<24} {'residents':>9} {'alive':>6} {'survival':>8} "
-                  f"{'wealth':>7} {'gifts/d':>8} {'attacks/d':>9}"]
-        for name, g in groups.items():
-            a = g["actions_per_resident_day"]
-            lines.append(f"    {name:<24} {g['residents']:>9} {g['alive_end']:>6} "
-                         f"{g['survival']:>8.2f} {g['mean_wealth_end']:>7.1f} "
-                         f"{a['gift']:>8.3f} {a['attack']:>9.3f}")
+        lines += ["", f"  {title}:", *group_table(groups)]
     lines += usage_lines(s)
     warned = diagnostic_warnings(s)
     if warned:
@@ -337,6 +334,18 @@ def _holders(text: str, n_agents: int) -> list[int]:
 
 
 # ---- civa report / view -------------------------------------------------------------------------
+def _with_formats(command: Any) -> Any:
+    """``command`` with its figures written in ``--format``'s formats (civa run, civa
+    report); the list is checked before anything runs."""
+    def run(args: argparse.Namespace) -> int:
+        from civa_env.experiments.plots import output_formats, parse_formats
+
+        with output_formats(parse_formats(args.format)):
+            return command(args)
+    run.__doc__ = command.__doc__
+    return run
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     """Tables and plots of a sweep folder."""
     from civa_env.experiments.report import build_report
@@ -498,12 +507,14 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--overwrite", action="store_true", help="replace an earlier run in --out")
     run.add_argument("--envs", type=int, default=1,
                      help="communities in one step loop (seeds seed..seed+N-1, OUT/env_k)")
-    run.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+    run.add_argument("--no-plots", action="store_true", help="skip the figures")
     run.add_argument("--threads", type=int, metavar="N",
                      help="torch CPU threads for llm residents on the transformers backend "
                           "and for ppo residents (default: torch's, capped at the CPUs "
                           "available; on a shared machine try 1)")
-    run.set_defaults(func=cmd_run)
+    run.add_argument("--format", default="png,pdf", metavar="FORMATS",
+                     help=FORMAT_HELP)
+    run.set_defaults(func=_with_formats(cmd_run))
 
     sweep = sub.add_parser("sweep", help="run a grid of communities (resumable)")
     _world_options(sweep)
@@ -535,7 +546,9 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--no-pages", action="store_true",
                         help="do not build or link run pages")
     report.add_argument("--title", help="heading of report.md")
-    report.set_defaults(func=cmd_report)
+    report.add_argument("--format", default="png,pdf", metavar="FORMATS",
+                        help=FORMAT_HELP)
+    report.set_defaults(func=_with_formats(cmd_report))
 
     view = sub.add_parser("view", help="one self-contained HTML page of a run")
     view.add_argument("run_dir")

@@ -2,7 +2,8 @@
 
 ``breakdown`` counts, for each group of residents, survival, wealth, actions by kind (the
 kinds metrics' census counts as actions), behaviours (by the actor's group) and, for LLM
-residents, decision outcomes. ``residents_table`` is what ``residents.json`` holds. See
+residents, decision outcomes. ``group_table`` prints groups as aligned plain text (what
+``civa run`` shows). ``residents_table`` is what ``residents.json`` holds. See
 docs/run-folder.md.
 """
 
@@ -85,6 +86,30 @@ def breakdown(world: World, group: np.ndarray, labels: Sequence[str], *,
         if llm is not None and llm[members].any():
             out[label]["llm"] = llm_counts(llm[members])
     return out
+
+
+# Columns of ``group_table``: heading, width, and the cell of a group.
+GROUP_COLUMNS: tuple[tuple[str, int, Any], ...] = (
+    ("residents", 9, lambda g: str(g["residents"])),
+    ("alive", 6, lambda g: str(g["alive_end"])),
+    ("survival", 8, lambda g: f"{g['survival']:.2f}"),
+    ("wealth", 7, lambda g: f"{g['mean_wealth_end']:.1f}"),
+    ("gifts/d", 8, lambda g: f"{g['actions_per_resident_day']['gift']:.3f}"),
+    ("attacks/d", 9, lambda g: f"{g['actions_per_resident_day']['attack']:.3f}"),
+)
+
+
+def group_table(groups: Mapping[str, Mapping[str, Any]], heading: str = "group",
+                indent: str = "    ") -> list[str]:
+    """A breakdown (``breakdown``'s result) as lines of plain text: one row per group, the
+    label column as wide as the longest label (a ``ppo:`` checkpoint path is shown whole),
+    so that every number stays under its heading."""
+    width = max([len(heading), 24, *(len(str(name)) for name in groups)])
+    head = " ".join([f"{heading:<{width}}", *(f"{h:>{w}}" for h, w, _ in GROUP_COLUMNS)])
+    rows = [" ".join([f"{str(name):<{width}}", *(f"{cell(g):>{w}}" for _, w, cell in
+                                                 GROUP_COLUMNS)])
+            for name, g in groups.items()]
+    return [indent + line for line in (head, *rows)]
 
 
 def residents_table(world: World, owner: np.ndarray, specs: Sequence[str],

@@ -198,7 +198,7 @@ def build_report(sweep_dir: Path, out: Path | None = None, pages: bool = True,
              *_paired_lines(rows), *_trend_lines(rows), *_orientation_lines(sweep_dir, rows),
              *thresholds.report_lines(rows, out),
              "## Figures", "",
-             *[f"![{name}]({name})" for name in figures], ""]
+             *[plots.figure_markdown(name) for name in figures], ""]
     if pages:
         lines += ["Runs: [runs.md](runs.md)", ""]
         _write_runs_index(sweep_dir, out, rows)

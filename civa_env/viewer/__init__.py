@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from civa_env import style
 from civa_env.experiments import runfolder
 from civa_env.experiments.runfolder import atomic_open
 from civa_env.policies.llm.diagnostics import warnings as diagnostic_warnings
@@ -72,6 +73,7 @@ def page_data(run_dir: str | os.PathLike) -> dict[str, Any]:
     return d.to_jsonable({
         "version": 1,
         "title": run_dir.resolve().name,
+        "palette": style.palette(),  # the figures' colours (civa_env.style), for the page
         "nDays": len(days),
         "maxDays": cfg.max_days,
         "days": days.tolist(),

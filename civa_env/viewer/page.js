@@ -1,6 +1,9 @@
 // CIVA run viewer. Reads the JSON embedded in #civa-data (typed columns as base64), then
 // draws charts, the day graph, the behaviour table and resident timelines on demand.
-// window.civaViewer exposes the state for tests: ready, day, drawn counts, setDay().
+// window.civaViewer exposes the state for tests: ready, day, drawn counts, setDay(), the
+// colours it draws with (colours), the charts' geometry (charts) and the residents drawn
+// (circles()). Colours come from the page's palette (civa_env/style.py, shared with the
+// figures of civa run and civa report).
 "use strict";
 (function () {
   const T0 = performance.now();
@@ -47,32 +50,44 @@
   const K = {}; // event kind label -> code
   const S = {}; // derived state
 
-  // Colours of value conditions: one hue per value; "with" filled, "without" lighter.
-  const VALUE_HUES = ["#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4",
-    "#f032e6", "#9a6324", "#469990", "#808000"];
-  function lighten(hex, f) {
+  // ---------- colours (the palette of civa_env/style.py, in D.palette) ----------
+  let P; // the palette
+  function rgba(hex, alpha) {
     const n = parseInt(hex.slice(1), 16);
-    const c = [(n >> 16) & 255, (n >> 8) & 255, n & 255].map((v) => Math.round(v + (255 - v) * f));
-    return "rgb(" + c.join(",") + ")";
+    return "rgba(" + [(n >> 16) & 255, (n >> 8) & 255, n & 255].join(",") + "," + alpha + ")";
   }
+  // Value conditions: one hue per value; "with" full, "without" pale, baseline grey.
   function conditionColour(code) {
-    if (code < 0) return "#d0d0d0";
-    if (code === 0) return "#8c96a8";
-    if (code <= 10) return VALUE_HUES[code - 1];
-    return lighten(VALUE_HUES[code - 11], 0.55);
+    return code < 0 ? P.unknown : (P.conditions[D.conditionLabels[String(code)]] || P.unknown);
   }
   function conditionLabel(code) { return code < 0 ? "unknown" : D.conditionLabels[String(code)]; }
-
-  const EDGE_STYLES = {
-    alliance: { label: "alliances (standing)", colour: "rgba(90,98,112,0.55)", width: 2.2 },
-    message: { label: "messages to one", colour: "rgba(37,99,235,0.45)", width: 1 },
-    broadcast: { label: "messages to everyone (ring)", colour: "rgba(37,99,235,0.6)", width: 1 },
-    merge_proposal: { label: "alliance proposals", colour: "rgba(245,158,11,0.8)", width: 1, dash: [3, 3] },
-    gift: { label: "gifts", colour: "rgba(22,163,74,0.85)", width: 1.4 },
-    attack: { label: "attacks (dashed: failed)", colour: "rgba(220,38,38,0.9)", width: 1.6 },
-    birth: { label: "births (parent to newcomer)", colour: "rgba(124,58,237,0.8)", width: 1.2, dash: [2, 2] },
+  function actionColour(kind) { return P.actions[kind] || P.otherPolicy; }
+  function policyColour(spec) { return P.policies[spec.split(":")[0]] || P.otherPolicy; }
+  function behaviourColour(b) { return P.behaviours[b] || P.otherPolicy; }
+  // Labels a reader sees: no raw keys ("power_seeking" -> "power-seeking").
+  function behaviourLabel(b) { return b.replace(/_/g, "-"); }
+  function kindLabel(k) { return k.replace(/_/g, " "); }
+  function badge(b) {
+    return el("span", { class: "badge b-" + b, text: behaviourLabel(b), style: "background:" + behaviourColour(b) });
+  }
+  viewer.colours = {
+    action: (k) => actionColour(k), condition: (code) => conditionColour(code),
+    policy: (spec) => policyColour(spec), behaviour: (b) => behaviourColour(b),
+    series: (k) => P.series[k], edge: (k) => EDGE_STYLES[k].colour,
   };
-  const EDGE_KINDS = Object.keys(EDGE_STYLES);
+
+  // Edges of the graph, in their action's colour (alpha: how strongly they are drawn).
+  const EDGES = {
+    alliance: { label: "alliances (standing)", alpha: 0.55, width: 2.2 },
+    message: { label: "messages to one", alpha: 0.45, width: 1 },
+    broadcast: { label: "messages to everyone (ring)", alpha: 0.6, width: 1 },
+    merge_proposal: { label: "alliance proposals", alpha: 0.8, width: 1, dash: [3, 3] },
+    gift: { label: "gifts", alpha: 0.85, width: 1.4 },
+    attack: { label: "attacks (dashed: failed)", alpha: 0.9, width: 1.6 },
+    birth: { label: "births (parent to newcomer)", alpha: 0.8, width: 1.2, dash: [2, 2] },
+  };
+  const EDGE_STYLES = {};
+  const EDGE_KINDS = Object.keys(EDGES);
   const shown = {};
   for (const k of EDGE_KINDS) shown[k] = true;
 
@@ -90,6 +105,7 @@
 
   function prepare() {
     D.kinds.forEach((k, i) => { K[k] = i; });
+    for (const k of EDGE_KINDS) EDGE_STYLES[k] = { ...EDGES[k], colour: rgba(P.edges[k], EDGES[k].alpha) };
     S.textRow = new Map();
     const tr = D.texts.rows, ti = D.texts.idx;
     for (let k = 0; k < tr.length; k++) S.textRow.set(tr[k], ti[k]);
@@ -118,90 +134,123 @@
     ctx.clearRect(0, 0, width, height);
     return { ctx, width, height };
   }
-  const PAD = { l: 44, r: 8, t: 8, b: 20 };
-  function chartFrame(ctx, width, height, ymin, ymax) {
+  // Each chart: a plot area inset by its tick labels (measured), days as bands (a bar and
+  // a point of a line sit in the middle of their day's band, never on the axis labels).
+  viewer.charts = {};
+  const FONT = "10px system-ui, sans-serif";
+  function niceTicks(ymax, integer) { // about 4 round steps from 0 to at least ymax
+    const raw = ymax / 4;
+    const mag = Math.pow(10, Math.floor(Math.log10(raw)));
+    let step = [1, 2, 2.5, 5, 10].map((m) => m * mag).find((st) => st >= raw * (1 - 1e-9));
+    if (integer) step = Math.max(1, Math.ceil(step));
+    const count = Math.ceil(ymax / step - 1e-9);
+    const ticks = [];
+    for (let k = 0; k <= count; k++) ticks.push(k * step);
+    let digits = 0;
+    while (digits < 6 && Math.abs(Math.round(step * 10 ** digits) - step * 10 ** digits) > 1e-6) digits++;
+    return { ticks, top: count * step, digits };
+  }
+  function chartFrame(canvas, ctx, width, height, ymax, integer) {
+    const { ticks, top, digits } = niceTicks(ymax > 0 ? ymax : 1, integer);
+    ctx.font = FONT;
+    const texts = ticks.map((v) => v.toFixed(digits));
+    const labelW = Math.max(...texts.map((t) => ctx.measureText(t).width));
+    const f = { l: Math.ceil(labelW) + 10, r: width - 8, t: 8, b: height - 20, top, labels: [], bars: [] };
+    f.band = (f.r - f.l) / Math.max(D.nDays, 1);
+    f.x = (di) => f.l + (di + 0.5) * f.band;
+    f.y = (v) => f.b - (f.b - f.t) * Math.min(v, top) / top;
     ctx.strokeStyle = "#d0d5dd"; ctx.fillStyle = "#667085"; ctx.lineWidth = 1;
-    ctx.font = "10px system-ui, sans-serif"; ctx.textAlign = "right"; ctx.textBaseline = "middle";
-    for (let k = 0; k <= 4; k++) {
-      const v = ymin + (ymax - ymin) * k / 4;
-      const y = PAD.t + (height - PAD.t - PAD.b) * (1 - k / 4);
-      ctx.beginPath(); ctx.moveTo(PAD.l, y + 0.5); ctx.lineTo(width - PAD.r, y + 0.5); ctx.stroke();
-      ctx.fillText(Math.abs(ymax) >= 100 ? Math.round(v) : v.toFixed(ymax <= 1 ? 2 : 1), PAD.l - 4, y);
-    }
+    ctx.textAlign = "right"; ctx.textBaseline = "middle";
+    ticks.forEach((v, k) => {
+      const y = Math.round(f.y(v)) + 0.5;
+      ctx.beginPath(); ctx.moveTo(f.l, y); ctx.lineTo(f.r, y); ctx.stroke();
+      ctx.fillText(texts[k], f.l - 5, y);
+      const w = ctx.measureText(texts[k]).width;
+      f.labels.push({ x0: f.l - 5 - w, x1: f.l - 5, y0: y - 5, y1: y + 5 });
+    });
+    ctx.strokeStyle = "#98a2b3";
+    ctx.beginPath(); ctx.moveTo(f.l + 0.5, f.t); ctx.lineTo(f.l + 0.5, f.b); ctx.lineTo(f.r, f.b + 0.5); ctx.stroke();
+    // Day ticks: the first day and round days, as many as fit side by side.
     ctx.textAlign = "center"; ctx.textBaseline = "top";
     const n = D.nDays;
-    const ticks = Math.min(n, 8);
-    for (let k = 0; k < ticks; k++) {
-      const di = ticks === 1 ? 0 : Math.round(k * (n - 1) / (ticks - 1));
-      ctx.fillText(String(D.days[di]), xOf(di, width), height - PAD.b + 4);
+    const widest = ctx.measureText(String(D.days[n - 1])).width + 8;
+    const every = [1, 2, 5, 10, 20, 25, 50, 100, 200, 250, 500, 1000].find((e) => e * f.band >= widest) || 1000;
+    const placed = [];
+    for (let di = 0; di < n; di++) {
+      if (di > 0 && D.days[di] % every !== 0) continue;
+      const x = f.x(di), t = String(D.days[di]), w = ctx.measureText(t).width;
+      const box = { x0: x - w / 2, x1: x + w / 2, y0: f.b + 4, y1: f.b + 14 };
+      if (box.x1 > width || placed.some((b) => box.x0 < b.x1 + 4 && box.x1 > b.x0 - 4)) continue;
+      ctx.fillText(t, x, f.b + 4);
+      placed.push(box);
     }
+    f.labels.push(...placed);
+    viewer.charts[canvas.id] = { plot: { l: f.l, r: f.r, t: f.t, b: f.b }, labels: f.labels, bars: f.bars, width, height };
+    S.frames = S.frames || {};
+    S.frames[canvas.id] = f;
+    return f;
   }
-  function xOf(di, width) {
-    const n = D.nDays;
-    return PAD.l + (width - PAD.l - PAD.r) * (n <= 1 ? 0.5 : di / (n - 1));
-  }
-  function drawMarker(ctx, width, height) {
-    const x = xOf(S.dayIndex, width);
+  function drawMarker(ctx, f) {
+    const x = f.x(S.dayIndex);
     ctx.strokeStyle = "rgba(17,24,39,0.7)"; ctx.lineWidth = 1.5; ctx.setLineDash([4, 3]);
-    ctx.beginPath(); ctx.moveTo(x, PAD.t); ctx.lineTo(x, height - PAD.b); ctx.stroke(); ctx.setLineDash([]);
+    ctx.beginPath(); ctx.moveTo(x, f.t); ctx.lineTo(x, f.b); ctx.stroke(); ctx.setLineDash([]);
   }
-  function lineChart(canvas, series, fixedMax) {
+  function lineChart(canvas, series, fixedMax, integer) {
     const { ctx, width, height } = setupCanvas(canvas, 150);
     let ymax = fixedMax || 0;
     for (const s of series) for (const v of s.values) if (v !== null && v > ymax) ymax = v;
-    if (!(ymax > 0)) ymax = 1;
-    chartFrame(ctx, width, height, 0, ymax);
-    const yOf = (v) => PAD.t + (height - PAD.t - PAD.b) * (1 - v / ymax);
+    const f = chartFrame(canvas, ctx, width, height, ymax, integer);
     for (const s of series) {
       ctx.strokeStyle = s.colour; ctx.lineWidth = 1.8; ctx.beginPath();
       let started = false;
       s.values.forEach((v, di) => {
         if (v === null) { started = false; return; }
-        if (!started) { ctx.moveTo(xOf(di, width), yOf(v)); started = true; }
-        else ctx.lineTo(xOf(di, width), yOf(v));
+        if (!started) { ctx.moveTo(f.x(di), f.y(v)); started = true; }
+        else ctx.lineTo(f.x(di), f.y(v));
       });
       ctx.stroke();
-      if (D.nDays === 1) { ctx.fillStyle = s.colour; ctx.fillRect(xOf(0, width) - 2, yOf(s.values[0]) - 2, 4, 4); }
+      if (D.nDays === 1) { ctx.fillStyle = s.colour; ctx.fillRect(f.x(0) - 2, f.y(s.values[0]) - 2, 4, 4); }
     }
-    drawMarker(ctx, width, height);
+    drawMarker(ctx, f);
   }
-  const ACTION_COLOURS = { work: "#60a5fa", explore: "#a3e635", upgrade_self: "#c084fc", upgrade_factory: "#e879f9",
-    idle: "#cbd5e1", gift: "#16a34a", attack: "#dc2626", merge_proposal: "#f59e0b",
-    alliance_formed: "#78350f", alliance_dissolved: "#111827", message: "#2563eb" };
   function actionsChart(canvas) {
     const { ctx, width, height } = setupCanvas(canvas, 150);
     const kinds = Object.keys(D.actions);
     const totals = D.days.map((_, di) => kinds.reduce((s, k) => s + D.actions[k][di], 0));
-    const ymax = Math.max(1, ...totals);
-    chartFrame(ctx, width, height, 0, ymax);
-    const yOf = (v) => PAD.t + (height - PAD.t - PAD.b) * (1 - v / ymax);
+    const f = chartFrame(canvas, ctx, width, height, Math.max(1, ...totals), true);
     const base = new Array(D.nDays).fill(0);
-    const barW = Math.max(1, (width - PAD.l - PAD.r) / Math.max(D.nDays, 1) * 0.8);
+    const barW = Math.max(1, Math.min(f.band * 0.8, f.band - 1));
+    for (let di = 0; di < D.nDays; di++) f.bars.push([f.x(di) - barW / 2, f.x(di) + barW / 2]);
     for (const k of kinds) {
-      ctx.fillStyle = ACTION_COLOURS[k] || "#999";
+      ctx.fillStyle = actionColour(k);
       for (let di = 0; di < D.nDays; di++) {
         const v = D.actions[k][di];
         if (!v) continue;
-        const y0 = yOf(base[di]), y1 = yOf(base[di] + v);
-        ctx.fillRect(xOf(di, width) - barW / 2, y1, barW, y0 - y1);
+        const y0 = f.y(base[di]), y1 = f.y(base[di] + v);
+        ctx.fillRect(f.x(di) - barW / 2, y1, barW, y0 - y1);
         base[di] += v;
       }
     }
-    drawMarker(ctx, width, height);
+    drawMarker(ctx, f);
   }
   function drawCharts() {
-    const c = D.census;
-    lineChart($("chart-population"), [{ values: c.population, colour: "#111827" }]);
-    lineChart($("chart-wealth"), [{ values: c.wealth_mean, colour: "#2563eb" },
-      { values: c.wealth_median, colour: "#f59e0b" }]);
-    lineChart($("chart-gini"), [{ values: c.gini, colour: "#b91c1c" }], 1);
+    const c = D.census, sc = P.series;
+    lineChart($("chart-population"), [{ values: c.population, colour: sc.population }], 0, true);
+    lineChart($("chart-wealth"), [{ values: c.wealth_mean, colour: sc.wealth_mean },
+      { values: c.wealth_median, colour: sc.wealth_median }]);
+    lineChart($("chart-gini"), [{ values: c.gini, colour: sc.gini }], 1);
     actionsChart($("chart-actions"));
   }
   function chartClick(ev) {
+    const f = S.frames && S.frames[ev.currentTarget.id];
+    if (!f) return;
     const rect = ev.currentTarget.getBoundingClientRect();
-    const x = ev.clientX - rect.left;
-    const frac = (x - PAD.l) / Math.max(1, rect.width - PAD.l - PAD.r);
-    setDayIndex(Math.round(frac * (D.nDays - 1)));
+    setDayIndex(Math.floor((ev.clientX - rect.left - f.l) / f.band));
+  }
+  // A chart's legend, below it (outside the plot area): one item per series, never broken.
+  function legend(box, items) {
+    box.replaceChildren(...items.map(([label, colour]) => el("span", { class: "legend-item" },
+      el("span", { class: "swatch", style: "background:" + colour }), label)));
   }
 
   // ---------- graph ----------
@@ -209,11 +258,14 @@
     const canvas = $("graph");
     const width = canvas.clientWidth || 600;
     const height = Math.max(320, Math.min(640, Math.round(width * 0.62)));
-    const pad = 26;
     const base = Math.max(1.6, Math.min(11, 0.42 * Math.sqrt((width * height) / S.maxAlive) / 2));
-    return { canvas, width, height, pad, base };
+    // Room for the largest circle and the rings around it on every side, and for the
+    // residents' numbers (drawn right of the circle in small communities).
+    const pad = Math.ceil(base * 3.2 + 10);
+    const numbers = Math.ceil(6.5 * String(D.residents.n - 1).length) + 4;
+    return { canvas, width, height, pad, padRight: pad + numbers, base };
   }
-  function px(i, g) { return g.pad + D.residents.x[i] * (g.width - 2 * g.pad); }
+  function px(i, g) { return g.pad + D.residents.x[i] * (g.width - g.pad - g.padRight); }
   function py(i, g) { return g.pad + D.residents.y[i] * (g.height - 2 * g.pad); }
   function radius(w, g) {
     const f = Math.sqrt(Math.max(w, 0) / S.wealthRef);
@@ -339,6 +391,19 @@
     viewer.drawn = drawn;
     updateDayFacts(drawn);
   }
+  // The residents drawn on the slider's day: [i, x, y, radius, right end of its number]
+  // in CSS pixels.
+  viewer.circles = function () {
+    const g = S.geometry, out = [];
+    const a0 = D.alive.off[S.dayIndex], a1 = D.alive.off[S.dayIndex + 1];
+    const ctx = g.canvas.getContext("2d");
+    ctx.font = "10px system-ui, sans-serif";
+    for (let k = a0; k < a1; k++) {
+      const i = D.alive.ids[k], x = px(i, g), r = S.radius[i];
+      out.push([i, x, py(i, g), r, a1 - a0 <= 60 ? x + r + 2 + ctx.measureText(String(i)).width : x + r]);
+    }
+    return { width: g.width, height: g.height, circles: out };
+  };
   // Where resident i is drawn, in CSS pixels from the canvas's top left corner.
   viewer.position = function (i) { const g = S.geometry || graphGeometry(); return [px(i, g), py(i, g)]; };
   function residentAt(clientX, clientY) {
@@ -383,8 +448,9 @@
     });
     legend.append(el("p", { class: "hint", text: "Conditions " + D.residents.conditionSource + "." }));
     if (D.residents.policyNames.length > 1) {
-      legend.append(el("p", { class: "hint", text: "Policies: " + D.residents.policyNames.map(
-        (p, k) => p + (k > 0 ? " (dark outline)" : "")).join(", ") }));
+      legend.append(el("p", { class: "hint", id: "policy-legend" }, "Policies: ",
+        ...D.residents.policyNames.flatMap((p, k) => [k ? ", " : "", policySwatch(p),
+          p + (k > 0 ? " (dark outline)" : "")])));
     }
   }
   function updateDayFacts(drawn) {
@@ -478,11 +544,11 @@
     const totals = D.behaviourNames.map(() => 0);
     for (const bits of D.behaviours.bits) D.behaviourNames.forEach((_, k) => { if (bits & (1 << k)) totals[k]++; });
     $("behaviour-counts").replaceChildren(...D.behaviourNames.map((b, k) => el("span", null,
-      el("span", { class: "badge b-" + b, text: b.replace("_", " ") }),
+      badge(b),
       el("span", { text: String(totals[k]), "data-behaviour-total": b }))));
     const select = $("behaviour-filter");
     select.append(el("option", { value: "all", text: "all" }));
-    D.behaviourNames.forEach((b) => select.append(el("option", { value: b, text: b.replace("_", " ") })));
+    D.behaviourNames.forEach((b) => select.append(el("option", { value: b, text: behaviourLabel(b) })));
     select.addEventListener("change", () => { S.page = 0; renderBehaviours(); });
     $("behaviour-today").addEventListener("change", () => { S.page = 0; renderBehaviours(); });
     $("behaviour-prev").addEventListener("click", () => { S.page = Math.max(0, S.page - 1); renderBehaviours(); });
@@ -510,7 +576,7 @@
     body.replaceChildren(...slice.map((k) => {
       const row = rows[k];
       const badges = el("td");
-      D.behaviourNames.forEach((b, n) => { if (bits[k] & (1 << n)) badges.append(el("span", { class: "badge b-" + b, text: b.replace("_", " ") })); });
+      D.behaviourNames.forEach((b, n) => { if (bits[k] & (1 << n)) badges.append(badge(b)); });
       return el("tr", { "data-row": String(row) }, el("td", null, dayLink(row)), badges,
         el("td", null, residentLink(D.events.actor[row])), el("td", null, residentLink(D.events.target[row])),
         el("td", { text: describe(row, D.events.actor[row]) }));
@@ -540,7 +606,7 @@
         const text = describe(row, i);
         const item = el("li", { class: D.kinds[E.kind[row]] === "message" ? "msg" : "" , text });
         const bits = S.behaviourOfRow.get(row);
-        if (bits) D.behaviourNames.forEach((b, n) => { if (bits & (1 << n)) item.append(" ", el("span", { class: "badge b-" + b, text: b.replace("_", " ") })); });
+        if (bits) D.behaviourNames.forEach((b, n) => { if (bits & (1 << n)) item.append(" ", badge(b)); });
         push(di, item);
       }
     }
@@ -582,30 +648,67 @@
   }
 
   // ---------- summary ----------
+  // What metrics.json's keys mean, for a reader (civa run prints the same names).
+  const METRIC_LABELS = {
+    status: "status", civa_version: "CIVA version", seed: "seed", condition: "value condition",
+    prevalence: "prevalence (share of founders)", policy: "policy", days: "days logged",
+    nAUP: "nAUP (population kept)", SC: "SC (social capital)", ED: "ED (1 - Gini)",
+    IC: "IC (communication)", CC: "CC (output per resident-day)",
+    autocorr_lag1: "lag-1 autocorrelation of the population", variance: "variance of the population",
+    final_population: "final population", extinct_day: "extinct on day", resident_days: "resident-days",
+    cooperation_per_resident_day: "cooperation per resident-day",
+    betrayal_per_resident_day: "betrayal per resident-day",
+  };
+  const SECTION_LABELS = { behaviours: "Behaviours detected (events)",
+    behaviour_rates: "Behaviours per resident-day", llm: "LLM decisions" };
+  const GROUP_COLUMNS = { residents: "residents", founders: "founders", born: "born",
+    alive_end: "alive at the end", survival: "survival", resident_days: "resident-days",
+    mean_wealth_end: "mean wealth at the end" };
+  const GROUP_TITLES = { by_policy: "by policy", by_condition: "by value condition" };
+  function metricLabel(key, section) {
+    if (section === "behaviours" || section === "behaviour_rates") return behaviourLabel(key);
+    return METRIC_LABELS[key] || key.replace(/_/g, " ");
+  }
+  function valueText(v) {
+    if (v === null || v === undefined) return "-";
+    if (typeof v === "number") return fmt(v, 4);
+    return typeof v === "string" ? v : JSON.stringify(v);
+  }
+  function policySwatch(spec) {
+    return el("span", { class: "dot", style: "background:" + policyColour(spec) });
+  }
   function buildSummary() {
     $("summary-source").textContent = "From " + D.summarySource + ".";
     const rows = [];
+    const row = (key, label, v) => rows.push(el("tr", null, el("td", { text: label }),
+      el("td", { text: valueText(v), "data-metric": key })));
     for (const [k, v] of Object.entries(D.summary)) {
       if (v && typeof v === "object" && !Array.isArray(v)) {
-        for (const [k2, v2] of Object.entries(v)) rows.push([k + "." + k2, v2]);
-      } else rows.push([k, v]);
+        rows.push(el("tr", { class: "section" }, el("th", { colSpan: 2, text: SECTION_LABELS[k] || metricLabel(k) })));
+        for (const [k2, v2] of Object.entries(v)) row(k + "." + k2, metricLabel(k2, k), v2);
+      } else row(k, metricLabel(k), v);
     }
-    $("summary-table").replaceChildren(...rows.map(([k, v]) => el("tr", null, el("td", { text: k }),
-      el("td", { text: typeof v === "number" ? fmt(v, 4) : JSON.stringify(v), "data-metric": k }))));
+    $("summary-table").replaceChildren(...rows);
     $("config-json").textContent = JSON.stringify(D.config, null, 2);
     buildDiagnostics();
-    const cols = ["residents", "founders", "born", "alive_end", "survival", "resident_days", "mean_wealth_end"];
+    const cols = Object.keys(GROUP_COLUMNS);
     const box = $("group-tables");
     for (const [key, groups] of Object.entries(D.groups || {})) {
       const names = Object.keys(groups);
       if (!names.length) continue;
       const bnames = D.behaviourNames;
-      const head = el("tr", null, el("th", { text: key.replace("_", " ") }), ...cols.map((c) => el("th", { text: c.replace("_", " ") })),
-        ...bnames.map((b) => el("th", { text: b.replace("_", " ") })));
-      const body = names.map((n) => el("tr", null, el("td", { text: n }),
+      const head = el("tr", null, el("th", { text: GROUP_TITLES[key] || key.replace(/_/g, " ") }),
+        ...cols.map((c) => el("th", { text: GROUP_COLUMNS[c] })),
+        ...bnames.map((b) => el("th", { text: behaviourLabel(b) })));
+      const codes = Object.fromEntries(Object.entries(D.conditionLabels).map(([c, l]) => [l, Number(c)]));
+      const swatch = (n) => key === "by_policy" ? policySwatch(n)
+        : el("span", { class: "dot", style: "background:" + conditionColour(n in codes ? codes[n] : -1) });
+      const body = names.map((n) => el("tr", null, el("td", { class: "group-name" }, swatch(n), n),
         ...cols.map((c) => el("td", { text: fmt(groups[n][c], 3) })),
         ...bnames.map((b) => el("td", { text: fmt((groups[n].behaviours || {})[b]) }))));
-      box.append(el("table", { class: "list", id: "table-" + key }, el("thead", null, head), el("tbody", null, ...body)));
+      // Wide tables scroll on their own in a narrow window, not the whole page.
+      box.append(el("div", { class: "table-scroll" },
+        el("table", { class: "list", id: "table-" + key }, el("thead", null, head), el("tbody", null, ...body))));
     }
   }
   // LLM behaviour diagnostics (metrics.json llm.diagnostics): each LLM policy beside a
@@ -628,8 +731,16 @@
       ...cols.map(([, f]) => el("td", { text: fmt(get(f), 3) }))));
     const warned = specs.flatMap((s) => D.llmDiagnostics[s].warnings.map((w) => el("li", { text: s + ": " + w })));
     $("llm-diagnostics").append(el("h3", { text: "LLM behaviour diagnostics" }),
-      el("table", { class: "list", id: "table-llm-diagnostics" }, el("thead", null, head), el("tbody", null, ...body)),
+      el("div", { class: "table-scroll" },
+        el("table", { class: "list", id: "table-llm-diagnostics" }, el("thead", null, head), el("tbody", null, ...body))),
       warned.length ? el("ul", { class: "warnings", id: "llm-warnings" }, ...warned) : null);
+  }
+  // The sticky header's height, for the scroll offset of links and sticky table heads.
+  function headerHeight() {
+    const header = document.querySelector("header");
+    const set = () => document.documentElement.style.setProperty("--header-h", header.offsetHeight + "px");
+    set();
+    window.addEventListener("resize", set);
   }
   function banners() {
     const box = $("banners");
@@ -646,6 +757,8 @@
   // ---------- start ----------
   function start() {
     D = unpack(JSON.parse($("civa-data").textContent));
+    P = D.palette;
+    headerHeight();
     viewer.nDays = D.nDays;
     banners();
     if (D.nDays === 0) {
@@ -683,9 +796,8 @@
     });
     canvas.addEventListener("mouseleave", () => { tip.hidden = true; });
     window.addEventListener("resize", scheduleDraw);
-    const keys = Object.keys(D.actions);
-    $("actions-key").append(...keys.map((k) => el("span", { class: "akey" },
-      el("span", { class: "swatch", style: "width:8px;height:8px;background:" + (ACTION_COLOURS[k] || "#999") }), " " + k.replace("_", " "), " ")));
+    legend($("actions-key"), Object.keys(D.actions).map((k) => [kindLabel(k), actionColour(k)]));
+    legend($("wealth-key"), [["mean", P.series.wealth_mean], ["median", P.series.wealth_median]]);
     buildSide();
     buildBehaviours();
     buildTimelineControls();

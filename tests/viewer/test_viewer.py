@@ -327,6 +327,201 @@ def test_large_run_renders_and_sweeps_all_days(browser: Any, tmp_path: Path) -> 
     page.close()
 
 
+# ---- layout: what a reader sees fits, and says what it means ---------------------------------
+# Rectangles of the page (CSS pixels) and what the script reports of its own drawing.
+LAYOUT_JS = """(() => {
+  const box = (node) => { const r = node.getBoundingClientRect();
+    return { l: r.left, r: r.right, t: r.top, b: r.bottom }; };
+  const v = window.civaViewer;
+  const legends = [...document.querySelectorAll('.legend')].map((node) => ({
+    id: node.id, box: box(node), canvas: box(node.parentElement.querySelector('canvas')),
+    figure: box(node.parentElement),
+    items: [...node.querySelectorAll('.legend-item')].map((item) => ({
+      text: item.textContent, lines: item.getClientRects().length, box: box(item) })) }));
+  const captions = [...document.querySelectorAll('figcaption')].map((node) => ({
+    text: node.textContent, clipped: node.scrollWidth > node.clientWidth }));
+  return { charts: v.charts, legends, captions,
+           page: { scroll: document.documentElement.scrollWidth,
+                   client: document.documentElement.clientWidth } };
+})()"""
+# Every label a reader sees that names something (not the values).
+LABELS_JS = """[...document.querySelectorAll(
+  '#summary-table td:first-child, #summary-table th, #group-tables th, #day-facts td:first-child,'
+  + ' #edge-toggles label, #behaviour-counts .badge, #behaviour-filter option, .legend-item,'
+  + ' #condition-legend .toggle, figcaption')].map((n) => n.textContent.trim())"""
+
+
+def overlap(a: dict, b: dict) -> bool:
+    return a["l"] < b["r"] and b["l"] < a["r"] and a["t"] < b["b"] and b["t"] < a["b"]
+
+
+def check_layout(page: Page) -> None:
+    """Charts, legends, captions and the graph stay inside their boxes and apart."""
+    got = page.js(LAYOUT_JS)
+    assert got["page"]["scroll"] <= got["page"]["client"], got["page"]  # no sideways scroll
+    assert set(got["charts"]) == {"chart-population", "chart-wealth", "chart-gini",
+                                  "chart-actions"}
+    for name, chart in got["charts"].items():
+        plot = chart["plot"]
+        assert 0 < plot["l"] < plot["r"] <= chart["width"], (name, plot)
+        assert 0 < plot["t"] < plot["b"] < chart["height"], (name, plot)
+        for label in chart["labels"]:  # tick labels beside or below the plot, on the canvas
+            assert label["x1"] <= plot["l"] or label["y0"] >= plot["b"], (name, label, plot)
+            assert 0 <= label["x0"] and label["x1"] <= chart["width"], (name, label)
+            assert label["y1"] <= chart["height"], (name, label)
+        for x0, x1 in chart["bars"]:  # bars inside the plot, clear of the day labels' axis
+            assert plot["l"] < x0 < x1 <= plot["r"], (name, x0, x1, plot)
+    assert got["charts"]["chart-actions"]["bars"]
+    assert {g["id"] for g in got["legends"]} == {"actions-key", "wealth-key"}
+    for legend in got["legends"]:
+        assert not overlap(legend["box"], legend["canvas"]), legend  # outside the plot
+        assert legend["items"], legend
+        for item in legend["items"]:
+            assert item["lines"] == 1, item  # an entry is never broken over two lines
+            f = legend["figure"]
+            assert f["l"] <= item["box"]["l"] and item["box"]["r"] <= f["r"], (item, f)
+            assert item["box"]["b"] <= f["b"], (item, f)
+    assert not any(c["clipped"] for c in got["captions"]), got["captions"]
+    # Every resident drawn on every day lies wholly on the graph's canvas.
+    for day in page.js("window.civaViewer.nDays && [...Array(window.civaViewer.nDays).keys()]"):
+        page.js(f"window.civaViewer.setDay({day + 1})")
+        drawn_now = page.js("window.civaViewer.circles()")
+        width, height = drawn_now["width"], drawn_now["height"]
+        for i, x, y, r, number_end in drawn_now["circles"]:
+            assert r > 0 and r <= x <= width - r and r <= y <= height - r, (day + 1, i, x, y, r)
+            assert number_end <= width, (day + 1, i, x, r, number_end)  # its number too
+
+
+def check_labels(page: Page) -> None:
+    """No raw keys (``behaviour_rates.free_riding``, ``alive_end``) where a reader looks."""
+    import re
+
+    labels = page.js(LABELS_JS)
+    assert labels
+    raw = [t for t in labels if "_" in t or re.search(r"[a-z]\.[a-z]", t)]
+    assert raw == [], raw
+
+
+def check_header_offset(page: Page) -> None:
+    """A link to a section scrolls it below the sticky header, not under it."""
+    for target in ("#timeline", "#summary", "#behaviours"):
+        page.page.locator(f'header nav a[href="{target}"]').click()
+        page.page.wait_for_function(
+            f"Math.abs(document.querySelector('{target}').getBoundingClientRect().top"
+            " - parseFloat(getComputedStyle(document.documentElement).scrollPaddingTop)) < 2"
+            " || window.scrollY + innerHeight >= document.documentElement.scrollHeight - 1")
+        header = page.js("document.querySelector('header').getBoundingClientRect().bottom")
+        heading = page.js(f"document.querySelector('{target} h2').getBoundingClientRect().top")
+        assert heading >= header, (target, heading, header)
+
+
+def _richest_at_the_edges(payload: dict) -> dict:
+    """The page data with the residents drawn lowest and rightmost made the richest by far
+    (the largest circles, on the border of the layout)."""
+    import base64
+
+    import numpy as np
+
+    def column(col: dict) -> np.ndarray:
+        dtype = {"i16": np.int16, "i32": np.int32, "f32": np.float32}[col["t"]]
+        return np.frombuffer(base64.b64decode(col["$b64"]), dtype).copy()
+
+    alive = payload["alive"]
+    ids, wealth = column(alive["ids"]), column(alive["wealth"])
+    ys, xs = column(payload["residents"]["y"]), column(payload["residents"]["x"])
+    edge = [int(np.argmax(ys)), int(np.argmax(xs))]
+    wealth[np.isin(ids, edge)] = 50 * wealth.max()
+    alive["wealth"] = {"$b64": base64.b64encode(wealth.astype("<f4").tobytes()).decode(),
+                       "t": "f32"}
+    return payload
+
+
+def test_layout_of_a_short_run(browser: Any, tmp_path: Path) -> None:
+    """Eight days (wide bars next to the axis labels), the richest residents on the layout's
+    border, a long ``ppo:`` policy label in the by-policy table, at a wide and a narrow
+    window (where the header wraps)."""
+    from civa_env.viewer import render
+
+    run = make_run(tmp_path / "short", days=8)
+    metrics = json.loads((run / "metrics.json").read_text())
+    long_label = "ppo:" + "/".join(["runs", "experiments", "a-rather-long-folder-name"] * 4) \
+        + "/model.zip"
+    metrics["by_policy"] = {long_label if k == "random" else k: v
+                            for k, v in metrics["by_policy"].items()}
+    (run / "metrics.json").write_text(json.dumps(metrics))
+    html = run / "edges.html"
+    html.write_text(render(_richest_at_the_edges(page_data(run))), encoding="utf-8")
+    for width in (1400, 760):
+        page = Page(browser, html)
+        page.page.set_viewport_size({"width": width, "height": 900})
+        page.js("window.dispatchEvent(new Event('resize'))")
+        page.js("window.civaViewer.setDay(1)")
+        check_layout(page)
+        check_labels(page)
+        check_header_offset(page)
+        assert long_label in page.page.locator("#table-by_policy").inner_text()
+        # A resident link scrolls the timeline into view below the header.
+        page.page.locator("#behaviour-table a.resident-link").first.click()
+        header = page.js("document.querySelector('header').getBoundingClientRect().bottom")
+        assert page.js("document.querySelector('#timeline h2').getBoundingClientRect().top") \
+            >= header
+        page.screenshot(tmp_path / f"short-{width}.png")
+        page.close()
+
+
+def test_layout_of_longer_and_larger_runs(browser: Any, scripted_run: Path,
+                                          tmp_path: Path) -> None:
+    run = make_run(tmp_path / "large", n_agents=150, days=12, mix="random",
+                   obs_mode="numeric")
+    for html in (build_page(scripted_run, scripted_run / "layout.html"), build_page(run)):
+        page = Page(browser, html)
+        check_layout(page)
+        check_labels(page)
+        page.close()
+
+
+def test_page_draws_with_the_style_palette(browser: Any, scripted_run: Path) -> None:
+    """One palette: the colours the page draws with are civa_env.style's, which the figures
+    of civa run and civa report use too."""
+    from civa_env import style
+    from civa_env.world.values import ValueCondition
+
+    assert page_data(scripted_run)["palette"] == style.palette()
+    page = Page(browser, build_page(scripted_run, scripted_run / "palette.html"))
+    colours = page.js("""(names) => { const c = window.civaViewer.colours;
+        const each = (keys, f) => Object.fromEntries(keys.map((k) => [k, f(k)]));
+        return { actions: each(names.actions, c.action), policies: each(names.policies, c.policy),
+                 conditions: [...Array(21).keys()].map((code) => c.condition(code)),
+                 behaviours: each(names.behaviours, c.behaviour),
+                 series: each(names.series, c.series) }; }""",
+                      {"actions": list(style.ACTION_COLOURS),
+                       "policies": ["scripted", "random", "llm", "ppo:runs/x/model.zip"],
+                       "behaviours": list(style.BEHAVIOUR_COLOURS),
+                       "series": list(style.SERIES_COLOURS)})
+    assert colours["actions"] == style.ACTION_COLOURS
+    assert colours["conditions"] == [style.condition_colour(ValueCondition.from_code(c))
+                                     for c in range(21)]
+    assert colours["policies"] == {p: style.policy_colour(p) for p in colours["policies"]}
+    assert colours["policies"]["ppo:runs/x/model.zip"] == style.POLICY_COLOURS["ppo"]
+    assert colours["behaviours"] == style.BEHAVIOUR_COLOURS
+    assert colours["series"] == style.SERIES_COLOURS
+
+    # What is on screen: the actions legend's swatches and a behaviour badge.
+    def rgb(hex_colour: str) -> str:
+        return "rgb({}, {}, {})".format(*(int(hex_colour[k:k + 2], 16) for k in (1, 3, 5)))
+
+    swatches = page.js("""Object.fromEntries([...document.querySelectorAll(
+        '#actions-key .legend-item')].map((n) => [n.textContent.trim(),
+        getComputedStyle(n.querySelector('.swatch')).backgroundColor]))""")
+    assert swatches["attack"] == rgb(style.ACTION_COLOURS["attack"])
+    assert swatches == {k.replace("_", " "): rgb(style.ACTION_COLOURS[k])
+                        for k in page_data(scripted_run)["actions"]}
+    badge = page.js("getComputedStyle(document.querySelector('#behaviour-counts "
+                    ".b-cooperation')).backgroundColor")
+    assert badge == rgb(style.BEHAVIOUR_COLOURS["cooperation"])
+    page.close()
+
+
 # ---- the command ----------------------------------------------------------------------------
 def test_civa_view_command(scripted_run: Path, tmp_path: Path,
                            capsys: pytest.CaptureFixture) -> None:
