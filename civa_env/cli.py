@@ -15,6 +15,7 @@ docs/cli.md.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -66,6 +67,26 @@ def _floats(text: str, flag: str) -> list[float]:
         raise ValueError(f"{flag} expects numbers separated by commas, got {text!r}") from None
 
 
+def _conditions(text: str) -> list[str]:
+    """--conditions: 'all' or conditions separated by commas, at least one."""
+    if text.strip() == "all":
+        return all_conditions()
+    conditions = [c.strip() for c in text.split(",") if c.strip()]
+    if not conditions:
+        raise ValueError(f"--conditions names no condition (got {text!r}); give e.g. "
+                         "baseline,with:power,without:benevolence or all")
+    return conditions
+
+
+def _prevalences(text: str, flag: str) -> list[float]:
+    """--prevalence(s): numbers separated by commas, at least one."""
+    values = _floats(text, flag)
+    if not values:
+        raise ValueError(f"{flag} names no prevalence (got {text!r}); give numbers in [0, 1] "
+                         "separated by commas, e.g. 0,0.5,1")
+    return values
+
+
 def _base_config(value: str | None) -> Config:
     """--config: a run's config.json (or any JSON file of Config fields), or a JSON object."""
     if not value:
@@ -81,7 +102,11 @@ def _base_config(value: str | None) -> Config:
             return Config.from_dict(env_fields(data))
         except (TypeError, ValueError) as err:
             raise ValueError(f"--config: {err}") from None
-    return Config.load(value)  # names the file in its errors (a folder, bad JSON...)
+    try:
+        return Config.load(value)  # names the file in its errors (a folder, bad JSON...)
+    except UnicodeDecodeError as err:
+        raise ValueError(f"--config {value}: not a UTF-8 text file (byte {err.start}: "
+                         f"{err.reason})") from None
 
 
 def _config(args: argparse.Namespace, **grid: Any) -> Config:
@@ -126,7 +151,14 @@ def _default_out() -> Path:
 
 # ---- civa run ---------------------------------------------------------------------------------
 def cmd_run(args: argparse.Namespace) -> int:
-    """Simulate one community (or --envs of them in one loop) and print a summary."""
+    """Simulate one community (or --envs of them in one loop) and print a summary.
+
+    Every input is checked before the output folder is touched: the config, the seed, the
+    output folder (an earlier run is replaced only with --overwrite, and only when it holds
+    nothing but CIVA's own files) and the policies, built and reset for the world (a
+    checkpoint that does not fit it is refused here). A folder this command created is
+    removed again when the run fails before writing anything into it.
+    """
     from civa_env.experiments.runner import parse_mix, run_communities
     from civa_env.policies.llm.budget import BudgetExhausted
 
@@ -134,39 +166,88 @@ def cmd_run(args: argparse.Namespace) -> int:
     _check_policies(mix)
     kwargs = _policy_kwargs(args, mix)
     cfg = _config(args, condition=args.condition, prevalence=args.prevalence)
+    if args.seed is not None and args.seed < 0:
+        raise ValueError(f"--seed must be >= 0, got {args.seed}")
     seed = args.seed if args.seed is not None else (cfg.seed if cfg.seed is not None else 0)
     if args.envs < 1:
         raise ValueError(f"--envs must be >= 1, got {args.envs}")
-    out = Path(args.out) if args.out else _default_out()
+    if args.threads is not None and args.threads < 1:
+        raise ValueError(f"--threads must be >= 1, got {args.threads}")
     seeds = [seed + k for k in range(args.envs)]
-    if args.envs == 1:
-        dirs, policy_dir = [out], None
-    else:
-        # OUT holds env_k run folders and the policies' own files (an llm transcript).
-        if out.exists() and not out.is_dir():
-            raise ValueError(f"output {out} is a file, not a folder; choose another --out")
-        if out.is_dir() and not all(_multi_env_entry(p) for p in out.iterdir()):
-            raise ValueError(f"output folder {out} holds something else; choose another --out")
-        dirs = [out / f"env_{k}" for k in range(args.envs)]
-        policy_dir = out
-        for d in dirs:  # check all before running any
-            check_run_dir(d, args.overwrite)
-        if not args.overwrite and any((out / name).exists() for name in POLICY_FILES):
-            raise ValueError(f"output folder {out} already holds a run; pass --overwrite")
-        out.mkdir(parents=True, exist_ok=True)
+    cfgs = [cfg.replace(seed=s) for s in seeds]
+    out = Path(args.out) if args.out else _default_out()
+    dirs, policy_dir = _run_dirs(out, args.envs, args.overwrite)
     _threads(args.threads, mix, kwargs)
+    policies = _ready_policies(mix, kwargs, cfgs, seeds)
+    new = [d for d in (out, *dirs) if not d.exists()]
     try:
-        results = run_communities([cfg.replace(seed=s) for s in seeds], seeds, mix, dirs,
-                                  policy_kwargs=kwargs, progress=not args.no_progress,
+        if policy_dir is not None:
+            out.mkdir(parents=True, exist_ok=True)
+        results = run_communities(cfgs, seeds, mix, dirs, policy_kwargs=kwargs,
+                                  policies=policies, progress=not args.no_progress,
                                   plots=not args.no_plots, overwrite=args.overwrite,
                                   policy_dir=policy_dir)
     except BudgetExhausted as err:
         print(f"civa: stopped: {_one_line(err)}. {out} keeps what was done (config.json "
               f"status \"stopped\", no metrics.json)", file=sys.stderr)
         return EXIT_STOPPED
+    except BaseException:
+        _remove_if_empty(new)
+        raise
+    finally:
+        for policy in policies.values():
+            policy.close()
     for result in results:
         print(format_summary(result, cfg))
     return 0
+
+
+def _run_dirs(out: Path, envs: int, overwrite: bool) -> tuple[list[Path], Path | None]:
+    """The run folders of ``civa run`` and the folder of the policies' own files (None: the
+    run folder), each checked (``check_run_dir``); touches nothing."""
+    if envs == 1:
+        check_run_dir(out, overwrite)
+        return [out], None
+    # OUT holds env_k run folders and the policies' own files (an llm transcript).
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"output {out} is a file, not a folder; choose another --out")
+    if out.is_dir() and not all(_multi_env_entry(p) for p in out.iterdir()):
+        raise ValueError(f"output folder {out} holds something else; choose another --out")
+    dirs = [out / f"env_{k}" for k in range(envs)]
+    for d in dirs:  # check all before running any
+        check_run_dir(d, overwrite)
+    if not overwrite and any((out / name).exists() for name in POLICY_FILES):
+        raise ValueError(f"output folder {out} already holds a run; pass --overwrite")
+    return dirs, out
+
+
+def _ready_policies(mix: dict[str, float], kwargs: dict[str, dict], cfgs: Sequence[Config],
+                    seeds: Sequence[int]) -> dict[str, Any]:
+    """Build each policy of the mix and reset it for the first community, as the run will:
+    a policy that cannot be built or does not fit the world (a checkpoint trained for
+    another feature size) fails here, before any folder is touched. The caller closes
+    them."""
+    from civa_env.policies.base import make_policy
+    from civa_env.world.day import policy_seed
+
+    built: dict[str, Any] = {}
+    try:
+        for k, spec in enumerate(mix):
+            built[spec] = make_policy(spec, **kwargs.get(spec.partition(":")[0], {}))
+            built[spec].reset(cfgs[0], seed=policy_seed(seeds[0], k))
+    except BaseException:
+        for policy in built.values():
+            policy.close()
+        raise
+    return built
+
+
+def _remove_if_empty(folders: Sequence[Path]) -> None:
+    """Remove the folders of ``folders`` that are empty, the deepest first (a run that failed
+    before writing anything leaves no empty folder behind)."""
+    for folder in sorted(folders, key=lambda p: len(p.parts), reverse=True):
+        with contextlib.suppress(OSError):
+            folder.rmdir()
 
 
 def _threads(threads: int | None, mix: dict[str, float], kwargs: dict[str, dict]) -> None:
@@ -248,8 +329,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     from civa_env.experiments.runner import parse_mix
     from civa_env.experiments.sweep import Sweep, holder_prevalences
 
-    conditions = (all_conditions() if args.conditions.strip() == "all"
-                  else [c for c in args.conditions.split(",") if c.strip()])
+    conditions = _conditions(args.conditions)
     mix = parse_mix(args.policy)
     _check_policies(mix)
     kwargs = _policy_kwargs(args, mix)
@@ -257,7 +337,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     if args.holders is not None:
         prevalences = holder_prevalences(_holders(args.holders, base.n_agents), base.n_agents)
     else:
-        prevalences = _floats(args.prevalence or DEFAULT_PREVALENCES, "--prevalence")
+        prevalences = _prevalences(DEFAULT_PREVALENCES if args.prevalence is None
+                                   else args.prevalence, "--prevalence")
     if not 0 < args.quasi_extinction < 1:
         raise ValueError(f"--quasi-extinction must be a fraction in (0, 1), got "
                          f"{args.quasi_extinction:g}")
@@ -350,19 +431,34 @@ def cmd_report(args: argparse.Namespace) -> int:
     """Tables and plots of a sweep folder."""
     from civa_env.experiments.report import build_report
 
+    skipped: list[str] = []
+
+    def skip(run_id: str, reason: str) -> None:
+        skipped.append(run_id)
+        print(f"civa: warning: skipped run folder {run_id}: {_one_line(ValueError(reason))}",
+              file=sys.stderr)
+
     path = build_report(Path(args.sweep_dir), Path(args.out) if args.out else None,
-                        pages=not args.no_pages, title=args.title)
-    print(f"Report: {path}")
+                        pages=not args.no_pages, title=args.title, on_skip=skip)
+    if skipped:
+        print(f"Report: {path} ({len(skipped)} run folder{'s' if len(skipped) > 1 else ''} "
+              "skipped: listed under \"Skipped run folders\")")
+    else:
+        print(f"Report: {path}")
     return 0
 
 
 def cmd_view(args: argparse.Namespace) -> int:
     """One self-contained HTML page of a run (civa_env.viewer)."""
-    from civa_env.experiments.runfolder import is_run_dir
+    from civa_env.experiments.runfolder import read_config
 
     run_dir = Path(args.run_dir)
-    if not is_run_dir(run_dir):
+    config = run_dir / "config.json"
+    if not run_dir.is_dir() or not config.exists():
         raise ValueError(f"{run_dir} is not a CIVA run folder (no config.json from civa run)")
+    if "civa_version" not in read_config(run_dir):  # a broken config.json: an error naming it
+        raise ValueError(f"{run_dir} is not a CIVA run folder ({config} was not written by "
+                         "civa run: no civa_version)")
     try:
         from civa_env.viewer import build_page
     except ModuleNotFoundError as err:
@@ -412,9 +508,8 @@ def cmd_resilience(args: argparse.Namespace) -> int:
     from civa_env.experiments.resilience import Resilience, check_levels
     from civa_env.experiments.runner import parse_mix
 
-    conditions = (all_conditions() if args.conditions.strip() == "all"
-                  else [c for c in args.conditions.split(",") if c.strip()])
-    prevalences = _floats(args.prevalences, "--prevalences")
+    conditions = _conditions(args.conditions)
+    prevalences = _prevalences(args.prevalences, "--prevalences")
     mix = parse_mix(args.policy)
     _check_policies(mix)
     kwargs = _policy_kwargs(args, mix)
@@ -504,7 +599,11 @@ def build_parser() -> argparse.ArgumentParser:
                      help="share of residents holding the condition, in [0, 1] (default 1)")
     run.add_argument("--seed", type=int, help="seed (default 0)")
     run.add_argument("--out", help="run folder (default runs/run-<date>-<time>)")
-    run.add_argument("--overwrite", action="store_true", help="replace an earlier run in --out")
+    run.add_argument("--overwrite", action="store_true",
+                     help="replace an earlier run in --out: its files only (config.json, "
+                          "events.jsonl, figures, view.html...); a folder that also holds "
+                          "files that are not CIVA's is refused, and nothing is removed "
+                          "before every input has been checked")
     run.add_argument("--envs", type=int, default=1,
                      help="communities in one step loop (seeds seed..seed+N-1, OUT/env_k)")
     run.add_argument("--no-plots", action="store_true", help="skip the figures")

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from civa_env.cli import _one_line, main
+from civa_env.experiments import runfolder
 from civa_env.experiments.runfolder import is_complete_run
 from civa_env.experiments.sweep import COLUMNS, Sweep, load_results
 
@@ -102,12 +103,22 @@ def test_run_several_envs_in_one_loop(tmp_path):
     (["sweep", "--workers", "0"], "--workers must be >= 1"),
     (["run", "--policy", "llm", "--model", "some/model", "--llm-option", "backend=vllm"],
      "vllm"),
+    (["run", "--seed", "-3"], "--seed must be >= 0, got -3"),
+    (["run", "--envs", "2", "--threads", "0"], "--threads must be >= 1, got 0"),
+    (["run", "--policy", "ppo:nowhere.zip"], "checkpoint nowhere.zip not found"),
+    (["sweep", "--prevalence", ""], "--prevalence names no prevalence (got '')"),
+    (["sweep", "--prevalence", ","], "--prevalence names no prevalence (got ',')"),
+    (["sweep", "--conditions", ""], "--conditions names no condition (got '')"),
+    (["sweep", "--conditions", " , "], "--conditions names no condition"),
+    (["resilience", "--prevalences", ""], "--prevalences names no prevalence"),
+    (["resilience", "--conditions", ","], "--conditions names no condition"),
 ])
 def test_bad_input_one_line_error(tmp_path, monkeypatch, capsys, argv, words):
     if "backend=vllm" in argv and importlib.util.find_spec("vllm") is not None:
         pytest.skip("vLLM is installed")
     monkeypatch.chdir(tmp_path)
-    out = ["--out", str(tmp_path / "out")] if argv[0] in ("run", "sweep") else []
+    out = (["--out", str(tmp_path / "out")] if argv[0] in ("run", "sweep", "resilience")
+           else [])
     try:
         code = main([*argv, *out])
     except SystemExit as exit_:  # argparse's own errors
@@ -136,6 +147,111 @@ def test_output_folder_holding_something_else(tmp_path):
     done = civa("run", *SMALL, "--out", str(run), cwd=tmp_path)
     assert done.returncode == 1 and "--overwrite" in done.stderr
     assert (run / "metrics.json").read_text() == before
+
+
+def bad_checkpoint(path: Path) -> Path:
+    """A ppo checkpoint whose recorded world has 5 more features than SMALL's (its metadata
+    alone: the shape check refuses it before any network is loaded)."""
+    import zipfile
+
+    from civa_env.policies.sb3 import CHECKPOINT_FORMAT
+    from civa_env.world.config import Config
+    from civa_env.world.day import shape_signature
+
+    shape = shape_signature(Config(n_agents=10, max_days=8))
+    shape["feature_size"] += 5
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("civa.json", json.dumps({"format": CHECKPOINT_FORMAT, "algo": "PPO",
+                                             "shape": shape}))
+    return path
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+
+
+@pytest.fixture(scope="module")
+def earlier_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    run = tmp_path_factory.mktemp("earlier") / "run"
+    assert main(["run", *SMALL, "--out", str(run), "--no-plots"]) == 0
+    return run
+
+
+@pytest.mark.parametrize("case", ["negative seed", "checkpoint", "foreign file"])
+def test_refused_overwrite_keeps_the_earlier_run(tmp_path, capsys, earlier_run, case):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(earlier_run, run)
+    argv = ["run", *SMALL, "--out", str(run), "--no-plots", "--overwrite"]
+    if case == "negative seed":
+        argv += ["--seed", "-3"]
+        words = "--seed must be >= 0, got -3"
+    elif case == "checkpoint":
+        ckpt = bad_checkpoint(tmp_path / "model.zip")
+        argv += ["--policy", f"ppo:{ckpt}=0.5,scripted=0.5"]
+        words = (f"checkpoint {ckpt} does not fit this world (feature_size: trained with ")
+    else:
+        (run / "notes.txt").write_text("mine")
+        words = (f"output folder {run} holds an earlier run and files that are not CIVA's "
+                 "(notes.txt); --overwrite replaces only a run's own files: move those away "
+                 "or choose another --out")
+    before = snapshot(run)
+    capsys.readouterr()
+    assert main(argv) == 1
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"civa: error: {words}"), lines
+    assert snapshot(run) == before  # every file of the earlier run, byte for byte
+    assert is_complete_run(run)
+
+
+@pytest.mark.parametrize("case", ["negative seed", "checkpoint", "checkpoint, --envs 2",
+                                  "--threads 0, --envs 2", "a failure inside the run"])
+def test_refused_run_leaves_no_folder(tmp_path, capsys, monkeypatch, case):
+    out = tmp_path / "new" / "run"
+    argv = ["run", *SMALL, "--out", str(out), "--no-plots"]
+    if case == "negative seed":
+        argv += ["--seed", "-3"]
+    elif case.startswith("checkpoint"):
+        argv += ["--policy", f"ppo:{bad_checkpoint(tmp_path / 'model.zip')}"]
+    if "--envs 2" in case:
+        argv += ["--envs", "2"]
+    if case.startswith("--threads"):
+        argv += ["--threads", "0"]
+    if case == "a failure inside the run":
+        import civa_env.experiments.runner as runner
+
+        def fails(cfgs, seeds, mix, run_dirs, **kwargs):
+            for d in run_dirs:  # as the runner does first, then fails before writing
+                runfolder.prepare_run_dir(d, kwargs["overwrite"])
+            raise OSError(28, "No space left on device", str(run_dirs[0]))
+
+        monkeypatch.setattr(runner, "run_communities", fails)
+    assert main(argv) == 1
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1
+    assert not out.exists()
+
+
+def test_overwrite_replaces_the_run_files_only(tmp_path, earlier_run):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(earlier_run, run)
+    (run / "view.html").write_text("<html>stale page</html>")
+    (run / ".metrics.json.k2j4h_x1.tmp").write_text("{")  # left by a killed writer
+    assert main(["run", *SMALL, "--out", str(run), "--no-plots", "--overwrite", "--seed",
+                 "5"]) == 0
+    assert sorted(p.name for p in run.iterdir()) == sorted(runfolder.RUN_FILES)
+    assert json.loads((run / "config.json").read_text())["seed"] == 5
+
+
+def test_config_file_that_is_not_utf8_is_named(tmp_path, capsys):
+    bad = tmp_path / "config.json"
+    bad.write_bytes(b'{"n_agents": "\xff"}')
+    assert main(["run", "--config", str(bad), "--out", str(tmp_path / "out")]) == 1
+    assert capsys.readouterr().err.strip() == (
+        f"civa: error: --config {bad}: not a UTF-8 text file (byte 14: invalid start byte)")
+    assert not (tmp_path / "out").exists()
 
 
 def test_sweep_resume_and_report(tmp_path):

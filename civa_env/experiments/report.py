@@ -1,17 +1,22 @@
 """Reports of a sweep: Markdown tables with bootstrap intervals, plots, links to run pages.
 
-``build_report(sweep_dir)`` reads ``results.csv`` only (plus the run folders, when asked to
-build their pages) and writes ``report/``: ``report.md`` (summary tables per condition and
-prevalence, the largest effects against baseline, prevalence trends), ``runs.md`` (one line
-per run, linked to its ``view.html``), ``<metric>_vs_prevalence.png`` and
-``population_curves.png``.
+``build_report(sweep_dir)`` reads ``results.csv`` (plus the run folders: LLM residents'
+questionnaire answers, and each run's page when asked to build them) and writes
+``report/``: ``report.md`` (summary tables per condition and prevalence, the largest effects
+against baseline, prevalence trends), ``runs.md`` (one line per run, linked to its
+``view.html``), ``<metric>_vs_prevalence.png`` and ``population_curves.png``.
+
+Everything is read before anything is written, so a report never disagrees with its
+figures. A run folder that cannot be read is skipped, not fatal: its row of results.csv
+still counts in the tables (the table is the source), and report.md lists the folder under
+"Skipped run folders" with the reason.
 """
 
 from __future__ import annotations
 
 import importlib
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -170,9 +175,20 @@ def _viewer() -> Any | None:
         raise
 
 
+# Errors of a run folder that make the report skip it (RunFolderError is a ValueError; a
+# file that is not UTF-8 text is a UnicodeDecodeError, a ValueError too).
+UNREADABLE = (ValueError, OSError)
+
+
 def build_report(sweep_dir: Path, out: Path | None = None, pages: bool = True,
-                 title: str | None = None) -> Path:
+                 title: str | None = None,
+                 on_skip: Callable[[str, str], None] | None = None) -> Path:
     """Write the report of a sweep folder; returns the path of report.md.
+
+    Everything is read first (results.csv, the run folders, their pages built), then the
+    report folder is written. A run folder that cannot be read is skipped: report.md lists
+    it under "Skipped run folders" with the reason, and ``on_skip(run_id, reason)`` is
+    called for it.
 
     Args:
         sweep_dir: folder with results.csv (and runs/).
@@ -180,31 +196,58 @@ def build_report(sweep_dir: Path, out: Path | None = None, pages: bool = True,
         pages: link each run to ``<run_dir>/view.html``, building the page with
             ``civa_env.viewer.build_page`` when that module is installed.
         title: heading of report.md.
+        on_skip: told of each skipped run folder.
 
     Raises:
         SettingError: ``sweep_dir`` has no results.csv, or one without finished runs.
         ResultsError: a corrupt results.csv.
-        RunFolderError: a run folder whose page cannot be built (it names the file).
     """
     sweep_dir = Path(sweep_dir)
     results = sweep_dir / "results.csv"
     rows = _finished_rows(sweep_dir, results)
     out = Path(out) if out is not None else sweep_dir / "report"
-    out.mkdir(parents=True, exist_ok=True)
+    skipped: dict[str, str] = {}
+    # Reading: nothing in the report folder is written before all of it is read.
+    orientation = orientation_changes(sweep_dir, rows, skipped)
+    page_links = _run_pages(sweep_dir, rows, skipped) if pages else None
     stats = summarize_rows(rows)
     base = next((r for r in stats if r["condition"] == "baseline"), None)
+    for run, reason in skipped.items():
+        if on_skip is not None:
+            on_skip(run, reason)
+    # Writing.
+    out.mkdir(parents=True, exist_ok=True)
     figures = _figures(stats, base, out)
     lines = [*_overview(rows, results, title), *_tables(stats), *_effect_lines(stats, base),
-             *_paired_lines(rows), *_trend_lines(rows), *_orientation_lines(sweep_dir, rows),
+             *_paired_lines(rows), *_trend_lines(rows), *_orientation_lines(orientation),
              *thresholds.report_lines(rows, out),
              "## Figures", "",
-             *[plots.figure_markdown(name) for name in figures], ""]
-    if pages:
+             *[plots.figure_markdown(name) for name in figures], "",
+             *_skipped_lines(sweep_dir, skipped)]
+    if page_links is not None:
         lines += ["Runs: [runs.md](runs.md)", ""]
-        _write_runs_index(sweep_dir, out, rows)
+        _write_runs_index(out, rows, page_links)
     report = out / "report.md"
     report.write_text("\n".join(lines), encoding="utf-8")
     return report
+
+
+def _skipped_lines(sweep_dir: Path, skipped: dict[str, str]) -> list[str]:
+    """The run folders the report could not read, and why (nothing when none)."""
+    if not skipped:
+        return []
+    return ["## Skipped run folders", "",
+            f"{len(skipped)} run folder{'s' if len(skipped) > 1 else ''} under "
+            f"`{sweep_dir / 'runs'}` could not be read. The rows of results.csv of these "
+            "runs still count in the tables above; their folders add nothing to the report "
+            "(no questionnaire answers, no page).", "",
+            "| run | reason |", "|---|---|",
+            *[f"| {run} | {_cell_text(reason)} |" for run, reason in sorted(skipped.items())],
+            ""]
+
+
+def _cell_text(text: str) -> str:
+    return " ".join(text.split()).replace("|", "\\|")
 
 
 def _finished_rows(sweep_dir: Path, results: Path) -> list[dict[str, Any]]:
@@ -318,7 +361,8 @@ def _trend_lines(rows: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
-def orientation_changes(sweep_dir: Path, rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+def orientation_changes(sweep_dir: Path, rows: Sequence[dict[str, Any]],
+                        skipped: dict[str, str] | None = None) -> dict[str, Any]:
     """The value-orientation change of each (condition, prevalence) cell against baseline.
 
     Reads each run's questionnaire.jsonl (LLM residents only). For a cell, the holders are
@@ -331,6 +375,9 @@ def orientation_changes(sweep_dir: Path, rows: Sequence[dict[str, Any]]) -> dict
     of the reference). Returns ``{"reference": "baseline runs" | "non-holders", "cells":
     [{condition, prevalence, n_start, n_end, start, end, change}]}``, ``start``/``end``/
     ``change`` mapping value labels to figures (empty when not asked).
+
+    A run folder that cannot be read is passed over; with ``skipped`` given, it goes there
+    ({run id: the reason}); without it, the error is raised.
     """
     answers: dict[tuple[str, float], list[dict[str, Any]]] = defaultdict(list)
     last_day = {}
@@ -338,9 +385,15 @@ def orientation_changes(sweep_dir: Path, rows: Sequence[dict[str, Any]]) -> dict
         run_dir = Path(sweep_dir) / "runs" / row["run_id"]
         if not run_dir.is_dir():  # the table alone is enough for the rest of the report
             continue
-        found = read_questionnaire(run_dir)
-        if found:
-            last_day[row["run_id"]] = read_env_config(run_dir).max_days
+        try:
+            found = read_questionnaire(run_dir)
+            if found:
+                last_day[row["run_id"]] = read_env_config(run_dir).max_days
+        except UNREADABLE as err:
+            if skipped is None:
+                raise
+            skipped.setdefault(row["run_id"], _reason(err))
+            continue
         for q in found:
             answers[(row["condition"], row["prevalence"])].append(dict(q, run=row["run_id"]))
     if not answers:
@@ -375,9 +428,16 @@ def orientation_changes(sweep_dir: Path, rows: Sequence[dict[str, Any]]) -> dict
     return {"reference": reference, "cells": cells}
 
 
-def _orientation_lines(sweep_dir: Path, rows: list[dict[str, Any]]) -> list[str]:
-    """The value-orientation change table (nothing when no run has questionnaire answers)."""
-    found = orientation_changes(sweep_dir, rows)
+def _reason(err: BaseException) -> str:
+    """One line saying why a run folder could not be read (the error names the file)."""
+    if isinstance(err, OSError) and err.filename is not None and err.strerror:
+        return f"{err.filename}: {err.strerror}"
+    return " ".join(str(err).split()) or type(err).__name__
+
+
+def _orientation_lines(found: dict[str, Any]) -> list[str]:
+    """The value-orientation change table of ``orientation_changes`` (nothing when no run
+    has questionnaire answers)."""
     if not found["cells"]:
         return []
     values = list(next(
@@ -407,17 +467,36 @@ def _orientation_lines(sweep_dir: Path, rows: list[dict[str, Any]]) -> list[str]
     return [*lines, ""]
 
 
-def _write_runs_index(sweep_dir: Path, out: Path, rows: list[dict[str, Any]]) -> None:
+def _run_pages(sweep_dir: Path, rows: list[dict[str, Any]],
+               skipped: dict[str, str]) -> dict[str, Path | str]:
+    """Each run's page (built into its run folder when missing), or why there is none:
+    {run id: page path or a note}. A page that cannot be built adds its run folder to
+    ``skipped``."""
     viewer = _viewer()
+    links: dict[str, Path | str] = {}
+    for row in rows:
+        folder = row["run_id"]
+        run_dir = sweep_dir / "runs" / folder
+        page = run_dir / "view.html"
+        if viewer is not None and run_dir.is_dir() and not page.exists():
+            try:
+                page = Path(viewer.build_page(run_dir))
+            except UNREADABLE as err:
+                skipped.setdefault(folder, _reason(err))
+        links[row["run_id"]] = (
+            page if page.exists()
+            else "(no page: civa_env.viewer not installed)" if viewer is None
+            else "(no page: skipped, see report.md)" if folder in skipped else "")
+    return links
+
+
+def _write_runs_index(out: Path, rows: list[dict[str, Any]],
+                      links: dict[str, Path | str]) -> None:
     lines = ["# Runs", "", "| run | condition | prevalence | seed | nAUP | SC | ED | page |",
              "|---|---|---|---|---|---|---|---|"]
     for row in rows:
-        run_dir = sweep_dir / "runs" / row["run_id"]
-        page = run_dir / "view.html"
-        if viewer is not None and run_dir.is_dir() and not page.exists():
-            page = Path(viewer.build_page(run_dir))
-        link = (f"[view]({_relative(page, out)})" if page.exists()
-                else "(no page: civa_env.viewer not installed)" if viewer is None else "")
+        page = links.get(row["run_id"], "")
+        link = f"[view]({_relative(page, out)})" if isinstance(page, Path) else page
         lines.append(f"| {row['run_id']} | {row['condition']} | {row['prevalence']:g} | "
                      f"{row['seed']} | {row['nAUP']:.2f} | {row['SC']:.2f} | {row['ED']:.2f} | "
                      f"{link} |")

@@ -4,7 +4,9 @@ Readers: ``read_config`` (config.json as written), ``read_env_config`` (the Conf
 it), ``read_residents``, ``read_metrics`` and ``read_events`` (through
 ``EventLog.read_jsonl``). Every error about a malformed or missing file is a
 ``RunFolderError`` naming the file. ``is_run_dir`` recognises a run folder and
-``is_complete_run`` a finished run; ``prepare_run_dir`` readies a folder for a new run.
+``is_complete_run`` a finished run; ``prepare_run_dir`` readies a folder for a new run
+(replacing an earlier run removes CIVA's own files only, ``is_own_file``, and a folder
+that holds anything else is refused).
 
 Writers: every JSON file of a run folder (and a sweep's ``results.csv``) is written through a
 temporary file of its own (``tempfile.mkstemp`` in the same folder, so that two writers
@@ -17,9 +19,8 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
 import tempfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -32,6 +33,13 @@ RUN_FILES = ("config.json", "residents.json", "events.jsonl", "metrics.json")
 # Files a policy may keep beside the runs it serves (the llm policy's; see docs/llm.md). With
 # several communities in one loop they sit in the output root, next to the env_k folders.
 POLICY_FILES = ("transcript.jsonl", "questionnaire.jsonl", "llm_prompts.json", "llm_stats.json")
+# The run's figures (``plots.plot_run``: each stem in each format a figure may be written
+# in), its page (``civa view``) and the LLM annotator's files: with RUN_FILES and
+# POLICY_FILES, everything CIVA writes into a run folder (``is_own_file``). ``--overwrite``
+# removes these and nothing else.
+PLOT_STEMS = ("population", "wealth", "actions")
+PLOT_FORMATS = ("png", "pdf", "svg")
+OTHER_FILES = ("view.html", "annotations.jsonl", "annotations.json")
 FILE_MODE = 0o644  # mkstemp creates 0600 files; results are meant to be shared
 # The "status" of config.json while the run goes and once it has finished (a failed run's
 # status is "failed: <error>"); metrics.json carries STATUS_COMPLETE.
@@ -222,8 +230,31 @@ def read_events(run_dir: str | os.PathLike, *, allow_partial: bool = False) -> E
         raise RunFolderError(f"{path}: not a text file ({err})") from None
     except ValueError as err:  # a broken line; read_jsonl names the file and the line
         raise RunFolderError(str(err)) from None
+    except OverflowError as err:  # a number too large for its column (a corrupt line)
+        raise RunFolderError(f"{path}: a value is out of range ({err})") from None
     except OSError as err:
         raise RunFolderError(f"{path}: cannot be read ({err.strerror or err})") from None
+
+
+def event_line_error(run_dir: str | os.PathLike, match: Callable[[dict[str, Any]], str | None],
+                     fallback: str) -> RunFolderError:
+    """An error naming events.jsonl and the first of its lines that ``match`` finds wrong.
+
+    ``match`` gets each line's JSON object in turn (lines that are not one are passed over)
+    and returns what is wrong with it, or None. Without such a line the error says
+    ``fallback``. For readers that found the log's content unusable after reading it.
+    """
+    path = Path(run_dir) / "events.jsonl"
+    with contextlib.suppress(OSError), open(path, encoding="utf-8", errors="replace") as f:
+        for lineno, line in enumerate(f, 1):
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            wrong = match(record) if isinstance(record, dict) else None
+            if wrong:
+                return RunFolderError(f"{path}: line {lineno}: {wrong}")
+    return RunFolderError(f"{path}: {fallback}")
 
 
 def read_questionnaire(run_dir: str | os.PathLike) -> list[dict[str, Any]]:
@@ -284,39 +315,90 @@ OUT = {"out": "output folder"}
 OVERWRITE = {"overwrite": "overwrite=True"}
 
 
+def own_file_names() -> frozenset[str]:
+    """The names of the files CIVA writes into a run folder (see ``PLOT_STEMS``)."""
+    plots = (f"{stem}.{ext}" for stem in PLOT_STEMS for ext in PLOT_FORMATS)
+    return frozenset((*RUN_FILES, *POLICY_FILES, *OTHER_FILES, *plots))
+
+
+def is_own_file(path: Path, names: frozenset[str] | None = None) -> bool:
+    """Whether ``path`` is a file CIVA writes into a run folder, or the temporary file of one
+    (``atomic_open``'s ``.NAME.XXXXXXXX.tmp``, left behind by a killed process)."""
+    names = own_file_names() if names is None else names
+    if path.is_dir() and not path.is_symlink():
+        return False
+    name = path.name
+    if name.startswith(".") and name.endswith(".tmp"):
+        name = name[1:].rsplit(".", 2)[0]
+    return name in names
+
+
+def foreign_files(path: str | os.PathLike) -> list[str]:
+    """The names in folder ``path`` that are not CIVA's own files (``is_own_file``), sorted."""
+    names = own_file_names()
+    return sorted(p.name for p in Path(path).iterdir() if not is_own_file(p, names))
+
+
+def _listed(names: Sequence[str], most: int = 3) -> str:
+    shown = ", ".join(names[:most])
+    return shown if len(names) <= most else f"{shown} and {len(names) - most} more"
+
+
 def check_run_dir(path: str | os.PathLike, overwrite: bool = False) -> None:
     """Refuse a folder that cannot take a run; touches nothing.
 
+    A folder can take a run when it is new or empty, or, with ``overwrite``, when it holds
+    an earlier run and nothing but CIVA's own files (``is_own_file``): ``prepare_run_dir``
+    removes those only, so a file of someone else's is never deleted.
+
     Raises:
         RunFolderError: ``path`` is a file, a non-empty folder that is not a CIVA run folder,
-            or an earlier run while ``overwrite`` is false.
+            an earlier run while ``overwrite`` is false, or an earlier run with files of
+            someone else's in it.
     """
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise RunFolderError("output {path} is a file, not a folder; choose another {out}",
                              OUT, {"path": path})
-    if path.is_dir() and any(path.iterdir()):
-        if not is_run_dir(path):
-            raise RunFolderError("output folder {path} holds something else (not a CIVA run "
-                                 "folder); choose an empty or new {out}", OUT, {"path": path})
-        if not overwrite:
-            raise RunFolderError("output folder {path} already holds a run; pass {overwrite} "
-                                 "to replace it or choose another {out}", {**OUT, **OVERWRITE},
-                                 {"path": path})
+    if not path.is_dir() or not any(path.iterdir()):
+        return
+    foreign = foreign_files(path)
+    if foreign and not is_run_dir(path):
+        raise RunFolderError("output folder {path} holds something else (not a CIVA run "
+                             "folder); choose an empty or new {out}", OUT, {"path": path})
+    if not overwrite:
+        raise RunFolderError("output folder {path} already holds a run; pass {overwrite} "
+                             "to replace it or choose another {out}", {**OUT, **OVERWRITE},
+                             {"path": path})
+    if foreign:
+        raise RunFolderError("output folder {path} holds an earlier run and files that are "
+                             "not CIVA's ({names}); {overwrite} replaces only a run's own "
+                             "files: move those away or choose another {out}",
+                             {**OUT, **OVERWRITE}, {"path": path, "names": _listed(foreign)})
 
 
 def prepare_run_dir(path: Path, overwrite: bool = False) -> Path:
-    """Create ``path`` for a run, replacing an earlier run there when ``overwrite`` is set.
+    """Create ``path`` for a run, removing an earlier run's files there when ``overwrite``
+    is set (CIVA's own files only: see ``check_run_dir``).
 
     Raises:
         RunFolderError: as ``check_run_dir``.
     """
     path = Path(path)
     check_run_dir(path, overwrite)
-    if path.is_dir() and any(path.iterdir()):
-        shutil.rmtree(path)
+    if path.is_dir():
+        clear_run_files(path)
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def clear_run_files(folder: Path) -> None:
+    """Remove CIVA's own files (``is_own_file``) from ``folder``; leaves anything else."""
+    names = own_file_names()
+    for entry in Path(folder).iterdir():
+        if is_own_file(entry, names):
+            with contextlib.suppress(FileNotFoundError):
+                entry.unlink()
 
 
 def clear_policy_files(folder: Path) -> None:

@@ -5,13 +5,17 @@
 
 The page needs no server and no network: the run's data, the script and the styles are
 inlined. It draws with canvas from compact columnar data (see ``data.py``), so a run of
-1000 residents over 100 days opens in a few seconds. A truncated ``events.jsonl`` gives a
-page of the complete days with a banner saying where the log ends; a missing one is an
-error naming it.
+1000 residents over 100 days opens in a few seconds. A truncated ``events.jsonl`` (an
+interrupted run) gives a page of the complete days with a banner saying where the log ends;
+a missing one, or one that names a resident or a factory the run does not have, is an error
+naming the file (and the line). Texts that are not valid Unicode (a lone surrogate in a
+message) are kept, escaped in the page's JSON. The page is written through a temporary file
+that is removed on any failure.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -23,7 +27,7 @@ import numpy as np
 
 from civa_env import style
 from civa_env.experiments import runfolder
-from civa_env.experiments.runfolder import atomic_open
+from civa_env.experiments.runfolder import SettingError, atomic_open
 from civa_env.policies.llm.diagnostics import warnings as diagnostic_warnings
 from civa_env.viewer import data as d
 from civa_env.viewer.layout import spring_layout
@@ -40,6 +44,9 @@ MAX_TEXT_CHARS = 40_000_000
 GROUP_KEYS = ("by_policy", "by_condition")
 
 PLACEHOLDER = re.compile(r"/\*__(?:CSS|JS)__\*/|__(?:TITLE|DATA)__")
+# UTF-16 surrogates: in a Python str they are lone (a text decoded from a JSON "\\ud800"),
+# which UTF-8 cannot encode.
+SURROGATE = re.compile("[\ud800-\udfff]")
 
 # Edges that pull residents together in the layout, and how strongly.
 LAYOUT_PULL = {EventKind.ALLIANCE_FORMED: 3.0, EventKind.GIFT: 0.5, EventKind.BIRTH: 1.0,
@@ -56,7 +63,9 @@ def page_data(run_dir: str | os.PathLike) -> dict[str, Any]:
     run_dir = Path(run_dir)
     config_json, cfg, log = d.load_run(run_dir)
     cols, texts = log.columns()
+    d.check_indices(run_dir, cols, cfg)
     census = log.census
+    d.check_census(run_dir, census)
     days = np.array([c["day"] for c in census], np.int32)
     partial = log.partial_reason
     n_used = _residents_used(cols, cfg)
@@ -245,7 +254,11 @@ def render(payload: dict[str, Any]) -> str:
     # "<" only occurs inside JSON strings: escaping it means no message can close the
     # script element or open an HTML comment inside it ("</script>", "<!--").
     blob = blob.replace("<", "\\u003c")
-    title = str(payload.get("title", "run")).replace("&", "&amp;").replace("<", "&lt;")
+    # A lone surrogate (only ever inside a JSON string) as its JSON escape: the page's
+    # JSON.parse gives back the very same string, and the page encodes as UTF-8.
+    blob = SURROGATE.sub(lambda m: f"\\u{ord(m.group(0)):04x}", blob)
+    title = SURROGATE.sub("\ufffd", str(payload.get("title", "run")))
+    title = title.replace("&", "&amp;").replace("<", "&lt;")
     values = {"/*__CSS__*/": _asset("page.css"), "/*__JS__*/": _asset("page.js"),
               "__TITLE__": title, "__DATA__": blob}
     template = _asset("page.html")
@@ -266,11 +279,26 @@ def build_page(run_dir: str | os.PathLike, out_path: str | os.PathLike | None = 
     Raises:
         civa_env.experiments.runfolder.RunFolderError: the folder, ``events.jsonl`` or
             ``config.json`` is missing or broken (the message names the file).
+        civa_env.experiments.runfolder.SettingError: ``out_path`` is a folder.
+
+    Nothing is left behind on a failure: the page goes through a temporary file beside
+    ``out_path`` that replaces it only once written, and a folder made for it is removed.
     """
     run_dir = Path(run_dir)
     out = Path(out_path) if out_path is not None else run_dir / "view.html"
+    if out.is_dir():
+        raise SettingError("{out} {path} is a folder; give the HTML file to write (e.g. "
+                           "{example})", {"out": "out_path"},
+                           {"path": out, "example": out / "view.html"})
     html = render(page_data(run_dir))
+    made = [p for p in (out.parent, *out.parent.parents) if not p.exists()]
     out.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_open(out) as f:
-        f.write(html)
+    try:
+        with atomic_open(out) as f:
+            f.write(html)
+    except BaseException:
+        for folder in made:  # the deepest first
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        raise
     return out

@@ -60,6 +60,84 @@ def load_run(run_dir: Path) -> tuple[dict[str, Any], Config, EventLog]:
     return config_json, cfg, log
 
 
+def check_indices(run_dir: Path, cols: dict[str, np.ndarray], cfg: Config) -> None:
+    """Refuse an event log that names a resident beyond the run's pool (``max_agents``) or a
+    factory it does not have: a corrupt line, which would otherwise make the page size its
+    arrays by it.
+
+    Raises:
+        RunFolderError: naming events.jsonl and the first such line.
+    """
+    limits = {"actor": cfg.max_agents, "target": cfg.max_agents, "factory": cfg.n_factories}
+    bad = {k: cols[k][(cols[k] < -1) | (cols[k] >= n)] for k, n in limits.items()}
+    found = next(((k, int(v[0])) for k, v in bad.items() if len(v)), None)
+    if found is None:
+        return
+
+    def match(record: dict[str, Any]) -> str | None:
+        if record.get("kind") == "census":
+            return None
+        return next(filter(None, (_out_of_range(k, record.get(k), cfg) for k in limits)), None)
+
+    raise runfolder.event_line_error(run_dir, match, f"{found[0]} index {found[1]} is out "
+                                     f"of range (0 to {limits[found[0]] - 1})")
+
+
+def _out_of_range(key: str, value: Any, cfg: Config) -> str | None:
+    """Why an event's ``actor``/``target``/``factory`` value is out of this run's range."""
+    if key == "factory":
+        if _is_number(value) and not -1 <= value < cfg.n_factories:
+            return (f"factory {value} is out of range (config.json: n_factories "
+                    f"{cfg.n_factories})")
+        return None
+    if isinstance(value, str) and value.startswith("resident_") and value[9:].isdigit():
+        if int(value[9:]) >= cfg.max_agents:
+            return (f"{key} {value} is not a resident of this run (config.json: max_agents "
+                    f"{cfg.max_agents}, residents resident_0 to resident_{cfg.max_agents - 1})")
+    return None
+
+
+# What the page and its summary read from each census line, as numbers.
+CENSUS_NUMBERS = ("day", "population", "acting", "production", "wealth_mean",
+                  "wealth_mean_start", "wealth_median_start", "gini", "ic")
+
+
+def check_census(run_dir: Path, census: list[dict[str, Any]]) -> None:
+    """Refuse census lines without the numbers the page reads (a corrupt line).
+
+    Raises:
+        RunFolderError: naming events.jsonl and the line.
+    """
+    bad = next(((k, wrong) for k, c in enumerate(census)
+                if (wrong := _census_problem(c)) is not None), None)
+    if bad is None:
+        return
+    seen = 0
+
+    def match(record: dict[str, Any]) -> str | None:
+        nonlocal seen
+        if record.get("kind") != "census":
+            return None
+        seen += 1
+        return _census_problem(record) if seen == bad[0] + 1 else None
+
+    raise runfolder.event_line_error(run_dir, match, f"census {bad[0] + 1}: {bad[1]}")
+
+
+def _census_problem(census: dict[str, Any]) -> str | None:
+    missing = next((key for key in CENSUS_NUMBERS if not _is_number(census.get(key))), None)
+    if missing is not None:
+        return f"census line has no number {missing!r}"
+    actions = census.get("actions", {})
+    if not (isinstance(actions, dict) and all(_is_number(v) for v in actions.values())):
+        return "census line's 'actions' is not an object of counts"
+    return None
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 def day_offsets(day_col: np.ndarray, days: np.ndarray) -> np.ndarray:
     """(D+1,) row offsets of each day in the (day-sorted) event columns."""
     return np.concatenate([np.searchsorted(day_col, days, side="left"),

@@ -110,10 +110,14 @@ def test_malformed_config_is_one_error_naming_the_file(run_copy: Path, text: str
 def test_report_passes_on_the_run_folder_error(tmp_path: Path) -> None:
     sweep = tmp_path / "sweep"
     Sweep(sweep, ["with:power"], [1.0], 1, SMALL).run(progress=False)
-    run = sweep / "runs" / run_id("with:power", 1.0, 0)
+    rid = run_id("with:power", 1.0, 0)
+    run = sweep / "runs" / rid
     (run / "config.json").write_text('{"civa_version": "0", "env": {"n_agents": "six"}}')
-    with pytest.raises(RunFolderError, match=re.escape(f"{run / 'config.json'}: ")):
-        build_report(sweep)
+    skipped: dict[str, str] = {}
+    report = build_report(sweep, on_skip=skipped.__setitem__)  # skipped, named, not fatal
+    assert list(skipped) == [rid]
+    assert re.match(re.escape(f"{run / 'config.json'}: ") + ".*n_agents", skipped[rid])
+    assert f"| {rid} | {run / 'config.json'}: " in report.read_text()
     assert build_report(sweep, pages=False).is_file()  # the table alone needs no run folder
 
 
@@ -217,6 +221,52 @@ def test_run_folder_errors_name_settings_for_api_and_cli(tmp_path: Path,
     assert is_complete_run(odd)
     assert isinstance(SettingError("plain {text}"), ValueError)
     assert str(SettingError("plain {text}")) == "plain {text}"
+
+
+def test_overwrite_removes_only_civa_files(run_copy: Path) -> None:
+    own = ["view.html", "population.png", "population.pdf", "transcript.jsonl",
+           ".config.json.a1b2c3d4.tmp", ".view.html.x_y9z8w7.tmp"]
+    for name in own:
+        (run_copy / name).write_text("x")
+    assert [n for n in own if not runfolder.is_own_file(run_copy / n)] == []
+    (run_copy / "notes.txt").write_text("mine")
+    (run_copy / "data").mkdir()
+    (run_copy / "config.json.bak").write_text("{}")
+    assert runfolder.foreign_files(run_copy) == ["config.json.bak", "data", "notes.txt"]
+    before = sorted(p.name for p in run_copy.iterdir())
+    for attempt in (lambda: check_run_dir(run_copy, overwrite=True),
+                    lambda: prepare_run_dir(run_copy, overwrite=True)):
+        with pytest.raises(RunFolderError) as caught:
+            attempt()
+        assert _one_line(caught.value) == (
+            f"output folder {run_copy} holds an earlier run and files that are not CIVA's "
+            "(config.json.bak, data, notes.txt); --overwrite replaces only a run's own "
+            "files: move those away or choose another --out")
+    assert sorted(p.name for p in run_copy.iterdir()) == before  # nothing removed
+    (run_copy / "notes.txt").unlink()
+    (run_copy / "config.json.bak").unlink()
+    (run_copy / "data").rmdir()
+    assert prepare_run_dir(run_copy, overwrite=True) == run_copy
+    assert list(run_copy.iterdir()) == []
+
+
+def test_folder_of_leftovers_is_civa_s_own(tmp_path: Path) -> None:
+    killed = tmp_path / "killed"
+    killed.mkdir()
+    (killed / ".config.json.q1w2e3r4.tmp").write_text("{")  # killed before config.json
+    with pytest.raises(RunFolderError, match="pass overwrite=True"):
+        check_run_dir(killed)
+    prepare_run_dir(killed, overwrite=True)
+    assert list(killed.iterdir()) == []
+
+
+def test_run_figures_are_civa_s_own_files(tmp_path: Path, finished_run: Path) -> None:
+    from civa_env.experiments import plots
+
+    written = plots.plot_run(tmp_path, read_metrics(finished_run))
+    assert written and all(runfolder.is_own_file(p) for p in written)
+    for ext in getattr(plots, "FORMATS", ()):  # every format a figure may be written in
+        assert ext in runfolder.PLOT_FORMATS
 
 
 def test_cli_names_flags_for_lower_layers(tmp_path: Path, capsys: pytest.CaptureFixture,
