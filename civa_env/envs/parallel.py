@@ -62,6 +62,7 @@ from pettingzoo.utils.conversions import parallel_to_aec
 from civa_env import world as world_fn
 from civa_env.envs.spaces import observation_space, structured_action_space
 from civa_env.world import metrics
+from civa_env.world.actions import check_actions
 from civa_env.world.catalogue import Catalogue
 from civa_env.world.config import Config
 from civa_env.world.day import Day, World, derived_seed, fresh_seed, rewards
@@ -164,6 +165,7 @@ class CivaEnv(ParallelEnv):
         """Play one day for everyone; see the module docstring for the dicts returned."""
         if self.world is None:
             raise RuntimeError("call reset() before step()")
+        check_actions(actions)  # a ValueError for a list or None, also after the last day
         if not self.agents:
             return {}, {}, {}, {}, {}
         self.world, day = world_fn.step(self.world, actions)

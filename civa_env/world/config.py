@@ -32,6 +32,11 @@ SHAPE_FIELDS = (
     "max_text_chars",
 )
 
+# Largest sigma of the lognormal noises (production, upkeep): exp(sigma z) stays finite for
+# |z| < 35, which a standard normal draw does not reach (P ~ 1e-268).
+MAX_LOG_SIGMA = 20.0
+
+
 def _is_number(x: Any) -> bool:
     return isinstance(x, (int, float, np.integer, np.floating)) and not isinstance(
         x, (bool, np.bool_))
@@ -266,6 +271,36 @@ class Config:
             need(getattr(self, name) >= 0, f"{name} must be >= 0, got {getattr(self, name)!r}")
         for name in ("merge_window", "recent_days", "deception_window"):
             need(getattr(self, name) >= 1, f"{name} must be >= 1, got {getattr(self, name)!r}")
+        self._refuse_degenerate(need)
+
+    def _refuse_degenerate(self, need: Any) -> None:
+        """Worlds whose rules' formulas break down (README "Rules"): refused by name."""
+        # Strength S = skill + w * min(max(wealth, 0), cap) is 0 for a resident of skill 0
+        # without wealth (wealth 0 is reached: a gift of everything, an attack), and an
+        # attack between two such residents divides 0 by 0 (p = S_att / (S_att + S_def));
+        # skill never falls below its start, so a low end above 0 keeps S > 0.
+        need(self.start_skill[0] > 0,
+             f"start_skill must be above 0 at its low end, got {list(self.start_skill)}: "
+             f"strength = skill + attack_wealth_weight ({self.attack_wealth_weight:g}) * "
+             f"min(wealth, attack_wealth_cap ({self.attack_wealth_cap:g})) is then 0 for a "
+             "resident without wealth, and an attack between two such residents divides by "
+             "zero (S_att / (S_att + S_def))")
+        # Y(n) = C (s(n) - s(0)) / (1 - s(0)) with s(0) = 1 / (1 + exp(k n_half)): 1 - s(0)
+        # is at least 1/2 for n_half >= 0, and rounds to 0 for k n_half far below 0.
+        need(self.production_n_half >= 0,
+             f"production_n_half must be >= 0 (a number of workers), got "
+             f"{self.production_n_half!r}: the output C (s(n) - s(0)) / (1 - s(0)) divides by "
+             f"1 - s(0), which is 0 when production_k * production_n_half is far below 0")
+        need(self.capacity_range[0] >= 0,
+             f"capacity_range must be >= 0 (units a day), got {list(self.capacity_range)}: a "
+             "factory of negative capacity takes wealth from its workers")
+        # Lognormal noise exp(sigma z): beyond sigma ~ 700 / |z| it overflows to inf, and
+        # inf - inf makes wealth NaN (a resident who never dies); at most MAX_LOG_SIGMA a
+        # standard normal draw never gets there.
+        for name in ("production_noise", "upkeep_noise"):
+            need(getattr(self, name) <= MAX_LOG_SIGMA,
+                 f"{name} must be <= {MAX_LOG_SIGMA:g} (the sigma of a lognormal), got "
+                 f"{getattr(self, name)!r}: exp(sigma z) overflows to inf")
         need(0.0 <= self.prevalence <= 1.0,
              f"prevalence must be in [0, 1], got {self.prevalence}")
         need(self.obs_mode in OBS_MODES,

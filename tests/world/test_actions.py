@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import math
+import re
 
 import numpy as np
 import pytest
@@ -52,15 +53,19 @@ def env() -> civa_env.CivaEnv:
 # ---- an oracle of what is valid content, straight from README "Rules" --------------------------
 
 
+CANONICAL = re.compile(r"resident_(0|[1-9][0-9]*)")  # the only names that resolve
+ASCII_SPACE = " \t\n\r\f\v"
+
+
 def _resident(value, env, i, *, everyone: bool):
     """Index named by ``value`` (name or view slot), EVERYONE (-1) or None (unknown)."""
     v = env.cfg.view_size
     if isinstance(value, str):
-        word = value.strip()
-        if everyone and word.lower() in ("everyone", "all", "*"):
+        word = value.strip(ASCII_SPACE)
+        if everyone and word.isascii() and word.lower() in ("everyone", "all", "*"):
             return -1
-        if word.startswith("resident_") and word[9:].isdigit():
-            return int(word[9:])
+        if CANONICAL.fullmatch(value):  # exactly: no whitespace, no leading zero
+            return int(value[9:])
         return None
     if everyone and value == v:
         return -1
@@ -75,8 +80,11 @@ def expect_valid(env, name: str, action: dict) -> bool:
     alive = lambda j: j is not None and 0 <= j < w.n_pool and w.alive[j]  # noqa: E731
 
     def kind(enum_cls, value):
+        if value is None:  # absent
+            return enum_cls(0)
         if isinstance(value, str):
-            return enum_cls.__members__.get(value.strip().upper())
+            word = value.strip(ASCII_SPACE)
+            return enum_cls.__members__.get(word.upper()) if word.isascii() else None
         return enum_cls(value) if value in set(enum_cls) else None
 
     primary = kind(Primary, action["primary"])
@@ -100,7 +108,8 @@ def expect_valid(env, name: str, action: dict) -> bool:
         if secondary == Secondary.MERGE and is_allied(w, np.array([i]), np.array([j]))[0]:
             return False
         if secondary == Secondary.GIFT:
-            amount = action.get("amount", 0.0)
+            amount = action.get("amount")
+            amount = 0.0 if amount is None else amount
             if not amount > 0 or amount > max(w.wealth[i], 0.0) + 1e-9:
                 return False
     messages = action.get("messages") or []
@@ -109,7 +118,8 @@ def expect_valid(env, name: str, action: dict) -> bool:
     if len(messages) > cfg.max_messages:
         return False
     for msg in messages:
-        j = _resident(msg.get("to", "everyone"), env, i, everyone=True)
+        to = msg.get("to")
+        j = _resident("everyone" if to is None else to, env, i, everyone=True)
         if j is None or (j != -1 and (not alive(j) or j == i)):
             return False
         if len(msg["text"]) > cfg.max_message_chars:
@@ -121,23 +131,25 @@ def expect_valid(env, name: str, action: dict) -> bool:
 
 NAMES = [f"resident_{i}" for i in range(POOL)] + ["resident_999", "resident_x", "Bob", ""]
 target_values = st.one_of(st.sampled_from(NAMES), st.integers(-3, 30),
-                          st.sampled_from(["  resident_2 ", "resident_02"]))
+                          st.sampled_from(["  resident_2 ", "resident_02", "resident_\u0662",
+                                           "RESIDENT_2"]))
 texts = st.one_of(st.text(max_size=40), st.text(min_size=270, max_size=300),
                   st.sampled_from(["peace", "ünïcödé ☀", "\x00\n\t", ""]))
 message = st.fixed_dictionaries(
     {"text": texts},
-    optional={"to": st.one_of(target_values, st.sampled_from(["everyone", "ALL", "*"]))})
+    optional={"to": st.one_of(target_values, st.none(),
+                              st.sampled_from(["everyone", "ALL", " * "]))})
 structured = st.fixed_dictionaries(
     {"primary": st.one_of(st.integers(-2, 7),
                           st.sampled_from(["work", "WORK ", "explore", "upgrade_self",
                                            "upgrade_factory", "idle", "sleep", "upgrade-self"]))},
     optional={
         "factory": st.one_of(st.none(), st.integers(-3, 9)),
-        "secondary": st.one_of(st.integers(-1, 5),
+        "secondary": st.one_of(st.integers(-1, 5), st.none(),
                                st.sampled_from(["none", "gift", "attack", "merge", "Gift", "hug"])),
         "target": st.one_of(st.none(), target_values),
         "amount": st.one_of(st.floats(allow_nan=True, allow_infinity=True),
-                            st.floats(0, 30), st.integers(-5, 50)),
+                            st.floats(0, 30), st.integers(-5, 50), st.none()),
         "messages": st.one_of(st.none(), st.lists(message, max_size=4), message),
     })
 
@@ -271,8 +283,8 @@ def test_flags_name_the_reason(env):
 
 # ---- non-actions: ValueError naming the resident and the field -----------------------------------
 
-WRONG_WHOLE = [[1, 2], "work", 3.0, 2.5, None, True, (0,), {1, 2}, np.array([1, 2]),
-               np.array(1.5)]
+WRONG_WHOLE = [[1, 2], "work", "resident_1", 3.0, 2.5, True, (0,), {1, 2}, np.array([1, 2]),
+               np.array(1.5)]  # (None is no action: idle, flagged)
 
 
 @pytest.mark.parametrize("action", WRONG_WHOLE, ids=lambda x: type(x).__name__)
@@ -297,20 +309,23 @@ WRONG_FIELDS = [
     ({"primary": [0]}, "primary"),
     ({"primary": "work", "factory": "one"}, "factory"),
     ({"primary": "work", "factory": 0.5}, "factory"),
-    ({"primary": "idle", "secondary": None}, "secondary"),
     ({"primary": "idle", "secondary": 2.5}, "secondary"),
     ({"primary": "idle", "secondary": "attack", "target": 1.5}, "target"),
     ({"primary": "idle", "secondary": "attack", "target": ["resident_1"]}, "target"),
     ({"primary": "idle", "secondary": "gift", "target": "resident_1", "amount": "lots"}, "amount"),
-    ({"primary": "idle", "secondary": "gift", "target": "resident_1", "amount": None}, "amount"),
     ({"primary": "idle", "secondary": "gift", "target": "resident_1", "amount": [1.0]}, "amount"),
     ({"primary": "idle", "messages": "hello"}, "messages"),
     ({"primary": "idle", "messages": ["hello"]}, "messages[0]"),
     ({"primary": "idle", "messages": [{"to": "everyone"}]}, "messages[0]"),
     ({"primary": "idle", "messages": [{"to": "everyone", "text": 5}]}, "messages[0].text"),
     ({"primary": "idle", "messages": [{"to": 1.5, "text": "hi"}]}, "messages[0].to"),
-    ({"primary": "idle", "messages": [{"text": "ok"}, {"to": None, "text": "hi"}]},
+    ({"primary": "idle", "messages": [{"text": "ok"}, {"to": 2.5, "text": "hi"}]},
      "messages[1].to"),
+    ({"primary": "idle", "messages": [{"text": "ok", "colour": 1}]}, "messages[0]"),
+    ({"primary": "idle", "target": 1.5}, "target"),  # checked with secondary none too
+    ({"primary": "idle", "amount": "lots"}, "amount"),
+    ({"primary": "explore", "factory": "one"}, "factory"),
+    ({"primary": "idle", "secondary": "gift", "target": "resident_1", "amount": 1j}, "amount"),
 ]
 
 

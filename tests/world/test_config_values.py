@@ -63,6 +63,56 @@ def test_bad_config_gives_clear_error(kwargs, words):
         assert word in str(err.value), (word, str(err.value))
 
 
+@pytest.mark.parametrize("kwargs,words", [
+    ({"start_skill": (0.0, 0.0), "attack_wealth_weight": 0.0},
+     ["start_skill", "attack_wealth_weight", "attack_wealth_cap", "divides by zero"]),
+    ({"start_skill": (0.0, 1.0)}, ["start_skill", "above 0", "[0.0, 1.0]"]),
+    ({"start_skill": (-1.0, 1.0), "attack_wealth_weight": 0.5}, ["start_skill"]),
+    ({"production_n_half": -1.0}, ["production_n_half", "production_k", "1 - s(0)"]),
+    ({"capacity_range": (-2.0, 3.0)}, ["capacity_range", "[-2.0, 3.0]"]),
+    ({"production_noise": 50.0}, ["production_noise", "20", "overflows"]),
+    ({"upkeep_noise": 1e300}, ["upkeep_noise"]),
+])
+def test_degenerate_worlds_are_refused_by_name(kwargs, words):
+    with pytest.raises(ValueError) as err:
+        Config(**kwargs)
+    for word in words:
+        assert word in str(err.value), (word, str(err.value))
+
+
+def test_the_skill_refusal_guards_a_real_division_by_zero(world):
+    """Strength is skill when wealth is 0 (a gift of everything, an attack): two residents
+    of skill 0 without wealth make an attack divide 0 by 0, whatever the wealth weight."""
+    from civa_env.world.actions import ActionBatch
+    from civa_env.world.kinds import Secondary
+    from civa_env.world.rules import step_day
+
+    cfg = Config(n_agents=3, seed=0)
+    state = world(cfg, skill=[0.0, 0.0, 1.0], wealth=[0.0, 0.0, 5.0])
+    batch = ActionBatch.idle(cfg.max_agents)
+    batch.secondary[0], batch.target[0] = Secondary.ATTACK, 1
+    with pytest.raises(ZeroDivisionError):
+        step_day(state, batch, np.random.default_rng(0), cfg)
+    # The least skill the config allows keeps every strength above 0.
+    low = Config(n_agents=3, seed=0, start_skill=(1e-12, 1e-12), attack_wealth_weight=0.0)
+    state = world(low, wealth=[0.0, 0.0, 5.0])
+    after, _ = step_day(state, batch, np.random.default_rng(0), low)
+    assert np.isfinite(after.wealth).all()
+
+
+def test_the_edges_of_the_allowed_range_play_without_nan():
+    cfg = Config(n_agents=30, max_days=6, start_skill=(1e-12, 1e-12), attack_wealth_weight=0.0,
+                 production_n_half=0.0, capacity_range=(0.0, 0.0), production_noise=20.0,
+                 upkeep_noise=20.0, obs_mode="numeric", seed=1)
+    env = civa_env.parallel_env(cfg)
+    obs, _ = env.reset()
+    rng = np.random.default_rng(0)
+    while env.agents:
+        obs, *_ = env.step({a: int(rng.choice(np.flatnonzero(obs[a]["action_mask"])))
+                            for a in env.agents})
+        assert not np.isnan(env.world.state.wealth).any()
+
+
 def test_max_cycles_alias_and_replace():
     assert Config.from_kwargs(max_cycles=7).max_days == 7
     cfg = Config(n_agents=4)
