@@ -475,7 +475,8 @@ def _run_pages(sweep_dir: Path, rows: list[dict[str, Any]],
     viewer = _viewer()
     links: dict[str, Path | str] = {}
     for row in rows:
-        folder = row["run_id"]
+        # A prevalence-0 cell that shares its seed's baseline-world run links to that run.
+        folder = row.get("same_as") or row["run_id"]
         run_dir = sweep_dir / "runs" / folder
         page = run_dir / "view.html"
         if viewer is not None and run_dir.is_dir() and not page.exists():
@@ -497,7 +498,8 @@ def _write_runs_index(out: Path, rows: list[dict[str, Any]],
     for row in rows:
         page = links.get(row["run_id"], "")
         link = f"[view]({_relative(page, out)})" if isinstance(page, Path) else page
-        lines.append(f"| {row['run_id']} | {row['condition']} | {row['prevalence']:g} | "
+        same = f" (same run as {row['same_as']})" if row.get("same_as") else ""
+        lines.append(f"| {row['run_id']}{same} | {row['condition']} | {row['prevalence']:g} | "
                      f"{row['seed']} | {row['nAUP']:.2f} | {row['SC']:.2f} | {row['ED']:.2f} | "
                      f"{link} |")
     (out / "runs.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
