@@ -421,7 +421,11 @@ def _with_formats(command: Any) -> Any:
     def run(args: argparse.Namespace) -> int:
         from civa_env.experiments.plots import output_formats, parse_formats
 
-        with output_formats(parse_formats(args.format)):
+        try:
+            formats = parse_formats(args.format)
+        except ValueError as err:
+            raise ValueError(f"--format: {err}") from None
+        with output_formats(formats):
             return command(args)
     run.__doc__ = command.__doc__
     return run

@@ -63,8 +63,8 @@ def parse_formats(text: str) -> tuple[str, ...]:
                               if f.strip()))
     unknown = [f for f in out if f not in FORMATS]
     if unknown or not out:
-        raise ValueError(f"--format expects a comma-separated list of {', '.join(FORMATS)} "
-                         f"(e.g. png,pdf), got {text!r}")
+        raise ValueError(f"figure formats: expected a comma-separated list of "
+                         f"{', '.join(FORMATS)} (e.g. png,pdf), got {text!r}")
     return out
 
 

@@ -90,7 +90,7 @@ def test_civa_run_format_option(tmp_path: Path, capsys: pytest.CaptureFixture) -
     bad = tmp_path / "bad"
     assert main(["run", *SMALL, "--out", str(bad), "--format", "png,jpeg"]) == 1
     err = capsys.readouterr().err
-    assert "--format expects a comma-separated list of png, pdf, svg" in err and "jpeg" in err
+    assert "--format: figure formats: expected a comma-separated list of png, pdf, svg" in err and "jpeg" in err
     assert not bad.exists()  # refused before anything ran
 
 
@@ -117,7 +117,7 @@ def test_civa_report_format_option(tmp_path: Path) -> None:
 def test_parse_formats() -> None:
     assert plots.parse_formats("PNG, pdf,png") == ("png", "pdf")
     for bad in ("", "gif", "png,,tiff"):
-        with pytest.raises(ValueError, match="--format expects"):
+        with pytest.raises(ValueError, match="figure formats: expected"):
             plots.parse_formats(bad)
     with plots.output_formats(["svg"]):
         assert plots.current_formats() == ("svg",)
