@@ -54,6 +54,12 @@ class Args:
     """seed of the communities, the controller draws and the network"""
     algo: str = "maskable_ppo"
     """``maskable_ppo`` (sb3-contrib, reads the action masks) or ``ppo`` (SB3, unmasked)"""
+    action_mode: str = "factored"
+    """``factored`` (a MultiDiscrete of the action's components, cheap-talk messages
+    included: learners can message) or ``flat`` (the 1573-way catalogue id, no messages)"""
+    seated_only: bool = True
+    """learn only from slots that held a resident (maskable_ppo: vacant seats' padding is
+    stepped but left out of the minibatches)"""
 
     # World: these fields map onto Config fields of the same name, with Config's defaults.
     condition: str = Config.condition
@@ -156,6 +162,8 @@ def parse_args(argv: list[str] | None = None) -> Args:
     args = Args(**vars(ns))
     if args.algo not in ("maskable_ppo", "ppo"):
         parser.error(f"--algo must be maskable_ppo or ppo, got {args.algo!r}")
+    if args.action_mode not in ("factored", "flat"):
+        parser.error(f"--action-mode must be factored or flat, got {args.action_mode!r}")
     return args
 
 
@@ -187,6 +195,10 @@ def make_model(args: Args, venv: Any) -> Any:
     if args.algo == "maskable_ppo":
         from sb3_contrib import MaskablePPO
 
+        if args.seated_only:
+            from civa_env.envs.sb3 import maskable_ppo
+
+            return maskable_ppo(venv, **kwargs)
         return MaskablePPO("MlpPolicy", venv, **kwargs)
     from stable_baselines3 import PPO
 
@@ -254,11 +266,14 @@ def train(args: Args) -> dict[str, Any]:
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "args.json").write_text(json.dumps(dataclasses.asdict(args), indent=2) + "\n")
     venv = CivaVecEnv(cfg, n_envs=args.n_envs, learner_fraction=args.learner_fraction,
-                      background=args.background, seats=args.seats or None, seed=args.seed)
+                      background=args.background, seats=args.seats or None, seed=args.seed,
+                      action_mode=args.action_mode)
     model = make_model(args, venv)
     model.set_logger(configure(str(run_dir), ["csv"] + (["stdout"] if args.verbose else [])))
     print(f"training {args.algo} on {cfg.n_agents} residents x {args.n_envs} communities "
-          f"({venv.num_envs} learner slots, {venv.catalogue.size} actions, "
+          f"({venv.num_envs} learner slots, "
+          f"{venv.catalogue.size if args.action_mode == 'flat' else venv.spec.nvec.tolist()} "
+          f"{args.action_mode} actions, "
           f"{venv.n_features} features), reward={args.reward}, condition={args.condition}")
     start, cpu_start = time.time(), time.process_time()
     model.learn(args.total_timesteps, callback=_callback(args, cfg, venv, run_dir))

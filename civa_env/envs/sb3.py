@@ -8,8 +8,11 @@ for many residents, each resident is one slot of an SB3 ``VecEnv``.
 * Several CIVA communities (``n_envs``, possibly with different configs that agree on the
   shape fields) run in one ``VecEnv``. Each community has ``seats`` learner slots.
 * Observation: the ``features`` vector as a ``Box``. Action: the flat catalogue id
-  (``Discrete``); ``action_masks()`` (and ``env_method("action_masks")``, which is what
-  sb3-contrib's ``MaskablePPO`` calls on a ``VecEnv``) give the per-slot masks.
+  (``Discrete``, ``action_mode="flat"``), or the factored action (``action_mode="factored"``:
+  a ``MultiDiscrete`` of ``civa_env.world.factored``, with the cheap-talk message columns, so
+  learners can message); ``action_masks()`` (and ``env_method("action_masks")``, which is what
+  sb3-contrib's ``MaskablePPO`` calls on a ``VecEnv``) give the per-slot masks (the
+  concatenated component masks in factored mode).
 * A fraction ``learner_fraction`` of each community's residents is controlled by the
   learner; the others by a ``background`` policy (scripted or random residents: the
   learner's neighbours), batched over all communities in one ``act`` call a day.
@@ -23,6 +26,9 @@ for many residents, each resident is one slot of an SB3 ``VecEnv``.
   a death is a true termination (unlike SuperSuit's ``black_death``, which cannot tell them
   apart). When a community ends (last day or extinction) every seat is done and the
   community resets with a fresh seed.
+* Padding is not learned from: ``last_seated`` says which slots held a resident when the
+  last actions were taken, and ``SeatedRolloutBuffer`` (``maskable_ppo(venv, ...)`` builds a
+  MaskablePPO with it) keeps only those transitions in its minibatches.
 
 To compare trained residents with others in whole communities, use the step loop
 (``civa_env.experiments.runner.run_communities`` with ``policies={label: policy}``, no run folders):
@@ -42,7 +48,7 @@ from civa_env import world as world_fn
 from civa_env.experiments.runner import assign_policies
 from civa_env.policies.base import Policy, make_policy
 from civa_env.policies.batch import Batch
-from civa_env.world import metrics
+from civa_env.world import factored, metrics
 from civa_env.world.catalogue import Catalogue
 from civa_env.world.config import SHAPE_FIELDS, Config
 from civa_env.world.day import Day, World, assignment_rng, check_same_shape, derived_seed
@@ -57,6 +63,7 @@ except ModuleNotFoundError:  # pragma: no cover - exercised only without the rl 
     _VecEnvBase = object
 
 UNSET = -1  # controller of a name not yet born
+ACTION_MODES = ("flat", "factored")
 
 
 def default_background() -> str:
@@ -91,12 +98,18 @@ class CivaVecEnv(_VecEnvBase):
             default ``scripted`` if installed, else ``random``.
         seats: learner slots per community; default = the learner's founders.
         seed: seeds the communities' episodes and the controller draws.
+        action_mode: ``"flat"`` (a ``Discrete`` catalogue id) or ``"factored"`` (a
+            ``MultiDiscrete`` factored action, messages included).
     """
 
     def __init__(self, configs: Config | Mapping[str, Any] | Sequence[Config | Mapping[str, Any]]
                  | None = None, n_envs: int = 1, *, learner_fraction: float = 1.0,
                  background: Policy | str | None = None, seats: int | None = None,
-                 seed: int = 0, obs_mode: str = "numeric") -> None:
+                 seed: int = 0, obs_mode: str = "numeric",
+                 action_mode: str = "flat") -> None:
+        if action_mode not in ACTION_MODES:
+            raise ValueError(f"action_mode must be one of {ACTION_MODES}, got {action_mode!r}")
+        self.action_mode = action_mode
         if configs is None or isinstance(configs, (Config, Mapping)):
             configs = [configs] * n_envs
         cfgs = [_as_config(c, obs_mode=obs_mode) for c in configs]
@@ -125,21 +138,33 @@ class CivaVecEnv(_VecEnvBase):
         self.n_features = feature_size(cfgs[0])
         obs_space = spaces.Box(-FEATURE_CLIP, FEATURE_CLIP, shape=(self.n_features,),
                                dtype=np.float32)
-        act_space = spaces.Discrete(self.catalogue.size)
+        self.spec = factored.FactoredSpec.of(cfgs[0])
+        if action_mode == "flat":
+            act_space: spaces.Space = spaces.Discrete(self.catalogue.size)
+            mask_size = self.catalogue.size
+            self._idle_mask = np.zeros(mask_size, bool)
+            self._idle_mask[idle_action(self.catalogue)] = True
+        else:
+            act_space = spaces.MultiDiscrete(self.spec.nvec)
+            mask_size = self.spec.mask_size
+            self._idle_mask = np.zeros(mask_size, bool)
+            o = self.spec.offsets
+            self._idle_mask[[o[0] + self.spec.n_primary - 1, o[1], o[2], o[3], o[4],
+                             o[6] - 1]] = True
         if _VecEnvBase is object:  # pragma: no cover
             self.num_envs, self.observation_space, self.action_space = n_slots, obs_space, act_space
             self._seeds = [None] * n_slots
         else:
             super().__init__(n_slots, obs_space, act_space)
         self._base_seed = int(seed)  # episodes of community e: derived_seed(base, e, k)
-        self._idle = idle_action(self.catalogue)
-        self._idle_mask = np.zeros(self.catalogue.size, bool)
-        self._idle_mask[self._idle] = True
         pool = max(c.max_agents for c in cfgs)
         self._controller = np.full((self.n_communities, pool), UNSET, np.int8)  # 0 learner, 1 bg
         self._occupant = np.full((self.n_communities, self.seats), -1, np.int64)  # resident
         self._obs = np.zeros((n_slots, self.n_features), np.float32)
-        self._masks = np.zeros((n_slots, self.catalogue.size), bool)
+        self._masks = np.zeros((n_slots, mask_size), bool)
+        self.last_seated = np.zeros(n_slots, bool)
+        """Which slots held a resident when the last actions were taken (the others were
+        padding: ``SeatedRolloutBuffer`` leaves them out of training)."""
         self._ep_return = np.zeros(n_slots)
         self._ep_len = np.zeros(n_slots, np.int64)
         self._actions: np.ndarray | None = None
@@ -161,13 +186,16 @@ class CivaVecEnv(_VecEnvBase):
         return self._obs.copy()
 
     def step_async(self, actions: np.ndarray) -> None:
-        """Store the learner's actions (one flat id per slot)."""
-        self._actions = np.asarray(actions).reshape(self.num_envs)
+        """Store the learner's actions (one flat id, or one factored row, per slot)."""
+        shape = (self.num_envs,) if self.action_mode == "flat" else (
+            self.num_envs, factored.N_COMPONENTS)
+        self._actions = np.asarray(actions).reshape(shape)
 
     def step_wait(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[dict]]:
         """One day in every community; see the module docstring for dones and padding."""
         assert self._actions is not None, "step_async must come before step_wait"
-        actions = self._actions.tolist()
+        actions = self._actions.tolist() if self.action_mode == "flat" else self._actions
+        self.last_seated = (self._occupant >= 0).ravel()
         bg_actions = self._background_actions()
         rewards = np.zeros(self.num_envs, np.float32)
         dones = np.zeros(self.num_envs, bool)
@@ -195,14 +223,15 @@ class CivaVecEnv(_VecEnvBase):
             parts.append(Batch.from_seen(seen, keys))
         return self.background.act(Batch.concat(parts)) if parts else {}
 
-    def _day_actions(self, e: int, actions: list[int],
+    def _day_actions(self, e: int, actions: list[int] | np.ndarray,
                      bg_actions: Mapping[Hashable, Any]) -> dict[str, Any]:
         """Community ``e``'s actions: the seated learners' and the background's."""
         out: dict[str, Any] = {}
         base = e * self.seats
+        flat = self.action_mode == "flat"
         for k, i in enumerate(self._occupant[e].tolist()):
             if i >= 0:
-                out[agent_name(i)] = int(actions[base + k])
+                out[agent_name(i)] = int(actions[base + k]) if flat else actions[base + k]
                 self.learner_steps += 1
         for i in self.worlds[e].living.tolist():
             key = (e, self._episode[e], agent_name(i))
@@ -218,6 +247,7 @@ class CivaVecEnv(_VecEnvBase):
                              strict=True))
         occupied = [(k, i) for k, i in enumerate(self._occupant[e].tolist()) if i >= 0]
         seen = self.worlds[e].observe(np.array([i for _, i in occupied], np.int64), text=False)
+        masks = self._masks_of(e, seen)
         for k in range(self.seats):
             if self._occupant[e, k] < 0:  # vacant seat: black-death padding
                 self._show(base + k, None)
@@ -241,7 +271,7 @@ class CivaVecEnv(_VecEnvBase):
                 self._occupant[e, k] = -1
                 self._show(slot, None)
             else:
-                self._show(slot, (seen.features[r], seen.masks[r]))
+                self._show(slot, (seen.features[r], masks[r]))
 
     def _end_community(self, e: int, dones: np.ndarray, infos_out: list[dict[str, Any]]) -> None:
         """Every seat of community ``e`` is done; log its summary and start a new episode."""
@@ -309,8 +339,16 @@ class CivaVecEnv(_VecEnvBase):
             return [indices]
         return list(indices)
 
+    def _masks_of(self, e: int, seen: Any) -> np.ndarray:
+        """The masks of an observation in this env's action mode."""
+        if self.action_mode == "flat":
+            return seen.masks
+        world = self.worlds[e]
+        return factored.masks(world.state, world.view, seen.rows, self.cfgs[e], self.catalogue)
+
     def _show(self, slot: int, ob: tuple[np.ndarray, np.ndarray] | None) -> None:
-        """Write a slot's features and mask; None pads it (zeros, only ``idle`` allowed)."""
+        """Write a slot's features and mask; None pads it (zeros, only ``idle`` allowed, and
+        in factored mode the "nothing" value of every component)."""
         if ob is None:
             self._obs[slot] = 0.0
             self._masks[slot] = self._idle_mask
@@ -343,8 +381,9 @@ class CivaVecEnv(_VecEnvBase):
         self._ep_return[seats] = 0.0
         self._ep_len[seats] = 0
         seen = world.observe(learners, text=False)
+        masks = self._masks_of(e, seen)
         for k in range(self.seats):
-            ob = (seen.features[k], seen.masks[k]) if k < len(learners) else None
+            ob = (seen.features[k], masks[k]) if k < len(learners) else None
             self._show(e * self.seats + k, ob)
 
     def _seat_newcomers(self, e: int, born: np.ndarray) -> None:
@@ -362,7 +401,7 @@ class CivaVecEnv(_VecEnvBase):
                     self._occupant[e, k] = i
                     slot = e * self.seats + k
                     seen = world.observe(np.array([i]), text=False)
-                    self._show(slot, (seen.features[0], seen.masks[0]))
+                    self._show(slot, (seen.features[0], self._masks_of(e, seen)[0]))
                     self._ep_return[slot], self._ep_len[slot] = 0.0, 0
                 else:
                     ctrl = 1
@@ -378,3 +417,65 @@ def scalar_summary(summary: Mapping[str, Any]) -> dict[str, Any]:
     out = {k: summary[k] for k in SUMMARY_KEYS if k in summary}
     out.update({f"rate_{b}": r for b, r in summary.get("behaviour_rates", {}).items()})
     return out
+
+
+def seated_rollout_buffer_class() -> type:
+    """``SeatedRolloutBuffer``: sb3-contrib's ``MaskableRolloutBuffer`` that trains only on
+    the transitions of seated slots (``CivaVecEnv.last_seated`` at each step).
+
+    Padding (a vacant seat after a death, until a newcomer takes it or the community ends)
+    is still stepped, since SB3's VecEnv has a fixed number of slots, and it still gets
+    values for the advantages, but its transitions never enter a minibatch: in the default
+    world about 64% of slot-steps are padding. Built lazily, so that importing this module
+    does not need sb3-contrib.
+    """
+    global _SEATED
+    if _SEATED is None:
+        from sb3_contrib.common.maskable.buffers import MaskableRolloutBuffer
+
+        class SeatedRolloutBuffer(MaskableRolloutBuffer):
+            """See ``seated_rollout_buffer_class``."""
+
+            def __init__(self, *args: Any, venv: CivaVecEnv | None = None,
+                         **kwargs: Any) -> None:
+                self.venv = venv
+                super().__init__(*args, **kwargs)
+
+            def reset(self) -> None:
+                self.seated = np.ones((self.buffer_size, self.n_envs), bool)
+                super().reset()
+
+            def add(self, *args: Any, **kwargs: Any) -> None:
+                if self.venv is not None:
+                    self.seated[self.pos] = self.venv.last_seated
+                super().add(*args, **kwargs)
+
+            def get(self, batch_size: int | None = None) -> Any:
+                assert self.full, ""
+                # The order of swap_and_flatten: (steps, envs) -> (envs, steps) -> flat.
+                keep = self.seated.swapaxes(0, 1).reshape(-1).nonzero()[0]
+                if not self.generator_ready:
+                    for name in ("observations", "actions", "values", "log_probs",
+                                 "advantages", "returns", "action_masks"):
+                        self.__dict__[name] = self.swap_and_flatten(self.__dict__[name])
+                    self.generator_ready = True
+                indices = keep[np.random.permutation(len(keep))]
+                if batch_size is None:
+                    batch_size = max(len(indices), 1)
+                for start in range(0, len(indices), batch_size):
+                    yield self._get_samples(indices[start:start + batch_size])
+
+        _SEATED = SeatedRolloutBuffer
+    return _SEATED
+
+
+_SEATED: type | None = None
+
+
+def maskable_ppo(venv: CivaVecEnv, policy: str = "MlpPolicy", **kwargs: Any) -> Any:
+    """A sb3-contrib ``MaskablePPO`` on ``venv`` that learns only from seated slots
+    (``seated_rollout_buffer_class``); ``kwargs`` go to ``MaskablePPO``."""
+    from sb3_contrib import MaskablePPO
+
+    return MaskablePPO(policy, venv, rollout_buffer_class=seated_rollout_buffer_class(),
+                       rollout_buffer_kwargs={"venv": venv}, **kwargs)

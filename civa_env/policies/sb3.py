@@ -9,7 +9,10 @@ size).
 All the residents a policy controls decide in **one forward pass** a day: features are
 stacked into a batch, the network gives the logits, invalid actions are masked out (for
 plain PPO as well) and an action is sampled from the masked distribution (seeded), or the
-best one is taken with ``deterministic``.
+best one is taken with ``deterministic``. A checkpoint trained on factored actions
+(``"action_mode": "factored"`` in its metadata; ``CivaVecEnv(action_mode="factored")``)
+samples each component from its own masked logits (the component masks read off the flat
+masks, ``factored.masks_from_flat``) and sends its cheap-talk messages.
 
 Loading checks only what the network depends on (``NETWORK_FIELDS``: ``n_factories``,
 ``view_size``, ``gift_levels``, hence the feature and catalogue sizes), so a checkpoint runs
@@ -88,7 +91,9 @@ def save_checkpoint(model: Any, path: str | Path, cfg: Config,
         path = path.with_suffix(".zip")
     path.parent.mkdir(parents=True, exist_ok=True)
     model.save(path)
+    factored_space = type(model.action_space).__name__ == "MultiDiscrete"
     meta = {"format": CHECKPOINT_FORMAT, "algo": algo, "shape": shape_signature(cfg),
+            "action_mode": "factored" if factored_space else "flat",
             "config": cfg.to_dict(), **(dict(extra) if extra else {})}
     text = json.dumps(meta, indent=2, sort_keys=True, default=str)
     with zipfile.ZipFile(path, "a") as zf:
@@ -210,25 +215,48 @@ class SB3Policy(Policy):
                 f"features and {masks.shape[1]} actions (different n_factories / view_size / "
                 "gift_levels)")
         logits = self.logits(feats)
+        if self.meta.get("action_mode") == "factored":
+            from civa_env.world import factored
+            from civa_env.world.catalogue import Catalogue
+
+            cfg = self.cfg if self.cfg is not None else Config.from_kwargs(
+                **self.meta.get("config", {}))
+            comp = factored.masks_from_flat(masks, cfg, Catalogue(cfg)).astype(bool)
+            o = factored.FactoredSpec.of(cfg).offsets
+            rows = np.stack([self._choose(logits[:, o[c]:o[c + 1]], comp[:, o[c]:o[c + 1]])
+                             for c in range(factored.N_COMPONENTS)], axis=1)
+            return dict(zip(keys, rows, strict=True))
+        choice = self._choose(logits, masks.astype(bool))
+        return dict(zip(keys, choice.tolist(), strict=True))
+
+    def _choose(self, logits: np.ndarray, masks: np.ndarray) -> np.ndarray:
+        """(K,) the most likely valid choice, or (default) a seeded sample from the masked
+        softmax (Gumbel-max); 0 for a row with no valid choice (never happens: a "nothing"
+        choice is always valid)."""
         logits = np.where(masks, logits, -np.inf)
         if self.deterministic:
             choice = logits.argmax(axis=1)
-        else:  # Gumbel-max: a seeded sample from the masked softmax
+        else:
             gumbel = -np.log(-np.log(self.rng.random(logits.shape) + 1e-300) + 1e-300)
             choice = (logits + gumbel).argmax(axis=1)
-        # A resident with no valid action at all (never happens: idle is always valid).
-        choice = np.where(masks.any(axis=1), choice, 0)
-        return dict(zip(keys, choice.tolist(), strict=True))
+        return np.where(masks.any(axis=1), choice, 0)
 
     def logits(self, feats: np.ndarray) -> np.ndarray:
-        """(K, A) action logits of a batch of feature vectors (one forward pass)."""
+        """(K, A) action logits of a batch of feature vectors (one forward pass); for a
+        factored checkpoint the components' logits side by side (K, sum of nvec)."""
         import torch
 
         policy = self.model.policy
         with torch.no_grad():
             obs = torch.as_tensor(feats, device=policy.device)
             dist = policy.get_distribution(obs)
-            return dist.distribution.logits.cpu().numpy().astype(np.float64)
+            # MultiDiscrete: one Categorical per component (``distributions`` in
+            # sb3-contrib's masked distribution, ``distribution`` a list in SB3's).
+            parts = getattr(dist, "distributions", None) or dist.distribution
+            if isinstance(parts, list):
+                return np.concatenate([d.logits.cpu().numpy() for d in parts], axis=1).astype(
+                    np.float64)
+            return parts.logits.cpu().numpy().astype(np.float64)
 
     def describe(self) -> dict[str, Any]:
         """Checkpoint, algorithm and how actions are chosen."""

@@ -150,6 +150,29 @@ def masks(state: WorldState, view: np.ndarray, rows: np.ndarray, cfg: Config,
     return out.view(np.int8)
 
 
+def masks_from_flat(flat: np.ndarray, cfg: Config, catalogue: Catalogue) -> np.ndarray:
+    """The component masks (K, sum of nvec) int8 that ``masks`` gives, read off the flat
+    catalogue masks (K, catalogue size) (for policies that get only the flat masks, such as
+    a ``Batch``'s; a test checks that the two agree)."""
+    k = len(flat)
+    spec = FactoredSpec.of(cfg)
+    o = spec.offsets
+    cube = np.asarray(flat, bool).reshape(k, catalogue.n_primary, catalogue.n_secondary)
+    sec = cube.any(axis=1)  # (K, n_secondary): valid with some primary choice
+    out = np.zeros((k, spec.mask_size), bool)
+    out[:, o[0]:o[1]] = cube.any(axis=2)
+    for kind in range(len(Secondary)):
+        out[:, o[1] + kind] = sec[:, catalogue.s_kind == kind].any(axis=1)
+    present = sec[:, catalogue.s_kind == S.ATTACK]  # attack slot v is valid iff v is occupied
+    out[:, o[2]:o[3]] = present
+    out[:, o[3]:o[4]] = True
+    out[:, o[4]] = True
+    out[:, o[4] + 1:o[5]] = cfg.max_messages > 0
+    out[:, o[5]:o[6] - 1] = present
+    out[:, o[6] - 1] = True
+    return out.view(np.int8)
+
+
 def check_shape(acts: np.ndarray, k: int, cfg: Config, who: str) -> np.ndarray:
     """``acts`` as a (k, C) int64 array, or a ValueError naming ``who`` and the column."""
     arr = np.asarray(acts)

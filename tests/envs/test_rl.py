@@ -20,9 +20,9 @@ pytest.importorskip("stable_baselines3")
 pytest.importorskip("sb3_contrib")
 
 from civa_env import Config  # noqa: E402
-from civa_env.envs.sb3 import CivaVecEnv
+from civa_env.envs.sb3 import CivaVecEnv, idle_action  # noqa: E402
 from civa_env.policies import make_policy  # noqa: E402
-from civa_env.policies.batch import Batch
+from civa_env.policies.batch import Batch  # noqa: E402
 from civa_env.policies.sb3 import CheckpointMismatch, read_metadata  # noqa: E402
 from civa_env.world.day import shape_signature  # noqa: E402
 
@@ -338,7 +338,7 @@ def test_extinction_ends_every_seat():
                  reward="survival")
     venv = CivaVecEnv(cfg, n_envs=1, background="random", seed=0)
     venv.reset()
-    idle = np.full(venv.num_envs, venv._idle)
+    idle = np.full(venv.num_envs, idle_action(venv.catalogue))
     _, rewards, dones, infos = venv.step(idle)
     assert dones.all()
     assert all(not i["TimeLimit.truncated"] for i in infos if "episode" in i)

@@ -73,6 +73,8 @@ def test_component_masks_agree_with_the_flat_mask():
         rows = w.living
         flat = w.catalogue.mask(w.state, w.view, rows, CFG).astype(bool)
         comp = factored.masks(w.state, w.view, rows, CFG, w.catalogue).astype(bool)
+        np.testing.assert_array_equal(
+            factored.masks_from_flat(flat.view(np.int8), CFG, w.catalogue).astype(bool), comp)
         cube = flat.reshape(len(rows), w.catalogue.n_primary, w.catalogue.n_secondary)
         # primary: valid with some secondary choice (none is always valid)
         np.testing.assert_array_equal(comp[:, o[0]:o[1]], cube.any(axis=2))
@@ -145,3 +147,36 @@ def test_a_friendly_message_then_an_attack_is_deception():
     acts[me, 2] = int((w.view[me] == victim).nonzero()[0][0])
     w, day = world.step_factored(w, acts)
     assert day.census["behaviours"]["deception"] == 1
+
+
+def test_the_parallel_path_takes_factored_rows_and_plays_the_same_day():
+    """world.step given each living resident's factored row (array, list or tuple) plays the
+    day that world.step_factored plays, messages included."""
+    from civa_env.world.actions import _N_FACTORED
+
+    assert _N_FACTORED == factored.N_COMPONENTS
+    wa, wb = world.reset(CFG, 5), world.reset(CFG, 5)
+    rng = np.random.default_rng(5)
+    spec = factored.FactoredSpec.of(CFG)
+    o = spec.offsets
+    forms = (np.asarray, list, tuple)
+    while not wa.done:
+        rows = wa.living
+        m = factored.masks(wa.state, wa.view, rows, CFG, wa.catalogue).astype(bool)
+        acts = np.zeros((wa.state.n_pool, factored.N_COMPONENTS), np.int64)
+        for c in range(factored.N_COMPONENTS):
+            s = np.where(m[:, o[c]:o[c + 1]], rng.random((len(rows), int(spec.nvec[c]))), -1)
+            acts[rows, c] = s.argmax(axis=1)
+        wa, _ = world.step(wa, {agent_name(i): forms[k % 3](acts[i].tolist()) if k % 3 else
+                                acts[i] for k, i in enumerate(rows.tolist())})
+        wb, _ = world.step_factored(wb, acts)
+    a, b = log_text(wa), log_text(wb)
+    assert a == b and "message" in a
+
+
+@pytest.mark.parametrize("bad", [[1, 2, 3], [0, 0, 0, 0, 0, 2**70], [0.5, 0, 0, 0, 0, 0],
+                                 np.zeros(6), [True, 0, 0, 0, 0, 0]])
+def test_what_is_not_a_factored_row_is_a_value_error(bad):
+    w = world.reset(CFG, 0)
+    with pytest.raises(ValueError, match="resident_0"):
+        world.step(w, {"resident_0": bad})

@@ -1,0 +1,76 @@
+"""RL on factored actions: the VecEnv's MultiDiscrete mode, cheap talk from learners, and
+MaskablePPO that learns only from seated slots."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytest.importorskip("stable_baselines3")
+pytest.importorskip("sb3_contrib")
+
+from civa_env import Config  # noqa: E402
+from civa_env.envs.sb3 import CivaVecEnv, maskable_ppo  # noqa: E402
+from civa_env.world import factored  # noqa: E402
+from civa_env.world.kinds import K  # noqa: E402
+
+SMALL = dict(n_agents=10, n_factories=3, view_size=4, max_days=20, obs_mode="numeric")
+
+
+def sample(masks: np.ndarray, spec: factored.FactoredSpec, rng) -> np.ndarray:
+    o = spec.offsets
+    out = np.zeros((len(masks), factored.N_COMPONENTS), np.int64)
+    for c in range(factored.N_COMPONENTS):
+        s = np.where(masks[:, o[c]:o[c + 1]], rng.random((len(masks), int(spec.nvec[c]))), -1)
+        out[:, c] = s.argmax(axis=1)
+    return out
+
+
+def test_factored_mode_spaces_masks_and_cheap_talk():
+    venv = CivaVecEnv(Config(**SMALL), n_envs=2, background="scripted", seed=0,
+                      action_mode="factored")
+    spec = venv.spec
+    assert venv.action_space.nvec.tolist() == spec.nvec.tolist()
+    venv.reset()
+    rng = np.random.default_rng(0)
+    learners = set()
+    for _ in range(6):
+        masks = venv.action_masks()
+        assert masks.shape == (venv.num_envs, spec.mask_size)
+        acts = sample(masks, spec, rng)
+        acts[:, 4] = 1 + factored.MESSAGE_KINDS.index("friendly")  # everyone talks
+        seated = venv._occupant.ravel()
+        learners |= {(s // venv.seats, int(i)) for s, i in enumerate(seated) if i >= 0}
+        venv.step(acts)
+    sent = set()
+    for e, w in enumerate(venv.worlds):
+        cols, texts = w.log.columns()
+        rows = (cols["kind"] == K.MESSAGE).nonzero()[0]
+        sent |= {(e, int(cols["actor"][r])) for r in rows
+                 if texts[int(r)] == factored.render_message(1)}
+    assert sent and sent <= learners  # learners, and only they, sent the cheap talk
+
+
+def test_a_padded_seat_allows_only_nothing():
+    venv = CivaVecEnv(Config(**SMALL), n_envs=1, background="random", seed=0, seats=15,
+                      action_mode="factored")
+    venv.reset()
+    masks = venv.action_masks()
+    vacant = venv._occupant.ravel() < 0
+    assert vacant.any()
+    assert (masks[vacant].sum(axis=1) == factored.N_COMPONENTS).all()
+
+
+@pytest.mark.parametrize("mode", ["flat", "factored"])
+def test_maskable_ppo_trains_only_on_seated_slots(mode, one_torch_thread):
+    # More seats than founders: some slots are padding from the start.
+    venv = CivaVecEnv(Config(**SMALL), n_envs=1, background="random", seed=0, seats=14,
+                      action_mode=mode)
+    model = maskable_ppo(venv, n_steps=16, batch_size=32, n_epochs=1, seed=0, verbose=0,
+                         policy_kwargs={"net_arch": [32]})
+    model.learn(total_timesteps=16 * venv.num_envs)
+    buf = model.rollout_buffer
+    seated = buf.seated
+    assert 0 < seated.sum() < seated.size  # some padding, some residents
+    drawn = sum(len(batch.actions) for batch in buf.get(32))
+    assert drawn == int(seated.sum())
