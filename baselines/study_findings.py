@@ -11,6 +11,12 @@ sweep's ``civa report``), copies their tables and plots into ``--out`` and write
 scripted residents give, with 95% intervals (seed bootstraps, paired over shared seeds), and
 whether it reproduces. Nothing here tunes rules or tendencies: the figures are what the
 simulation gives.
+
+A second arm (``bash baselines/reproduce_study_v2.sh``: residents with social memory,
+``--policy scripted:v2``) is written with ``--arm scripted:v2 --compare baselines/results/study``:
+the same page for that arm, what its runs cover, and a section that sets each finding of the
+two arms side by side (the threshold tests of both rerun on the conditions, seeds and holder
+counts they share, Holm across those conditions).
 """
 
 from __future__ import annotations
@@ -103,17 +109,21 @@ def threshold_rows(rows: list[dict[str, str]], condition: str) -> list[dict[str,
 
 def findings(res: list[dict[str, str]], half: list[dict[str, str]],
              holders: list[dict[str, str]], thresholds: list[dict[str, str]],
-             n_agents: int) -> list[str]:
-    """The findings page's lines."""
+             n_agents: int, arm: str | None = None) -> list[str]:
+    """The findings page's lines (``arm``: a policy spec other than plain ``scripted``)."""
     top = n_agents
-    out = ["# The study's findings with CIVA's scripted residents", "",
+    who = ("scripted policy (`docs/scripted.md`)" if arm is None else
+           f"scripted policy `{arm}` (`docs/scripted.md`, residents with social memory)")
+    out = ["# The study's findings with CIVA's scripted residents"
+           + ("" if arm is None else f" (`{arm}`)"), "",
            "Source: arXiv 2604.05339 (\"Human Values Matter\"). CIVA's residents here are the "
-           "scripted policy (`docs/scripted.md`), not LLMs: the value condition changes their "
+           f"{who}, not LLMs: the value condition changes their "
            "tendencies as documented there, and the world's rules are the same for every "
            "condition (paired worlds: one seed is one world in every cell). Intervals are 95% "
            "seed bootstraps; differences are paired over shared seeds. *Reproduces* means the "
            "interval excludes no effect in the study's direction. Commands and run times: "
-           "`baselines/reproduce_study.sh`; tables: `resilience.csv`, `thresholds.csv`, "
+           f"`baselines/{'reproduce_study.sh' if arm is None else 'reproduce_study_v2.sh'}`; "
+           "tables: `resilience.csv`, `thresholds.csv`, "
            "`holders_report/report.md` in this folder.", ""]
 
     # 1. Benevolence removal collapses the community.
@@ -252,6 +262,149 @@ def _ordering_verdict(vals: dict[str, dict[str, str] | None]) -> str:
             "Orderings within overlapping intervals are not established.")
 
 
+# ---- a second arm ---------------------------------------------------------------------------
+
+def coverage(res: list[dict[str, str]], half: list[dict[str, str]],
+             holders: list[dict[str, str]], diagnostics: bool) -> list[str]:
+    """What this arm's runs cover (it may be smaller than the first arm's)."""
+    def seeds(rows: list[dict[str, str]]) -> str:
+        n = sorted({num(r.get("n_seeds")) for r in rows if r.get("n_seeds")})
+        return "/".join(f"{x:.0f}" for x in n) or "?"
+
+    conds = sorted({r["condition"] for r in holders})
+    counts = sorted({int(r["holders"]) for r in holders})
+    hold_seeds = sorted({int(r["seed"]) for r in holders})
+    days = sorted({r["days"] for r in holders})
+    return ["## What this arm's runs cover", "",
+            f"- Resilience at prevalence 1: {len(res)} cells "
+            f"({', '.join(r['condition'] for r in res)}), {seeds(res)} seeds each, "
+            f"fold diagnostics {'run' if diagnostics else 'not run'}.",
+            f"- Resilience at prevalence 0.5: {len(half)} cells "
+            f"({', '.join(r['condition'] for r in half) or 'none'}), {seeds(half)} seeds each.",
+            f"- Holder-count sweeps: {len(conds)} conditions ({', '.join(conds)}), holder counts "
+            f"{', '.join(map(str, counts))}, seeds {', '.join(map(str, hold_seeds))}, "
+            f"{'/'.join(days)} days ({len(holders)} runs).",
+            "- Run times, what was cut and why: [RUNS.md](RUNS.md).", ""]
+
+
+def _as_runs(rows: list[dict[str, str]]) -> list[dict[str, Any]]:
+    """results.csv rows with the types the threshold tests read."""
+    out = []
+    for r in rows:
+        d: dict[str, Any] = dict(r)
+        d["holders"], d["seed"], d["agents"] = int(r["holders"]), int(r["seed"]), int(r["agents"])
+        for k in ("nAUP", "final_population", "collapsed"):
+            d[k] = num(r.get(k))
+        out.append(d)
+    return out
+
+
+def shared_thresholds(a: list[dict[str, str]], b: list[dict[str, str]],
+                      ) -> tuple[list[str], list[dict[str, Any]], list[dict[str, Any]]]:
+    """Threshold tests of two holder tables on what they share: the conditions, seeds and
+    holder counts both ran (Holm across the shared conditions)."""
+    from civa_env.experiments.thresholds import threshold_table
+
+    def key(r):
+        return (r["condition"], int(r["holders"]), int(r["seed"]))
+
+    conds = sorted({r["condition"] for r in a} & {r["condition"] for r in b} - {"baseline"})
+
+    def spread(rows: list[dict[str, str]]) -> list[dict[str, str]]:
+        """Baseline runs stand for k = 0 of each condition that has none of its own."""
+        own0 = {(r["condition"], r["seed"]) for r in rows if int(r["holders"]) == 0}
+        out = [r for r in rows if r["condition"] != "baseline"]
+        for r in rows:
+            if r["condition"] == "baseline":
+                out += [{**r, "condition": c, "holders": "0"} for c in conds
+                        if (c, r["seed"]) not in own0]
+        return out
+
+    a, b = spread(a), spread(b)
+    both = {key(r) for r in a} & {key(r) for r in b}
+    def pick(rows: list[dict[str, str]]) -> list[dict[str, Any]]:
+        return _as_runs([r for r in rows if key(r) in both and r["condition"] in conds])
+
+    return conds, threshold_table(pick(a)), threshold_table(pick(b))
+
+
+def _thr(t: dict[str, Any] | None) -> str:
+    if t is None or not np.isfinite(num(str(t.get("p_holm")))):
+        return "not tested"
+    return (f"p {num(str(t['p_holm'])):.3f}, step at {num(str(t['threshold'])):.0f} "
+            f"[{num(str(t['threshold_low'])):.0f}, {num(str(t['threshold_high'])):.0f}] holders")
+
+
+def compare_arms(label_a: str, a: dict[str, Any], label_b: str, b: dict[str, Any],
+                 n_agents: int) -> list[str]:
+    """Each finding of arm ``a`` and arm ``b`` side by side (dicts of res, half, holders)."""
+    top = n_agents
+    out = ["## The two arms side by side", "",
+           f"`{label_a}` against `{label_b}`. Each arm's figures come from its own runs (its "
+           "seeds and cells: see each page); holder-count differences are paired over the "
+           "arm's seeds, margins are the arm's resilience tables.", "",
+           "| finding | measure | " + f"{label_a} | {label_b} |", "|---|---|---|---|"]
+
+    def row(finding: str, measure: str, fa: str, fb: str) -> None:
+        out.append(f"| {finding} | {measure} | {fa} | {fb} |")
+
+    for cond, metric, digits, finding in [
+            ("without:benevolence", "nAUP", 3, "1. benevolence removal collapses"),
+            ("without:benevolence", "final_population", 1, ""),
+            ("without:benevolence", "collapsed", 2, ""),
+            ("with:power", "betrayal_rate", 4, "2. power breeds betrayal, deception"),
+            ("with:power", "deception_rate", 4, ""),
+            ("with:power", "nAUP", 3, ""),
+            ("with:tradition", "final_population", 1, "4. tradition suppresses growth")]:
+        ea, eb = (paired(x["holders"], cond, metric, top) for x in (a, b))
+        row(finding, f"{metric}, all {top} holding `{cond}` - none",
+            fmt(ea, digits) if ea["n"] else "not run", fmt(eb, digits) if eb["n"] else "not run")
+    for cond in ("baseline", "without:power", "without:benevolence", "without:tradition",
+                 "with:power", "with:benevolence"):
+        ra, rb = margin(a["res"], cond), margin(b["res"], cond)
+        label = "5. values move d_FB" if cond == "baseline" else ""
+        diff = "" if cond == "baseline" else " (difference to baseline)"
+        row(label, f"d_FB `{cond}` at prevalence 1{diff}",
+            dfb(ra) + ("" if cond == "baseline" else f" ({dfb_diff(ra)})"),
+            dfb(rb) + ("" if cond == "baseline" else f" ({dfb_diff(rb)})"))
+    names = ["baseline", "without:power", "without:benevolence", "without:tradition"]
+    orders = []
+    for x in (a, b):
+        d = {c: num(margin(x["res"], c)["d_FB"]) if margin(x["res"], c) else float("nan")
+             for c in names}
+        orders.append(", ".join(sorted(d, key=lambda c: -d[c])) if all(
+            np.isfinite(list(d.values()))) else "undefined")
+    row("", "d_FB ordering, most robust first (study: without:tradition, baseline, "
+        "without:power, without:benevolence)", orders[0], orders[1])
+    conds, ta, tb = shared_thresholds(a["holders"], b["holders"])
+    out += ["", "**3. Thresholds in prevalence**, both arms tested on the same conditions "
+            f"({', '.join(conds) or 'none'}), seeds and holder counts (Holm across these "
+            f"{len(conds)} conditions, so p-values differ from each arm's own page):", "",
+            f"| condition | response | {label_a} | {label_b} |", "|---|---|---|---|"]
+    by_b = {(t["condition"], t["response"]): t for t in tb}
+    for t in ta:
+        out.append(f"| {t['condition']} | {t['response']} | {_thr(t)} | "
+                   f"{_thr(by_b.get((t['condition'], t['response'])))} |")
+    for label, tt in ((label_a, ta), (label_b, tb)):
+        clear_steps = [t for t in tt if num(str(t.get("p_holm"))) < 0.05]
+        out.append("")
+        out.append(f"{label}: {len(clear_steps)} of {len(tt)} condition-response pairs with a "
+                   "step clearly better than a smooth quadratic (Holm p < 0.05)"
+                   + (": " + "; ".join(f"{t['condition']} {t['response']} at "
+                                      f"{num(str(t['threshold'])):.0f} holders"
+                                      for t in clear_steps) if clear_steps else "") + ".")
+    return out + [""]
+
+
+def _load_arm(folder: Path) -> dict[str, Any]:
+    """A committed results folder of an arm (FINDINGS.md's tables)."""
+    def opt(name: str) -> list[dict[str, str]]:
+        return read_csv(folder / name) if (folder / name).exists() else []
+
+    return {"res": opt("resilience.csv"), "half": opt("resilience_half.csv"),
+            "holders": opt("holders_results.csv")}
+
+
 def main() -> None:
     """Copy the tables and write FINDINGS.md."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -260,6 +413,15 @@ def main() -> None:
     p.add_argument("--holders", type=Path, required=True)
     p.add_argument("--out", type=Path, default=Path("baselines/results/study"))
     p.add_argument("--agents", type=int, default=25)
+    p.add_argument("--arm", default=None,
+                   help="policy spec of this arm when it is not plain 'scripted' "
+                        "(e.g. scripted:v2)")
+    p.add_argument("--compare", type=Path, default=None,
+                   help="results folder of the other arm (e.g. baselines/results/study) to set "
+                        "beside this one")
+    p.add_argument("--holders-extra", type=Path, default=None,
+                   help="a second holder-count sweep (e.g. more conditions at fewer counts): "
+                        "its runs join --holders' and the threshold tests are rerun on all")
     args = p.parse_args()
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
@@ -282,7 +444,28 @@ def main() -> None:
     half = read_csv(args.resilience_half / "resilience.csv")
     holders = read_csv(args.holders / "results.csv")
     thresholds = read_csv(args.holders / "report" / "thresholds.csv")
-    lines = findings(res, half, holders, thresholds, args.agents)
+    if args.holders_extra is not None:
+        from civa_env.experiments.thresholds import threshold_table, write_thresholds
+
+        seen = {(r["condition"], r["holders"], r["seed"]) for r in holders}
+        extra = [r for r in read_csv(args.holders_extra / "results.csv")
+                 if (r["condition"], r["holders"], r["seed"]) not in seen]
+        holders = holders + extra
+        with open(out / "holders_results.csv", "w", newline="", encoding="utf-8") as f:
+            writer = csv.DictWriter(f, fieldnames=list(holders[0]), extrasaction="ignore")
+            writer.writeheader()
+            writer.writerows(holders)
+        if (args.holders_extra / "report").exists():
+            shutil.copytree(args.holders_extra / "report", out / "holders_extra_report",
+                            dirs_exist_ok=True)
+        write_thresholds(threshold_table(_as_runs(holders)), out / "thresholds.csv")
+        thresholds = read_csv(out / "thresholds.csv")
+    lines = findings(res, half, holders, thresholds, args.agents, args.arm)
+    if args.arm is not None:
+        lines += coverage(res, half, holders, any(r.get("reading") for r in res))
+    if args.compare is not None:
+        lines += compare_arms("scripted (v1)", _load_arm(args.compare), args.arm or "this arm",
+                              {"res": res, "half": half, "holders": holders}, args.agents)
     (out / "FINDINGS.md").write_text("\n".join(lines), encoding="utf-8")
     print(out / "FINDINGS.md")
 
