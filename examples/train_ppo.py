@@ -10,10 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sb3_contrib import MaskablePPO
-
 from civa_env import Config
-from civa_env.envs.sb3 import CivaVecEnv
+from civa_env.envs.sb3 import CivaVecEnv, maskable_ppo
 from civa_env.experiments.runner import run_communities
 from civa_env.policies import make_policy
 from civa_env.policies.sb3 import save_checkpoint
@@ -23,9 +21,11 @@ cfg = Config(n_agents=10, n_factories=3, view_size=4, reward="survival", obs_mod
 
 # Every resident of two communities is a slot of one SB3 VecEnv (parameter sharing); residents
 # beyond the learner's seats (and their descendants) are played by the scripted policy.
-venv = CivaVecEnv(cfg, n_envs=2, background="scripted", seed=0)
-model = MaskablePPO("MlpPolicy", venv, n_steps=64, batch_size=640, n_epochs=4,
-                    learning_rate=1e-3, gamma=0.95, seed=0, device="cpu")
+# Factored actions: one choice per component (cheap-talk messages included), one mask each.
+venv = CivaVecEnv(cfg, n_envs=2, background="scripted", seed=0, action_mode="factored")
+# MaskablePPO that learns only from seats holding a resident (vacant seats are padding).
+model = maskable_ppo(venv, n_steps=64, batch_size=640, n_epochs=4, learning_rate=1e-3,
+                     gamma=0.95, seed=0, device="cpu")
 model.learn(30_000)  # MaskablePPO reads the masks through venv.env_method("action_masks")
 
 # Save with the world's shape recorded, so loading in another world fails with a clear error.

@@ -426,8 +426,9 @@ def seated_rollout_buffer_class() -> type:
     Padding (a vacant seat after a death, until a newcomer takes it or the community ends)
     is still stepped, since SB3's VecEnv has a fixed number of slots, and it still gets
     values for the advantages, but its transitions never enter a minibatch: in the default
-    world about 64% of slot-steps are padding. Built lazily, so that importing this module
-    does not need sb3-contrib.
+    world about 60% of slot-steps are padding. The seated transitions are cut into
+    minibatches of nearly equal sizes, about ``batch_size`` each. Built lazily, so that
+    importing this module does not need sb3-contrib.
     """
     global _SEATED
     if _SEATED is None:
@@ -460,10 +461,14 @@ def seated_rollout_buffer_class() -> type:
                         self.__dict__[name] = self.swap_and_flatten(self.__dict__[name])
                     self.generator_ready = True
                 indices = keep[np.random.permutation(len(keep))]
-                if batch_size is None:
-                    batch_size = max(len(indices), 1)
-                for start in range(0, len(indices), batch_size):
-                    yield self._get_samples(indices[start:start + batch_size])
+                if len(indices) < 2:
+                    return  # (MaskablePPO normalises advantages by their std: NaN for one)
+                # Minibatches of nearly equal sizes, about batch_size each: the seated count
+                # is no multiple of it, and a last minibatch of one transition would make
+                # MaskablePPO's advantage normalisation NaN.
+                size = batch_size or len(indices)
+                for part in np.array_split(indices, max(1, round(len(indices) / size))):
+                    yield self._get_samples(part)
 
         _SEATED = SeatedRolloutBuffer
     return _SEATED
