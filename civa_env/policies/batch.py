@@ -86,13 +86,16 @@ class Batch:
 
         Texts are kept when every observation has one; legal facts come from
         ``infos[key]["legal"]`` (present in every observation mode for the living; a row
-        without them reads None). The day is ``day``, else ``infos[key]["day"]``.
+        without them reads None). The day is ``day``, else ``infos[key]["day"]``. In
+        ``obs_mode="features"`` an observation is the features array itself and its mask is
+        ``infos[key]["action_mask"]``: pass the living residents' (``env.living_agents``).
         """
         keys = list(observations)
         infos = infos or {}
         if not keys:
             return cls(keys=[], features=np.zeros((0, 0), np.float32),
                        masks=np.zeros((0, 0), bool), day=np.zeros(0, np.int64))
+        observations = {k: _as_dict(observations[k], infos.get(k), k) for k in keys}
         features = np.stack([np.asarray(observations[k]["features"], np.float32) for k in keys])
         masks = np.stack([np.asarray(observations[k]["action_mask"]) for k in keys]) > 0
         texts = [observations[k].get("text", "") for k in keys]
@@ -109,3 +112,13 @@ class Batch:
                    texts=texts if all(texts) else None,
                    legal_facts=legal if any(f is not None for f in legal) else None)
 
+
+def _as_dict(obs: Any, info: Mapping[str, Any] | None, key: Hashable) -> Mapping[str, Any]:
+    """An observation as a dict: ``obs_mode="features"`` gives the features array alone,
+    with the mask in the infos."""
+    if isinstance(obs, Mapping):
+        return obs
+    if info is None or "action_mask" not in info:
+        raise ValueError(f"observation of {key!r} is an array (obs_mode='features'): its "
+                         "mask is in infos[key]['action_mask']; pass the infos")
+    return {"features": obs, "action_mask": info["action_mask"]}

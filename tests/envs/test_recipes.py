@@ -91,11 +91,8 @@ def scripted_play(obs_mode: str, seed: int) -> tuple[str, dict[str, list]]:
     while env.agents:
         living = env.living_agents
         if obs_mode == "features":  # the same facts: features, and the mask from the infos
-            live = {a: {"features": obs[a], "action_mask": infos[a]["action_mask"]}
-                    for a in living}
             seen["vacant"] |= {a for a in env.agents if infos[a].get("vacant")}
-        else:
-            live = {a: obs[a] for a in living}
+        live = {a: obs[a] for a in living}  # (an array observation: mask from the infos)
         actions = policy.act(Batch.from_observations(live, {a: infos[a] for a in living}))
         before = set(living)
         obs, _, term, trunc, infos = env.step(actions)
