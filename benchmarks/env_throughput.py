@@ -8,7 +8,10 @@ The second table (``--vector``, default ``64x25,16x1000``; ``--vector ""`` skips
 vector API (``civa_env.vector_env``: E communities of N residents, factored actions drawn
 uniformly from the component masks, no messages) beside the ParallelEnv in numeric mode at
 the same community size, in resident-steps per CPU-second (``time.process_time`` of the step
-calls only: steadier than wall time on a shared machine), measured in the same run.
+calls only: steadier than wall time on a shared machine), measured in the same run. With
+magent2 importable (``pip install magent2``; ``--peer-python`` runs it with another
+interpreter, e.g. a venv of its own), a last row gives its ``battle_v4`` (C++ core, random
+actions, map 45) in agent-steps per CPU-second of ``env.step``, measured in the same run.
 
 For each size and observation mode it plays whole episodes with uniformly random valid flat
 actions (vectorised over the action masks) and reports resident-steps per second of
@@ -21,6 +24,7 @@ Figures are comparable only within one run: the machines are shared and noisy.
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 import tracemalloc
 
@@ -115,6 +119,39 @@ def measure_vector(num_envs: int, n_agents: int, seconds: float,
             "parallel_rs_per_cpu_s": env_steps / env_cpu}
 
 
+PEER = """
+import sys, time, numpy as np
+from magent2.environments import battle_v4
+seconds = float(sys.argv[1])
+env = battle_v4.parallel_env(map_size=45, max_cycles=200)
+rng = np.random.default_rng(0)
+steps = agents = 0
+cpu = 0.0
+while cpu < seconds:
+    obs, infos = env.reset(seed=int(rng.integers(1 << 30)))
+    while env.agents and cpu < seconds:
+        acts = {a: int(env.action_space(a).sample()) for a in env.agents}
+        t = time.process_time()
+        env.step(acts)
+        cpu += time.process_time() - t
+        steps += 1
+        agents += len(acts)
+print(agents / cpu, agents / max(steps, 1))
+"""
+
+
+def measure_peer(python: str, seconds: float) -> tuple[float, float] | None:
+    """magent2 battle: (agent-steps per CPU-second, mean agents a step), or None when it does
+    not import with ``python``."""
+    import subprocess
+
+    out = subprocess.run([python, "-c", PEER, str(seconds)], capture_output=True, text=True)
+    if out.returncode != 0:
+        return None
+    rate, living = (float(x) for x in out.stdout.split())
+    return rate, living
+
+
 def main() -> None:
     """Print the throughput table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -123,6 +160,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=4.0)
     parser.add_argument("--vector", default="64x25,16x1000",
                         help="vector API batches ExN to measure ('' for none)")
+    parser.add_argument("--peer-python", default=sys.executable,
+                        help="interpreter that imports magent2, for the peer row")
     args = parser.parse_args()
     print("| residents | obs mode | steps | mean living | env.step resident-steps/s "
           "| loop resident-steps/s | text us/resident | step bytes/resident |")
@@ -145,6 +184,13 @@ def main() -> None:
         print(f"| {e} x {n} | {r['steps']} | {r['mean_living']:.0f} "
               f"| {r['vector_rs_per_cpu_s']:,.0f} | {r['parallel_rs_per_cpu_s']:,.0f} "
               f"| {r['vector_rs_per_cpu_s'] / r['parallel_rs_per_cpu_s']:.2f} |", flush=True)
+    if args.vector:
+        peer = measure_peer(args.peer_python, args.seconds)
+        if peer is None:
+            print("| magent2 battle_v4 (peer) | not installed | | | | |")
+        else:
+            print(f"| magent2 battle_v4 (peer, C++ core) | | {peer[1]:.0f} | | "
+                  f"{peer[0]:,.0f} agent-steps per CPU-s (its env.step) | |", flush=True)
 
 
 if __name__ == "__main__":
