@@ -65,7 +65,7 @@ from civa_env.world import metrics
 from civa_env.world.actions import check_actions
 from civa_env.world.catalogue import Catalogue
 from civa_env.world.config import Config
-from civa_env.world.day import Day, World, derived_seed, fresh_seed, rewards
+from civa_env.world.day import Day, EpisodeSeeds, World, rewards
 from civa_env.world.events import EventLog, agent_name
 from civa_env.world.kinds import Primary
 from civa_env.world.perception import legal
@@ -104,8 +104,7 @@ class CivaEnv(ParallelEnv):
         self._idle_mask = np.zeros(self.catalogue.size, np.int8)
         self._idle_mask[self.catalogue.encode(Primary.IDLE)] = 1
         self.world: World | None = None
-        self._base_seed: int | None = None  # the last seed given to reset (or the first used)
-        self._since = 0  # resets since that seed
+        self._seeds = EpisodeSeeds(cfg.seed)
 
     # ---- spaces -------------------------------------------------------------------------------
     # The same space objects every call, as PettingZoo requires (built once in __init__; no
@@ -143,16 +142,7 @@ class CivaEnv(ParallelEnv):
         the first reset, then seeds derived from the last seed given and the number of
         resets since, so that ``reset(seed=s)`` followed by plain resets replays the same
         sequence of episodes."""
-        if seed is not None:
-            self._base_seed, self._since = int(seed), 0
-        elif self._base_seed is None:
-            self._base_seed = self.cfg.seed if self.cfg.seed is not None else fresh_seed()
-            self._since = 0
-        else:
-            self._since += 1
-        if seed is None:
-            seed = (self._base_seed if self._since == 0
-                    else derived_seed(self._base_seed, self._since))
+        seed = self._seeds.next(seed)
         self.world = world_fn.reset(self.cfg, seed)
         living = self.world.living
         self.agents = [self.possible_agents[i] for i in living.tolist()]

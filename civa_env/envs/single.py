@@ -32,14 +32,7 @@ from civa_env.policies.base import Policy, make_policy
 from civa_env.policies.batch import Batch
 from civa_env.world.catalogue import Catalogue
 from civa_env.world.config import Config
-from civa_env.world.day import (
-    Observation,
-    World,
-    assignment_rng,
-    derived_seed,
-    fresh_seed,
-    policy_seed,
-)
+from civa_env.world.day import EpisodeSeeds, Observation, World, assignment_rng, policy_seed
 from civa_env.world.day import rewards as day_rewards
 from civa_env.world.events import agent_name
 from civa_env.world.kinds import Primary
@@ -82,8 +75,7 @@ class ResidentEnv(gymnasium.Env):
         self.learner = -1  # the learner's resident index
         self._mask = np.zeros(self.catalogue.size, bool)
         self._seen: Observation | None = None  # everyone's, made after the last day
-        self._base_seed: int | None = None
-        self._since = 0
+        self._seeds = EpisodeSeeds(self.cfg.seed)
 
     @property
     def learner_name(self) -> str:
@@ -94,15 +86,7 @@ class ResidentEnv(gymnasium.Env):
               options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict[str, Any]]:
         """A new episode: the world, the learner and the background policy from one seed."""
         super().reset(seed=seed)
-        if seed is not None:
-            self._base_seed, self._since = int(seed), 0
-        elif self._base_seed is None:
-            self._base_seed = self.cfg.seed if self.cfg.seed is not None else fresh_seed()
-            self._since = 0
-        else:
-            self._since += 1
-        episode_seed = (self._base_seed if self._since == 0
-                        else derived_seed(self._base_seed, self._since))
+        episode_seed = self._seeds.next(seed)
         self.world = world_fn.reset(self.cfg, episode_seed)
         living = self.world.living
         self.learner = int(living[assignment_rng(episode_seed).integers(len(living))])

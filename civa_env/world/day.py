@@ -89,6 +89,29 @@ def check_same_shape(cfgs: Sequence[Config], fields: Sequence[str], why: str) ->
                              f"{k}'s value): {why}")
 
 
+class EpisodeSeeds:
+    """The seeds of an env's successive episodes: ``next(seed)`` with a seed restarts the
+    sequence from it; without one, the first episode plays ``default`` (or a fresh seed)
+    and each later one ``derived_seed(base, k)``, so that ``reset(seed=s)`` followed by
+    plain resets replays the same sequence of episodes."""
+
+    def __init__(self, default: int | None = None) -> None:
+        self.default = default
+        self.base: int | None = None  # the last seed given (or the first used)
+        self.since = 0  # episodes since that seed
+
+    def next(self, seed: int | None = None) -> int:
+        """The seed of the next episode (``seed`` if given)."""
+        if seed is not None:
+            self.base, self.since = int(seed), 0
+        elif self.base is None:
+            self.base = self.default if self.default is not None else fresh_seed()
+            self.since = 0
+        else:
+            self.since += 1
+        return self.base if self.since == 0 else derived_seed(self.base, self.since)
+
+
 def policy_seed(seed: int | None, index: int) -> int:
     """The seed of the ``index``-th policy of a run with ``seed`` (its own stream)."""
     child = seed_streams(seed)["policies"].spawn(index + 1)[index]

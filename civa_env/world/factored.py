@@ -141,13 +141,20 @@ def masks(state: WorldState, view: np.ndarray, rows: np.ndarray, cfg: Config,
     out[:, o[1] + S.GIFT] = anyone & (wealth > 0)
     out[:, o[1] + S.ATTACK] = anyone
     out[:, o[1] + S.MERGE] = mergeable.any(axis=1)
+    _fill_slots_and_talk(out, o, present, cfg)
+    return out.view(np.int8)
+
+
+def _fill_slots_and_talk(out: np.ndarray, o: np.ndarray, present: np.ndarray,
+                         cfg: Config) -> None:
+    """The target, amount, message and message_to parts of component masks ``out``, given
+    the occupied view slots ``present`` (K, V)."""
     out[:, o[2]:o[3]] = present
     out[:, o[3]:o[4]] = True
     out[:, o[4]] = True
     out[:, o[4] + 1:o[5]] = cfg.max_messages > 0
     out[:, o[5]:o[6] - 1] = present
     out[:, o[6] - 1] = True
-    return out.view(np.int8)
 
 
 def masks_from_flat(flat: np.ndarray, cfg: Config, catalogue: Catalogue) -> np.ndarray:
@@ -164,12 +171,7 @@ def masks_from_flat(flat: np.ndarray, cfg: Config, catalogue: Catalogue) -> np.n
     for kind in range(len(Secondary)):
         out[:, o[1] + kind] = sec[:, catalogue.s_kind == kind].any(axis=1)
     present = sec[:, catalogue.s_kind == S.ATTACK]  # attack slot v is valid iff v is occupied
-    out[:, o[2]:o[3]] = present
-    out[:, o[3]:o[4]] = True
-    out[:, o[4]] = True
-    out[:, o[4] + 1:o[5]] = cfg.max_messages > 0
-    out[:, o[5]:o[6] - 1] = present
-    out[:, o[6] - 1] = True
+    _fill_slots_and_talk(out, o, present, cfg)
     return out.view(np.int8)
 
 
