@@ -506,6 +506,28 @@ def test_failed_run_is_reported_and_the_rest_finish(tmp_path, capsys, workers):
     assert len(rows(out / "results.csv")) == 6
 
 
+def test_cells_sharing_a_failed_prevalence_zero_run_are_reported(tmp_path, capsys):
+    from civa_env.policies.base import register_policy
+
+    register_policy("flaky", _Flaky)
+    out = tmp_path / "sweep"
+    argv = ["sweep", "--policy", "flaky", "--conditions", "baseline,with:power",
+            "--prevalence", "0,1", "--seeds", "2", "--workers", "1", "--out", str(out),
+            *SMALL]
+    FLAKY["fail_seed"] = 1
+    try:
+        assert main(argv) == 1
+    finally:
+        FLAKY["fail_seed"] = None
+    err = capsys.readouterr().err.strip().splitlines()
+    failed = {line.split("run ")[1].split(" failed")[0]: line for line in err[:-1]}
+    assert sorted(failed) == ["baseline__p0.00__s1", "with-power__p0.00__s1",
+                              "with-power__p1.00__s1"]
+    assert "shares the failed run baseline__p0.00__s1" in failed["with-power__p0.00__s1"]
+    assert "3 of 6" in err[-1], err[-1]  # (baseline is one cell a seed: 6 cells)
+    assert main(argv) == 0 and len(rows(out / "results.csv")) == 6
+
+
 def test_rerun_multi_env_with_overwrite_replaces_policy_files(tmp_path):
     out = tmp_path / "multi"
     argv = ["run", *SMALL, "--envs", "2", "--out", str(out), "--no-plots"]

@@ -492,6 +492,8 @@ class Sweep:
 
         def failed(task: Task, err: BaseException) -> None:
             failures[task.run_id] = " ".join(f"{type(err).__name__}: {err}".split())
+            for other in waiting.pop(task.run_id, []):  # the cells that were to share it
+                failures[other.run_id] = f"shares the failed run {task.run_id}"
 
         try:
             if todo:
