@@ -26,9 +26,11 @@ for many residents, each resident is one slot of an SB3 ``VecEnv``.
   a death is a true termination (unlike SuperSuit's ``black_death``, which cannot tell them
   apart). When a community ends (last day or extinction) every seat is done and the
   community resets with a fresh seed.
-* Padding is not learned from: ``last_seated`` says which slots held a resident when the
-  last actions were taken, and ``SeatedRolloutBuffer`` (``maskable_ppo(venv, ...)`` builds a
-  MaskablePPO with it) keeps only those transitions in its minibatches.
+* Padding is not learned from: ``SeatedRolloutBuffer`` (``civa_env.envs.sb3_buffer``;
+  ``maskable_ppo(venv, ...)`` builds a MaskablePPO with it) keeps only the transitions of
+  seated slots in its minibatches, telling a vacant seat by its mask (only the "nothing"
+  value of each component); ``last_seated`` says which slots held a resident when the last
+  actions were taken.
 
 To compare trained residents with others in whole communities, use the step loop
 (``civa_env.experiments.runner.run_communities`` with ``policies={label: policy}``, no run folders):
@@ -419,68 +421,13 @@ def scalar_summary(summary: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def seated_rollout_buffer_class() -> type:
-    """``SeatedRolloutBuffer``: sb3-contrib's ``MaskableRolloutBuffer`` that trains only on
-    the transitions of seated slots (``CivaVecEnv.last_seated`` at each step).
-
-    Padding (a vacant seat after a death, until a newcomer takes it or the community ends)
-    is still stepped, since SB3's VecEnv has a fixed number of slots, and it still gets
-    values for the advantages, but its transitions never enter a minibatch: in the default
-    world about 60% of slot-steps are padding. The seated transitions are cut into
-    minibatches of nearly equal sizes, about ``batch_size`` each. Built lazily, so that
-    importing this module does not need sb3-contrib.
-    """
-    global _SEATED
-    if _SEATED is None:
-        from sb3_contrib.common.maskable.buffers import MaskableRolloutBuffer
-
-        class SeatedRolloutBuffer(MaskableRolloutBuffer):
-            """See ``seated_rollout_buffer_class``."""
-
-            def __init__(self, *args: Any, venv: CivaVecEnv | None = None,
-                         **kwargs: Any) -> None:
-                self.venv = venv
-                super().__init__(*args, **kwargs)
-
-            def reset(self) -> None:
-                self.seated = np.ones((self.buffer_size, self.n_envs), bool)
-                super().reset()
-
-            def add(self, *args: Any, **kwargs: Any) -> None:
-                if self.venv is not None:
-                    self.seated[self.pos] = self.venv.last_seated
-                super().add(*args, **kwargs)
-
-            def get(self, batch_size: int | None = None) -> Any:
-                assert self.full, ""
-                # The order of swap_and_flatten: (steps, envs) -> (envs, steps) -> flat.
-                keep = self.seated.swapaxes(0, 1).reshape(-1).nonzero()[0]
-                if not self.generator_ready:
-                    for name in ("observations", "actions", "values", "log_probs",
-                                 "advantages", "returns", "action_masks"):
-                        self.__dict__[name] = self.swap_and_flatten(self.__dict__[name])
-                    self.generator_ready = True
-                indices = keep[np.random.permutation(len(keep))]
-                if len(indices) < 2:
-                    return  # (MaskablePPO normalises advantages by their std: NaN for one)
-                # Minibatches of nearly equal sizes, about batch_size each: the seated count
-                # is no multiple of it, and a last minibatch of one transition would make
-                # MaskablePPO's advantage normalisation NaN.
-                size = batch_size or len(indices)
-                for part in np.array_split(indices, max(1, round(len(indices) / size))):
-                    yield self._get_samples(part)
-
-        _SEATED = SeatedRolloutBuffer
-    return _SEATED
-
-
-_SEATED: type | None = None
-
-
 def maskable_ppo(venv: CivaVecEnv, policy: str = "MlpPolicy", **kwargs: Any) -> Any:
     """A sb3-contrib ``MaskablePPO`` on ``venv`` that learns only from seated slots
-    (``seated_rollout_buffer_class``); ``kwargs`` go to ``MaskablePPO``."""
+    (``civa_env.envs.sb3_buffer.SeatedRolloutBuffer``); ``kwargs`` go to ``MaskablePPO``.
+    The buffer keeps no reference to the env, so a saved model holds none either, and a
+    model loaded to train on goes on leaving padding out."""
     from sb3_contrib import MaskablePPO
 
-    return MaskablePPO(policy, venv, rollout_buffer_class=seated_rollout_buffer_class(),
-                       rollout_buffer_kwargs={"venv": venv}, **kwargs)
+    from civa_env.envs.sb3_buffer import SeatedRolloutBuffer
+
+    return MaskablePPO(policy, venv, rollout_buffer_class=SeatedRolloutBuffer, **kwargs)

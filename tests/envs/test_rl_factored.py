@@ -62,17 +62,48 @@ def test_a_padded_seat_allows_only_nothing():
 
 
 @pytest.mark.parametrize("mode", ["flat", "factored"])
-def test_maskable_ppo_trains_only_on_seated_slots(mode, one_torch_thread):
+def test_maskable_ppo_trains_only_on_seated_slots(mode, one_torch_thread, tmp_path):
+    from sb3_contrib import MaskablePPO
+    from stable_baselines3.common.callbacks import BaseCallback
+
+    from civa_env.envs.sb3_buffer import SeatedRolloutBuffer
+
+    class Seats(BaseCallback):
+        """What the env says was seated at each step (on_step runs before the buffer's add)."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.rows: list[np.ndarray] = []
+
+        def _on_step(self) -> bool:
+            self.rows.append(self.training_env.last_seated.copy())
+            return True
+
     # More seats than founders: some slots are padding from the start.
     venv = CivaVecEnv(Config(**SMALL), n_envs=1, background="random", seed=0, seats=14,
                       action_mode=mode)
     model = maskable_ppo(venv, n_steps=16, batch_size=32, n_epochs=1, seed=0, verbose=0,
                          policy_kwargs={"net_arch": [32]})
-    model.learn(total_timesteps=16 * venv.num_envs)
+    seats = Seats()
+    model.learn(total_timesteps=16 * venv.num_envs, callback=seats)
     buf = model.rollout_buffer
     seated = buf.seated
+    # The buffer tells vacant seats by their masks: exactly what the env says.
+    np.testing.assert_array_equal(seated, np.stack(seats.rows))
     assert 0 < seated.sum() < seated.size  # some padding, some residents
     sizes = [len(batch.actions) for batch in buf.get(32)]
     assert sum(sizes) == int(seated.sum())
     assert min(sizes) >= 16  # nearly equal minibatches: never a lone transition
     assert np.isfinite(buf.advantages).all()
+    # A saved model holds no env (the buffer keeps no reference to it); loaded to train on,
+    # it goes on leaving padding out.
+    path = tmp_path / "m.zip"
+    model.save(path)
+    import zipfile
+    with zipfile.ZipFile(path) as zf:
+        data = zf.read("data").decode()
+    assert "CivaVecEnv" not in data and len(data) < 60_000
+    again = MaskablePPO.load(path, env=venv)
+    assert isinstance(again.rollout_buffer, SeatedRolloutBuffer)
+    again.learn(total_timesteps=16 * venv.num_envs)
+    assert not again.rollout_buffer.seated.all()
