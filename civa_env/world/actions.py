@@ -10,20 +10,24 @@ A resident's action is either
   ``{"to": name | "everyone" | view slot, "text": str}``, or one such dict); all keys but
   ``primary`` (and a message's ``text``) are optional; or
 * a flat int id of the catalogue ``primary choice x secondary choice`` (messages left out),
-  the form of ``action_space(agent)`` and of the ``action_mask``.
+  the form of ``action_space(agent)`` and of the ``action_mask``; or
+* a factored action (``civa_env.world.factored``): a 1-D integer array, list or tuple of
+  one int per component (6), cheap-talk messages included.
 
 The contract of ``pack_actions`` (and so of ``step``) has three outcomes and no fourth:
 
 1. Content that cannot be carried out becomes its nearest valid meaning and is *flagged*
    with a reason in ``infos[agent]["invalid"]``: an unknown kind name or int; an unknown
    factory, or one the resident does not know; a flat id outside ``[0, catalogue.size)``
-   (any int, however large: ``2**64``, ``np.uint64``); a target or recipient that is not a
+   (any int, however large: ``2**64``, ``np.uint64``); a factored component outside its
+   range (any int, however large, as for flat ids); a target or recipient that is not a
    living other resident or a filled view slot; a gift amount that is not above 0 (NaN,
    -inf included) or is over the wealth held (+inf and ints beyond the float range
    included: cut to the wealth held); too many messages; a message too long.
 2. What is not an action raises a ``ValueError`` naming the resident and the field: an
    ``actions`` argument that is not a dict, an agent name outside the pool, an action that
-   is neither an int id nor a dict (a float, a str, a set, a list), a field of the wrong
+   is neither an int id, a dict nor a factored row of 6 ints (a float, a str, a set, a list
+   of another length or of other things), a field of the wrong
    type, an unknown key at any level (in the action, in a message), a required field
    missing.
 3. Nothing else escapes (no OverflowError, TypeError, KeyError, ...).
@@ -280,7 +284,10 @@ def pack_actions(actions: Mapping[str, Any], state: WorldState, view: np.ndarray
     if factored_rows:
         from civa_env.world import factored  # (factored builds on this module)
 
-        acts = np.array(factored_acts, np.int64)  # ints that fit: _is_factored checked
+        # Any int, however large, is a value out of its component's range (flagged there):
+        # clipped into int64 first.
+        acts = np.array([[min(max(x, -1), _INT64.max) for x in row] for row in factored_acts],
+                        np.int64)
         factored.decode(batch, np.array(factored_rows), acts, state, view, cfg, catalogue, day)
     validate(batch, state, cfg)
     return batch
@@ -291,17 +298,13 @@ _INT64 = np.iinfo(np.int64)
 
 
 def _is_factored(action: Any) -> bool:
-    """A factored action: a 1-D integer array, list or tuple of one int per component, each
-    within the int64 range (a value outside a component's range is flagged there)."""
+    """A factored action: a 1-D integer array, list or tuple of one int per component (any
+    int: a value outside its component's range is flagged there)."""
     if isinstance(action, np.ndarray):
-        if action.shape != (_N_FACTORED,) or action.dtype.kind not in "iu":
-            return False
-        items = action.tolist()
-    elif isinstance(action, (list, tuple)) and len(action) == _N_FACTORED:
-        items = action
-    else:
-        return False
-    return all(_is_int(x) and _INT64.min <= int(x) <= _INT64.max for x in items)
+        return action.shape == (_N_FACTORED,) and action.dtype.kind in "iu"
+    if isinstance(action, (list, tuple)) and len(action) == _N_FACTORED:
+        return all(_is_int(x) for x in action)
+    return False
 
 
 def _name_index(name: str) -> int:

@@ -174,8 +174,19 @@ def test_the_parallel_path_takes_factored_rows_and_plays_the_same_day():
     assert a == b and "message" in a
 
 
-@pytest.mark.parametrize("bad", [[1, 2, 3], [0, 0, 0, 0, 0, 2**70], [0.5, 0, 0, 0, 0, 0],
-                                 np.zeros(6), [True, 0, 0, 0, 0, 0]])
+def test_huge_ints_in_a_factored_row_are_flagged_like_huge_flat_ids():
+    w = world.reset(CFG, 0)
+    rows = {"resident_0": [2**70, 0, 0, 0, 0, 0],
+            "resident_1": np.array([2**63, 0, 0, 0, 0, 0], np.uint64),
+            "resident_2": [CFG.n_factories, 0, 0, 0, -(2**80), 0]}
+    w, day = world.step(w, rows)
+    for i in (0, 1):
+        assert any("primary choice outside" in r for r in day.invalid[i]), day.invalid[i]
+    assert any("message kind outside" in r for r in day.invalid[2]), day.invalid[2]
+
+
+@pytest.mark.parametrize("bad", [[1, 2, 3], [0.5, 0, 0, 0, 0, 0], np.zeros(6),
+                                 [True, 0, 0, 0, 0, 0], [0, 0, 0, 0, 0, "0"]])
 def test_what_is_not_a_factored_row_is_a_value_error(bad):
     w = world.reset(CFG, 0)
     with pytest.raises(ValueError, match="resident_0"):
