@@ -1,20 +1,19 @@
 #!/usr/bin/env bash
 # The study's second arm: the same tests as reproduce_study.sh with scripted residents that
 # keep a social memory (--policy scripted:v2, table scripted-v2, docs/scripted.md), at a
-# reduced size so that it runs in about an hour on one busy core (--workers 1): resilience
-# margins of the study's conditions only (8 seeds at prevalence 1, as v1; 4 at 0.5), no fold
-# diagnostics; holder counts of all 20 conditions as v1 (4 seeds, 120 days). Resumable: rerun
-# after an interruption.
+# reduced size so that it runs in about an hour and a half on one busy core (--workers 1):
+# resilience margins of every condition at prevalence 1 (8 seeds, as v1) and the study's at
+# 0.5 (4 seeds), no fold diagnostics; holder counts of all 20 conditions as v1 (4 seeds, 120
+# days). Resumable: rerun after an interruption.
 # Writes baselines/results/study_v2/ (FINDINGS.md there says what was cut, and compares the
-# arms). Full size as v1: resilience --conditions all with diagnostics (about 2 h more).
+# arms). Full size as v1: add the fold diagnostics and 8 seeds at prevalence 0.5.
 set -euo pipefail
 out=${1:-runs/study_v2}
 policy=scripted:v2
 workers=${WORKERS:-1}
-# Resilience at prevalence 1: the study's four margins plus with:power and with:benevolence.
+# Resilience at prevalence 1: every condition (as v1), 8 seeds, no fold diagnostics.
 echo "[$(date +%T)] resilience at prevalence 1"
-civa resilience --policy "$policy" --conditions \
-    baseline,without:power,without:benevolence,without:tradition,with:power,with:benevolence \
+civa resilience --policy "$policy" --conditions all \
     --prevalences 1 --seeds 8 --workers "$workers" --no-diagnostics --no-progress \
     --out "$out/res_p1"
 # The study's three at prevalence 0.5.
