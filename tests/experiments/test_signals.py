@@ -100,8 +100,10 @@ def rows(path: Path) -> list[dict]:
 
 def test_killing_the_sweep_process_ends_its_workers_and_a_rerun_resumes(tmp_path):
     out = tmp_path / "sweep"
-    argv = ["sweep", "--conditions", "with:power", "--prevalence", "1", "--seeds", "3",
-            "--agents", "10", "--days", "150", "--workers", "2", "--out", str(out)]
+    # Runs of a few seconds each (with:benevolence communities live on; with:power ones died
+    # out within a second, and a fast machine finished the sweep before it could be killed).
+    argv = ["sweep", "--conditions", "with:benevolence", "--prevalence", "1", "--seeds", "3",
+            "--agents", "10", "--days", "400", "--workers", "2", "--out", str(out)]
     proc = civa_popen(*argv, cwd=tmp_path)
     try:
         # Kill once a run has its row and another is under way (two workers busy).
