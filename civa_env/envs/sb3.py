@@ -149,10 +149,7 @@ class CivaVecEnv(_VecEnvBase):
         else:
             act_space = spaces.MultiDiscrete(self.spec.nvec)
             mask_size = self.spec.mask_size
-            self._idle_mask = np.zeros(mask_size, bool)
-            o = self.spec.offsets
-            self._idle_mask[[o[0] + self.spec.n_primary - 1, o[1], o[2], o[3], o[4],
-                             o[6] - 1]] = True
+            self._idle_mask = self.spec.nothing_mask().astype(bool)
         if _VecEnvBase is object:  # pragma: no cover
             self.num_envs, self.observation_space, self.action_space = n_slots, obs_space, act_space
             self._seeds = [None] * n_slots

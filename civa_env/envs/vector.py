@@ -85,10 +85,7 @@ class CivaVectorEnv:
         self.worlds: list[world_fn.World] = []
         self._seeds: list[int] = []
         self._episodes = np.zeros(self.num_envs, np.int64)
-        # The mask of a slot not alive: the "nothing" value of every component.
-        self._idle_mask = np.zeros(self.spec.mask_size, np.int8)
-        o = self.spec.offsets
-        self._idle_mask[[o[0] + self.spec.n_primary - 1, o[1], o[2], o[3], o[4], o[6] - 1]] = 1
+        self._idle_mask = self.spec.nothing_mask()  # the mask of a slot not alive
 
     # ---- episodes ------------------------------------------------------------------------------
     def reset(self, seed: int | None = None,

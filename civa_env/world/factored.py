@@ -110,6 +110,15 @@ class FactoredSpec:
         """(C + 1,) where each component's mask starts in the concatenated mask."""
         return np.concatenate([[0], np.cumsum(self.nvec)])
 
+    def nothing_mask(self) -> np.ndarray:
+        """(sum of nvec,) int8: the mask of a slot that holds no resident, allowing only the
+        "nothing" value of each component (idle, no secondary, slot 0, level 0, no message,
+        everyone), so that a masked sampler never meets an all-masked component."""
+        o = self.offsets
+        out = np.zeros(self.mask_size, np.int8)
+        out[[o[0] + self.n_primary - 1, o[1], o[2], o[3], o[4], o[6] - 1]] = 1
+        return out
+
 
 def masks(state: WorldState, view: np.ndarray, rows: np.ndarray, cfg: Config,
           catalogue: Catalogue) -> np.ndarray:
