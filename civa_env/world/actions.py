@@ -264,7 +264,7 @@ def pack_actions(actions: Mapping[str, Any], state: WorldState, view: np.ndarray
         else:
             raise ValueError(
                 f"action of {name}: expected a flat action id (int), a dict with keys "
-                f"{', '.join(ACTION_KEYS)}, or a factored action ({_N_FACTORED} ints); got "
+                f"{', '.join(ACTION_KEYS)}, or a factored action (one int per component); got "
                 f"{_type_name(action)} {show(action)}")
         if 0 <= flat < size:
             flat_rows.append(i)
@@ -293,16 +293,17 @@ def pack_actions(actions: Mapping[str, Any], state: WorldState, view: np.ndarray
     return batch
 
 
-_N_FACTORED = 6  # world.factored.N_COMPONENTS (a test checks that they agree)
 _INT64 = np.iinfo(np.int64)
 
 
 def _is_factored(action: Any) -> bool:
     """A factored action: a 1-D integer array, list or tuple of one int per component (any
     int: a value outside its component's range is flagged there)."""
+    from civa_env.world.factored import N_COMPONENTS  # (factored builds on this module)
+
     if isinstance(action, np.ndarray):
-        return action.shape == (_N_FACTORED,) and action.dtype.kind in "iu"
-    if isinstance(action, (list, tuple)) and len(action) == _N_FACTORED:
+        return action.shape == (N_COMPONENTS,) and action.dtype.kind in "iu"
+    if isinstance(action, (list, tuple)) and len(action) == N_COMPONENTS:
         return all(_is_int(x) for x in action)
     return False
 

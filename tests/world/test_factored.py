@@ -152,9 +152,6 @@ def test_a_friendly_message_then_an_attack_is_deception():
 def test_the_parallel_path_takes_factored_rows_and_plays_the_same_day():
     """world.step given each living resident's factored row (array, list or tuple) plays the
     day that world.step_factored plays, messages included."""
-    from civa_env.world.actions import _N_FACTORED
-
-    assert _N_FACTORED == factored.N_COMPONENTS
     wa, wb = world.reset(CFG, 5), world.reset(CFG, 5)
     rng = np.random.default_rng(5)
     spec = factored.FactoredSpec.of(CFG)
