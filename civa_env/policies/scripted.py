@@ -173,11 +173,8 @@ class ScriptedPolicy(Policy):
     def act(self, batch: Batch) -> dict[Hashable, Any]:
         """One action per key, vectorised over the batch."""
         keys = batch.keys
-        if not keys:
+        if not self._begin(keys):
             return {}
-        if self.cfg is None:
-            raise RuntimeError("call reset(cfg, seed) before act()")
-        self._forget_absent(keys)
         # Fifteen independent uniform draws per resident, one column per decision: 0 factory
         # pick, 1 loyalty, 2-3 explore, 4-5 upgrades, 6 rest, 7 retaliate, 8 desperate,
         # 9 attack, 10 deceive, 11 reciprocity, 12 gift, 13-14 alliance.
@@ -193,6 +190,16 @@ class ScriptedPolicy(Policy):
         return self._pack(keys, facts, p_index, choice)
 
     # ---- reading ---------------------------------------------------------------------------
+
+    def _begin(self, keys: list[Hashable]) -> bool:
+        """Start a day's ``act``: False for an empty batch; a RuntimeError before ``reset``;
+        else forget the residents not in the batch."""
+        if not keys:
+            return False
+        if self.cfg is None:
+            raise RuntimeError("call reset(cfg, seed) before act()")
+        self._forget_absent(keys)
+        return True
 
     def _forget_absent(self, keys: list[Hashable]) -> None:
         """Forget residents who are not in this batch (the dead), so memory stays bounded."""

@@ -200,11 +200,8 @@ class MemoryScriptedPolicy(ScriptedPolicy):
     def act(self, batch: Batch) -> dict[Hashable, Any]:
         """One action per key: read the observation into memory, then decide."""
         keys = batch.keys
-        if not keys:
+        if not self._begin(keys):
             return {}
-        if self.cfg is None:
-            raise RuntimeError("call reset(cfg, seed) before act()")
-        self._forget_absent(keys)
         self.memory.keep_only(set(keys))
         # Eighteen uniform draws per resident: v1's fifteen (see ScriptedPolicy.act), then
         # 15 exploit the weak, 16 alliance when attacked, 17 spare.
