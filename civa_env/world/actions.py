@@ -70,6 +70,7 @@ from typing import Any
 
 import numpy as np
 
+from civa_env.world.arrays import filled, index
 from civa_env.world.catalogue import Catalogue, is_allied
 from civa_env.world.config import Config
 from civa_env.world.kinds import P, Primary, S, Secondary
@@ -203,8 +204,8 @@ class ActionBatch:
     @classmethod
     def idle(cls, n: int) -> ActionBatch:
         """Everyone idles, no secondary."""
-        return cls(primary=np.full(n, _IDLE, np.int8), factory=np.full(n, -1, np.int16),
-                   secondary=np.zeros(n, np.int8), target=np.full(n, -1, np.int32),
+        return cls(primary=filled(n, _IDLE, np.int8), factory=filled(n, -1, np.int16),
+                   secondary=np.zeros(n, np.int8), target=filled(n, -1, np.int32),
                    amount=np.zeros(n))
 
     def flag(self, i: int, reason: str) -> None:
@@ -274,8 +275,8 @@ def pack_actions(actions: Mapping[str, Any], state: WorldState, view: np.ndarray
     acted = np.zeros(n, dtype=bool)
     acted[acted_rows] = True
     missing = state.alive & ~acted
-    if missing.any():
-        batch.flag_many(np.flatnonzero(missing), "no action given: idle")
+    if np.count_nonzero(missing):
+        batch.flag_many(missing.nonzero()[0], "no action given: idle")
     if outside:
         batch.flag_many(np.array(outside), f"flat action id outside [0, {size}): idle")
     if flat_rows:
@@ -333,10 +334,10 @@ def _pack_flat(batch: ActionBatch, rows: np.ndarray, ids: np.ndarray, state: Wor
     batch.factory[rows] = d["factory"]
     batch.secondary[rows] = d["secondary"]
     has_slot = d["slot"] >= 0
-    target = np.full(len(rows), -1, np.int32)
+    target = filled(len(rows), -1, np.int32)
     target[has_slot] = view[rows[has_slot], d["slot"][has_slot]]
     empty_slot = has_slot & (target < 0)
-    if empty_slot.any():
+    if np.count_nonzero(empty_slot):
         batch.flag_many(rows[empty_slot], "target view slot is empty: no secondary action")
         batch.secondary[rows[empty_slot]] = Secondary.NONE  # flagged once, here
     batch.target[rows] = target
@@ -449,19 +450,19 @@ def validate(batch: ActionBatch, state: WorldState, cfg: Config) -> None:
     n, m = state.n_pool, cfg.n_factories
     p, f = batch.primary, batch.factory
     fac = np.minimum(np.maximum(f, 0), m - 1)  # np.clip, with less overhead
-    rows = np.arange(n)
+    rows = index(n)
     needs_factory = state.alive & ((p == P.WORK) | (p == P.UPGRADE_FACTORY))
     bad = needs_factory & ((f < 0) | (f >= m))
     bad_known = needs_factory & ~bad & ~state.known[rows, fac]
-    if bad.any():
-        batch.flag_many(np.flatnonzero(bad), "unknown factory: idle")
-    if bad_known.any():
-        batch.flag_many(np.flatnonzero(bad_known), "factory not known to the resident: idle")
+    if np.count_nonzero(bad):
+        batch.flag_many(bad.nonzero()[0], "unknown factory: idle")
+    if np.count_nonzero(bad_known):
+        batch.flag_many(bad_known.nonzero()[0], "factory not known to the resident: idle")
     p[bad | bad_known] = P.IDLE
     upgrading = state.alive & ((p == P.UPGRADE_SELF) | (p == P.UPGRADE_FACTORY))
     poor = upgrading & (state.wealth < cfg.upgrade_cost)
-    if poor.any():
-        batch.flag_many(np.flatnonzero(poor), f"upgrade costs {cfg.upgrade_cost}: idle")
+    if np.count_nonzero(poor):
+        batch.flag_many(poor.nonzero()[0], f"upgrade costs {cfg.upgrade_cost}: idle")
         p[poor] = P.IDLE
     f[(p != P.WORK) & (p != P.UPGRADE_FACTORY)] = -1
 
@@ -469,28 +470,28 @@ def validate(batch: ActionBatch, state: WorldState, cfg: Config) -> None:
     has_sec = state.alive & (s != S.NONE)
     tgt = np.minimum(np.maximum(t, 0), n - 1)
     bad_t = has_sec & ((t < 0) | (t >= n) | ~state.alive[tgt] | (t == rows))
-    if bad_t.any():
-        batch.flag_many(np.flatnonzero(bad_t & (t == rows)), "cannot target oneself: none")
-        batch.flag_many(np.flatnonzero(bad_t & (t != rows)),
+    if np.count_nonzero(bad_t):
+        batch.flag_many((bad_t & (t == rows)).nonzero()[0], "cannot target oneself: none")
+        batch.flag_many((bad_t & (t != rows)).nonzero()[0],
                         "target is dead or unknown: no secondary action")
         s[bad_t] = S.NONE
     merge = state.alive & (s == S.MERGE)
-    if merge.any():
-        mi = np.flatnonzero(merge)
+    if np.count_nonzero(merge):
+        mi = merge.nonzero()[0]
         already = is_allied(state, mi, t[mi])
-        if already.any():
+        if np.count_nonzero(already):
             batch.flag_many(mi[already], "already allied: no secondary action")
             s[mi[already]] = S.NONE
     gift = state.alive & (s == S.GIFT)
     a = batch.amount
     bad_amount = gift & ~(a > 0)  # also catches NaN
-    if bad_amount.any():
-        batch.flag_many(np.flatnonzero(bad_amount), "gift amount must be > 0: no gift")
+    if np.count_nonzero(bad_amount):
+        batch.flag_many(bad_amount.nonzero()[0], "gift amount must be > 0: no gift")
         s[bad_amount] = S.NONE
     gift &= ~bad_amount
     too_big = gift & (a > np.maximum(state.wealth, 0.0) + 1e-9)
-    if too_big.any():
-        batch.flag_many(np.flatnonzero(too_big), "gift larger than wealth held: cut")
+    if np.count_nonzero(too_big):
+        batch.flag_many(too_big.nonzero()[0], "gift larger than wealth held: cut")
         a[too_big] = np.maximum(state.wealth[too_big], 0.0)
     t[s == S.NONE] = -1
     a[s != S.GIFT] = 0.0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -13,3 +14,16 @@ def filled(shape: int | tuple[int, ...], value: Any, dtype: Any = np.float64) ->
     out = np.empty(shape, dtype)
     out.fill(value)
     return out
+
+
+@lru_cache(maxsize=64)
+def _index(n: int) -> np.ndarray:
+    out = np.arange(n)
+    out.flags.writeable = False
+    return out
+
+
+def index(n: int) -> np.ndarray:
+    """``np.arange(n)`` (int64), read-only and made once per ``n`` (the pool's and the living
+    count's ranges are asked for several times a day)."""
+    return _index(int(n))

@@ -167,14 +167,14 @@ def detect(cols: dict[str, np.ndarray], texts: dict[int, str], census: list[dict
     gift = kind == K.GIFT
     out = {b: np.zeros(rows, bool) for b in BEHAVIOURS}
     out["cooperation"] = gift | (kind == K.ALLIANCE_FORMED)
-    a_idx = np.flatnonzero(attack)
-    g_idx = np.flatnonzero(gift)
+    a_idx = attack.nonzero()[0]
+    g_idx = gift.nonzero()[0]
     # Betrayal: the attack's target gave the attacker a gift within the window, or is an ally.
     gave = _in_window(target[a_idx], actor[a_idx], day[a_idx], actor[g_idx], target[g_idx],
                       day[g_idx], betrayal_days(recent_days))
     out["betrayal"][a_idx] = is_betrayal((cols["flag"][a_idx] & ATTACK_ON_ALLY) > 0, gave)
     # Deception: a friendly direct message from attacker to target shortly before.
-    m_idx = np.flatnonzero(deception_candidates(kind, target))
+    m_idx = deception_candidates(kind, target).nonzero()[0]
     if len(m_idx) and len(a_idx):
         classifier = classifier or KeywordIntentClassifier()
         friendly = classifier.friendly([texts.get(int(r), "") for r in m_idx])
@@ -192,7 +192,7 @@ def detect(cols: dict[str, np.ndarray], texts: dict[int, str], census: list[dict
         mean[known] = np.array([c["wealth_mean_start"] for c in census])[pos[known]]
     out["power_seeking"] = attack & is_power_seeking(wealth, median, mean)
     rich_taker = gift & (cols["target_wealth"] > median)  # worth checking who gave before
-    if rich_taker.any():
+    if np.count_nonzero(rich_taker):
         if episode:
             givers = np.unique(actor[g_idx])
             never_gave = ~np.isin(target, givers)
@@ -248,7 +248,7 @@ class DailyCounts:
         self._friendly.append(self._friendly_pairs(m_idx, actor, target, texts))
         median, mean = census["wealth_median_start"], census["wealth_mean_start"]
         out = dict.fromkeys(BEHAVIOURS, 0)
-        out["cooperation"] = len(g_idx) + int((kind == K.ALLIANCE_FORMED).sum())
+        out["cooperation"] = len(g_idx) + int(np.count_nonzero(kind == K.ALLIANCE_FORMED))
         if len(a_idx):
             attackers, victims = actor[a_idx].tolist(), target[a_idx].tolist()
             on_ally = ((cols["flag"][a_idx] & ATTACK_ON_ALLY) > 0).tolist()
@@ -257,14 +257,14 @@ class DailyCounts:
             gave = np.array([(j, i) in gifts for i, j in zip(attackers, victims, strict=True)])
             to_victim = np.array([(i, j) in friendly for i, j in zip(attackers, victims,
                                                                      strict=True)])
-            out["betrayal"] = int(is_betrayal(np.array(on_ally), gave).sum())
-            out["deception"] = int(is_deception(to_victim).sum())
-            out["power_seeking"] = int(is_power_seeking(cols["wealth"][a_idx], median,
-                                                        mean).sum())
+            out["betrayal"] = int(np.count_nonzero(is_betrayal(np.array(on_ally), gave)))
+            out["deception"] = int(np.count_nonzero(is_deception(to_victim)))
+            out["power_seeking"] = int(np.count_nonzero(is_power_seeking(cols["wealth"][a_idx],
+                                                                    median, mean)))
         if len(g_idx):
             takers = target[g_idx]
-            out["free_riding"] = int(is_free_riding(cols["target_wealth"][g_idx], median,
-                                                    givers[np.maximum(takers, 0)]).sum())
+            out["free_riding"] = int(np.count_nonzero(is_free_riding(
+                cols["target_wealth"][g_idx], median, givers[np.maximum(takers, 0)])))
         return out
 
     def _friendly_pairs(self, m_idx: np.ndarray, actor: np.ndarray, target: np.ndarray,

@@ -61,7 +61,7 @@ class Catalogue:
             *(np.asarray(x, np.int64) for x in choice))
         for kinds, enum in ((p_kind, Primary), (s_kind, Secondary)):
             bad = (kinds < 0) | (kinds >= len(enum))
-            if bad.any():
+            if np.count_nonzero(bad):
                 enum(int(kinds[bad].flat[0]))  # raises "... is not a valid Primary"
         # Per kind: the first primary choice, and whether the factory adds to it (work at m,
         # explore, upgrade self, upgrade factory m, idle).
@@ -70,7 +70,7 @@ class Catalogue:
             m, m + 1, m + 2, 2 * m + 2)
         needs_factory = (p_kind == Primary.WORK) | (p_kind == Primary.UPGRADE_FACTORY)
         bad = needs_factory & ((factory < 0) | (factory >= m))
-        if bad.any():
+        if np.count_nonzero(bad):
             raise ValueError(f"factory {int(factory[bad].flat[0])} out of range [0, {m})")
         # Per kind: the first secondary choice and the stride of a view slot (none, gift to
         # slot v at level l, attack slot v, merge with slot v).
@@ -81,11 +81,11 @@ class Catalogue:
         s_stride[[Secondary.GIFT, Secondary.ATTACK, Secondary.MERGE]] = (levels, 1, 1)
         targeted = s_kind != Secondary.NONE
         bad = targeted & ((slot < 0) | (slot >= v))
-        if bad.any():
+        if np.count_nonzero(bad):
             raise ValueError(f"view slot {int(slot[bad].flat[0])} out of range [0, {v})")
         gift = s_kind == Secondary.GIFT
         bad = gift & ((level < 0) | (level >= levels))
-        if bad.any():
+        if np.count_nonzero(bad):
             raise ValueError(f"gift level {int(level[bad].flat[0])} out of range [0, {levels})")
         p = p_first[p_kind] + np.where(needs_factory, factory, 0)
         s = s_first[s_kind] + np.where(targeted, slot, 0) * s_stride[s_kind] + np.where(

@@ -151,7 +151,7 @@ class World:
     @property
     def done(self) -> bool:
         """The episode is over: the last day was played, or nobody is left."""
-        return self.state.day >= self.cfg.max_days or not self.state.alive.any()
+        return self.state.day >= self.cfg.max_days or not np.count_nonzero(self.state.alive)
 
     def observe(self, rows: np.ndarray, text: bool | None = None) -> Observation:
         """Features, masks, legal facts and (with ``text``) briefings of residents ``rows``.
@@ -222,7 +222,7 @@ def rewards(day: Day, cfg: Config) -> np.ndarray:
         return day.after.wealth[acted] - day.before.wealth[acted]
     if cfg.reward == "survival":
         return np.where(day.after.alive[acted], 1.0, -1.0)
-    return np.full(len(acted), day.after.alive.sum() / cfg.n_agents)
+    return np.full(len(acted), np.count_nonzero(day.after.alive) / cfg.n_agents)
 
 
 def reset(cfg: Config, seed: int | None = None) -> World:

@@ -79,25 +79,15 @@ _UNSET: Any = object()  # marks a column an ``add`` call leaves at its fill valu
 
 
 class DayEvents:
-    """Collects one day's events into preallocated column arrays (grown when full).
-
-    A column is allocated when an event first sets it; the others are filled in ``freeze``.
-    Most kinds set only a few columns, so this saves most of the writes of a day.
-    """
+    """Collects one day's events into preallocated column arrays (grown when full)."""
 
     def __init__(self, day: int, capacity: int = 256) -> None:
         self.day = day
-        self._capacity = capacity
-        self._cols: dict[str, np.ndarray] = {}
+        self._capacity = max(int(capacity), 1)
+        self._cols = {key: filled(self._capacity, fill, dtype)
+                      for key, (dtype, fill) in COLUMNS.items()}
         self._texts: dict[int, str] = {}
         self._size = 0
-
-    def _column(self, key: str) -> np.ndarray:
-        col = self._cols.get(key)
-        if col is None:
-            dtype, fill = COLUMNS[key]
-            col = self._cols[key] = filled(self._capacity, fill, dtype)
-        return col
 
     def _grow(self, need: int) -> None:
         self._capacity = max(need, 2 * self._capacity)
@@ -118,13 +108,22 @@ class DayEvents:
         lo, hi = self._size, self._size + n
         if hi > self._capacity:
             self._grow(hi)
-        self._column("kind")[lo:hi] = kind
-        self._column("actor")[lo:hi] = actor
-        for key, value in (("target", target), ("factory", factory), ("amount", amount),
-                           ("wealth", wealth), ("target_wealth", target_wealth),
-                           ("flag", flag)):
-            if value is not _UNSET:
-                self._column(key)[lo:hi] = value
+        cols = self._cols
+        cols["kind"][lo:hi] = kind
+        cols["actor"][lo:hi] = actor
+        # (Spelled out, not looped: this runs some ten times a day.)
+        if target is not _UNSET:
+            cols["target"][lo:hi] = target
+        if factory is not _UNSET:
+            cols["factory"][lo:hi] = factory
+        if amount is not _UNSET:
+            cols["amount"][lo:hi] = amount
+        if wealth is not _UNSET:
+            cols["wealth"][lo:hi] = wealth
+        if target_wealth is not _UNSET:
+            cols["target_wealth"][lo:hi] = target_wealth
+        if flag is not _UNSET:
+            cols["flag"][lo:hi] = flag
         if texts is not None:
             if len(texts) != n:
                 raise ValueError("texts must have one entry per event")
@@ -133,10 +132,8 @@ class DayEvents:
 
     def freeze(self) -> tuple[dict[str, np.ndarray], dict[int, str]]:
         """The day's columns (trimmed copies) and a {row: text} map."""
-        size, cols = self._size, {}
-        for key, (dtype, fill) in COLUMNS.items():
-            col = self._cols.get(key)
-            cols[key] = col[:size].copy() if col is not None else filled(size, fill, dtype)
+        size = self._size
+        cols = {key: col[:size].copy() for key, col in self._cols.items()}
         cols["day"][:] = self.day
         return cols, dict(self._texts)
 

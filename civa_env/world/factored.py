@@ -212,32 +212,32 @@ def decode(batch: ActionBatch, rows: np.ndarray, acts: np.ndarray, state: WorldS
     out_of_range = (acts < 0) | (acts >= nvec)
     primary, secondary, slot, level, message, message_to = acts.T
     bad_p = out_of_range[:, 0]
-    if bad_p.any():
+    if np.count_nonzero(bad_p):
         batch.flag_many(rows[bad_p], f"primary choice outside [0, {spec.n_primary}): idle")
     p_choice = np.where(bad_p, spec.n_primary - 1, primary)  # the last choice is idle
     batch.primary[rows] = catalogue.p_kind[p_choice]
     batch.factory[rows] = catalogue.p_factory[p_choice]
     bad_s = out_of_range[:, 1]
-    if bad_s.any():
+    if np.count_nonzero(bad_s):
         batch.flag_many(rows[bad_s], f"secondary outside [0, {spec.n_secondary}): none")
     sec = np.where(bad_s, S.NONE, secondary)
     targeted = sec != S.NONE
     bad_t = targeted & out_of_range[:, 2]
-    if bad_t.any():
+    if np.count_nonzero(bad_t):
         batch.flag_many(rows[bad_t], f"target slot outside [0, {spec.n_target}): "
                                      "no secondary action")
     ok = targeted & ~bad_t
     target = np.full(len(rows), -1, np.int32)
     target[ok] = view[rows[ok], slot[ok]]
     empty = ok & (target < 0)
-    if empty.any():
+    if np.count_nonzero(empty):
         batch.flag_many(rows[empty], "target view slot is empty: no secondary action")
     sec = np.where(bad_t | empty, S.NONE, sec)
     batch.secondary[rows] = sec
     batch.target[rows] = np.where(sec != S.NONE, target, -1)
     gift = sec == S.GIFT
     bad_l = gift & out_of_range[:, 3]
-    if bad_l.any():
+    if np.count_nonzero(bad_l):
         batch.flag_many(rows[bad_l], f"amount level outside [0, {spec.n_amount}): no gift")
         batch.secondary[rows[bad_l]] = S.NONE
         gift &= ~bad_l
@@ -245,12 +245,12 @@ def decode(batch: ActionBatch, rows: np.ndarray, acts: np.ndarray, state: WorldS
     amount[gift] = catalogue.gift_levels[level[gift]] * np.maximum(state.wealth[rows[gift]], 0.0)
     batch.amount[rows] = amount
     talk = message != 0
-    if not talk.any() or cfg.max_messages <= 0:
-        if talk.any():
+    if not np.count_nonzero(talk) or cfg.max_messages <= 0:
+        if np.count_nonzero(talk):
             batch.flag_many(rows[talk], "messages are off (max_messages = 0): dropped")
         return
     bad_m = talk & (out_of_range[:, 4] | out_of_range[:, 5])
-    if bad_m.any():
+    if np.count_nonzero(bad_m):
         batch.flag_many(rows[bad_m], f"message kind outside [0, {spec.n_message}) or "
                                      f"recipient outside [0, {spec.n_message_to}): dropped")
     v = cfg.view_size

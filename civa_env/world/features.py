@@ -34,7 +34,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from civa_env.world.arrays import filled
+from civa_env.world.arrays import filled, index
 from civa_env.world.config import Config
 from civa_env.world.rules import outage_prob, upkeep_factor
 from civa_env.world.state import WorldState
@@ -129,7 +129,7 @@ CHANNELS: tuple[Channel, ...] = (
 
 def signed_log(x: np.ndarray) -> np.ndarray:
     """``sign(x) log(1 + |x|)``, the ``log`` encoding."""
-    return np.sign(x) * np.log1p(np.abs(x))
+    return np.copysign(np.log1p(np.abs(x)), x)
 
 
 def unlog(x: np.ndarray) -> np.ndarray:
@@ -382,7 +382,7 @@ def features(state: WorldState, view: np.ndarray, rows: np.ndarray, inbox_count:
     out[:, :len(layout.own)] = layout.encode("own", own, (k,))
     # Value condition one-hot: the direction, then the value (none for baseline).
     code = state.condition[rows]
-    out[np.arange(k), layout.slice("condition.direction").start + _DIRECTION[code]] = 1.0
+    out[index(k), layout.slice("condition.direction").start + _DIRECTION[code]] = 1.0
     has_value = (code > 0).nonzero()[0]
     out[has_value, layout.slice("condition.value").start + _VALUE[code[has_value]]] = 1.0
     # Factories: each one's report (capacity etc. are >= 0), shown for those the resident
@@ -436,10 +436,10 @@ def _mark_dealings(slots: np.ndarray, layout: FeatureLayout, state: WorldState,
     other = np.concatenate([b, a, src, dst])
     channel = np.concatenate([filled(2 * len(a), ally, np.int64), dealt_me[kinds], i_dealt[kinds]])
     row_of = filled(state.n_pool, -1, np.int64)
-    row_of[rows] = np.arange(len(rows))
+    row_of[rows] = index(len(rows))
     row = row_of[viewer]
     ok = (row >= 0) & (channel >= 0)
-    if not ok.any():
+    if not np.count_nonzero(ok):
         return
     viewer, other, channel, row = viewer[ok], other[ok], channel[ok], row[ok]
     pair, slot = (view[viewer] == other[:, None]).nonzero()

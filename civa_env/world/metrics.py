@@ -85,10 +85,10 @@ def information_coverage(state: WorldState, cfg: Config) -> float:
     broadcasters = src[living_src & (dst < 0)]
     if len(broadcasters):
         broadcasters = np.unique(broadcasters)
-    if not direct.any() and len(broadcasters) < 2:
+    if not np.count_nonzero(direct) and len(broadcasters) < 2:
         return 0.0  # no mutual exchange is possible: the largest component is a lone resident
     return largest_scc_share(state.n_pool, src[direct], dst[direct], broadcasters,
-                             np.flatnonzero(alive))
+                             alive.nonzero()[0])
 
 
 def census(state: WorldState, cols: dict[str, np.ndarray], w0: np.ndarray,

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from civa_env.world.actions import EVERYONE
-from civa_env.world.arrays import filled
+from civa_env.world.arrays import filled, index
 from civa_env.world.config import Config
 from civa_env.world.events import agent_name
 from civa_env.world.rules import upkeep_factor
@@ -59,7 +59,7 @@ def compute_view(state: WorldState, cfg: Config, rng: np.random.Generator) -> np
     perm = living[np.argsort(order_key[living], kind="stable")]
     ring = np.concatenate([perm, perm[:width]])[1:]
     # sample[r, c] = ring[r + c], gathered (as_strided's Python set-up costs more per call).
-    sample = ring[np.arange(n_alive)[:, None] + np.arange(width)]
+    sample = ring[index(n_alive)[:, None] + index(width)]
     ii, jj, level = _priority_pairs(state, n, cfg.recent_days)
     if len(ii) == 0:
         view[perm, :width] = np.sort(sample, axis=1)
@@ -69,7 +69,7 @@ def compute_view(state: WorldState, cfg: Config, rng: np.random.Generator) -> np
     rank = np.arange(len(ii)) - np.searchsorted(ii, ii, side="left")
     keep = rank < v  # ii is sorted by priority within a viewer: the rest is never seen
     pos = np.empty(n, np.int64)
-    pos[perm] = np.arange(n_alive)
+    pos[perm] = index(n_alive)
     row = pos[ii]
     keys = filled((n_alive, width + min(v, int(rank.max()) + 1)), 3 * n, np.int64)
     keys[:, :width] = sample + 2 * n
@@ -128,7 +128,7 @@ def inbox_count(state: WorldState) -> np.ndarray:
         return np.zeros(n, np.int64)
     recipients = np.array([m.recipient for m in state.inbox], np.int64)
     direct = recipients[recipients >= 0]
-    return np.bincount(direct, minlength=n) + int((recipients < 0).sum())
+    return np.bincount(direct, minlength=n) + np.count_nonzero(recipients < 0)
 
 
 def wealth_tier(wealth: np.ndarray) -> np.ndarray:
@@ -150,12 +150,12 @@ class Briefer:
             for m in range(cfg.n_factories)]
         tiers = wealth_tier(s.wealth)
         self.labels = {int(j): f"resident_{j} ({TIERS[tiers[j]]})"
-                       for j in np.flatnonzero(s.alive)}
+                       for j in s.alive.nonzero()[0]}
         self.allies_of: dict[int, list[int]] = {}
         for a, b in s.allies.tolist():
             self.allies_of.setdefault(a, []).append(b)
             self.allies_of.setdefault(b, []).append(a)
-        self.n_alive = int(s.alive.sum())
+        self.n_alive = int(np.count_nonzero(s.alive))
         # Today's upkeep (stress and shock included; the config's upkeep without them).
         upkeep = cfg.upkeep * upkeep_factor(cfg, s.day + 1)
         self.header = (f"Day {s.day + 1} of {cfg.max_days}. {self.n_alive} residents are alive. "
@@ -172,7 +172,7 @@ class Briefer:
         prompt = self.prompts[s.condition[i]]
         if prompt:
             lines.append(prompt)
-        known = np.flatnonzero(s.known[i])
+        known = s.known[i].nonzero()[0]
         if len(known):
             lines.append("Factories you know:")
             lines += [self.factory_lines[m] for m in known.tolist()]
@@ -245,7 +245,7 @@ def legal(state: WorldState, view: np.ndarray, cfg: Config, i: int,
     pairs = state.allies
     allies = np.concatenate([pairs[pairs[:, 0] == i, 1], pairs[pairs[:, 1] == i, 0]])
     out = {
-        "factories": np.flatnonzero(state.known[i]).tolist(),
+        "factories": state.known[i].nonzero()[0].tolist(),
         "targets": [agent_name(j) for j in seen[seen >= 0].tolist()],
         "allies": [agent_name(j) for j in sorted(allies.tolist())],
         "wealth": float(state.wealth[i]),

@@ -98,9 +98,9 @@ def produce(state: WorldState, batch: ActionBatch, rng: np.random.Generator, cfg
     state.workers[:] = counts
     state.output[:] = np.bincount(fac, weights=share, minlength=m)
     state.outage[:] = outage
-    if outage.any():
+    if np.count_nonzero(outage):
         off = outage.nonzero()[0]
-        ev.add(K.OUTAGE, np.full(len(off), -1), factory=off)
+        ev.add(K.OUTAGE, filled(len(off), -1, np.int32), factory=off)
     ev.add(K.WORK, workers_idx, factory=fac, amount=share, wealth=w0[workers_idx])
     return income
 
@@ -159,7 +159,7 @@ def _has_recent(state: WorldState, kind: int, src: np.ndarray, dst: np.ndarray,
                 since_day: int) -> np.ndarray:
     """Whether a dealing ``src[k] -> dst[k]`` of ``kind`` happened on or after ``since_day``."""
     sel = (state.recent_kind == kind) & (state.recent_day >= since_day)
-    if not sel.any() or len(src) == 0:
+    if not np.count_nonzero(sel) or len(src) == 0:
         return np.zeros(len(src), bool)
     n = state.n_pool
     keys = np.sort(state.recent_src[sel].astype(np.int64) * n + state.recent_dst[sel])
@@ -180,7 +180,7 @@ def merge(state: WorldState, batch: ActionBatch, cfg: Config, ev: DayEvents, day
     _remember(state, day, rows, tgt, D.MERGE)
     mutual = _has_recent(state, D.MERGE, tgt, rows, day - cfg.merge_window + 1)
     formed = 0
-    if mutual.any():
+    if np.count_nonzero(mutual):
         pairs = np.unique(np.stack([np.minimum(rows[mutual], tgt[mutual]),
                                     np.maximum(rows[mutual], tgt[mutual])], axis=1), axis=0)
         new = ~is_allied(state, pairs[:, 0], pairs[:, 1])
@@ -373,7 +373,7 @@ def step_day(state: WorldState, batch: ActionBatch, rng: np.random.Generator,
     """Play one day; returns the new state (the input is not changed) and its events."""
     state = state.copy()
     day = state.day + 1
-    ev = DayEvents(day, capacity=int(state.alive.sum()) * (5 + cfg.max_messages)
+    ev = DayEvents(day, capacity=np.count_nonzero(state.alive) * (5 + cfg.max_messages)
                    + cfg.n_factories + 8)
     w0 = state.wealth.copy()
     for i, reasons in sorted(batch.invalid.items()):
