@@ -107,3 +107,48 @@ def test_maskable_ppo_trains_only_on_seated_slots(mode, one_torch_thread, tmp_pa
     assert isinstance(again.rollout_buffer, SeatedRolloutBuffer)
     again.learn(total_timesteps=16 * venv.num_envs)
     assert not again.rollout_buffer.seated.all()
+
+
+@pytest.mark.parametrize("masked", [True, False])
+def test_factored_head_matches_sb3_contribs_to_the_bit(masked):
+    import torch
+    from sb3_contrib.common.maskable.distributions import MaskableMultiCategoricalDistribution
+
+    from civa_env.envs.sb3_policy import FactoredMaskedDistribution
+
+    spec = factored.FactoredSpec.of(Config(**SMALL))
+    dims = spec.nvec.tolist()
+    rng = np.random.default_rng(0)
+    logits = torch.as_tensor(rng.normal(0.0, 3.0, (40, spec.mask_size)), dtype=torch.float32)
+    masks = rng.random((40, spec.mask_size)) < 0.4
+    masks[:, spec.offsets[:-1]] = True  # "nothing" is always allowed
+    results = []
+    for cls in (MaskableMultiCategoricalDistribution, FactoredMaskedDistribution):
+        x = logits.clone().requires_grad_(True)
+        dist = cls(dims).proba_distribution(x * 1.0)
+        if masked:
+            dist.apply_masking(torch.as_tensor(masks, dtype=torch.float32))  # as in training
+        torch.manual_seed(0)
+        actions = dist.sample()
+        log_prob, entropy = dist.log_prob(actions), dist.entropy()
+        (log_prob.sum() + 0.01 * entropy.sum()).backward()
+        parts = torch.cat([d.logits for d in dist.distributions], dim=1)
+        results.append((actions, log_prob, entropy, dist.mode(), parts, x.grad))
+    for ours, theirs in zip(*results, strict=True):
+        assert torch.equal(ours, theirs)
+
+
+def test_maskable_ppo_learns_what_sb3_contribs_policy_learns(one_torch_thread):
+    import torch
+    from sb3_contrib.common.maskable.policies import MaskableActorCriticPolicy
+
+    params = []
+    for policy in (MaskableActorCriticPolicy, "MlpPolicy"):
+        venv = CivaVecEnv(Config(**SMALL), n_envs=1, background="random", seed=0,
+                          action_mode="factored")
+        model = maskable_ppo(venv, policy, n_steps=16, batch_size=32, n_epochs=2, seed=0,
+                             verbose=0, policy_kwargs={"net_arch": [32]})
+        model.learn(total_timesteps=32 * venv.num_envs)
+        params.append([p.detach().clone() for p in model.policy.parameters()])
+    assert type(model.policy.action_dist).__name__ == "FactoredMaskedDistribution"
+    assert all(torch.equal(a, b) for a, b in zip(*params, strict=True))
