@@ -99,6 +99,12 @@ def _priority_pairs(state: WorldState, n: int,
     ii, jj, level = ii[ok], jj[ok], level[ok]
     if len(ii) == 0:
         return ii, jj, level
+    if len(a) == 0:  # dealings only (level 1): one sort by (viewer, name), each pair once
+        key = np.sort(ii * n + jj)
+        first = np.ones(len(key), bool)
+        first[1:] = key[1:] != key[:-1]
+        key = key[first]
+        return key // n, key % n, np.ones(len(key), np.int64)
     # Keep each pair once, at its highest priority (lowest level), then reorder.
     key = np.sort((ii * n + jj) * 2 + level)
     pair = key // 2

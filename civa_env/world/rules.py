@@ -134,14 +134,16 @@ def upgrade(state: WorldState, batch: ActionBatch, cfg: Config, ev: DayEvents,
             w0: np.ndarray) -> None:
     """``upgrade self`` (skill += 0.1) and ``upgrade factory`` (C_m += 1), each costing 3."""
     me = (state.alive & (batch.primary == P.UPGRADE_SELF)).nonzero()[0]
-    state.wealth[me] -= cfg.upgrade_cost
-    state.skill[me] += cfg.skill_gain
-    ev.add(K.UPGRADE_SELF, me, amount=state.skill[me], wealth=w0[me])
+    if len(me):
+        state.wealth[me] -= cfg.upgrade_cost
+        state.skill[me] += cfg.skill_gain
+        ev.add(K.UPGRADE_SELF, me, amount=state.skill[me], wealth=w0[me])
     fa = (state.alive & (batch.primary == P.UPGRADE_FACTORY)).nonzero()[0]
-    fac = batch.factory[fa].astype(np.int64)
-    state.wealth[fa] -= cfg.upgrade_cost
-    np.add.at(state.capacity, fac, cfg.capacity_gain)
-    ev.add(K.UPGRADE_FACTORY, fa, factory=fac, amount=state.capacity[fac], wealth=w0[fa])
+    if len(fa):
+        fac = batch.factory[fa].astype(np.int64)
+        state.wealth[fa] -= cfg.upgrade_cost
+        np.add.at(state.capacity, fac, cfg.capacity_gain)
+        ev.add(K.UPGRADE_FACTORY, fa, factory=fac, amount=state.capacity[fac], wealth=w0[fa])
     idle = (state.alive & (batch.primary == P.IDLE)).nonzero()[0]
     ev.add(K.IDLE, idle, wealth=w0[idle])
 
@@ -175,6 +177,20 @@ def merge(state: WorldState, batch: ActionBatch, cfg: Config, ev: DayEvents, day
     Allies share what factories they know (every day). Returns alliances formed.
     """
     rows = (state.alive & (batch.secondary == S.MERGE)).nonzero()[0]
+    formed = 0
+    if len(rows):
+        formed = _propose(state, batch, rows, cfg, ev, day, w0)
+    if len(state.allies):
+        a, b = state.allies[:, 0], state.allies[:, 1]
+        shared = state.known[a] | state.known[b]
+        np.logical_or.at(state.known, a, shared)
+        np.logical_or.at(state.known, b, shared)
+    return formed
+
+
+def _propose(state: WorldState, batch: ActionBatch, rows: np.ndarray, cfg: Config,
+             ev: DayEvents, day: int, w0: np.ndarray) -> int:
+    """Record the merge proposals of ``rows``; form the mutual ones. Returns those formed."""
     tgt = batch.target[rows]
     ev.add(K.MERGE_PROPOSAL, rows, tgt, wealth=w0[rows], target_wealth=w0[tgt])
     _remember(state, day, rows, tgt, D.MERGE)
@@ -190,11 +206,6 @@ def merge(state: WorldState, batch: ActionBatch, cfg: Config, ev: DayEvents, day
             state.allies = np.concatenate([state.allies, pairs])
             ev.add(K.ALLIANCE_FORMED, pairs[:, 0], pairs[:, 1],
                    wealth=w0[pairs[:, 0]], target_wealth=w0[pairs[:, 1]])
-    if len(state.allies):
-        a, b = state.allies[:, 0], state.allies[:, 1]
-        shared = state.known[a] | state.known[b]
-        np.logical_or.at(state.known, a, shared)
-        np.logical_or.at(state.known, b, shared)
     return formed
 
 
@@ -202,6 +213,10 @@ def give(state: WorldState, batch: ActionBatch, ev: DayEvents, day: int,
          w0: np.ndarray) -> np.ndarray:
     """Gifts, all at once, each cut to the giver's wealth after the primary action."""
     rows = (state.alive & (batch.secondary == S.GIFT)).nonzero()[0]
+    if len(rows) == 0:
+        state.given[:] = 0.0
+        state.received[:] = 0.0
+        return rows
     tgt = batch.target[rows]
     amount = np.minimum(batch.amount[rows], np.maximum(state.wealth[rows], 0.0))
     n = state.n_pool
