@@ -37,6 +37,7 @@ run is the same alone, in a batch, or through the ParallelEnv.
 
 from __future__ import annotations
 
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -80,12 +81,23 @@ class CivaVectorEnv:
             "alive": spaces.Box(0, 1, shape=(), dtype=np.bool_),
         })
         self.single_action_space = spaces.MultiDiscrete(self.spec.nvec)
-        self.observation_space = batch_space(self.single_observation_space, self.num_slots)
-        self.action_space = batch_space(self.single_action_space, self.num_slots)
         self.worlds: list[world_fn.World] = []
         self._seeds: list[int] = []
         self._episodes = np.zeros(self.num_envs, np.int64)
         self._idle_mask = self.spec.nothing_mask()  # the mask of a slot not alive
+
+    # The batched spaces hold bounds for every slot (two float32 arrays of R x F for the
+    # features): built on first use, so that a large batch that never asks for them does
+    # not carry them (at 1000-resident communities they were two thirds of the memory).
+    @cached_property
+    def observation_space(self) -> spaces.Dict:
+        """The batch's observation space (``single_observation_space`` per slot)."""
+        return batch_space(self.single_observation_space, self.num_slots)
+
+    @cached_property
+    def action_space(self) -> spaces.MultiDiscrete:
+        """The batch's action space (``single_action_space`` per slot)."""
+        return batch_space(self.single_action_space, self.num_slots)
 
     # ---- episodes ------------------------------------------------------------------------------
     def reset(self, seed: int | None = None,

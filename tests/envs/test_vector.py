@@ -42,6 +42,10 @@ def test_spaces_and_observations():
     obs, infos = venv.reset(seed=4)
     n = Config(**KW).max_agents
     assert venv.num_slots == 3 * n
+    # the batched spaces (bounds per slot) are built on first use, not carried from the start
+    assert "observation_space" not in vars(venv) and "action_space" not in vars(venv)
+    assert venv.observation_space["features"].shape == (3 * n, obs["features"].shape[1])
+    assert venv.action_space.shape == (3 * n, len(venv.spec.nvec))
     assert venv.observation_space.contains(obs)
     assert obs["alive"].sum() == 3 * KW["n_agents"]
     assert obs["alive"][:KW["n_agents"]].all() and not obs["alive"][KW["n_agents"]:n].any()
