@@ -10,7 +10,8 @@ days played. The two checkouts play different worlds (0.2 changed the random str
 their trajectories differ: at small sizes a day's fixed cost dominates, and a world with
 fewer living residents per day costs more per resident-step though nothing is slower. The
 per-day figures and the living residents per day show this; a few episodes move the ratio
-by 10-15%, more episodes (the defaults) settle it. The PettingZoo
+by 10-15%, more episodes (the defaults) settle it. Obs mode ``text-v1`` renders briefing v1
+(0.1's text) where the checkout has ``Config.briefing``. The PettingZoo
 loop plays random valid flat actions; the step loop runs scripted communities through
 ``run_community`` (the path of ``civa run`` and sweeps). Both checkouts must expose
 ``civa_env.parallel_env`` and ``run_community`` (in ``civa_env.runner`` for 0.1, in
@@ -30,7 +31,14 @@ from pathlib import Path
 ENV_LOOP = """
 import sys, numpy as np, civa_env
 n, mode, eps = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
-env = civa_env.parallel_env(n_agents=n, obs_mode=mode, seed=0)
+# "text-v1": text observations with briefing v1 where the checkout has briefings (0.1's text)
+extra = {}
+if mode == "text-v1":
+    mode = "text"
+    from civa_env import Config
+    if "briefing" in Config.__dataclass_fields__:
+        extra["briefing"] = "v1"
+env = civa_env.parallel_env(n_agents=n, obs_mode=mode, seed=0, **extra)
 rng = np.random.default_rng(0)
 env.reset(seed=0)
 steps = days = 0

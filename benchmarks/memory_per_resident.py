@@ -31,12 +31,14 @@ reset_peak = tracemalloc.get_traced_memory()[1]
 tracemalloc.reset_peak()
 rng = np.random.default_rng(0)
 o = venv.spec.offsets
+CHUNK = 65536  # slots whose actions are drawn at once (the draws' own arrays stay small)
 for _ in range(days):
-    m = obs["action_mask"].astype(bool)
     acts = np.zeros((venv.num_slots, factored.N_COMPONENTS), np.int64)
-    for c in range(4):
-        s = np.where(m[:, o[c]:o[c + 1]], rng.random((venv.num_slots, int(venv.spec.nvec[c]))), -1)
-        acts[:, c] = s.argmax(axis=1)
+    for lo in range(0, venv.num_slots, CHUNK):
+        m = obs["action_mask"][lo:lo + CHUNK].astype(bool)
+        for c in range(4):
+            u = rng.random((len(m), int(venv.spec.nvec[c])))
+            acts[lo:lo + CHUNK, c] = np.where(m[:, o[c]:o[c + 1]], u, -1).argmax(axis=1)
     obs, *_ = venv.step(acts)
 step_peak = tracemalloc.get_traced_memory()[1]
 print(json.dumps({"reset": reset_peak, "step": step_peak, "slots": venv.num_slots}))
