@@ -21,6 +21,7 @@ from __future__ import annotations
 import re
 from collections import deque
 from collections.abc import Sequence
+from functools import lru_cache
 from typing import Protocol
 
 import numpy as np
@@ -116,6 +117,26 @@ class KeywordIntentClassifier:
                 stripped = re.sub(r"(won't|will not|never|not) attack", "", text, flags=re.I)
                 out[k] = not self._hostile.search(stripped)
         return out
+
+
+_KEYWORDS = KeywordIntentClassifier()
+
+
+@lru_cache(maxsize=4096)
+def _is_friendly_text(text: str) -> bool:
+    return bool(_KEYWORDS.friendly([text])[0])
+
+
+def friendly_texts(texts: Sequence[str]) -> np.ndarray:
+    """(K,) bool: the default classifier's verdict on each text (``KeywordIntentClassifier``,
+    the one ``detect`` and ``DailyCounts`` use unless given another), cached per text
+    (policies repeat messages; the RL residents' cheap talk is a handful of texts).
+
+    The world calls it when a direct message is sent (``rules.send_messages``), so that the
+    listener's features can show who sent it a friendly message
+    (``features``: ``slot.friendly_to_me``) by the same rule deception is counted on.
+    """
+    return np.fromiter((_is_friendly_text(t or "") for t in texts), bool, len(texts))
 
 
 def _pair_day_keys(a: np.ndarray, b: np.ndarray, day: np.ndarray, n: int,

@@ -20,7 +20,9 @@ the clipping, so values beyond it saturate):
 
 Factory channels describe yesterday's report of each factory and are 0 for the factories
 the resident does not know; slot channels describe the resident in each view slot (the
-dealings of the last ``recent_days`` days) and are 0 for empty slots.
+dealings of the last ``recent_days`` days) and are 0 for empty slots. Messages to everyone
+count for neither ``slot.messaged_me`` nor ``slot.friendly_to_me``, as a broadcast never
+makes an attack deceptive; a friendly direct message sets both.
 
 Channels:
 
@@ -124,6 +126,9 @@ CHANNELS: tuple[Channel, ...] = (
     Channel("slot.attacked_me", "slot", "flag", "it attacked me"),
     Channel("slot.i_attacked", "slot", "flag", "I attacked it"),
     Channel("slot.messaged_me", "slot", "flag", "it sent me a message"),
+    Channel("slot.friendly_to_me", "slot", "flag",
+            "it sent me a friendly message (to me alone: the class and the messages the "
+            "deception detector counts, see behaviours.friendly_texts)"),
 )
 
 
@@ -412,29 +417,34 @@ _I_DEALT = ("slot.i_gave", "slot.i_attacked", None, None)
 
 
 @lru_cache(maxsize=8)
-def _dealing_offsets(layout: FeatureLayout) -> tuple[int, np.ndarray, np.ndarray]:
-    """The ally channel's offset in a slot block, and the dealing channels' by Deal kind."""
+def _dealing_offsets(layout: FeatureLayout) -> tuple[int, int, np.ndarray, np.ndarray]:
+    """The ally and friendly-message channels' offsets in a slot block, and the dealing
+    channels' by Deal kind."""
     def offsets(names: tuple[str | None, ...]) -> np.ndarray:
         return np.array([-1 if n is None else layout.offset(n) for n in names])
 
-    return layout.offset("slot.ally"), offsets(_DEALT_ME), offsets(_I_DEALT)
+    return (layout.offset("slot.ally"), layout.offset("slot.friendly_to_me"),
+            offsets(_DEALT_ME), offsets(_I_DEALT))
 
 
 def _mark_dealings(slots: np.ndarray, layout: FeatureLayout, state: WorldState,
                    view: np.ndarray, rows: np.ndarray, cfg: Config) -> None:
-    """Set the ally and dealing flags of ``slots`` (K, V, C) in one pass over all pairs.
+    """Set the ally, dealing and friendly-message flags of ``slots`` (K, V, C) in one pass
+    over all pairs.
 
     Each pair (viewer, other, channel) marks the viewer's slot holding ``other``; the work is
     O(pairs x V), independent of N^2. Empty slots (-1) never match, since ``other`` >= 0.
     """
-    ally, dealt_me, i_dealt = _dealing_offsets(layout)
+    ally, friendly, dealt_me, i_dealt = _dealing_offsets(layout)
     a, b = state.allies[:, 0], state.allies[:, 1]
     recent = (state.recent_day >= state.day - cfg.recent_days + 1) & (state.recent_dst >= 0)
     kinds = state.recent_kind[recent]
     src, dst = state.recent_src[recent], state.recent_dst[recent]
-    viewer = np.concatenate([a, b, dst, src])
-    other = np.concatenate([b, a, src, dst])
-    channel = np.concatenate([filled(2 * len(a), ally, np.int64), dealt_me[kinds], i_dealt[kinds]])
+    said = state.recent_friendly[recent]  # friendly direct messages
+    viewer = np.concatenate([a, b, dst, src, dst[said]])
+    other = np.concatenate([b, a, src, dst, src[said]])
+    channel = np.concatenate([filled(2 * len(a), ally, np.int64), dealt_me[kinds], i_dealt[kinds],
+                              filled(np.count_nonzero(said), friendly, np.int64)])
     row_of = filled(state.n_pool, -1, np.int64)
     row_of[rows] = index(len(rows))
     row = row_of[viewer]

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from civa_env.world import behaviours
 from civa_env.world.actions import EVERYONE, ActionBatch
 from civa_env.world.arrays import filled
 from civa_env.world.catalogue import is_allied
@@ -148,9 +149,13 @@ def upgrade(state: WorldState, batch: ActionBatch, cfg: Config, ev: DayEvents,
     ev.add(K.IDLE, idle, wealth=w0[idle])
 
 
-def _remember(state: WorldState, day: int, src: np.ndarray, dst: np.ndarray, kind: int) -> None:
+def _remember(state: WorldState, day: int, src: np.ndarray, dst: np.ndarray, kind: int,
+              friendly: np.ndarray | None = None) -> None:
     if len(src) == 0:
         return
+    if friendly is None:
+        friendly = np.zeros(len(src), bool)
+    state.recent_friendly = np.concatenate([state.recent_friendly, friendly])
     state.recent_day = np.concatenate([state.recent_day, filled(len(src), day, np.int32)])
     state.recent_src = np.concatenate([state.recent_src, src.astype(np.int32)])
     state.recent_dst = np.concatenate([state.recent_dst, dst.astype(np.int32)])
@@ -318,9 +323,14 @@ def send_messages(state: WorldState, batch: ActionBatch, ev: DayEvents, day: int
         return
     src = np.array([m.sender for m in msgs], np.int32)
     dst = np.array([m.recipient for m in msgs], np.int32)
-    ev.add(K.MESSAGE, src, np.where(dst == EVERYONE, -1, dst),
-           texts=[m.text for m in msgs])
-    _remember(state, day, src, dst, D.MESSAGE)
+    texts = [m.text for m in msgs]
+    ev.add(K.MESSAGE, src, np.where(dst == EVERYONE, -1, dst), texts=texts)
+    # Direct messages are classified as the deception detector classifies them (broadcasts
+    # are not: they never count there), for the listeners' features.
+    direct = (dst >= 0).nonzero()[0]
+    friendly = np.zeros(len(msgs), bool)
+    friendly[direct] = behaviours.friendly_texts([texts[k] for k in direct])
+    _remember(state, day, src, dst, D.MESSAGE, friendly)
     state.outbox = list(msgs)
 
 
@@ -408,6 +418,7 @@ def step_day(state: WorldState, batch: ActionBatch, rng: np.random.Generator,
     keep = state.recent_day > day - max(cfg.recent_days, cfg.merge_window, cfg.deception_window)
     state.recent_day, state.recent_src = state.recent_day[keep], state.recent_src[keep]
     state.recent_dst, state.recent_kind = state.recent_dst[keep], state.recent_kind[keep]
+    state.recent_friendly = state.recent_friendly[keep]
     state.inbox, state.outbox = state.outbox, []
     state.day = day
     return state, ev

@@ -3,7 +3,8 @@
 
 Relations are kept as edge lists, not N x N matrices, so that memory and work per day grow
 with the number of residents, not its square: ``allies`` holds the alliance pairs and
-``recent_*`` the dealings (gifts, attacks, merge proposals, messages) of the last few days.
+``recent_*`` the dealings (gifts, attacks, merge proposals, messages) of the last few days,
+one row each (``recent_friendly`` marks the friendly direct messages).
 """
 
 from __future__ import annotations
@@ -64,6 +65,9 @@ class WorldState:
     recent_src: np.ndarray  # (R,) int32
     recent_dst: np.ndarray  # (R,) int32 (-1: message to everyone)
     recent_kind: np.ndarray  # (R,) int8 Deal
+    # A friendly direct message (behaviours.friendly_texts, the detectors' classifier);
+    # False for the other dealings and for messages to everyone (not classified).
+    recent_friendly: np.ndarray  # (R,) bool
     outbox: list[Message] = field(default_factory=list)  # sent today, delivered tomorrow
     inbox: list[Message] = field(default_factory=list)  # delivered today
 
@@ -128,4 +132,5 @@ def initial_state(cfg: Config, world_rng: np.random.Generator,
         looted=zeros_n.copy(), lost=zeros_n.copy(), attacked_by=np.zeros(n, np.int16),
         ever_gave=np.zeros(n, bool), value_draw=value_draw,
         allies=np.empty((0, 2), np.int32), recent_day=empty.copy(), recent_src=empty.copy(),
-        recent_dst=empty.copy(), recent_kind=np.empty(0, np.int8))
+        recent_dst=empty.copy(), recent_kind=np.empty(0, np.int8),
+        recent_friendly=np.empty(0, bool))

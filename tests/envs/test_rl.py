@@ -196,7 +196,10 @@ import civa_env
 assert "torch" not in sys.modules and "stable_baselines3" not in sys.modules
 from civa_env.policies import Batch, make_policy
 from civa_env.world import factored
+from civa_env.world.features import FeatureLayout
+from civa_env.world.kinds import Secondary
 cfg = civa_env.Config(**{SMALL!r})
+layout = FeatureLayout.of(cfg)
 env = civa_env.parallel_env(cfg)
 policy = make_policy("ppo:{checkpoint}", seed=0)
 policy.reset(cfg, seed=0)
@@ -207,10 +210,14 @@ while env.agents and days < 10:
     acts = policy.act(Batch.from_observations(obs, infos))
     for a, x in acts.items():
         total += 1
-        # the choice without its message is a valid flat id; a message goes to a valid slot
+        # the choice without its message is a valid flat id, except for what independent
+        # component masks cannot rule out (a merge proposal to a slot already allied:
+        # factored.py's docstring; the world flags it); a message goes to a valid slot
         flat = factored.to_flat(x[None], cfg, env.catalogue)[0]
         comp = factored.masks_from_flat(obs[a]["action_mask"][None], cfg, env.catalogue)[0]
-        valid += int(obs[a]["action_mask"][flat] and (x[4] == 0 or comp[o[5] + x[5]]))
+        allied = bool(layout.read(obs[a]["features"], "slot.ally")[x[2]])
+        flat_ok = obs[a]["action_mask"][flat] or (x[1] == Secondary.MERGE and allied)
+        valid += int(flat_ok and (x[4] == 0 or comp[o[5] + x[5]]))
     obs, r, te, tr, infos = env.step(acts)
     days += 1
 print(json.dumps({{"days": days, "valid": valid, "total": total, "algo": policy.algo,

@@ -2,11 +2,12 @@
 rewards, event logs and summaries to those recorded before the optimisations.
 
 A deliberate change of the rules, observations or random draws changes them too: record
-them again on purpose, and say why in the commit. Last recorded when the own feature
-channels ``upkeep`` and ``outage_prob`` were added (the stress fields): the world, texts and
-the other features are unchanged; with those two columns removed the features give the
-digests recorded for version 2's random streams (one per purpose, fixed daily draws: paired
-worlds).
+them again on purpose, and say why in the commit. Last recorded when the slot channel
+``slot.friendly_to_me`` was added (what each view slot's resident said to the listener): the
+world, texts, logs, summaries and the other features are unchanged; with its columns removed
+the features give the digests recorded before it, when the own channels ``upkeep`` and
+``outage_prob`` were added (the stress fields; with those removed too, version 2's random
+streams: one per purpose, fixed daily draws, paired worlds).
 """
 
 from __future__ import annotations
@@ -22,11 +23,11 @@ from civa_env.policies import make_policy
 from civa_env.policies.batch import Batch
 
 GOLDEN = {
-    (25, "scripted", 1, "text"): "1c70618aa2f635ea27a6739d2d304f5d73c777e68939c716d01d2d4d8ddca5ed",
+    (25, "scripted", 1, "text"): "ad096deb360bec7bbe8992678c015f837e52191976f6f705a0fffda1c016d3a2",
     (100, "scripted", 2, "numeric"):
-        "b8ad9c461a5b965459cbac561378e1ac618d69720fb4408fd6ea9b03ffaefa88",
+        "5be70b4462d9cc1410c43d2acd7c6f082e6a115af773be4c17ca337db8ccb62c",
     (100, "random", 3, "numeric"):
-        "49993602f9894cf8fb674a142c00af4e921b0b700885f6d69c192effa931f46d",
+        "b4f3c1dd61670557a289d4c80b1a34db7469df35cce35fb616c0418671403097",
 }
 
 
@@ -64,9 +65,10 @@ def test_seeded_episode_is_unchanged(args: tuple) -> None:
 
 
 def test_briefing_v1_gives_the_recorded_digest():
-    """The text episode with briefing v1 (recorded again with the features ``upkeep`` and
-    ``outage_prob``; before them it gave the digest recorded before briefing v2)."""
-    digest = "932739a8b700bae59688d853285f7f9b90b6b7c4ffff04a029456a20cc146578"
+    """The text episode with briefing v1 (recorded again with the feature channel
+    ``slot.friendly_to_me``, before it with ``upkeep`` and ``outage_prob``; before them it
+    gave the digest recorded before briefing v2)."""
+    digest = "87df94ea6038530897aed8ff9de1a18168c2dbb85c44204b8d3b8cfc3cc858d5"
     assert episode_digest(25, "scripted", 1, "text", briefing="v1") == digest
 
 

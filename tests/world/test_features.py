@@ -84,7 +84,7 @@ def test_features_have_the_layout_size(config, world):
 
 def test_layout_order_is_pinned():
     """The order seeded runs were recorded with: 15 own channels, the condition one-hots
-    (3 + 10), 5 per factory (factory-major), then 8 per view slot (slot-major)."""
+    (3 + 10), 5 per factory (factory-major), then 9 per view slot (slot-major)."""
     config = Config(n_factories=4, view_size=6)
     layout = FeatureLayout.of(config)
     own = ["wealth", "skill", "day", "population", "allies", "income", "received", "given",
@@ -94,12 +94,12 @@ def test_layout_order_is_pinned():
     assert layout.slice("condition.value") == slice(18, 28)
     fac = ["known", "capacity", "workers", "output", "outage"]
     slot = ["present", "wealth", "ally", "gave_me", "i_gave", "attacked_me", "i_attacked",
-            "messaged_me"]
+            "messaged_me", "friendly_to_me"]
     for m in range(4):
         assert [layout.factory(m, c) for c in fac] == list(range(28 + 5 * m, 33 + 5 * m))
     for s in range(6):
-        assert [layout.slot(s, c) for c in slot] == list(range(48 + 8 * s, 56 + 8 * s))
-    assert layout.size == 48 + 8 * 6
+        assert [layout.slot(s, c) for c in slot] == list(range(48 + 9 * s, 57 + 9 * s))
+    assert layout.size == 48 + 9 * 6
     assert layout.columns[layout.factory(2, "factory.capacity")] == "factory[2].capacity"
     assert layout.columns[layout.slot(5, "present")] == "slot[5].present"
     assert layout.columns[17] == "condition.direction.without"
@@ -107,8 +107,8 @@ def test_layout_order_is_pinned():
 
 
 def test_the_default_feature_size():
-    """15 own + 13 condition + 5 x 5 factory + 8 x 24 slot columns (README, docs/rl.md)."""
-    assert feature_size(Config()) == 245
+    """15 own + 13 condition + 5 x 5 factory + 9 x 24 slot columns (README, docs/rl.md)."""
+    assert feature_size(Config()) == 269
 
 
 def test_encodings_are_pinned(cfg, world):
@@ -130,7 +130,7 @@ def test_encodings_are_pinned(cfg, world):
         ("slot.present", flag, 1.0), ("slot.wealth", "relative_log", 1.0),
         ("slot.ally", flag, 1.0), ("slot.gave_me", flag, 1.0), ("slot.i_gave", flag, 1.0),
         ("slot.attacked_me", flag, 1.0), ("slot.i_attacked", flag, 1.0),
-        ("slot.messaged_me", flag, 1.0)]
+        ("slot.messaged_me", flag, 1.0), ("slot.friendly_to_me", flag, 1.0)]
     state = world(cfg, wealth=[5.0, 2.0, 8.0, 1.0], day=7, known=[[True, True, True]],
                   capacity=[12.5, 40.0, 3.0])
     layout = FeatureLayout.of(cfg)
@@ -336,11 +336,14 @@ def test_slot_ally(cfg, world):
     np.testing.assert_array_equal(got, [[0, 1, 0], [0, 0, 0], [1, 0, 0], [0, 0, 0]])
 
 
-def with_dealings(state, dealings: list[tuple[int, int, int, Deal]]):
-    """Set ``state``'s recent dealings: (day, src, dst, kind)."""
+def with_dealings(state, dealings: list[tuple[int, int, int, Deal]],
+                  friendly: list[bool] | None = None):
+    """Set ``state``'s recent dealings: (day, src, dst, kind), and which are friendly
+    messages (none unless given)."""
     day, src, dst, kind = (np.array(x) for x in zip(*dealings, strict=True))
     state.recent_day, state.recent_src = day.astype(np.int32), src.astype(np.int32)
     state.recent_dst, state.recent_kind = dst.astype(np.int32), kind.astype(np.int8)
+    state.recent_friendly = np.zeros(len(day), bool) if friendly is None else np.array(friendly)
     return state
 
 
@@ -366,13 +369,36 @@ def test_slot_dealings(cfg, world, kind, to_me, by_me):
         np.testing.assert_array_equal(layout.read(feats, by_me), mine)
     # Nothing else is marked.
     others = [n for n in ("slot.ally", "slot.gave_me", "slot.i_gave", "slot.attacked_me",
-                          "slot.i_attacked", "slot.messaged_me") if n not in (to_me, by_me)]
+                          "slot.i_attacked", "slot.messaged_me", "slot.friendly_to_me")
+              if n not in (to_me, by_me)]
     for name in others:
         assert not layout.read(feats, name).any(), name
 
 
+def test_slot_friendly_to_me(cfg, world):
+    """Friendly direct messages to 0: from 1 today and 3 at the edge of the window, set the
+    flag; from 2 before the window, and 1's unfriendly message to 2, do not. Every message
+    sets ``messaged_me``."""
+    day = 6
+    state = with_dealings(world(cfg, day=day), [
+        (day, 1, 0, Deal.MESSAGE), (day - cfg.recent_days + 1, 3, 0, Deal.MESSAGE),
+        (day - cfg.recent_days, 2, 0, Deal.MESSAGE), (day, 1, 2, Deal.MESSAGE)],
+        friendly=[True, True, True, False])
+    layout = FeatureLayout.of(cfg)
+    feats = feats_of(cfg, state)  # 0 sees 1, 2, 3; 2 sees 0, 1, 3
+    friendly = np.zeros((4, 3), bool)
+    friendly[0] = [True, False, True]
+    np.testing.assert_array_equal(layout.read(feats, "slot.friendly_to_me"), friendly)
+    messaged = friendly.copy()
+    messaged[2, 1] = True
+    np.testing.assert_array_equal(layout.read(feats, "slot.messaged_me"), messaged)
+
+
 def test_merge_proposals_and_broadcasts_are_not_shown(cfg, world):
-    state = with_dealings(world(cfg, day=2), [(2, 1, 0, Deal.MERGE), (2, 2, -1, Deal.MESSAGE)])
+    # A broadcast does not set the friendly flag even when marked friendly (the world never
+    # marks one: send_messages classifies direct messages only).
+    state = with_dealings(world(cfg, day=2), [(2, 1, 0, Deal.MERGE), (2, 2, -1, Deal.MESSAGE)],
+                          friendly=[False, True])
     layout = FeatureLayout.of(cfg)
     feats = feats_of(cfg, state)
     for ch in CHANNELS:
@@ -444,3 +470,63 @@ def test_encode_names_the_bad_value(args, match):
     scalar = tuple(a[-1] if isinstance(a, list) else a for a in args)
     with pytest.raises(ValueError, match=match):
         cat.encode(*(int(a) for a in scalar))
+
+
+# ---- cheap talk as the listener sees it ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["friendly", "threat", "warning", "proposes_alliance"])
+def test_a_factored_message_sets_the_listeners_flags_the_next_day(kind):
+    """An RL-style resident A sends cheap talk ``kind`` to B (factored row, a view slot):
+    the next day B's features mark A's slot ``messaged_me``, and ``friendly_to_me`` exactly
+    when the detectors' classifier reads the kind as friendly (threats and warnings not).
+    The same message to everyone sets neither."""
+    from civa_env import world as world_api
+    from civa_env.world import factored
+
+    config = Config(n_agents=6, n_factories=3, view_size=5, obs_mode="numeric")
+    idle = factored.from_flat(np.array([(2 * config.n_factories + 2) * 4]), config)[0]
+    for to_everyone in (False, True):
+        w = world_api.reset(config, 0)
+        acts = np.tile(idle, (w.state.n_pool, 1))
+        a = int(w.living[0])
+        b = int(w.view[a, 0])
+        acts[a, 4] = 1 + factored.MESSAGE_KINDS.index(kind)
+        acts[a, 5] = config.view_size if to_everyone else 0
+        w, _ = world_api.step_factored(w, acts)
+        layout = FeatureLayout.of(config)
+        feats = w.observe(np.array([b])).features[0]
+        slot_of_a = (w.view[b] == a).nonzero()[0]
+        assert len(slot_of_a) == 1  # A dealt with B, so B sees A
+        messaged = layout.read(feats, "slot.messaged_me")
+        friendly = layout.read(feats, "slot.friendly_to_me")
+        want = not to_everyone and kind in factored.FRIENDLY_KINDS
+        assert friendly.tolist() == [s == slot_of_a[0] and want for s in range(5)]
+        assert messaged.tolist() == [s == slot_of_a[0] and not to_everyone for s in range(5)]
+
+
+def test_the_friendly_column_follows_the_dealings_it_marks():
+    """Over an episode of random factored rows, ``recent_friendly`` stays one entry per
+    dealing and marks exactly the direct messages whose text the classifier calls friendly."""
+    from civa_env import world as world_api
+    from civa_env.world import factored
+    from civa_env.world.behaviours import KeywordIntentClassifier
+
+    config = Config(n_agents=10, n_factories=3, view_size=4, max_days=12, obs_mode="numeric")
+    rng = np.random.default_rng(3)
+    nvec = factored.FactoredSpec.of(config).nvec
+    w = world_api.reset(config, 1)
+    clf = KeywordIntentClassifier()
+    marked = 0
+    while not w.done:
+        acts = rng.integers(0, nvec, size=(w.state.n_pool, len(nvec)))
+        w, _ = world_api.step_factored(w, acts)
+        s = w.state
+        assert len(s.recent_friendly) == len(s.recent_kind)
+        sent = [m for m in s.inbox if m.day == s.day]
+        today = (s.recent_day == s.day) & (s.recent_kind == Deal.MESSAGE)
+        want = [m.recipient >= 0 and bool(clf.friendly([m.text])[0]) for m in sent]
+        assert s.recent_friendly[today].tolist() == want
+        assert not s.recent_friendly[s.recent_kind != Deal.MESSAGE].any()
+        marked += sum(want)
+    assert marked > 0
