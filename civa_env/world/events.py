@@ -111,19 +111,11 @@ class DayEvents:
         cols = self._cols
         cols["kind"][lo:hi] = kind
         cols["actor"][lo:hi] = actor
-        # (Spelled out, not looped: this runs some ten times a day.)
-        if target is not _UNSET:
-            cols["target"][lo:hi] = target
-        if factory is not _UNSET:
-            cols["factory"][lo:hi] = factory
-        if amount is not _UNSET:
-            cols["amount"][lo:hi] = amount
-        if wealth is not _UNSET:
-            cols["wealth"][lo:hi] = wealth
-        if target_wealth is not _UNSET:
-            cols["target_wealth"][lo:hi] = target_wealth
-        if flag is not _UNSET:
-            cols["flag"][lo:hi] = flag
+        for key, value in (("target", target), ("factory", factory), ("amount", amount),
+                           ("wealth", wealth), ("target_wealth", target_wealth),
+                           ("flag", flag)):
+            if value is not _UNSET:
+                cols[key][lo:hi] = value
         if texts is not None:
             if len(texts) != n:
                 raise ValueError("texts must have one entry per event")
