@@ -24,6 +24,12 @@ def _index(n: int) -> np.ndarray:
 
 
 def index(n: int) -> np.ndarray:
-    """``np.arange(n)`` (int64), read-only and made once per ``n`` (the pool's and the living
-    count's ranges are asked for several times a day)."""
-    return _index(int(n))
+    """``np.arange(n)`` (int64), read-only; made once per ``n`` up to ``_CACHED_UP_TO`` (the
+    pool's and the living count's ranges are asked for several times a day), afresh above it
+    (a large world's living count changes daily: caching those would hold memory for
+    nothing)."""
+    n = int(n)
+    return _index(n) if n <= _CACHED_UP_TO else np.arange(n)
+
+
+_CACHED_UP_TO = 4096

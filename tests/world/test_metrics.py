@@ -216,6 +216,7 @@ def test_information_coverage_from_state(exact_cfg):
         state.recent_src = np.array([t[1] for t in triples], np.int32)
         state.recent_dst = np.array([t[2] for t in triples], np.int32)
         state.recent_kind = np.full(len(triples), Deal.MESSAGE, np.int8)
+        state.recent_friendly = np.zeros(len(triples), bool)
 
     messages((5, 0, 1), (4, 1, 0))
     assert metrics.information_coverage(state, cfg) == pytest.approx(0.5)

@@ -115,6 +115,7 @@ def test_view_ignores_dealings_older_than_recent_days():
     state.recent_src = np.array([0], np.int32)
     state.recent_dst = np.array([29], np.int32)
     state.recent_kind = np.array([Deal.GIFT], np.int8)
+    state.recent_friendly = np.zeros(1, bool)
     hits = sum(29 in compute_view(state, cfg, np.random.default_rng(s))[0] for s in range(40))
     assert hits < 20  # only by the random sample (2 of 29 slots), not always first
     state.recent_day[:] = 5

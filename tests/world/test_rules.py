@@ -556,6 +556,7 @@ def test_step_day_leaves_its_input_alone(exact_cfg):
     secondary(b, 1, Secondary.ATTACK, 2)
     secondary(b, 2, Secondary.MERGE, 0)
     play(state, b, cfg)
-    for name in ("wealth", "alive", "skill", "known", "capacity", "allies", "recent_day"):
+    for name in ("wealth", "alive", "skill", "known", "capacity", "allies", "recent_day",
+                 "recent_friendly"):
         np.testing.assert_array_equal(getattr(state, name), getattr(snapshot, name))
     assert state.day == snapshot.day and state.n_used == snapshot.n_used
