@@ -119,12 +119,14 @@ class KeywordIntentClassifier:
         return out
 
 
-_KEYWORDS = KeywordIntentClassifier()
+@lru_cache(maxsize=1)
+def _keywords() -> KeywordIntentClassifier:
+    return KeywordIntentClassifier()  # (built on first use: it compiles its patterns)
 
 
 @lru_cache(maxsize=4096)
 def _is_friendly_text(text: str) -> bool:
-    return bool(_KEYWORDS.friendly([text])[0])
+    return bool(_keywords().friendly([text])[0])
 
 
 def friendly_texts(texts: Sequence[str]) -> np.ndarray:
