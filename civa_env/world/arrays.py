@@ -16,6 +16,9 @@ def filled(shape: int | tuple[int, ...], value: Any, dtype: Any = np.float64) ->
     return out
 
 
+_CACHED_UP_TO = 4096  # index() caches the ranges up to this length
+
+
 @lru_cache(maxsize=64)
 def _index(n: int) -> np.ndarray:
     out = np.arange(n)
@@ -31,5 +34,3 @@ def index(n: int) -> np.ndarray:
     n = int(n)
     return _index(n) if n <= _CACHED_UP_TO else np.arange(n)
 
-
-_CACHED_UP_TO = 4096
