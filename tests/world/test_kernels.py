@@ -1,0 +1,190 @@
+"""The numba attack kernel against a pure-Python reference of ``rules.attack``'s loop
+(allies iterated in ascending order): every output exactly equal."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from civa_env.world.kernels import ally_csr, resolve_attacks
+from civa_env.world.kinds import ATTACK_ON_ALLY, ATTACK_SUCCESS
+
+PARAMS = dict(wealth_weight=0.05, wealth_cap=40.0, ally_defence=0.5, loot_fraction=0.5,
+              fight_cost=1.0, failed_attack_cost=1.0)
+
+
+def strength(skill, w, p):
+    return skill + p["wealth_weight"] * min(max(w, 0.0), p["wealth_cap"])
+
+
+def reference(order, target, draws, wealth, skill, alive, allies, p):
+    """The loop of ``rules.attack`` on Python floats, allies in ascending order."""
+    attacking = dict(zip(order.tolist(), target.tolist(), strict=True))
+    allies_of: dict[int, set[int]] = {}
+    for a, b in allies.tolist():
+        allies_of.setdefault(a, set()).add(b)
+        allies_of.setdefault(b, set()).add(a)
+    wealth, skill, alive = wealth.tolist(), skill.tolist(), alive.tolist()
+    n = len(wealth)
+    looted, lost, hits = [0.0] * n, [0.0] * n, [0] * n
+    loot_out, flags, dissolved = [], [], []
+    for k, i in enumerate(order.tolist()):
+        j = attacking[i]
+        on_ally = j in allies_of.get(i, ())
+        wi, wj = wealth[i], wealth[j]
+        s_i = strength(skill[i], wi, p)
+        s_j = strength(skill[j], wj, p)
+        for a in sorted(allies_of.get(j, ())):
+            if attacking.get(a) != j and alive[a]:
+                s_j += p["ally_defence"] * strength(skill[a], wealth[a], p)
+        success = draws[k] < s_i / (s_i + s_j)
+        loot = p["loot_fraction"] * max(wj, 0.0) if success else 0.0
+        cost_i = p["fight_cost"] + (0.0 if success else p["failed_attack_cost"])
+        wealth[i] += loot - cost_i
+        wealth[j] -= loot + p["fight_cost"]
+        looted[i] += loot
+        lost[i] += cost_i
+        lost[j] += loot + p["fight_cost"]
+        hits[j] += 1
+        loot_out.append(loot)
+        flags.append((ATTACK_SUCCESS if success else 0) | (ATTACK_ON_ALLY if on_ally else 0))
+        if on_ally:
+            dissolved.append((min(i, j), max(i, j)))
+            allies_of[i].discard(j)
+            allies_of[j].discard(i)
+    return (np.array(wealth), np.array(looted), np.array(lost), np.array(hits, np.int64),
+            np.array(loot_out, np.float64), np.array(flags, np.int8),
+            np.array(dissolved, np.int64).reshape(-1, 2))
+
+
+def run_kernel(order, target, draws, wealth, skill, alive, allies, p):
+    n = len(wealth)
+    ptr, idx = ally_csr(allies, n)
+    w = wealth.copy()
+    looted, lost, hits = np.zeros(n), np.zeros(n), np.zeros(n, np.int64)
+    loot, flags, dissolved = resolve_attacks(
+        order, target, draws, w, skill, alive, ptr, idx, p["wealth_weight"], p["wealth_cap"],
+        p["ally_defence"], p["loot_fraction"], p["fight_cost"], p["failed_attack_cost"],
+        looted, lost, hits)
+    return w, looted, lost, hits, loot, flags, dissolved
+
+
+def random_case(rng: np.random.Generator):
+    n = int(rng.integers(2, 61))
+    alive = rng.random(n) < rng.uniform(0.5, 1.0)
+    alive[rng.integers(n)] = True
+    # Alliances: random pairs i < j, unique, dense enough to matter.
+    m = int(rng.integers(0, 3 * n))
+    a, b = rng.integers(0, n, (2, m))
+    keep = a != b
+    lo, hi = np.minimum(a, b)[keep], np.maximum(a, b)[keep]
+    allies = np.unique(np.stack([lo, hi], 1), axis=0).astype(np.int32).reshape(-1, 2)
+    allies = allies[rng.permutation(len(allies))]
+    nbrs: dict[int, list[int]] = {}
+    for x, y in allies.tolist():
+        nbrs.setdefault(x, []).append(y)
+        nbrs.setdefault(y, []).append(x)
+    live = alive.nonzero()[0]
+    attackers = live[rng.random(len(live)) < rng.uniform(0.2, 1.0)]
+    if len(attackers) == 0:
+        attackers = live[:1]
+    order = rng.permutation(attackers).astype(np.int64)
+    # A few popular targets, so that several attack one name and attackers are attacked.
+    popular = rng.choice(n, size=min(n, 3), replace=False)
+    target = np.empty(len(order), np.int64)
+    for k, i in enumerate(order.tolist()):
+        u = rng.random()
+        if u < 0.35 and nbrs.get(i):
+            target[k] = rng.choice(nbrs[i])  # an ally
+        elif u < 0.6:
+            target[k] = rng.choice(popular)
+        elif u < 0.8:
+            target[k] = rng.choice(order)  # an attacker
+        else:
+            target[k] = rng.integers(n)
+        if target[k] == i:
+            target[k] = (i + 1) % n
+    draws = rng.random(len(order))
+    wealth = rng.normal(10.0, 15.0, n)  # some negative
+    wealth[rng.random(n) < 0.1] = 0.0
+    skill = rng.uniform(0.1, 2.0, n)
+    p = dict(PARAMS)
+    if rng.random() < 0.5:
+        p = dict(wealth_weight=rng.uniform(0, 0.2), wealth_cap=rng.uniform(1, 60),
+                 ally_defence=rng.uniform(0, 1), loot_fraction=rng.uniform(0, 1),
+                 fight_cost=rng.uniform(0, 3), failed_attack_cost=rng.uniform(0, 3))
+    return order, target, draws, wealth, skill, alive, allies, p
+
+
+def assert_same(got, want):
+    names = ("wealth", "looted", "lost", "hits", "loot", "flags", "dissolved")
+    for name, g, w in zip(names, got, want, strict=True):
+        assert g.dtype == w.dtype, name
+        assert g.shape == w.shape, name
+        assert np.array_equal(g, w), name
+
+
+def test_ally_csr_ascending_and_both_directions():
+    allies = np.array([[3, 5], [0, 3], [1, 2], [0, 5], [3, 5]], np.int32)
+    ptr, idx = ally_csr(allies, 7)
+    assert ptr.dtype == np.int64 and idx.dtype == np.int64
+    rows = [idx[ptr[i]:ptr[i + 1]].tolist() for i in range(7)]
+    assert rows == [[3, 5], [2], [1], [0, 5], [], [0, 3], []]
+
+
+def test_ally_csr_empty():
+    ptr, idx = ally_csr(np.empty((0, 2), np.int32), 4)
+    assert ptr.tolist() == [0, 0, 0, 0, 0] and len(idx) == 0
+
+
+def test_ally_csr_random_against_sets():
+    rng = np.random.default_rng(1)
+    for _ in range(50):
+        n = int(rng.integers(1, 40))
+        m = int(rng.integers(0, 2 * n + 1))
+        pairs = rng.integers(0, n, (m, 2)).astype(np.int32)
+        ptr, idx = ally_csr(pairs, n)
+        sets: dict[int, set[int]] = {}
+        for a, b in pairs.tolist():
+            sets.setdefault(a, set()).add(b)
+            sets.setdefault(b, set()).add(a)
+        for i in range(n):
+            assert idx[ptr[i]:ptr[i + 1]].tolist() == sorted(sets.get(i, ()))
+
+
+def test_attack_on_ally_dissolves_for_the_rest_of_the_day():
+    # 0 attacks its ally 1; then 2 attacks 1: 0 no longer helps defend 1, nor is on_ally.
+    wealth = np.array([10.0, 20.0, 5.0])
+    skill = np.array([1.0, 1.0, 1.0])
+    alive = np.ones(3, bool)
+    allies = np.array([[0, 1]], np.int32)
+    order = np.array([0, 2], np.int64)
+    target = np.array([1, 1], np.int64)
+    draws = np.array([0.99, 0.0])
+    got = run_kernel(order, target, draws, wealth, skill, alive, allies, PARAMS)
+    assert_same(got, reference(order, target, draws, wealth, skill, alive, allies, PARAMS))
+    _, _, _, hits, _, flags, dissolved = got
+    assert flags.tolist() == [ATTACK_ON_ALLY, ATTACK_SUCCESS]
+    assert dissolved.tolist() == [[0, 1]]
+    assert hits.tolist() == [0, 2, 0]
+
+
+def test_no_attacks():
+    e = np.empty(0, np.int64)
+    got = run_kernel(e, e, np.empty(0), np.ones(3), np.ones(3), np.ones(3, bool),
+                     np.empty((0, 2), np.int32), PARAMS)
+    assert got[4].shape == (0,) and got[5].shape == (0,) and got[6].shape == (0, 2)
+    assert np.array_equal(got[0], np.ones(3))
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_kernel_equals_reference_on_random_cases(seed):
+    rng = np.random.default_rng(1000 + seed)
+    n_allied = 0
+    for _ in range(100):
+        case = random_case(rng)
+        want = reference(*case)
+        got = run_kernel(*case)
+        assert_same(got, want)
+        n_allied += len(want[6])
+    assert n_allied > 0  # the cases do attack allies
