@@ -200,7 +200,7 @@ def check_shape(acts: np.ndarray, k: int, cfg: Config, who: str) -> np.ndarray:
 
 
 def decode(batch: ActionBatch, rows: np.ndarray, acts: np.ndarray, state: WorldState,
-           view: np.ndarray, cfg: Config, catalogue: Catalogue, day: int) -> None:
+           view: np.ndarray, cfg: Config, catalogue: Catalogue, day: int | np.ndarray) -> None:
     """Write residents ``rows``' factored actions ``acts`` (K, C) into ``batch``.
 
     A component value outside its range is unknown content: flagged, and the component
@@ -265,13 +265,19 @@ def decode(batch: ActionBatch, rows: np.ndarray, acts: np.ndarray, state: WorldS
                 continue
         factory, worth = _factory_worth(state, i, int(batch.factory[i]))
         text = render_message(int(message[k]), factory, worth)
-        batch.messages.append(Message(day, i, recipient, text[: cfg.max_message_chars]))
+        batch.messages.append(Message(int(state.per_row(day, i)), i, recipient,
+                                      text[: cfg.max_message_chars]))
 
 
 def _factory_worth(state: WorldState, i: int, factory: int) -> tuple[int, float]:
     """The factory a factory's-worth message speaks of (the one of today's primary action,
-    else the known factory that paid most per worker yesterday) and its pay per worker."""
+    else the known factory that paid most per worker yesterday) and its pay per worker
+    (factory numbers of ``i``'s community)."""
     per_worker = state.output / np.maximum(state.workers, 1)
+    if state.communities > 1:
+        m = state.m_per
+        c = i // state.n_per
+        per_worker = per_worker[c * m:(c + 1) * m]
     if factory < 0:
         known = state.known[i].nonzero()[0]
         if len(known) == 0:

@@ -369,20 +369,21 @@ def features(state: WorldState, view: np.ndarray, rows: np.ndarray, inbox_count:
     # values as clipping after, and 0/1 flags need no clipping.
     out = np.zeros((k, layout.size), np.float32)
     alive = state.alive
-    n_alive = max(np.count_nonzero(alive), 1)
     wealth = state.wealth
     own_wealth = wealth[rows]
+    n_alive, mean_wealth = _community_wealth(state, rows)
+    day = state.per_row(state.day, rows)
     own = {
-        "wealth": own_wealth, "skill": state.skill[rows], "day": state.day,
+        "wealth": own_wealth, "skill": state.skill[rows], "day": day,
         "population": n_alive,
         "allies": np.bincount(state.allies.ravel(), minlength=state.n_pool)[rows],
         "income": state.income[rows], "received": state.received[rows],
         "given": state.given[rows], "looted": state.looted[rows], "lost": state.lost[rows],
         "attacks": state.attacked_by[rows], "inbox": inbox_count[rows],
-        "mean_wealth": wealth[alive].sum() / n_alive,
+        "mean_wealth": mean_wealth,
         # Today is the day about to be played (state.day days are completed).
-        "upkeep": cfg.upkeep * upkeep_factor(cfg, state.day + 1),
-        "outage_prob": outage_prob(cfg, state.day + 1),
+        "upkeep": cfg.upkeep * upkeep_factor(cfg, day + 1),
+        "outage_prob": outage_prob(cfg, day + 1),
     }
     out[:, :len(layout.own)] = layout.encode("own", own, (k,))
     # Value condition one-hot: the direction, then the value (none for baseline).
@@ -394,10 +395,12 @@ def features(state: WorldState, view: np.ndarray, rows: np.ndarray, inbox_count:
     # knows.
     report = layout.encode("factory", {
         "known": 1.0, "capacity": state.capacity, "workers": state.workers,
-        "output": state.output, "outage": state.outage}, (m,))  # (M, C)
+        "output": state.output, "outage": state.outage}, (len(state.capacity),))  # (M, C)
     known = state.known[rows]
-    out[:, layout.factory_start:layout.slot_start] = (
-        known[:, :, None] * report[None]).reshape(k, -1)
+    # (In a batch: each row's community's factories.)
+    mine = report[None] if state.communities == 1 else \
+        report.reshape(state.communities, m, -1)[rows // state.n_per]
+    out[:, layout.factory_start:layout.slot_start] = (known[:, :, None] * mine).reshape(k, -1)
     # View slots.
     slots = out[:, layout.slot_start:].reshape(k, v, len(layout.slot_channels))
     vw = view[rows]  # (K, V)
@@ -408,6 +411,28 @@ def features(state: WorldState, view: np.ndarray, rows: np.ndarray, inbox_count:
     slots[:, :, layout.offset("slot.wealth")] = _clip(rel * present)
     _mark_dealings(slots, layout, state, view, rows, cfg)
     return out
+
+
+def _community_wealth(state: WorldState,
+                      rows: np.ndarray) -> tuple[int | np.ndarray, float | np.ndarray]:
+    """The living count (at least 1) and mean wealth of the community of each of ``rows``:
+    scalars for a lone community, (K,) arrays in a batch (each community's sum taken alone,
+    as ``ndarray.sum`` does, so that its value is the same bit for bit as alone)."""
+    alive, wealth = state.alive, state.wealth
+    if state.communities == 1:
+        n_alive = max(np.count_nonzero(alive), 1)
+        return n_alive, wealth[alive].sum() / n_alive
+    n, e = state.n_per, state.communities
+    living = alive.nonzero()[0]
+    counts = np.bincount(living // n, minlength=e)
+    bounds = np.concatenate([[0], np.cumsum(counts)]).tolist()
+    held = wealth[living]
+    comm = np.unique(rows // n)
+    sums = np.zeros(e)
+    for c in comm.tolist():
+        sums[c] = held[bounds[c]:bounds[c + 1]].sum()
+    counts = np.maximum(counts, 1)
+    return counts[rows // n], (sums / counts)[rows // n]
 
 
 # Slot channels filled from dealings, by Deal kind (gift, attack, merge, message): what the
@@ -437,7 +462,8 @@ def _mark_dealings(slots: np.ndarray, layout: FeatureLayout, state: WorldState,
     """
     ally, friendly, dealt_me, i_dealt = _dealing_offsets(layout)
     a, b = state.allies[:, 0], state.allies[:, 1]
-    recent = (state.recent_day >= state.day - cfg.recent_days + 1) & (state.recent_dst >= 0)
+    since = state.per_row(state.day, state.recent_src) - cfg.recent_days + 1
+    recent = (state.recent_day >= since) & (state.recent_dst >= 0)
     kinds = state.recent_kind[recent]
     src, dst = state.recent_src[recent], state.recent_dst[recent]
     said = state.recent_friendly[recent]  # friendly direct messages

@@ -42,7 +42,9 @@ def compute_view(state: WorldState, cfg: Config, rng: np.random.Generator) -> np
 
     Allies first, then residents who dealt with it in the last ``recent_days`` days, then a
     seeded random sample of the rest (a window of a random permutation, so the work is
-    O(N V), not O(N^2)). Within a priority, slots are in name order.
+    O(N V), not O(N^2)). Within a priority, slots are in name order. In a batch of
+    communities (``state.communities``) each community's residents are permuted among
+    themselves, so each sees only its own community, as it would alone.
     """
     n, v = state.n_pool, cfg.view_size
     view = filled((n, v), -1, np.int32)
@@ -51,18 +53,42 @@ def compute_view(state: WorldState, cfg: Config, rng: np.random.Generator) -> np
     order_key = rng.random(n)
     living = state.alive.nonzero()[0]
     n_alive = len(living)
-    if n_alive <= 1:
-        return view
     # The random sample: row r is what perm[r] sees, the next `width` residents of the
-    # permutation (cyclically), so all are alive and none is the row's owner.
-    width = min(v, n_alive - 1)
-    perm = living[np.argsort(order_key[living], kind="stable")]
-    ring = np.concatenate([perm, perm[:width]])[1:]
-    # sample[r, c] = ring[r + c], gathered (as_strided's Python set-up costs more per call).
-    sample = ring[index(n_alive)[:, None] + index(width)]
+    # permutation (cyclically, within its community), so all are alive and none is the
+    # row's owner. `size` is the row's community's living count; `valid` marks the sampled
+    # columns of communities narrower than `width` (None: all are).
+    valid = None
+    if state.communities == 1:
+        if n_alive <= 1:
+            return view
+        width, size = min(v, n_alive - 1), n_alive
+        row_width: int | np.ndarray = width
+        perm = living[np.argsort(order_key[living], kind="stable")]
+        ring = np.concatenate([perm, perm[:width]])[1:]
+        # sample[r, c] = ring[r + c], gathered (as_strided's Python set-up costs more).
+        sample = ring[index(n_alive)[:, None] + index(width)]
+    else:
+        comm = living // state.n_per  # ascending, as `living` is
+        perm = living[np.lexsort((order_key[living], comm))]
+        size_c = np.bincount(comm, minlength=state.communities)
+        start = (np.cumsum(size_c) - size_c)[comm]
+        width_c = np.minimum(v, np.maximum(size_c - 1, 0))
+        width = int(width_c.max()) if n_alive else 0
+        if width == 0:
+            return view
+        size, row_width = size_c[comm], width_c[comm]
+        cols = index(width)
+        local = index(n_alive) - start
+        sample = perm[start[:, None] + (local[:, None] + 1 + cols) % size[:, None]]
+        valid = cols < row_width[:, None]
     ii, jj, level = _priority_pairs(state, n, cfg.recent_days)
     if len(ii) == 0:
-        view[perm, :width] = np.sort(sample, axis=1)
+        if valid is None:
+            view[perm, :width] = np.sort(sample, axis=1)
+        else:
+            keys = np.where(valid, sample, n)  # n sorts after every resident
+            keys.sort(axis=1)
+            view[perm, :width] = np.where(keys < n, keys, -1)
         return view
     # Sort each row's candidates by (level, name): level 0 ally, 1 dealing, 2 sampled, 3
     # nothing. A sampled resident already seen at a higher priority is dropped (level 3).
@@ -72,9 +98,15 @@ def compute_view(state: WorldState, cfg: Config, rng: np.random.Generator) -> np
     pos[perm] = index(n_alive)
     row = pos[ii]
     keys = filled((n_alive, width + min(v, int(rank.max()) + 1)), 3 * n, np.int64)
-    keys[:, :width] = sample + 2 * n
-    gap = (pos[jj] - row) % n_alive  # jj sits in column gap - 1 of row's sample, if any
-    dup = (gap >= 1) & (gap <= width)
+    keys[:, :width] = sample + 2 * n if valid is None else np.where(valid, sample + 2 * n,
+                                                                    3 * n)
+    # jj sits in column gap - 1 of row's sample, if any (both are of one community).
+    if valid is None:
+        gap = (pos[jj] - row) % size
+        dup = (gap >= 1) & (gap <= width)
+    else:
+        gap = (pos[jj] - row) % size[row]
+        dup = (gap >= 1) & (gap <= row_width[row])
     keys[row[dup], gap[dup] - 1] = 3 * n
     keys[row[keep], width + rank[keep]] = level[keep] * n + jj[keep]
     keys.sort(axis=1)
@@ -89,7 +121,8 @@ def _priority_pairs(state: WorldState, n: int,
     at its highest priority, sorted by viewer, then level, then name: (P,) int64 each."""
     a = state.allies
     # Direct dealings of the last `recent_days` days (memory may keep longer windows).
-    direct = (state.recent_dst >= 0) & (state.recent_day > state.day - recent_days)
+    direct = (state.recent_dst >= 0) & (
+        state.recent_day > state.per_row(state.day, state.recent_src) - recent_days)
     src, dst = state.recent_src[direct], state.recent_dst[direct]
     ii = np.concatenate([a[:, 0], a[:, 1], src, dst]).astype(np.int64)
     jj = np.concatenate([a[:, 1], a[:, 0], dst, src]).astype(np.int64)
@@ -134,7 +167,12 @@ def inbox_count(state: WorldState) -> np.ndarray:
         return np.zeros(n, np.int64)
     recipients = np.array([m.recipient for m in state.inbox], np.int64)
     direct = recipients[recipients >= 0]
-    return np.bincount(direct, minlength=n) + np.count_nonzero(recipients < 0)
+    if state.communities == 1:
+        return np.bincount(direct, minlength=n) + np.count_nonzero(recipients < 0)
+    # In a batch a broadcast reaches the sender's community.
+    senders = np.array([m.sender for m in state.inbox], np.int64)[recipients < 0]
+    per = np.bincount(senders // state.n_per, minlength=state.communities)
+    return np.bincount(direct, minlength=n) + np.repeat(per, state.n_per)
 
 
 def wealth_tier(wealth: np.ndarray) -> np.ndarray:

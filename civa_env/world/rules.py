@@ -52,18 +52,26 @@ def production(capacity: np.ndarray, workers: np.ndarray, cfg: Config) -> np.nda
     return capacity * (s - s0) / (1.0 - s0)
 
 
-def upkeep_factor(cfg: Config, day: int) -> float:
+def upkeep_factor(cfg: Config, day: int | np.ndarray) -> float | np.ndarray:
     """What upkeep is multiplied by on ``day`` (1-based, the day being played):
-    ``stress_upkeep`` from ``stress_day`` on, times ``shock_upkeep`` on ``shock_day``."""
+    ``stress_upkeep`` from ``stress_day`` on, times ``shock_upkeep`` on ``shock_day``.
+    ``day`` may be an array (one day per community of a batch): then one factor each."""
+    if np.ndim(day):
+        return (np.where(day >= cfg.stress_day, cfg.stress_upkeep, 1.0)
+                * np.where(day == cfg.shock_day, cfg.shock_upkeep, 1.0))
     factor = cfg.stress_upkeep if day >= cfg.stress_day else 1.0
     if day == cfg.shock_day:
         factor *= cfg.shock_upkeep
     return factor
 
 
-def outage_prob(cfg: Config, day: int) -> float:
+def outage_prob(cfg: Config, day: int | np.ndarray) -> float | np.ndarray:
     """A factory's outage probability on ``day`` (1-based): ``outage_prob``, times
-    ``stress_outage`` from ``stress_day`` on, capped at 1."""
+    ``stress_outage`` from ``stress_day`` on, capped at 1 (one per community for an array
+    of days)."""
+    if np.ndim(day):
+        return np.where(day < cfg.stress_day, cfg.outage_prob,
+                        min(cfg.outage_prob * cfg.stress_outage, 1.0))
     if day < cfg.stress_day:
         return cfg.outage_prob
     return min(cfg.outage_prob * cfg.stress_outage, 1.0)
@@ -81,11 +89,14 @@ def produce(state: WorldState, batch: ActionBatch, rng: np.random.Generator, cfg
     unstressed worlds stay in step).
 
     Returns income (N,)."""
-    m = cfg.n_factories
+    m = state.capacity.shape[0]  # every community's factories
     workers_idx = (state.alive & (batch.primary == P.WORK)).nonzero()[0]
-    fac = batch.factory[workers_idx].astype(np.int64)
+    fac = _pool_factory(state, workers_idx, batch.factory[workers_idx])
     counts = np.bincount(fac, minlength=m)
-    outage = rng.random(m) < outage_prob(cfg, state.day + 1)  # state.day: days completed
+    p_out = outage_prob(cfg, state.day + 1)  # state.day: days completed
+    if state.communities > 1:
+        p_out = np.repeat(p_out, state.m_per)
+    outage = rng.random(m) < p_out
     # lognormal(0, sigma) is exp(sigma z): one normal per name, exponentiated for the workers.
     z = rng.standard_normal(state.n_pool)
     noise = np.exp(cfg.production_noise * z[workers_idx])
@@ -104,6 +115,15 @@ def produce(state: WorldState, batch: ActionBatch, rng: np.random.Generator, cfg
         ev.add(K.OUTAGE, filled(len(off), -1, np.int32), factory=off)
     ev.add(K.WORK, workers_idx, factory=fac, amount=share, wealth=w0[workers_idx])
     return income
+
+
+def _pool_factory(state: WorldState, rows: np.ndarray, local: np.ndarray) -> np.ndarray:
+    """The factory rows (int64) of community factory numbers ``local`` chosen by pool rows
+    ``rows`` (the numbers themselves for a lone community)."""
+    fac = local.astype(np.int64)
+    if state.communities > 1:
+        fac += rows // state.n_per * state.m_per
+    return fac
 
 
 def explore(state: WorldState, batch: ActionBatch, rng: np.random.Generator, cfg: Config,
@@ -127,7 +147,8 @@ def explore(state: WorldState, batch: ActionBatch, rng: np.random.Generator, cfg
     state.wealth[rows] += amount
     income[rows] += amount
     flag = np.where(reveal, EXPLORE_REVEALED, np.where(find, EXPLORE_FOUND, 0))
-    ev.add(K.EXPLORE, rows, factory=np.where(reveal, pick, -1), amount=amount,
+    ev.add(K.EXPLORE, rows, factory=np.where(reveal, _pool_factory(state, rows, pick), -1),
+           amount=amount,
            flag=flag, wealth=w0[rows])
 
 
@@ -141,7 +162,7 @@ def upgrade(state: WorldState, batch: ActionBatch, cfg: Config, ev: DayEvents,
         ev.add(K.UPGRADE_SELF, me, amount=state.skill[me], wealth=w0[me])
     fa = (state.alive & (batch.primary == P.UPGRADE_FACTORY)).nonzero()[0]
     if len(fa):
-        fac = batch.factory[fa].astype(np.int64)
+        fac = _pool_factory(state, fa, batch.factory[fa])
         state.wealth[fa] -= cfg.upgrade_cost
         np.add.at(state.capacity, fac, cfg.capacity_gain)
         ev.add(K.UPGRADE_FACTORY, fa, factory=fac, amount=state.capacity[fac], wealth=w0[fa])
@@ -149,23 +170,27 @@ def upgrade(state: WorldState, batch: ActionBatch, cfg: Config, ev: DayEvents,
     ev.add(K.IDLE, idle, wealth=w0[idle])
 
 
-def _remember(state: WorldState, day: int, src: np.ndarray, dst: np.ndarray, kind: int,
-              friendly: np.ndarray | None = None) -> None:
+def _remember(state: WorldState, day: int | np.ndarray, src: np.ndarray, dst: np.ndarray,
+              kind: int, friendly: np.ndarray | None = None) -> None:
     if len(src) == 0:
         return
     if friendly is None:
         friendly = np.zeros(len(src), bool)
     state.recent_friendly = np.concatenate([state.recent_friendly, friendly])
-    state.recent_day = np.concatenate([state.recent_day, filled(len(src), day, np.int32)])
+    days = (filled(len(src), day, np.int32) if state.communities == 1
+            else state.per_row(day, src).astype(np.int32))
+    state.recent_day = np.concatenate([state.recent_day, days])
     state.recent_src = np.concatenate([state.recent_src, src.astype(np.int32)])
     state.recent_dst = np.concatenate([state.recent_dst, dst.astype(np.int32)])
     state.recent_kind = np.concatenate([state.recent_kind, filled(len(src), kind, np.int8)])
 
 
 def _has_recent(state: WorldState, kind: int, src: np.ndarray, dst: np.ndarray,
-                since_day: int) -> np.ndarray:
-    """Whether a dealing ``src[k] -> dst[k]`` of ``kind`` happened on or after ``since_day``."""
-    sel = (state.recent_kind == kind) & (state.recent_day >= since_day)
+                since_day: int | np.ndarray) -> np.ndarray:
+    """Whether a dealing ``src[k] -> dst[k]`` of ``kind`` happened on or after ``since_day``
+    (of the dealing's community, in a batch)."""
+    sel = (state.recent_kind == kind) & (
+        state.recent_day >= state.per_row(since_day, state.recent_src))
     if not np.count_nonzero(sel) or len(src) == 0:
         return np.zeros(len(src), bool)
     n = state.n_pool
@@ -339,6 +364,8 @@ def apply_upkeep(state: WorldState, batch: ActionBatch, rng: np.random.Generator
     """Everyone alive pays ``upkeep * upkeep_factor * lognormal(0, 0.1)``; idlers pay 0.7
     of it. The day is ``state.day + 1`` (``step_day`` advances the state's day last)."""
     upkeep = cfg.upkeep * upkeep_factor(cfg, state.day + 1)
+    if state.communities > 1:
+        upkeep = np.repeat(upkeep, state.n_per)
     cost = upkeep * np.exp(cfg.upkeep_noise * rng.standard_normal(state.n_pool))
     cost = np.where(batch.primary == P.IDLE, cost * cfg.idle_upkeep_factor, cost)
     cost = np.where(state.alive, cost, 0.0)
@@ -351,7 +378,7 @@ def remove_dead(state: WorldState, ev: DayEvents, day: int) -> np.ndarray:
     dead = (state.alive & (state.wealth < 0)).nonzero()[0]
     if len(dead):
         state.alive[dead] = False
-        state.died_day[dead] = day
+        state.died_day[dead] = state.per_row(day, dead)
         ev.add(K.DEATH, dead, amount=state.wealth[dead])
         if len(state.allies):
             is_dead = np.zeros(state.n_pool, bool)
@@ -367,21 +394,24 @@ def give_birth(state: WorldState, rng: np.random.Generator, cfg: Config, ev: Day
     eligible = state.alive & (state.wealth >= cfg.birth_threshold)
     draws, priority = rng.random((2, state.n_pool))
     parents = (eligible & (draws < cfg.birth_prob)).nonzero()[0]
-    free = state.n_pool - state.n_used
-    if len(parents) > free:
-        # Not enough names for all: a seeded draw decides who, not the name order.
-        parents = np.sort(parents[np.argsort(priority[parents], kind="stable")[:free]])
+    if state.communities > 1:
+        parents, kids = _batch_births(state, parents, priority)
+    else:
+        free = state.n_pool - state.n_used
+        if len(parents) > free:
+            # Not enough names for all: a seeded draw decides who, not the name order.
+            parents = np.sort(parents[np.argsort(priority[parents], kind="stable")[:free]])
+        kids = np.arange(state.n_used, state.n_used + len(parents))
+        state.n_used += len(parents)
     if len(parents) == 0:
         return parents
-    kids = np.arange(state.n_used, state.n_used + len(parents))
-    state.n_used += len(parents)
     state.wealth[parents] -= cfg.birth_cost
     state.wealth[kids] = cfg.newcomer_wealth
     state.skill[kids] = state.skill[parents]
     state.known[kids] = state.known[parents]
     state.alive[kids] = True
     state.parent[kids] = parents
-    state.born_day[kids] = day
+    state.born_day[kids] = state.per_row(day, kids)
     if cfg.inherit_values:
         state.condition[kids] = state.condition[parents]
     else:
@@ -393,13 +423,39 @@ def give_birth(state: WorldState, rng: np.random.Generator, cfg: Config, ev: Day
     return kids
 
 
+def _batch_births(state: WorldState, parents: np.ndarray,
+                  priority: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``give_birth``'s choice of parents and names, community by community: where a
+    community has fewer free names than parents, its parents of lowest ``priority`` draw
+    win; its newcomers take its next names in parent order. Returns (parents, kids)."""
+    n, e = state.n_per, state.communities
+    comm = parents // n
+    free = n - state.n_used
+    wanted = np.bincount(comm, minlength=e)
+    if np.count_nonzero(wanted > free):
+        # Rank each parent within its community by its draw; keep ranks below the free count.
+        by_draw = np.lexsort((priority[parents], comm))
+        first = np.searchsorted(comm[by_draw], comm[by_draw], side="left")
+        rank = np.empty(len(parents), np.int64)
+        rank[by_draw] = np.arange(len(parents)) - first
+        parents = parents[rank < free[comm]]
+        comm = parents // n
+    # Kids: the community's next free names, in parent (name) order.
+    first = np.searchsorted(comm, comm, side="left")
+    kids = comm * n + state.n_used[comm] + (np.arange(len(parents)) - first)
+    state.n_used += np.bincount(comm, minlength=e)
+    return parents, kids
+
+
 def step_day(state: WorldState, batch: ActionBatch, rng: np.random.Generator,
              cfg: Config) -> tuple[WorldState, DayEvents]:
     """Play one day; returns the new state (the input is not changed) and its events."""
     state = state.copy()
     day = state.day + 1
-    ev = DayEvents(day, capacity=np.count_nonzero(state.alive) * (5 + cfg.max_messages)
-                   + cfg.n_factories + 8)
+    # (A batch's events get their communities' days when split: ``batch``.)
+    ev = DayEvents(day if state.communities == 1 else 0,
+                   capacity=np.count_nonzero(state.alive) * (5 + cfg.max_messages)
+                   + state.capacity.shape[0] + 8)
     w0 = state.wealth.copy()
     for i, reasons in sorted(batch.invalid.items()):
         ev.add(K.INVALID, [i], texts=["; ".join(reasons)])
@@ -415,7 +471,8 @@ def step_day(state: WorldState, batch: ActionBatch, rng: np.random.Generator,
     remove_dead(state, ev, day)
     give_birth(state, rng, cfg, ev, day)
     # Forget dealings older than the longest window the rules and views look back.
-    keep = state.recent_day > day - max(cfg.recent_days, cfg.merge_window, cfg.deception_window)
+    keep = state.recent_day > (state.per_row(day, state.recent_src)
+                               - max(cfg.recent_days, cfg.merge_window, cfg.deception_window))
     state.recent_day, state.recent_src = state.recent_day[keep], state.recent_src[keep]
     state.recent_dst, state.recent_kind = state.recent_dst[keep], state.recent_kind[keep]
     state.recent_friendly = state.recent_friendly[keep]

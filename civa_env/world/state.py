@@ -33,8 +33,10 @@ class Message:
 class WorldState:
     """Everything that changes during an episode."""
 
-    day: int  # days completed
-    n_used: int  # names of the pool used so far (newcomers take index n_used)
+    # Days completed and names of the pool used so far (newcomers take index n_used): ints
+    # for one community, (E,) int64 arrays in a batch of E (``communities``).
+    day: int
+    n_used: int
     alive: np.ndarray  # (N,) bool
     wealth: np.ndarray  # (N,) float64
     skill: np.ndarray  # (N,) float64
@@ -70,6 +72,10 @@ class WorldState:
     recent_friendly: np.ndarray  # (R,) bool
     outbox: list[Message] = field(default_factory=list)  # sent today, delivered tomorrow
     inbox: list[Message] = field(default_factory=list)  # delivered today
+    # E communities in one set of arrays (``civa_env.world.batch``): community c owns pool
+    # rows [c N, (c + 1) N) and factory rows [c M, (c + 1) M); ``known`` keeps each
+    # community's own factory numbers. 1 for a lone community (a batch of one).
+    communities: int = 1
 
     @property
     def n_pool(self) -> int:
@@ -82,7 +88,26 @@ class WorldState:
         for name in _ARRAY_FIELDS:
             setattr(out, name, getattr(self, name).copy())
         out.outbox, out.inbox = list(self.outbox), list(self.inbox)
+        if self.communities > 1:
+            out.day, out.n_used = self.day.copy(), self.n_used.copy()
         return out
+
+    @property
+    def n_per(self) -> int:
+        """Names per community (N of one community; ``n_pool`` for a lone one)."""
+        return self.alive.shape[0] // self.communities
+
+    @property
+    def m_per(self) -> int:
+        """Factories per community."""
+        return self.capacity.shape[0] // self.communities
+
+    def per_row(self, value: int | float | np.ndarray, rows: np.ndarray) -> np.ndarray | int:
+        """A per-community ``value`` (a scalar for a lone community, (E,) in a batch) for
+        each of pool rows ``rows`` (the scalar itself for a lone community)."""
+        if self.communities == 1:
+            return value
+        return np.asarray(value)[np.asarray(rows, np.int64) // self.n_per]
 
     def ally_matrix(self) -> np.ndarray:
         """Dense (N, N) bool alliance matrix (for tests and small worlds)."""
