@@ -47,6 +47,7 @@ from gymnasium.vector.utils import batch_space
 
 from civa_env.world import day as world_fn
 from civa_env.world import factored
+from civa_env.world.batch import Communities
 from civa_env.world.catalogue import Catalogue
 from civa_env.world.config import Config
 from civa_env.world.features import FEATURE_CLIP, feature_size, features
@@ -58,7 +59,8 @@ class CivaVectorEnv:
 
     metadata = {"autoreset_mode": AutoresetMode.SAME_STEP}
 
-    def __init__(self, num_envs: int = 1, config: Config | None = None, **kwargs: Any) -> None:
+    def __init__(self, num_envs: int = 1, config: Config | None = None, *,
+                 keep_logs: bool = False, **kwargs: Any) -> None:
         if isinstance(num_envs, bool) or not isinstance(num_envs, (int, np.integer)) \
                 or num_envs < 1:
             raise ValueError(f"num_envs must be an int >= 1, got {num_envs!r}")
@@ -81,7 +83,8 @@ class CivaVectorEnv:
             "alive": spaces.Box(0, 1, shape=(), dtype=np.bool_),
         })
         self.single_action_space = spaces.MultiDiscrete(self.spec.nvec)
-        self.worlds: list[world_fn.World] = []
+        self.keep_logs = bool(keep_logs)
+        self.batch: Communities | None = None
         self._seeds: list[int] = []
         self._episodes = np.zeros(self.num_envs, np.int64)
         self._idle_mask = self.spec.nothing_mask()  # the mask of a slot not alive
@@ -110,53 +113,76 @@ class CivaVectorEnv:
             raise ValueError(f"seed must be an int >= 0, got {seed!r}")
         self._seeds = [int(seed) + e for e in range(self.num_envs)]
         self._episodes[:] = 0
-        self.worlds = [world_fn.reset(self.cfg, s) for s in self._seeds]
+        self.batch = Communities.reset(self.cfg, self._seeds, keep_logs=self.keep_logs)
         obs = self._empty_obs()
-        for e in range(self.num_envs):
-            self._observe_into(obs, e)
+        self._observe_into(obs, self.batch.state.alive.nonzero()[0])
         return obs, {"day": self._days(), "seed": np.array(self._seeds)}
 
     def step(self, actions: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray,
                                                  np.ndarray, dict[str, Any]]:
         """Play one day in every community; ``actions`` (R, C) ints (module docstring)."""
-        if not self.worlds:
+        if self.batch is None:
             raise ValueError("call reset() before step()")
         acts = factored.check_shape(actions, self.num_slots, self.cfg, "the vector env")
-        n = self.n_slots
-        r_count = self.num_slots
-        rewards = np.zeros(r_count)
-        terminated = np.zeros(r_count, bool)
-        truncated = np.zeros(r_count, bool)
-        ended = np.zeros(self.num_envs, bool)
+        day = self.batch.step_factored(acts)
+        cfg, n = self.cfg, self.n_slots
+        acted = day.acted
+        rewards = np.zeros(self.num_slots)
+        if cfg.reward == "wealth":
+            rewards[acted] = day.after.wealth[acted] - day.before.wealth[acted]
+        elif cfg.reward == "survival":
+            rewards[acted] = np.where(day.after.alive[acted], 1.0, -1.0)
+        else:
+            rewards[acted] = (day.population / cfg.n_agents)[acted // n]
+        terminated = np.zeros(self.num_slots, bool)
+        terminated[day.died] = True
+        ended = day.ended
+        living = day.after.alive.nonzero()[0]
+        truncated = np.zeros(self.num_slots, bool)
+        truncated[living] = day.truncated[living // n]
         obs = self._empty_obs()
-        final = None
-        n_aup = np.zeros(self.num_envs)
-        for e, w in enumerate(self.worlds):
-            lo = e * n
-            w, day = world_fn.step_factored(w, acts[lo:lo + n])
-            acted = day.acted
-            rewards[lo + acted] = world_fn.rewards(day, self.cfg)
-            terminated[lo + day.died] = True
-            n_aup[e] = day.census["nAUP"]
-            if w.done:
-                ended[e] = True
-                truncated[lo + w.living] = day.truncated
-                if final is None:
-                    final = self._empty_obs()
-                self._observe_into(final, e)
-                self._episodes[e] += 1
-                self.worlds[e] = world_fn.reset(
-                    self.cfg, world_fn.derived_seed(self._seeds[e], int(self._episodes[e])))
-            self._observe_into(obs, e)
-        infos: dict[str, Any] = {"day": self._days(), "ended": ended, "nAUP": n_aup}
-        if final is not None:
+        self._observe_into(obs, living)
+        infos: dict[str, Any] = {"ended": ended.copy(), "nAUP": day.n_aup}
+        if np.count_nonzero(ended):
+            which = ended.nonzero()[0]
+            rows_ended = ended[self.community_of]
+            final = self._empty_obs()
+            for key in final:
+                final[key][rows_ended] = obs[key][rows_ended]
+            self._episodes[which] += 1
+            self.batch.replace(which, [world_fn.derived_seed(self._seeds[e],
+                                                             int(self._episodes[e]))
+                                       for e in which.tolist()])
+            # The ended communities' rows: the first observation of their next episode.
+            obs["features"][rows_ended] = 0.0
+            obs["action_mask"][rows_ended] = self._idle_mask
+            obs["alive"][rows_ended] = False
+            fresh = self.batch.state.alive & rows_ended
+            self._observe_into(obs, fresh.nonzero()[0])
             infos["final_obs"] = final
-            infos["_final_obs"] = ended[self.community_of]
+            infos["_final_obs"] = rows_ended
+        infos["day"] = self._days()
         return obs, rewards, terminated, truncated, infos
 
     def close(self) -> None:
         """Nothing to release (the communities live in this process)."""
-        self.worlds = []
+        self.batch = None
+
+    # ---- communities ---------------------------------------------------------------------------
+    def world(self, e: int) -> world_fn.World:
+        """Community ``e`` as a lone ``World`` (``Communities.world``: a snapshot of its state
+        in its own numbering, with its event log, census and behaviour counts when the env
+        keeps logs)."""
+        if self.batch is None:
+            raise ValueError("call reset() first")
+        if not 0 <= e < self.num_envs:
+            raise IndexError(f"community {e} out of range [0, {self.num_envs})")
+        return self.batch.world(e)
+
+    @property
+    def worlds(self) -> list[world_fn.World]:
+        """Every community as a lone ``World`` snapshot (``world(e)``)."""
+        return [self.world(e) for e in range(self.num_envs)]
 
     # ---- observations -------------------------------------------------------------------------
     def _empty_obs(self) -> dict[str, np.ndarray]:
@@ -165,23 +191,23 @@ class CivaVectorEnv:
                 "action_mask": np.tile(self._idle_mask, (r, 1)),
                 "alive": np.zeros(r, bool)}
 
-    def _observe_into(self, obs: dict[str, np.ndarray], e: int) -> None:
-        w = self.worlds[e]
-        rows = w.living
+    def _observe_into(self, obs: dict[str, np.ndarray], rows: np.ndarray) -> None:
+        """Features and masks of pool rows ``rows`` (living residents) into ``obs``."""
         if len(rows) == 0:
             return
-        slots = e * self.n_slots + rows
-        state = w.state
-        obs["features"][slots] = features(state, w.view, rows, inbox_count(state), self.cfg)
-        obs["action_mask"][slots] = factored.masks(state, w.view, rows, self.cfg,
-                                                   self.catalogue)
-        obs["alive"][slots] = True
+        b = self.batch
+        state = b.state
+        obs["features"][rows] = features(state, b.view, rows, inbox_count(state), self.cfg)
+        obs["action_mask"][rows] = factored.masks(state, b.view, rows, self.cfg, b.catalogue)
+        obs["alive"][rows] = True
 
     def _days(self) -> np.ndarray:
-        return np.array([w.day for w in self.worlds], np.int64)
+        return np.atleast_1d(np.asarray(self.batch.state.day, np.int64)).copy()
 
 
-def vector_env(num_envs: int = 1, config: Config | None = None, **kwargs: Any) -> CivaVectorEnv:
+def vector_env(num_envs: int = 1, config: Config | None = None, *, keep_logs: bool = False,
+               **kwargs: Any) -> CivaVectorEnv:
     """``num_envs`` communities of ``Config(**kwargs)`` as one vectorised env (see
-    ``civa_env.envs.vector``)."""
-    return CivaVectorEnv(num_envs, config, **kwargs)
+    ``civa_env.envs.vector``); ``keep_logs`` keeps each community's event log, census and
+    behaviour counts (``world(e)``)."""
+    return CivaVectorEnv(num_envs, config, keep_logs=keep_logs, **kwargs)

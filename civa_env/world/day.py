@@ -225,19 +225,43 @@ def rewards(day: Day, cfg: Config) -> np.ndarray:
     return np.full(len(acted), np.count_nonzero(day.after.alive) / cfg.n_agents)
 
 
+def check_seed(seed: Any) -> int:
+    """``seed`` as an int, or a ValueError naming it."""
+    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
+        raise ValueError(f"seed must be an int >= 0, got {seed!r}")
+    return int(seed)
+
+
+def first_day(cfg: Config, seed: int) -> tuple[WorldState, np.ndarray, np.random.Generator]:
+    """The state, view and daily stream of a fresh world of ``cfg`` and ``seed`` (what
+    ``reset`` and a batch's reset of one community start from)."""
+    streams = seed_streams(seed)
+    state = initial_state(cfg, np.random.default_rng(streams["world"]),
+                          np.random.default_rng(streams["values"]))
+    dynamics = np.random.default_rng(streams["dynamics"])
+    return state, compute_view(state, cfg, dynamics), dynamics
+
+
+def record(world: World, chunk: tuple[dict[str, np.ndarray], dict[int, str]],
+           old: WorldState, new: WorldState) -> dict[str, Any]:
+    """Take the day's census (with its behaviours and the running nAUP) and append the day
+    to ``world``'s log; returns the census."""
+    cfg = world.cfg
+    census = metrics.census(new, chunk[0], old.wealth, old.alive, cfg)
+    world.log.append(chunk, census)
+    census["behaviours"] = world.behaviours.day(*chunk, census, new.ever_gave)
+    world.population_sum += census["population"]
+    census["nAUP"] = world.population_sum / (cfg.max_days * cfg.n_agents)
+    return census
+
+
 def reset(cfg: Config, seed: int | None = None) -> World:
     """A fresh world for ``cfg``; ``seed`` defaults to ``cfg.seed``, and without either a
     fresh one is drawn and recorded in ``World.seed``."""
     if seed is None:
         seed = cfg.seed if cfg.seed is not None else fresh_seed()
-    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
-        raise ValueError(f"seed must be an int >= 0, got {seed!r}")
-    seed = int(seed)
-    streams = seed_streams(seed)
-    state = initial_state(cfg, np.random.default_rng(streams["world"]),
-                          np.random.default_rng(streams["values"]))
-    dynamics = np.random.default_rng(streams["dynamics"])
-    view = compute_view(state, cfg, dynamics)
+    seed = check_seed(seed)
+    state, view, dynamics = first_day(cfg, seed)
     return World(cfg=cfg, catalogue=Catalogue(cfg), seed=seed, state=state, view=view,
                  dynamics=dynamics, log=EventLog(),
                  behaviours=behaviours.DailyCounts(cfg.recent_days, cfg.deception_window),
@@ -283,12 +307,7 @@ def play(world: World, batch: ActionBatch) -> tuple[World, Day]:
     """Play one day from an already packed and validated ``ActionBatch``."""
     cfg, old = world.cfg, world.state
     new, day_events = step_day(old, batch, world.dynamics, cfg)
-    chunk = day_events.freeze()
-    census = metrics.census(new, chunk[0], old.wealth, old.alive, cfg)
-    world.log.append(chunk, census)
-    census["behaviours"] = world.behaviours.day(*chunk, census, new.ever_gave)
-    world.population_sum += census["population"]
-    census["nAUP"] = world.population_sum / (cfg.max_days * cfg.n_agents)
+    census = record(world, day_events.freeze(), old, new)
     world.state = new
     world.view = compute_view(new, cfg, world.dynamics)
     born = (new.alive & ~old.alive).nonzero()[0]

@@ -11,7 +11,9 @@ import civa_env
 from civa_env import world
 from civa_env.world import factored
 from civa_env.world.config import Config
+from civa_env.world.batch import community
 from civa_env.world.day import derived_seed
+from civa_env.world.state import _ARRAY_FIELDS
 
 KW = {"n_agents": 10, "max_days": 15}
 
@@ -64,44 +66,90 @@ def test_spaces_and_observations():
     assert (obs["action_mask"][off].reshape(off.sum(), -1) >= 0).all()
 
 
+def assert_same_state(lone, batch_state, e: int) -> None:
+    """Community e of a batch state holds exactly the lone world's state."""
+    mine = community(batch_state, e)
+    for name in _ARRAY_FIELDS:
+        np.testing.assert_array_equal(getattr(mine, name), getattr(lone, name), err_msg=name)
+    assert (mine.day, mine.n_used) == (lone.day, lone.n_used)
+    assert mine.inbox == lone.inbox
+
+
 def test_a_community_is_the_same_alone_in_a_batch_and_through_the_parallel_env():
     """Community 2 of a batch of 64 (seed 7 + 2) against the same world stepped alone with
     world.step_factored and through the ParallelEnv (given each resident's factored row,
-    cheap talk included)."""
+    cheap talk included): the same event log, census and behaviour counts, state and
+    features every day, while the batch's other communities end and restart around it."""
     e, seed = 2, 7
-    venv = civa_env.vector_env(num_envs=64, **KW)
+    venv = civa_env.vector_env(num_envs=64, keep_logs=True, **KW)
     obs, _ = venv.reset(seed=seed)
     n = venv.n_slots
     rng = np.random.default_rng(1)
     alone = world.reset(venv.cfg, seed + e)
     penv = civa_env.parallel_env(**KW, obs_mode="numeric")
     penv.reset(seed=seed + e)
-    batch_world = venv.worlds[e]
-    while not batch_world.done:
+    log = venv.batch.logs[e]
+    restarted = 0
+    while True:
+        rows = alone.living
+        np.testing.assert_array_equal(obs["features"][e * n + rows], alone.observe(rows).features)
         acts = sample(obs, venv.spec, rng)
         mine = acts[e * n:(e + 1) * n]
         alone, _ = world.step_factored(alone, mine)
         penv.step({a: mine[penv.world.index_of[a]] for a in penv.agents})
-        obs, *_ = venv.step(acts)
-        if venv.worlds[e] is not batch_world:  # community e ended and was reset
+        obs, *_, infos = venv.step(acts)
+        restarted += int(infos["ended"].sum())
+        if infos["ended"][e]:
             break
-    ref = log_text(batch_world.log)
+        assert_same_state(alone.state, venv.batch.state, e)
+        np.testing.assert_array_equal(venv.batch.view[e * n:(e + 1) * n],
+                                      np.where(alone.view >= 0, alone.view + e * n, -1))
+    ref = log_text(log)
     assert "message" in ref and ref == log_text(alone.log) == log_text(penv.world.log)
+    assert [c["behaviours"] for c in log.census] == [c["behaviours"] for c in alone.log.census]
+    assert restarted > 1  # other communities ended (and restarted) on other days
+
+
+def test_a_batch_without_logs_plays_the_same_worlds():
+    """Without logs (the default) every community's state is still the lone world's, day
+    after day, through its episode's end and the next episode (seeded as the ParallelEnv's
+    plain reset would be)."""
+    venv = civa_env.vector_env(num_envs=5, n_agents=8, max_days=12)
+    obs, _ = venv.reset(seed=3)
+    n = venv.n_slots
+    alone = [world.reset(venv.cfg, 3 + e) for e in range(5)]
+    episodes = [0] * 5
+    rng = np.random.default_rng(5)
+    for _ in range(30):
+        acts = sample(obs, venv.spec, rng)
+        for e in range(5):
+            alone[e], _ = world.step_factored(alone[e], acts[e * n:(e + 1) * n])
+        obs, *_, infos = venv.step(acts)
+        for e in range(5):
+            if infos["ended"][e]:
+                assert alone[e].done
+                episodes[e] += 1
+                alone[e] = world.reset(venv.cfg, derived_seed(3 + e, episodes[e]))
+            assert_same_state(alone[e].state, venv.batch.state, e)
+            rows = alone[e].living
+            np.testing.assert_array_equal(obs["features"][e * n + rows],
+                                          alone[e].observe(rows).features)
+    assert min(episodes) >= 2
 
 
 def test_cheap_talk_in_a_batch_matches_alone():
-    venv = civa_env.vector_env(num_envs=4, **KW)
+    venv = civa_env.vector_env(num_envs=4, keep_logs=True, **KW)
     obs, _ = venv.reset(seed=0)
     rng = np.random.default_rng(2)
     alone = world.reset(venv.cfg, 3)
-    target = venv.worlds[3]
+    log = venv.batch.logs[3]
     n = venv.n_slots
-    while not target.done:
+    while not alone.done:
         acts = sample(obs, venv.spec, rng)
         alone, _ = world.step_factored(alone, acts[3 * n:])
         obs, *_ = venv.step(acts)
-    assert "message" in log_text(target.log)
-    assert log_text(target.log) == log_text(alone.log)
+    assert "message" in log_text(log)
+    assert log_text(log) == log_text(alone.log)
 
 
 def test_communities_reset_in_the_same_step_with_their_final_observation():
@@ -130,12 +178,12 @@ def test_terminations_mark_the_day_a_resident_starved():
     starved = 0
     for _ in range(12):
         alive_before = obs["alive"].copy()
-        wealth_before = np.concatenate([w.state.wealth for w in venv.worlds])
+        wealth_before = venv.batch.state.wealth.copy()
         obs, rew, term, trunc, infos = venv.step(sample(obs, venv.spec, rng))
         ended = infos["ended"][venv.community_of]
         going = ~ended  # communities still in their episode: obs is the next day's
         np.testing.assert_array_equal(term[going], (alive_before & ~obs["alive"])[going])
-        after = np.concatenate([w.state.wealth for w in venv.worlds])
+        after = np.concatenate([w.state.wealth for w in venv.worlds])  # (lone snapshots)
         played = alive_before & going
         np.testing.assert_allclose(rew[played], (after - wealth_before)[played])
         assert not rew[~alive_before].any()

@@ -1,0 +1,334 @@
+"""Many communities in one set of arrays, stepped by one call.
+
+    batch = Communities.reset(cfg, seeds=[7, 8, 9])
+    day = batch.step_factored(acts)   # acts (E N, C): one factored row per pool row
+
+The E communities share one ``WorldState`` (``state.communities == E``): community c owns
+pool rows ``[c N, (c + 1) N)`` and factory rows ``[c M, (c + 1) M)``; days and names used are
+(E,) arrays; alliances, dealings and messages are pool rows of one community. The rules
+(``rules.step_day``), the view, the features and the masks are the same functions a lone
+``World`` plays (a lone world is a batch of one), so there is one implementation of the
+rules.
+
+A community's run does not depend on its neighbours in the batch:
+
+- each keeps its own random streams: a daily draw of "one number per name" is the
+  concatenation, in community order, of each community's draw of its N names
+  (``StreamBatch``), which is exactly what the community draws alone;
+- every ordering of residents (attack order, the view's permutation, births when names run
+  out) orders each community's residents as it would alone;
+- per-community figures (living counts, mean wealth, days, stress factors) are taken per
+  community.
+
+``community(state, e)`` is community e's state in its own numbering, and ``split_events``
+a day's events per community; with ``keep_logs`` each community keeps the event log,
+census and behaviour counts a lone ``World`` keeps (``world(e)``), by the same functions.
+Without it a day costs no per-community Python but one small draw per community and
+purpose. Tests check that a community stepped alone, in a batch and through the ParallelEnv
+gives the same event log.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from civa_env.world import behaviours, factored
+from civa_env.world import day as world_fn
+from civa_env.world.actions import EVERYONE, ActionBatch, validate
+from civa_env.world.catalogue import Catalogue
+from civa_env.world.config import Config
+from civa_env.world.events import EventLog, agent_name
+from civa_env.world.perception import compute_view
+from civa_env.world.rules import step_day
+from civa_env.world.state import _ARRAY_FIELDS, Message, WorldState
+
+# Pool-row fields of one entry per name (the rest of _ARRAY_FIELDS are factory rows or
+# edge lists).
+_FACTORY_FIELDS = ("capacity", "workers", "output", "outage")
+_EDGE_FIELDS = ("allies", "recent_day", "recent_src", "recent_dst", "recent_kind",
+                "recent_friendly")
+_NAME_FIELDS = tuple(f for f in _ARRAY_FIELDS if f not in _FACTORY_FIELDS + _EDGE_FIELDS)
+
+
+class StreamBatch:
+    """The daily streams of E communities as one generator: a draw of shape (..., E K) is
+    each community's draw of shape (..., K), concatenated along the last axis in community
+    order (the rules draw per name or per factory, the last axis)."""
+
+    def __init__(self, gens: Sequence[np.random.Generator]) -> None:
+        self.gens = list(gens)
+
+    def _draw(self, method: str, size: int | tuple[int, ...]) -> np.ndarray:
+        shape = (size,) if isinstance(size, (int, np.integer)) else tuple(size)
+        e = len(self.gens)
+        each = shape[:-1] + (shape[-1] // e,)
+        return np.concatenate([getattr(g, method)(each) for g in self.gens], axis=-1)
+
+    def random(self, size: int | tuple[int, ...]) -> np.ndarray:
+        """Uniform [0, 1) draws, community by community."""
+        return self._draw("random", size)
+
+    def standard_normal(self, size: int | tuple[int, ...]) -> np.ndarray:
+        """Standard normal draws, community by community."""
+        return self._draw("standard_normal", size)
+
+
+def _shift(idx: np.ndarray, by: int) -> np.ndarray:
+    """Pool rows ``idx`` moved by ``by`` (entries < 0, "nobody" or "everyone", kept)."""
+    return np.where(idx >= 0, idx + by, idx).astype(idx.dtype)
+
+
+def _shift_messages(msgs: list[Message], by: int) -> list[Message]:
+    return [Message(m.day, m.sender + by, m.recipient if m.recipient == EVERYONE
+                    else m.recipient + by, m.text) for m in msgs]
+
+
+def stack(states: Sequence[WorldState]) -> WorldState:
+    """One batch state of lone communities' states (all of one config's shape)."""
+    n = states[0].n_pool
+    out = {}
+    for name in _NAME_FIELDS + _FACTORY_FIELDS:
+        out[name] = np.concatenate([getattr(s, name) for s in states])
+    out["parent"] = np.concatenate([_shift(s.parent, e * n) for e, s in enumerate(states)])
+    out["allies"] = np.concatenate([s.allies + e * n for e, s in enumerate(states)]
+                                   ).astype(np.int32).reshape(-1, 2)
+    out["recent_src"] = np.concatenate([s.recent_src + e * n for e, s in enumerate(states)])
+    out["recent_dst"] = np.concatenate([_shift(s.recent_dst, e * n)
+                                        for e, s in enumerate(states)])
+    for name in ("recent_day", "recent_kind", "recent_friendly"):
+        out[name] = np.concatenate([getattr(s, name) for s in states])
+    return WorldState(day=np.array([s.day for s in states], np.int64),
+                      n_used=np.array([s.n_used for s in states], np.int64),
+                      outbox=[m for e, s in enumerate(states)
+                              for m in _shift_messages(s.outbox, e * n)],
+                      inbox=[m for e, s in enumerate(states)
+                             for m in _shift_messages(s.inbox, e * n)],
+                      communities=len(states), **out)
+
+
+def community(state: WorldState, e: int) -> WorldState:
+    """Community ``e`` of a batch state as a lone community's state (its own numbering;
+    arrays copied)."""
+    if state.communities == 1:
+        return state.copy()
+    n, m = state.n_per, state.m_per
+    lo = e * n
+    out: dict[str, Any] = {name: getattr(state, name)[lo:lo + n].copy() for name in _NAME_FIELDS}
+    for name in _FACTORY_FIELDS:
+        out[name] = getattr(state, name)[e * m:(e + 1) * m].copy()
+    out["parent"] = _shift(out["parent"], -lo)
+    mine = state.allies[:, 0] // n == e
+    out["allies"] = (state.allies[mine] - lo).astype(np.int32)
+    mine = state.recent_src // n == e
+    out["recent_src"] = state.recent_src[mine] - lo
+    out["recent_dst"] = _shift(state.recent_dst[mine], -lo)
+    for name in ("recent_day", "recent_kind", "recent_friendly"):
+        out[name] = getattr(state, name)[mine]
+    return WorldState(day=int(state.day[e]), n_used=int(state.n_used[e]),
+                      outbox=_shift_messages([x for x in state.outbox if x.sender // n == e], -lo),
+                      inbox=_shift_messages([x for x in state.inbox if x.sender // n == e], -lo),
+                      **out)
+
+
+def event_communities(cols: dict[str, np.ndarray], n: int, m: int) -> np.ndarray:
+    """The community of each event of a batch day: its actor's (outages: their factory's)."""
+    actor = cols["actor"].astype(np.int64)
+    return np.where(actor >= 0, actor // n, cols["factory"].astype(np.int64) // m)
+
+
+def split_events(cols: dict[str, np.ndarray], texts: dict[int, str], days: np.ndarray,
+                 n: int, m: int) -> list[tuple[dict[str, np.ndarray], dict[int, str]]]:
+    """A batch day's events (``DayEvents.freeze``) as each community's day alone: its rows
+    in order, renumbered, with its day (``days`` (E,))."""
+    comm = event_communities(cols, n, m)
+    order = np.argsort(comm, kind="stable")
+    bounds = np.searchsorted(comm[order], np.arange(len(days) + 1))
+    out = []
+    for e in range(len(days)):
+        rows = order[bounds[e]:bounds[e + 1]]
+        mine = {key: col[rows] for key, col in cols.items()}
+        for key, by in (("actor", e * n), ("target", e * n), ("factory", e * m)):
+            mine[key] = _shift(mine[key], -by)
+        mine["day"][:] = days[e]
+        out.append((mine, {k: texts[int(r)] for k, r in enumerate(rows.tolist())
+                           if int(r) in texts}))
+    return out
+
+
+@dataclass(frozen=True)
+class BatchDay:
+    """What one batch day produced."""
+
+    before: WorldState
+    after: WorldState
+    acted: np.ndarray  # (K,) int64 pool rows alive at the start of the day
+    died: np.ndarray  # (D,) int64 pool rows that starved today
+    population: np.ndarray  # (E,) int64 living at the end of the day
+    n_aup: np.ndarray  # (E,) the running nAUP
+    ended: np.ndarray  # (E,) bool: the episode is over (last day played or nobody left)
+    truncated: np.ndarray  # (E,) bool: the last day was played
+    invalid: dict[int, list[str]] = field(default_factory=dict)  # pool row -> reasons
+
+
+@dataclass
+class Communities:
+    """E communities of one config in one set of arrays (the module docstring)."""
+
+    cfg: Config
+    catalogue: Catalogue
+    seeds: np.ndarray  # (E,) the seed of each community's episode
+    state: WorldState
+    view: np.ndarray  # (E N, V) int32 pool rows
+    streams: StreamBatch
+    population_sum: np.ndarray  # (E,) living summed over days (the running nAUP)
+    logs: list[EventLog] | None = None  # with keep_logs: each community's log
+    counts: list[behaviours.DailyCounts] | None = None
+
+    @property
+    def num(self) -> int:
+        """E, the number of communities."""
+        return self.state.communities
+
+    @classmethod
+    def reset(cls, cfg: Config, seeds: Sequence[int], keep_logs: bool = False) -> Communities:
+        """A fresh community per seed (each as ``world.reset(cfg, seed)`` would draw it)."""
+        seeds = [world_fn.check_seed(s) for s in seeds]
+        if not seeds:
+            raise ValueError("a batch needs at least one community")
+        firsts = [world_fn.first_day(cfg, s) for s in seeds]
+        n = cfg.max_agents
+        if len(firsts) == 1:
+            state, view = firsts[0][0], firsts[0][1]
+        else:
+            state = stack([f[0] for f in firsts])
+            view = np.concatenate([_shift(f[1], e * n) for e, f in enumerate(firsts)])
+        batch = cls(cfg=cfg, catalogue=Catalogue(cfg), seeds=np.array(seeds, np.int64),
+                    state=state, view=view, streams=StreamBatch([f[2] for f in firsts]),
+                    population_sum=np.zeros(len(seeds), np.int64))
+        if keep_logs:
+            batch.logs = [EventLog() for _ in seeds]
+            batch.counts = [cls._new_counts(cfg) for _ in seeds]
+        return batch
+
+    @staticmethod
+    def _new_counts(cfg: Config) -> behaviours.DailyCounts:
+        return behaviours.DailyCounts(cfg.recent_days, cfg.deception_window)
+
+    def community_of(self, rows: np.ndarray) -> np.ndarray:
+        """The community of each pool row."""
+        return np.asarray(rows, np.int64) // self.state.n_per
+
+    # ---- a day -----------------------------------------------------------------------------
+
+    def step_factored(self, acts: np.ndarray) -> BatchDay:
+        """Play one day in every community from factored actions (E N, C) (rows of names
+        not alive are ignored). Communities whose episode is over must be ``replace``d
+        first."""
+        cfg, old = self.cfg, self.state
+        over = (np.atleast_1d(old.day) >= cfg.max_days) | ~self._any_alive(old)
+        if np.count_nonzero(over):
+            raise ValueError(f"communities {over.nonzero()[0].tolist()} have ended: "
+                             "replace() them before stepping")
+        acts = factored.check_shape(acts, old.n_pool, cfg, "the batch")
+        batch = ActionBatch.idle(old.n_pool)
+        rows = old.alive.nonzero()[0]
+        rng = self.streams if self.num > 1 else self.streams.gens[0]
+        factored.decode(batch, rows, acts[rows], old, self.view, cfg, self.catalogue,
+                        old.day + 1)
+        validate(batch, old, cfg)
+        new, events = step_day(old, batch, rng, cfg)
+        n = old.n_per
+        population = np.bincount(new.alive.nonzero()[0] // n, minlength=self.num)
+        if self.logs is not None:
+            self._record(events.freeze(), old, new)
+        self.population_sum += population
+        n_aup = self.population_sum / (cfg.max_days * cfg.n_agents)
+        self.state = new
+        self.view = compute_view(new, cfg, rng)
+        truncated = np.atleast_1d(new.day) >= cfg.max_days
+        died = rows[~new.alive[rows]]
+        return BatchDay(before=old, after=new, acted=rows, died=died,
+                        population=population, n_aup=n_aup,
+                        ended=truncated | (population == 0), truncated=truncated,
+                        invalid=batch.invalid)
+
+    def _any_alive(self, state: WorldState) -> np.ndarray:
+        return np.bincount(state.alive.nonzero()[0] // state.n_per,
+                           minlength=self.num) > 0
+
+    def _record(self, chunk: tuple[dict[str, np.ndarray], dict[int, str]],
+                old: WorldState, new: WorldState) -> None:
+        """Each community's census, behaviours and log, as a lone world records them."""
+        if self.num == 1:
+            parts = [chunk]
+        else:
+            parts = split_events(*chunk, np.atleast_1d(new.day), new.n_per, new.m_per)
+        for e, part in enumerate(parts):
+            lone = world_fn.World(
+                cfg=self.cfg, catalogue=self.catalogue, seed=int(self.seeds[e]),
+                state=community(new, e), view=self.view, dynamics=None, log=self.logs[e],
+                behaviours=self.counts[e], index_of={},
+                population_sum=int(self.population_sum[e]))
+            world_fn.record(lone, part, community(old, e), lone.state)
+
+    # ---- episodes --------------------------------------------------------------------------
+
+    def replace(self, which: Sequence[int], seeds: Sequence[int]) -> None:
+        """Start communities ``which`` afresh with ``seeds`` (each as ``world.reset`` would);
+        the others are untouched."""
+        which = [int(e) for e in which]
+        if not which:
+            return
+        cfg, state = self.cfg, self.state.copy() if self.num > 1 else None
+        n, m = cfg.max_agents, cfg.n_factories
+        firsts = [world_fn.first_day(cfg, world_fn.check_seed(s)) for s in seeds]
+        if self.num == 1:
+            self.state, self.view = firsts[0][0], firsts[0][1]
+        else:
+            gone = np.zeros(self.num, bool)
+            gone[which] = True
+            for e, (fresh, view, _) in zip(which, firsts, strict=True):
+                lo = e * n
+                for name in _NAME_FIELDS:
+                    getattr(state, name)[lo:lo + n] = getattr(fresh, name)
+                for name in _FACTORY_FIELDS:
+                    getattr(state, name)[e * m:(e + 1) * m] = getattr(fresh, name)
+                state.parent[lo:lo + n] = _shift(fresh.parent, lo)
+                state.day[e], state.n_used[e] = fresh.day, fresh.n_used
+                self.view[lo:lo + n] = _shift(view, lo)
+            # A fresh community has no alliances, dealings or messages: drop the old ones.
+            keep = ~gone[state.allies[:, 0] // n]
+            state.allies = state.allies[keep]
+            keep = ~gone[state.recent_src // n]
+            for name in ("recent_day", "recent_src", "recent_dst", "recent_kind",
+                         "recent_friendly"):
+                setattr(state, name, getattr(state, name)[keep])
+            state.inbox = [x for x in state.inbox if not gone[x.sender // n]]
+            state.outbox = [x for x in state.outbox if not gone[x.sender // n]]
+            self.state = state
+        for e, s, (_, _, gen) in zip(which, seeds, firsts, strict=True):
+            self.streams.gens[e] = gen
+            self.seeds[e] = int(s)
+            self.population_sum[e] = 0
+            if self.logs is not None:
+                self.logs[e] = EventLog()
+                self.counts[e] = self._new_counts(cfg)
+
+    def world(self, e: int) -> world_fn.World:
+        """Community ``e`` as a lone ``World`` (a snapshot: its state in its own numbering,
+        its log and counts when kept, an empty log otherwise; its daily stream is the
+        batch's, so stepping the snapshot moves the batch's stream too)."""
+        n = self.cfg.max_agents
+        view = self.view[e * n:(e + 1) * n] if self.num > 1 else self.view
+        return world_fn.World(
+            cfg=self.cfg, catalogue=self.catalogue, seed=int(self.seeds[e]),
+            state=community(self.state, e), view=_shift(view, -e * n),
+            dynamics=self.streams.gens[e],
+            log=self.logs[e] if self.logs is not None else EventLog(),
+            behaviours=self.counts[e] if self.counts is not None else self._new_counts(self.cfg),
+            index_of={agent_name(i): i for i in range(n)},
+            population_sum=int(self.population_sum[e]))
