@@ -10,8 +10,8 @@ import pytest
 import civa_env
 from civa_env import world
 from civa_env.world import factored
-from civa_env.world.config import Config
 from civa_env.world.batch import community
+from civa_env.world.config import Config
 from civa_env.world.day import derived_seed
 from civa_env.world.state import _ARRAY_FIELDS
 
