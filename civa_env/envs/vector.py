@@ -30,9 +30,13 @@ says which communities ended. Community ``e`` plays seed ``seed + e`` first (as
 ``world.derived_seed(seed + e, k)`` for its k-th episode after that, as the ParallelEnv's
 plain resets do.
 
-Each community is a ``civa_env.world.World`` with its own random streams, stepped through
-``world.step_factored`` (no per-resident Python but the messages sent), so a community's
-run is the same alone, in a batch, or through the ParallelEnv.
+All communities live in one set of arrays (``civa_env.world.batch.Communities``) and are
+stepped by one call of the same rules a lone world plays, each with its own random streams,
+so a community's run is the same alone, in a batch, or through the ParallelEnv (tests
+check the event log, state, view and features day by day). ``keep_logs=True`` keeps each
+community's event log, census and behaviour counts, as the ParallelEnv does (``world(e)``
+gives community e as a lone ``World`` snapshot); without it (the default, for training)
+only the running nAUP (``infos["nAUP"]``, (E,)) is kept.
 """
 
 from __future__ import annotations

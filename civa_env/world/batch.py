@@ -65,8 +65,13 @@ class StreamBatch:
     def _draw(self, method: str, size: int | tuple[int, ...]) -> np.ndarray:
         shape = (size,) if isinstance(size, (int, np.integer)) else tuple(size)
         e = len(self.gens)
-        each = shape[:-1] + (shape[-1] // e,)
-        return np.concatenate([getattr(g, method)(each) for g in self.gens], axis=-1)
+        k = shape[-1] // e
+        # Each community draws into its own contiguous block (E, ..., K), which is then laid
+        # out as (..., E K): the same numbers as drawing (..., K) alone and concatenating.
+        out = np.empty((e,) + shape[:-1] + (k,))
+        for g, block in zip(self.gens, out, strict=True):
+            getattr(g, method)(out=block)
+        return np.moveaxis(out, 0, -2).reshape(shape) if len(shape) > 1 else out.reshape(-1)
 
     def random(self, size: int | tuple[int, ...]) -> np.ndarray:
         """Uniform [0, 1) draws, community by community."""
