@@ -368,7 +368,6 @@ def features(state: WorldState, view: np.ndarray, rows: np.ndarray, inbox_count:
     # Written straight into float32: casting after clipping to [-10, 10] gives the same
     # values as clipping after, and 0/1 flags need no clipping.
     out = np.zeros((k, layout.size), np.float32)
-    alive = state.alive
     wealth = state.wealth
     own_wealth = wealth[rows]
     n_alive, mean_wealth = _community_wealth(state, rows)

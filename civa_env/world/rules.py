@@ -33,8 +33,6 @@ from civa_env.world.config import Config
 from civa_env.world.events import DayEvents
 from civa_env.world.kernels import ally_csr, resolve_attacks
 from civa_env.world.kinds import (
-    ATTACK_ON_ALLY,
-    ATTACK_SUCCESS,
     EXPLORE_FOUND,
     EXPLORE_REVEALED,
     D,
