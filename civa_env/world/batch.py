@@ -272,13 +272,12 @@ class Communities:
             parts = [chunk]
         else:
             parts = split_events(*chunk, np.atleast_1d(new.day), new.n_per, new.m_per)
+        n = new.n_per
         for e, part in enumerate(parts):
-            lone = world_fn.World(
-                cfg=self.cfg, catalogue=self.catalogue, seed=int(self.seeds[e]),
-                state=community(new, e), view=self.view, dynamics=None, log=self.logs[e],
-                behaviours=self.counts[e], index_of={},
-                population_sum=int(self.population_sum[e]))
-            world_fn.record(lone, part, community(old, e), lone.state)
+            lo = e * n
+            world_fn.record(self.cfg, self.logs[e], self.counts[e], part, community(new, e),
+                            old.wealth[lo:lo + n], old.alive[lo:lo + n],
+                            int(self.population_sum[e]))
 
     # ---- episodes --------------------------------------------------------------------------
 

@@ -242,16 +242,17 @@ def first_day(cfg: Config, seed: int) -> tuple[WorldState, np.ndarray, np.random
     return state, compute_view(state, cfg, dynamics), dynamics
 
 
-def record(world: World, chunk: tuple[dict[str, np.ndarray], dict[int, str]],
-           old: WorldState, new: WorldState) -> dict[str, Any]:
-    """Take the day's census (with its behaviours and the running nAUP) and append the day
-    to ``world``'s log; returns the census."""
-    cfg = world.cfg
-    census = metrics.census(new, chunk[0], old.wealth, old.alive, cfg)
-    world.log.append(chunk, census)
-    census["behaviours"] = world.behaviours.day(*chunk, census, new.ever_gave)
-    world.population_sum += census["population"]
-    census["nAUP"] = world.population_sum / (cfg.max_days * cfg.n_agents)
+def record(cfg: Config, log: EventLog, counts: behaviours.DailyCounts,
+           chunk: tuple[dict[str, np.ndarray], dict[int, str]], new: WorldState,
+           w0: np.ndarray, alive0: np.ndarray, population_sum: int) -> dict[str, Any]:
+    """Take the day's census from the state after it (``new``), the day's events and the
+    wealth and living at its start, with its behaviour counts and the running nAUP
+    (``population_sum``: living summed over the days before), and append the day to
+    ``log``; returns the census."""
+    census = metrics.census(new, chunk[0], w0, alive0, cfg)
+    log.append(chunk, census)
+    census["behaviours"] = counts.day(*chunk, census, new.ever_gave)
+    census["nAUP"] = (population_sum + census["population"]) / (cfg.max_days * cfg.n_agents)
     return census
 
 
@@ -307,7 +308,9 @@ def play(world: World, batch: ActionBatch) -> tuple[World, Day]:
     """Play one day from an already packed and validated ``ActionBatch``."""
     cfg, old = world.cfg, world.state
     new, day_events = step_day(old, batch, world.dynamics, cfg)
-    census = record(world, day_events.freeze(), old, new)
+    census = record(cfg, world.log, world.behaviours, day_events.freeze(), new, old.wealth,
+                    old.alive, world.population_sum)
+    world.population_sum += census["population"]
     world.state = new
     world.view = compute_view(new, cfg, world.dynamics)
     born = (new.alive & ~old.alive).nonzero()[0]

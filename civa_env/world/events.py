@@ -26,7 +26,7 @@ COLUMNS: dict[str, tuple[Any, Any]] = {
     "kind": (np.int8, 0),
     "actor": (np.int32, -1),
     "target": (np.int32, -1),
-    "factory": (np.int16, -1),
+    "factory": (np.int32, -1),  # (a batch's factory rows: E M can pass int16)
     "amount": (np.float64, 0.0),
     "wealth": (np.float64, np.nan),  # actor's wealth at the start of the day
     "target_wealth": (np.float64, np.nan),  # target's wealth at the start of the day

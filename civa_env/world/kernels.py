@@ -2,6 +2,7 @@
 
 * ``resolve_attacks``: the contested attack loop of ``rules.attack`` (attacks one by one in a
   given order, wealth changing as they go), with the same IEEE arithmetic in the same order.
+* ``strength``: a resident's fighting strength, the one formula (``rules.strength`` calls it).
 * ``ally_csr``: the alliance pairs as a CSR adjacency (neighbours ascending), the form the
   kernel reads.
 """
@@ -36,7 +37,9 @@ def ally_csr(allies: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 @njit(cache=True)
-def _strength(skill, w, wealth_weight, wealth_cap):
+def strength(skill, w, wealth_weight, wealth_cap):
+    """Fighting strength ``skill + wealth_weight * min(max(w, 0), wealth_cap)`` (what
+    ``rules.strength`` gives; callable from Python too)."""
     # Python's min(max(w, 0.0), cap), spelt as CPython evaluates it.
     x = 0.0 if 0.0 > w else w
     x = wealth_cap if wealth_cap < x else x
@@ -90,14 +93,14 @@ def resolve_attacks(order, target, draws, wealth, skill, alive, ally_ptr, ally_i
         on_ally = pos_ij >= 0 and not gone[pos_ij]
         wi = wealth[i]
         wj = wealth[j]
-        s_i = _strength(skill[i], wi, wealth_weight, wealth_cap)
-        s_j = _strength(skill[j], wj, wealth_weight, wealth_cap)
+        s_i = strength(skill[i], wi, wealth_weight, wealth_cap)
+        s_j = strength(skill[j], wj, wealth_weight, wealth_cap)
         for p in range(ally_ptr[j], ally_ptr[j + 1]):
             if gone[p]:
                 continue
             a = ally_idx[p]
             if attacking[a] != j and alive[a]:
-                s_j += ally_defence * _strength(skill[a], wealth[a], wealth_weight,
+                s_j += ally_defence * strength(skill[a], wealth[a], wealth_weight,
                                                 wealth_cap)
         success = draws[k] < s_i / (s_i + s_j)
         if success:

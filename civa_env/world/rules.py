@@ -32,6 +32,7 @@ from civa_env.world.catalogue import is_allied
 from civa_env.world.config import Config
 from civa_env.world.events import DayEvents
 from civa_env.world.kernels import ally_csr, resolve_attacks
+from civa_env.world.kernels import strength as kernel_strength
 from civa_env.world.kinds import (
     EXPLORE_FOUND,
     EXPLORE_REVEALED,
@@ -77,8 +78,10 @@ def outage_prob(cfg: Config, day: int | np.ndarray) -> float | np.ndarray:
 
 
 def strength(skill: float, wealth: float, cfg: Config) -> float:
-    """Fighting strength: ``skill + 0.05 * min(wealth, 40)`` (wealth floored at 0)."""
-    return skill + cfg.attack_wealth_weight * min(max(wealth, 0.0), cfg.attack_wealth_cap)
+    """Fighting strength: ``skill + 0.05 * min(wealth, 40)`` (wealth floored at 0); the
+    attack kernel's own formula (``kernels.strength``)."""
+    return float(kernel_strength(skill, wealth, cfg.attack_wealth_weight,
+                                 cfg.attack_wealth_cap))
 
 
 def produce(state: WorldState, batch: ActionBatch, rng: np.random.Generator, cfg: Config,
@@ -358,15 +361,7 @@ def give_birth(state: WorldState, rng: np.random.Generator, cfg: Config, ev: Day
     eligible = state.alive & (state.wealth >= cfg.birth_threshold)
     draws, priority = rng.random((2, state.n_pool))
     parents = (eligible & (draws < cfg.birth_prob)).nonzero()[0]
-    if state.communities > 1:
-        parents, kids = _batch_births(state, parents, priority)
-    else:
-        free = state.n_pool - state.n_used
-        if len(parents) > free:
-            # Not enough names for all: a seeded draw decides who, not the name order.
-            parents = np.sort(parents[np.argsort(priority[parents], kind="stable")[:free]])
-        kids = np.arange(state.n_used, state.n_used + len(parents))
-        state.n_used += len(parents)
+    parents, kids = _names_for(state, parents, priority)
     if len(parents) == 0:
         return parents
     state.wealth[parents] -= cfg.birth_cost
@@ -387,14 +382,16 @@ def give_birth(state: WorldState, rng: np.random.Generator, cfg: Config, ev: Day
     return kids
 
 
-def _batch_births(state: WorldState, parents: np.ndarray,
-                  priority: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _names_for(state: WorldState, parents: np.ndarray,
+               priority: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``give_birth``'s choice of parents and names, community by community: where a
-    community has fewer free names than parents, its parents of lowest ``priority`` draw
-    win; its newcomers take its next names in parent order. Returns (parents, kids)."""
+    community has fewer free names than parents (not enough names for all), its parents of
+    lowest ``priority`` draw win, not the name order; its newcomers take its next names in
+    parent order. Updates ``n_used``; returns (parents, kids)."""
     n, e = state.n_per, state.communities
+    used = np.atleast_1d(np.asarray(state.n_used, np.int64))
     comm = parents // n
-    free = n - state.n_used
+    free = n - used
     wanted = np.bincount(comm, minlength=e)
     if np.count_nonzero(wanted > free):
         # Rank each parent within its community by its draw; keep ranks below the free count.
@@ -406,8 +403,9 @@ def _batch_births(state: WorldState, parents: np.ndarray,
         comm = parents // n
     # Kids: the community's next free names, in parent (name) order.
     first = np.searchsorted(comm, comm, side="left")
-    kids = comm * n + state.n_used[comm] + (np.arange(len(parents)) - first)
-    state.n_used += np.bincount(comm, minlength=e)
+    kids = comm * n + used[comm] + (np.arange(len(parents)) - first)
+    used += np.bincount(comm, minlength=e)
+    state.n_used = used if e > 1 else int(used[0])
     return parents, kids
 
 

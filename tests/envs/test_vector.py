@@ -209,3 +209,28 @@ def test_bad_arguments():
         venv.step(np.zeros((venv.num_slots, 6), np.int64))
     with pytest.raises(ValueError, match="seed"):
         venv.reset(seed=-1)
+
+
+def test_births_when_names_run_out_are_drawn_within_each_community():
+    """Communities with few free names and many would-be parents: who gets a name is each
+    community's own draw (the batch's states equal the lone worlds' every day)."""
+    kw = {"n_agents": 6, "max_agents": 9, "max_days": 8, "birth_threshold": 1.0,
+          "birth_prob": 0.9, "birth_cost": 0.5, "newcomer_wealth": 5.0}
+    venv = civa_env.vector_env(num_envs=4, **kw)
+    obs, _ = venv.reset(seed=11)
+    n = venv.n_slots
+    alone = [world.reset(venv.cfg, 11 + e) for e in range(4)]
+    rng = np.random.default_rng(0)
+    short = 0  # days on which a community had more would-be parents than free names
+    for _ in range(5):
+        acts = sample(obs, venv.spec, rng, talk=False)
+        for e in range(4):
+            before = alone[e].state
+            eligible = before.alive & (before.wealth >= 3.0)
+            short += int(np.count_nonzero(eligible) > before.n_pool - before.n_used)
+            alone[e], _ = world.step_factored(alone[e], acts[e * n:(e + 1) * n])
+        obs, *_, infos = venv.step(acts)
+        assert not infos["ended"].any()
+        for e in range(4):
+            assert_same_state(alone[e].state, venv.batch.state, e)
+    assert short > 0 and all(w.state.n_used == 9 for w in alone)
