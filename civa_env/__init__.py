@@ -5,7 +5,8 @@
                                 prevalence=0.5)
 
 The package is layered (README "Project layout"): ``civa_env.world`` is the simulation
-(numpy only), ``civa_env.envs`` the gymnasium/PettingZoo adapters, then ``policies``,
+(numpy and scipy; numba for the attack kernel, loaded on first use), ``civa_env.envs`` the
+gymnasium/PettingZoo adapters, then ``policies``,
 ``experiments``, ``viewer`` and the ``civa`` command line. ``import civa_env`` stays light: the
 adapters are imported on first use of ``parallel_env``, ``env``, ``raw_env``, ``CivaEnv`` or
 ``vector_env`` (many communities as one batch of arrays, ``civa_env.envs.vector``), and

@@ -113,9 +113,8 @@ class CivaVectorEnv:
         the config's seed, else a fresh one)."""
         if seed is None:
             seed = self.cfg.seed if self.cfg.seed is not None else world_fn.fresh_seed()
-        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-            raise ValueError(f"seed must be an int >= 0, got {seed!r}")
-        self._seeds = [int(seed) + e for e in range(self.num_envs)]
+        seed = world_fn.check_seed(seed)
+        self._seeds = [seed + e for e in range(self.num_envs)]
         self._episodes[:] = 0
         self.batch = Communities.reset(self.cfg, self._seeds, keep_logs=self.keep_logs)
         obs = self._empty_obs()
@@ -130,14 +129,8 @@ class CivaVectorEnv:
         acts = factored.check_shape(actions, self.num_slots, self.cfg, "the vector env")
         day = self.batch.step_factored(acts)
         cfg, n = self.cfg, self.n_slots
-        acted = day.acted
         rewards = np.zeros(self.num_slots)
-        if cfg.reward == "wealth":
-            rewards[acted] = day.after.wealth[acted] - day.before.wealth[acted]
-        elif cfg.reward == "survival":
-            rewards[acted] = np.where(day.after.alive[acted], 1.0, -1.0)
-        else:
-            rewards[acted] = (day.population / cfg.n_agents)[acted // n]
+        rewards[day.acted] = world_fn.rewards(day, cfg)
         terminated = np.zeros(self.num_slots, bool)
         terminated[day.died] = True
         ended = day.ended
@@ -186,7 +179,9 @@ class CivaVectorEnv:
     @property
     def worlds(self) -> list[world_fn.World]:
         """Every community as a lone ``World`` snapshot (``world(e)``)."""
-        return [self.world(e) for e in range(self.num_envs)]
+        if self.batch is None:
+            raise ValueError("call reset() first")
+        return self.batch.worlds()
 
     # ---- observations -------------------------------------------------------------------------
     def _empty_obs(self) -> dict[str, np.ndarray]:

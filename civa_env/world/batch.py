@@ -36,9 +36,9 @@ from typing import Any
 
 import numpy as np
 
-from civa_env.world import behaviours, factored
+from civa_env.world import behaviours
 from civa_env.world import day as world_fn
-from civa_env.world.actions import EVERYONE, ActionBatch, validate
+from civa_env.world.actions import EVERYONE
 from civa_env.world.catalogue import Catalogue
 from civa_env.world.config import Config
 from civa_env.world.events import EventLog, agent_name
@@ -66,6 +66,9 @@ class StreamBatch:
         shape = (size,) if isinstance(size, (int, np.integer)) else tuple(size)
         e = len(self.gens)
         k = shape[-1] // e
+        if k * e != shape[-1]:
+            raise ValueError(f"a batch draw's last axis ({shape[-1]}) must hold one number "
+                             f"per name or factory of each of the {e} communities")
         # Each community draws into its own contiguous block (E, ..., K), which is then laid
         # out as (..., E K): the same numbers as drawing (..., K) alone and concatenating.
         out = np.empty((e,) + shape[:-1] + (k,))
@@ -115,28 +118,61 @@ def stack(states: Sequence[WorldState]) -> WorldState:
                       communities=len(states), **out)
 
 
+def _grouped(keys: np.ndarray, e: int) -> tuple[np.ndarray, np.ndarray]:
+    """A stable order of ``keys`` (community numbers) and where each of the ``e``
+    communities' entries start in it: (order, bounds (e + 1,))."""
+    order = np.argsort(keys, kind="stable")
+    return order, np.searchsorted(keys[order], np.arange(e + 1))
+
+
+def _lone(state: WorldState, c: int, allies: np.ndarray, recent: np.ndarray,
+          inbox: list[Message], outbox: list[Message]) -> WorldState:
+    """Community ``c`` of a batch state in its own numbering, given which rows of the edge
+    lists and which messages are its own (arrays copied)."""
+    n, m = state.n_per, state.m_per
+    lo = c * n
+    one: dict[str, Any] = {name: getattr(state, name)[lo:lo + n].copy() for name in _NAME_FIELDS}
+    for name in _FACTORY_FIELDS:
+        one[name] = getattr(state, name)[c * m:(c + 1) * m].copy()
+    one["parent"] = _shift(one["parent"], -lo)
+    one["allies"] = (state.allies[allies] - lo).astype(np.int32)
+    one["recent_src"] = state.recent_src[recent] - lo
+    one["recent_dst"] = _shift(state.recent_dst[recent], -lo)
+    for name in ("recent_day", "recent_kind", "recent_friendly"):
+        one[name] = getattr(state, name)[recent]
+    return WorldState(day=int(state.day[c]), n_used=int(state.n_used[c]),
+                      outbox=_shift_messages(outbox, -lo), inbox=_shift_messages(inbox, -lo),
+                      **one)
+
+
+def split_state(state: WorldState) -> list[WorldState]:
+    """Every community of a batch state as a lone community's state (``community``'s for
+    each), the edge lists and messages grouped in one pass."""
+    if state.communities == 1:
+        return [state.copy()]
+    n, e = state.n_per, state.communities
+    ally_order, ally_at = _grouped(state.allies[:, 0] // n, e)
+    recent_order, recent_at = _grouped(state.recent_src // n, e)
+    mail: dict[str, list[list[Message]]] = {}
+    for box in ("inbox", "outbox"):
+        mail[box] = [[] for _ in range(e)]
+        for msg in getattr(state, box):
+            mail[box][msg.sender // n].append(msg)
+    return [_lone(state, c, ally_order[ally_at[c]:ally_at[c + 1]],
+                  recent_order[recent_at[c]:recent_at[c + 1]], mail["inbox"][c],
+                  mail["outbox"][c]) for c in range(e)]
+
+
 def community(state: WorldState, e: int) -> WorldState:
     """Community ``e`` of a batch state as a lone community's state (its own numbering;
     arrays copied)."""
     if state.communities == 1:
         return state.copy()
-    n, m = state.n_per, state.m_per
-    lo = e * n
-    out: dict[str, Any] = {name: getattr(state, name)[lo:lo + n].copy() for name in _NAME_FIELDS}
-    for name in _FACTORY_FIELDS:
-        out[name] = getattr(state, name)[e * m:(e + 1) * m].copy()
-    out["parent"] = _shift(out["parent"], -lo)
-    mine = state.allies[:, 0] // n == e
-    out["allies"] = (state.allies[mine] - lo).astype(np.int32)
-    mine = state.recent_src // n == e
-    out["recent_src"] = state.recent_src[mine] - lo
-    out["recent_dst"] = _shift(state.recent_dst[mine], -lo)
-    for name in ("recent_day", "recent_kind", "recent_friendly"):
-        out[name] = getattr(state, name)[mine]
-    return WorldState(day=int(state.day[e]), n_used=int(state.n_used[e]),
-                      outbox=_shift_messages([x for x in state.outbox if x.sender // n == e], -lo),
-                      inbox=_shift_messages([x for x in state.inbox if x.sender // n == e], -lo),
-                      **out)
+    n = state.n_per
+    return _lone(state, e, (state.allies[:, 0] // n == e).nonzero()[0],
+                 (state.recent_src // n == e).nonzero()[0],
+                 [x for x in state.inbox if x.sender // n == e],
+                 [x for x in state.outbox if x.sender // n == e])
 
 
 def event_communities(cols: dict[str, np.ndarray], n: int, m: int) -> np.ndarray:
@@ -150,8 +186,16 @@ def split_events(cols: dict[str, np.ndarray], texts: dict[int, str], days: np.nd
     """A batch day's events (``DayEvents.freeze``) as each community's day alone: its rows
     in order, renumbered, with its day (``days`` (E,))."""
     comm = event_communities(cols, n, m)
-    order = np.argsort(comm, kind="stable")
-    bounds = np.searchsorted(comm[order], np.arange(len(days) + 1))
+    if np.count_nonzero(comm < 0):
+        raise ValueError("an event with neither an actor nor a factory cannot be placed "
+                         "in a community")
+    order, bounds = _grouped(comm, len(days))
+    # Each text's row within its community's day.
+    rank = np.empty(len(order), np.int64)
+    rank[order] = np.arange(len(order)) - bounds[comm[order]]
+    by_comm: list[dict[int, str]] = [{} for _ in days]
+    for row, text in texts.items():
+        by_comm[comm[row]][int(rank[row])] = text
     out = []
     for e in range(len(days)):
         rows = order[bounds[e]:bounds[e + 1]]
@@ -159,8 +203,7 @@ def split_events(cols: dict[str, np.ndarray], texts: dict[int, str], days: np.nd
         for key, by in (("actor", e * n), ("target", e * n), ("factory", e * m)):
             mine[key] = _shift(mine[key], -by)
         mine["day"][:] = days[e]
-        out.append((mine, {k: texts[int(r)] for k, r in enumerate(rows.tolist())
-                           if int(r) in texts}))
+        out.append((mine, dict(sorted(by_comm[e].items()))))
     return out
 
 
@@ -223,10 +266,6 @@ class Communities:
     def _new_counts(cfg: Config) -> behaviours.DailyCounts:
         return behaviours.DailyCounts(cfg.recent_days, cfg.deception_window)
 
-    def community_of(self, rows: np.ndarray) -> np.ndarray:
-        """The community of each pool row."""
-        return np.asarray(rows, np.int64) // self.state.n_per
-
     # ---- a day -----------------------------------------------------------------------------
 
     def step_factored(self, acts: np.ndarray) -> BatchDay:
@@ -238,13 +277,9 @@ class Communities:
         if np.count_nonzero(over):
             raise ValueError(f"communities {over.nonzero()[0].tolist()} have ended: "
                              "replace() them before stepping")
-        acts = factored.check_shape(acts, old.n_pool, cfg, "the batch")
-        batch = ActionBatch.idle(old.n_pool)
+        batch = world_fn.factored_batch(old, self.view, acts, cfg, self.catalogue, "the batch")
         rows = old.alive.nonzero()[0]
         rng = self.streams if self.num > 1 else self.streams.gens[0]
-        factored.decode(batch, rows, acts[rows], old, self.view, cfg, self.catalogue,
-                        old.day + 1)
-        validate(batch, old, cfg)
         new, events = step_day(old, batch, rng, cfg)
         n = old.n_per
         population = np.bincount(new.alive.nonzero()[0] // n, minlength=self.num)
@@ -273,9 +308,9 @@ class Communities:
         else:
             parts = split_events(*chunk, np.atleast_1d(new.day), new.n_per, new.m_per)
         n = new.n_per
-        for e, part in enumerate(parts):
+        for e, (part, lone) in enumerate(zip(parts, split_state(new), strict=True)):
             lo = e * n
-            world_fn.record(self.cfg, self.logs[e], self.counts[e], part, community(new, e),
+            world_fn.record(self.cfg, self.logs[e], self.counts[e], part, lone,
                             old.wealth[lo:lo + n], old.alive[lo:lo + n],
                             int(self.population_sum[e]))
 
@@ -322,17 +357,23 @@ class Communities:
                 self.logs[e] = EventLog()
                 self.counts[e] = self._new_counts(cfg)
 
-    def world(self, e: int) -> world_fn.World:
+    def world(self, e: int, state: WorldState | None = None) -> world_fn.World:
         """Community ``e`` as a lone ``World`` (a snapshot: its state in its own numbering,
         its log and counts when kept, an empty log otherwise; its daily stream is the
-        batch's, so stepping the snapshot moves the batch's stream too)."""
+        batch's, so stepping the snapshot moves the batch's stream too). ``state``: its
+        lone state, if already split off."""
         n = self.cfg.max_agents
         view = self.view[e * n:(e + 1) * n] if self.num > 1 else self.view
         return world_fn.World(
             cfg=self.cfg, catalogue=self.catalogue, seed=int(self.seeds[e]),
-            state=community(self.state, e), view=_shift(view, -e * n),
+            state=community(self.state, e) if state is None else state,
+            view=_shift(view, -e * n),
             dynamics=self.streams.gens[e],
             log=self.logs[e] if self.logs is not None else EventLog(),
             behaviours=self.counts[e] if self.counts is not None else self._new_counts(self.cfg),
             index_of={agent_name(i): i for i in range(n)},
             population_sum=int(self.population_sum[e]))
+
+    def worlds(self) -> list[world_fn.World]:
+        """Every community as a lone ``World`` snapshot (``world``), split in one pass."""
+        return [self.world(e, lone) for e, lone in enumerate(split_state(self.state))]

@@ -216,13 +216,15 @@ class Day:
 def rewards(day: Day, cfg: Config) -> np.ndarray:
     """(K,) float64 reward of each resident of ``day.acted`` (``cfg.reward``): ``wealth``,
     the day's change in wealth; ``survival``, +1 alive and -1 at death; ``community``, the
-    living count over ``n_agents``, shared."""
-    acted = day.acted
+    living count over ``n_agents``, shared (by each community, for a ``batch.BatchDay``)."""
+    acted, after = day.acted, day.after
     if cfg.reward == "wealth":
-        return day.after.wealth[acted] - day.before.wealth[acted]
+        return after.wealth[acted] - day.before.wealth[acted]
     if cfg.reward == "survival":
-        return np.where(day.after.alive[acted], 1.0, -1.0)
-    return np.full(len(acted), np.count_nonzero(day.after.alive) / cfg.n_agents)
+        return np.where(after.alive[acted], 1.0, -1.0)
+    n = after.n_per
+    living = np.bincount(after.alive.nonzero()[0] // n, minlength=after.communities)
+    return (living / cfg.n_agents)[acted // n]
 
 
 def check_seed(seed: Any) -> int:
@@ -294,14 +296,20 @@ def step_factored(world: World, acts: np.ndarray) -> tuple[World, Day]:
     if world.done:
         raise ValueError(f"the episode is over (day {world.day} of {world.cfg.max_days}, "
                          f"{int(world.state.alive.sum())} alive): call reset()")
-    cfg, old = world.cfg, world.state
-    acts = factored.check_shape(acts, old.n_pool, cfg, "the pool")
-    batch = ActionBatch.idle(old.n_pool)
-    rows = old.alive.nonzero()[0]
-    factored.decode(batch, rows, acts[rows], old, world.view, cfg, world.catalogue,
-                    old.day + 1)
-    validate(batch, old, cfg)
-    return play(world, batch)
+    return play(world, factored_batch(world.state, world.view, acts, world.cfg,
+                                      world.catalogue, "the pool"))
+
+
+def factored_batch(state: WorldState, view: np.ndarray, acts: np.ndarray, cfg: Config,
+                   catalogue: Catalogue, who: str) -> ActionBatch:
+    """The validated ``ActionBatch`` of factored actions ``acts`` (one row per pool row;
+    rows of names not alive are ignored); a shape error names ``who``."""
+    acts = factored.check_shape(acts, state.n_pool, cfg, who)
+    batch = ActionBatch.idle(state.n_pool)
+    rows = state.alive.nonzero()[0]
+    factored.decode(batch, rows, acts[rows], state, view, cfg, catalogue, state.day + 1)
+    validate(batch, state, cfg)
+    return batch
 
 
 def play(world: World, batch: ActionBatch) -> tuple[World, Day]:

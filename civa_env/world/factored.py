@@ -254,7 +254,13 @@ def decode(batch: ActionBatch, rows: np.ndarray, acts: np.ndarray, state: WorldS
         batch.flag_many(rows[bad_m], f"message kind outside [0, {spec.n_message}) or "
                                      f"recipient outside [0, {spec.n_message_to}): dropped")
     v = cfg.view_size
-    for k in (talk & ~bad_m).nonzero()[0].tolist():
+    sending = (talk & ~bad_m).nonzero()[0]
+    # Yesterday's pay per worker of every factory row, and each sender's day (taken once, not
+    # per message: a batch holds every community's factories).
+    per_worker = state.output / np.maximum(state.workers, 1)
+    days = np.broadcast_to(state.per_row(day, rows[sending]), len(sending)).tolist()
+    m = state.m_per
+    for k, today in zip(sending.tolist(), days, strict=True):
         i, to = int(rows[k]), int(message_to[k])
         if to == v:
             recipient = EVERYONE
@@ -263,21 +269,18 @@ def decode(batch: ActionBatch, rows: np.ndarray, acts: np.ndarray, state: WorldS
             if recipient < 0:
                 batch.flag(i, "message to an empty view slot: dropped")
                 continue
-        factory, worth = _factory_worth(state, i, int(batch.factory[i]))
+        lo = i // state.n_per * m
+        factory, worth = _factory_worth(state, i, int(batch.factory[i]),
+                                        per_worker[lo:lo + m])
         text = render_message(int(message[k]), factory, worth)
-        batch.messages.append(Message(int(state.per_row(day, i)), i, recipient,
-                                      text[: cfg.max_message_chars]))
+        batch.messages.append(Message(int(today), i, recipient, text[: cfg.max_message_chars]))
 
 
-def _factory_worth(state: WorldState, i: int, factory: int) -> tuple[int, float]:
+def _factory_worth(state: WorldState, i: int, factory: int,
+                   per_worker: np.ndarray) -> tuple[int, float]:
     """The factory a factory's-worth message speaks of (the one of today's primary action,
-    else the known factory that paid most per worker yesterday) and its pay per worker
-    (factory numbers of ``i``'s community)."""
-    per_worker = state.output / np.maximum(state.workers, 1)
-    if state.communities > 1:
-        m = state.m_per
-        c = i // state.n_per
-        per_worker = per_worker[c * m:(c + 1) * m]
+    else the known factory that paid most per worker yesterday) and its pay per worker,
+    given ``per_worker`` (M,) of ``i``'s community's factories (its own numbers)."""
     if factory < 0:
         known = state.known[i].nonzero()[0]
         if len(known) == 0:

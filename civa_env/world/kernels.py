@@ -21,7 +21,7 @@ _ON_ALLY = np.int8(ATTACK_ON_ALLY)
 def ally_csr(allies: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
     """CSR adjacency of the alliances: row ``i``'s allies are
     ``ally_idx[ally_ptr[i]:ally_ptr[i + 1]]``, ascending and without repeats (as the sets of
-    ``rules.attack``). ``allies`` is (E, 2) pairs; both directions are entered.
+    ``rules.attack``). ``allies`` is (A, 2) pairs, one per alliance; both directions are entered.
 
     Returns ``(ally_ptr (n + 1,) int64, ally_idx (2E or fewer,) int64)``."""
     pairs = np.asarray(allies, np.int64).reshape(-1, 2)

@@ -31,8 +31,6 @@ from civa_env.world.arrays import filled
 from civa_env.world.catalogue import is_allied
 from civa_env.world.config import Config
 from civa_env.world.events import DayEvents
-from civa_env.world.kernels import ally_csr, resolve_attacks
-from civa_env.world.kernels import strength as kernel_strength
 from civa_env.world.kinds import (
     EXPLORE_FOUND,
     EXPLORE_REVEALED,
@@ -42,6 +40,9 @@ from civa_env.world.kinds import (
     S,
 )
 from civa_env.world.state import WorldState
+
+# The day being played: an int for a lone community, (E,) for a batch of E (one day each).
+DayNumber = int | np.ndarray
 
 
 def production(capacity: np.ndarray, workers: np.ndarray, cfg: Config) -> np.ndarray:
@@ -80,8 +81,9 @@ def outage_prob(cfg: Config, day: int | np.ndarray) -> float | np.ndarray:
 def strength(skill: float, wealth: float, cfg: Config) -> float:
     """Fighting strength: ``skill + 0.05 * min(wealth, 40)`` (wealth floored at 0); the
     attack kernel's own formula (``kernels.strength``)."""
-    return float(kernel_strength(skill, wealth, cfg.attack_wealth_weight,
-                                 cfg.attack_wealth_cap))
+    from civa_env.world import kernels  # (numba loads on first use, not at import)
+    return float(kernels.strength(skill, wealth, cfg.attack_wealth_weight,
+                                  cfg.attack_wealth_cap))
 
 
 def produce(state: WorldState, batch: ActionBatch, rng: np.random.Generator, cfg: Config,
@@ -202,7 +204,7 @@ def _has_recent(state: WorldState, kind: int, src: np.ndarray, dst: np.ndarray,
     return keys[pos] == query
 
 
-def merge(state: WorldState, batch: ActionBatch, cfg: Config, ev: DayEvents, day: int,
+def merge(state: WorldState, batch: ActionBatch, cfg: Config, ev: DayEvents, day: DayNumber,
           w0: np.ndarray) -> int:
     """Proposals; an alliance forms when both proposed within ``merge_window`` days.
 
@@ -221,7 +223,7 @@ def merge(state: WorldState, batch: ActionBatch, cfg: Config, ev: DayEvents, day
 
 
 def _propose(state: WorldState, batch: ActionBatch, rows: np.ndarray, cfg: Config,
-             ev: DayEvents, day: int, w0: np.ndarray) -> int:
+             ev: DayEvents, day: DayNumber, w0: np.ndarray) -> int:
     """Record the merge proposals of ``rows``; form the mutual ones. Returns those formed."""
     tgt = batch.target[rows]
     ev.add(K.MERGE_PROPOSAL, rows, tgt, wealth=w0[rows], target_wealth=w0[tgt])
@@ -241,7 +243,7 @@ def _propose(state: WorldState, batch: ActionBatch, rows: np.ndarray, cfg: Confi
     return formed
 
 
-def give(state: WorldState, batch: ActionBatch, ev: DayEvents, day: int,
+def give(state: WorldState, batch: ActionBatch, ev: DayEvents, day: DayNumber,
          w0: np.ndarray) -> np.ndarray:
     """Gifts, all at once, each cut to the giver's wealth after the primary action."""
     rows = (state.alive & (batch.secondary == S.GIFT)).nonzero()[0]
@@ -265,7 +267,7 @@ def give(state: WorldState, batch: ActionBatch, ev: DayEvents, day: int,
 
 
 def attack(state: WorldState, batch: ActionBatch, rng: np.random.Generator, cfg: Config,
-           ev: DayEvents, day: int, w0: np.ndarray) -> None:
+           ev: DayEvents, day: DayNumber, w0: np.ndarray) -> None:
     """Attacks one by one in a seeded random order (contested: wealth changes as they go).
 
     Success probability ``S_i / (S_i + S_j)``, where the defender adds ``ally_defence`` of
@@ -282,6 +284,7 @@ def attack(state: WorldState, batch: ActionBatch, rng: np.random.Generator, cfg:
     state.attacked_by[:] = 0
     if len(rows) == 0:
         return
+    from civa_env.world.kernels import ally_csr, resolve_attacks  # (numba: on first use)
     order = rows[np.argsort(order_key[rows], kind="stable")]
     tgt = batch.target[order].astype(np.int64)
     # The contested loop, compiled (kernels.resolve_attacks: the same IEEE arithmetic in
@@ -308,7 +311,7 @@ def _drop_alliances(state: WorldState, keys: np.ndarray) -> None:
     state.allies = state.allies[~np.isin(have, keys)]
 
 
-def send_messages(state: WorldState, batch: ActionBatch, ev: DayEvents, day: int) -> None:
+def send_messages(state: WorldState, batch: ActionBatch, ev: DayEvents, day: DayNumber) -> None:
     """Messages go to the outbox, delivered at the start of tomorrow."""
     msgs = batch.messages
     if not msgs:
@@ -340,7 +343,7 @@ def apply_upkeep(state: WorldState, batch: ActionBatch, rng: np.random.Generator
     return cost
 
 
-def remove_dead(state: WorldState, ev: DayEvents, day: int) -> np.ndarray:
+def remove_dead(state: WorldState, ev: DayEvents, day: DayNumber) -> np.ndarray:
     """Residents whose wealth fell below 0 are removed; their alliances end."""
     dead = (state.alive & (state.wealth < 0)).nonzero()[0]
     if len(dead):
@@ -356,7 +359,7 @@ def remove_dead(state: WorldState, ev: DayEvents, day: int) -> np.ndarray:
 
 
 def give_birth(state: WorldState, rng: np.random.Generator, cfg: Config, ev: DayEvents,
-               day: int) -> np.ndarray:
+               day: DayNumber) -> np.ndarray:
     """Residents with wealth >= 20 have a newcomer with p=0.3 while the pool has names."""
     eligible = state.alive & (state.wealth >= cfg.birth_threshold)
     draws, priority = rng.random((2, state.n_pool))

@@ -35,8 +35,8 @@ class WorldState:
 
     # Days completed and names of the pool used so far (newcomers take index n_used): ints
     # for one community, (E,) int64 arrays in a batch of E (``communities``).
-    day: int
-    n_used: int
+    day: int | np.ndarray
+    n_used: int | np.ndarray
     alive: np.ndarray  # (N,) bool
     wealth: np.ndarray  # (N,) float64
     skill: np.ndarray  # (N,) float64
@@ -62,7 +62,7 @@ class WorldState:
     # prevalence (inherit_values=False) holds the condition when its draw < prevalence.
     value_draw: np.ndarray  # (N,) float64
     # Relations.
-    allies: np.ndarray  # (E, 2) int32 pairs i < j
+    allies: np.ndarray  # (A, 2) int32 pairs i < j, one per alliance
     recent_day: np.ndarray  # (R,) int32
     recent_src: np.ndarray  # (R,) int32
     recent_dst: np.ndarray  # (R,) int32 (-1: message to everyone)

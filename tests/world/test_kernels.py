@@ -34,6 +34,9 @@ def reference(order, target, draws, wealth, skill, alive, allies, p):
         wi, wj = wealth[i], wealth[j]
         s_i = strength(skill[i], wi, p)
         s_j = strength(skill[j], wj, p)
+        # (Name order, as the kernel adds them: the Python loop this replaced iterated a
+        # set, whose order can differ; that changes a defender's strength in the last bit
+        # only, and the golden digests of tests/envs/test_speed_invariance.py did not move.)
         for a in sorted(allies_of.get(j, ())):
             if attacking.get(a) != j and alive[a]:
                 s_j += p["ally_defence"] * strength(skill[a], wealth[a], p)
