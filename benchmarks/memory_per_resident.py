@@ -24,6 +24,13 @@ import json, sys, tracemalloc, numpy as np
 import civa_env
 from civa_env.world import factored
 e, n, days = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+# numba and the compiled attack kernel load once per process (tens of MB of Python objects):
+# loaded before tracing, as the interpreter itself is not counted either.
+from civa_env.world.kernels import ally_csr, resolve_attacks
+ptr, idx = ally_csr(np.zeros((0, 2), np.int32), 2)
+resolve_attacks(np.array([0]), np.array([1]), np.array([0.5]), np.ones(2), np.ones(2),
+                np.ones(2, bool), ptr, idx, 0.05, 40.0, 0.5, 0.2, 0.5, 0.5, np.zeros(2),
+                np.zeros(2), np.zeros(2, np.int64))
 tracemalloc.start()
 venv = civa_env.vector_env(num_envs=e, n_agents=n)
 obs, _ = venv.reset(seed=0)

@@ -58,6 +58,9 @@ from civa_env.world.features import FEATURE_CLIP, feature_size, features
 from civa_env.world.perception import inbox_count
 
 
+_OBSERVE_CHUNK = 65536  # living slots whose features are built at once
+
+
 class CivaVectorEnv:
     """``num_envs`` CIVA communities as one vectorised environment (module docstring)."""
 
@@ -196,8 +199,13 @@ class CivaVectorEnv:
             return
         b = self.batch
         state = b.state
-        obs["features"][rows] = features(state, b.view, rows, inbox_count(state), self.cfg)
-        obs["action_mask"][rows] = factored.masks(state, b.view, rows, self.cfg, b.catalogue)
+        inbox = inbox_count(state)
+        # In chunks of rows, so that the features' temporaries stay small in a large batch.
+        for lo in range(0, len(rows), _OBSERVE_CHUNK):
+            part = rows[lo:lo + _OBSERVE_CHUNK]
+            obs["features"][part] = features(state, b.view, part, inbox, self.cfg)
+            obs["action_mask"][part] = factored.masks(state, b.view, part, self.cfg,
+                                                      b.catalogue)
         obs["alive"][rows] = True
 
     def _days(self) -> np.ndarray:

@@ -247,16 +247,15 @@ class Communities:
         seeds = [world_fn.check_seed(s) for s in seeds]
         if not seeds:
             raise ValueError("a batch needs at least one community")
-        firsts = [world_fn.first_day(cfg, s) for s in seeds]
-        n = cfg.max_agents
-        if len(firsts) == 1:
-            state, view = firsts[0][0], firsts[0][1]
-        else:
-            state = stack([f[0] for f in firsts])
-            view = np.concatenate([_shift(f[1], e * n) for e, f in enumerate(firsts)])
+        state, view, gen = world_fn.first_day(cfg, seeds[0])
+        e = len(seeds)
+        if e > 1:  # the arrays of E communities (the first's, repeated), then each written
+            state = stack([state] * e)
+            view = np.concatenate([_shift(view, c * cfg.max_agents) for c in range(e)])
         batch = cls(cfg=cfg, catalogue=Catalogue(cfg), seeds=np.array(seeds, np.int64),
-                    state=state, view=view, streams=StreamBatch([f[2] for f in firsts]),
-                    population_sum=np.zeros(len(seeds), np.int64))
+                    state=state, view=view, streams=StreamBatch([gen] * e),
+                    population_sum=np.zeros(e, np.int64))
+        batch._write_fresh(range(1, e), seeds[1:])
         if keep_logs:
             batch.logs = [EventLog() for _ in seeds]
             batch.counts = [cls._new_counts(cfg) for _ in seeds]
@@ -318,44 +317,52 @@ class Communities:
 
     def replace(self, which: Sequence[int], seeds: Sequence[int]) -> None:
         """Start communities ``which`` afresh with ``seeds`` (each as ``world.reset`` would);
-        the others are untouched."""
+        the others are untouched (the state is a new one: a ``BatchDay`` returned before
+        keeps its ``after``)."""
         which = [int(e) for e in which]
         if not which:
             return
-        cfg, state = self.cfg, self.state.copy() if self.num > 1 else None
-        n, m = cfg.max_agents, cfg.n_factories
-        firsts = [world_fn.first_day(cfg, world_fn.check_seed(s)) for s in seeds]
+        seeds = [world_fn.check_seed(s) for s in seeds]
         if self.num == 1:
-            self.state, self.view = firsts[0][0], firsts[0][1]
+            self.state, self.view, self.streams.gens[0] = world_fn.first_day(self.cfg, seeds[0])
         else:
+            self.state = self.state.copy()
+            self._write_fresh(which, seeds)
+            # A fresh community has no alliances, dealings or messages: drop the old ones.
+            state, n = self.state, self.state.n_per
             gone = np.zeros(self.num, bool)
             gone[which] = True
-            for e, (fresh, view, _) in zip(which, firsts, strict=True):
-                lo = e * n
-                for name in _NAME_FIELDS:
-                    getattr(state, name)[lo:lo + n] = getattr(fresh, name)
-                for name in _FACTORY_FIELDS:
-                    getattr(state, name)[e * m:(e + 1) * m] = getattr(fresh, name)
-                state.parent[lo:lo + n] = _shift(fresh.parent, lo)
-                state.day[e], state.n_used[e] = fresh.day, fresh.n_used
-                self.view[lo:lo + n] = _shift(view, lo)
-            # A fresh community has no alliances, dealings or messages: drop the old ones.
-            keep = ~gone[state.allies[:, 0] // n]
-            state.allies = state.allies[keep]
+            state.allies = state.allies[~gone[state.allies[:, 0] // n]]
             keep = ~gone[state.recent_src // n]
             for name in ("recent_day", "recent_src", "recent_dst", "recent_kind",
                          "recent_friendly"):
                 setattr(state, name, getattr(state, name)[keep])
             state.inbox = [x for x in state.inbox if not gone[x.sender // n]]
             state.outbox = [x for x in state.outbox if not gone[x.sender // n]]
-            self.state = state
-        for e, s, (_, _, gen) in zip(which, seeds, firsts, strict=True):
-            self.streams.gens[e] = gen
-            self.seeds[e] = int(s)
+        for e, s in zip(which, seeds, strict=True):
+            self.seeds[e] = s
             self.population_sum[e] = 0
             if self.logs is not None:
                 self.logs[e] = EventLog()
-                self.counts[e] = self._new_counts(cfg)
+                self.counts[e] = self._new_counts(self.cfg)
+
+    def _write_fresh(self, which: Sequence[int], seeds: Sequence[int]) -> None:
+        """Write a fresh community of each seed over the name, factory and view rows of
+        communities ``which``, and give each its fresh daily stream (one lone world drawn at
+        a time, so a large batch's reset holds one set of arrays, not two)."""
+        cfg, state = self.cfg, self.state
+        n, m = state.n_per, state.m_per
+        for e, seed in zip(which, seeds, strict=True):
+            fresh, view, gen = world_fn.first_day(cfg, seed)
+            lo = e * n
+            for name in _NAME_FIELDS:
+                getattr(state, name)[lo:lo + n] = getattr(fresh, name)
+            for name in _FACTORY_FIELDS:
+                getattr(state, name)[e * m:(e + 1) * m] = getattr(fresh, name)
+            state.parent[lo:lo + n] = _shift(fresh.parent, lo)
+            state.day[e], state.n_used[e] = fresh.day, fresh.n_used
+            self.view[lo:lo + n] = _shift(view, lo)
+            self.streams.gens[e] = gen
 
     def world(self, e: int, state: WorldState | None = None) -> world_fn.World:
         """Community ``e`` as a lone ``World`` (a snapshot: its state in its own numbering,
