@@ -57,7 +57,6 @@ from civa_env.world.config import Config
 from civa_env.world.features import FEATURE_CLIP, feature_size, features
 from civa_env.world.perception import inbox_count
 
-
 _OBSERVE_CHUNK = 65536  # living slots whose features are built at once
 
 
