@@ -42,6 +42,7 @@ from typing import Any
 import numpy as np
 
 from civa_env import Config
+from civa_env.world.config import default_factories
 
 
 @dataclass
@@ -73,8 +74,9 @@ class Args:
     """residents at the start of an episode"""
     max_days: int = Config.max_days
     """days per episode"""
-    n_factories: int = Config.n_factories
-    """factories (fixes the action catalogue)"""
+    n_factories: int | None = Config.n_factories
+    """factories (default: derived from n_agents, README "Worlds that scale"; up to
+    factory_slots, 8, they fix the action catalogue)"""
     view_size: int = Config.view_size
     """residents each one sees (fixes features and catalogue)"""
 
@@ -151,7 +153,7 @@ def parse_args(argv: list[str] | None = None) -> Args:
     docs = _field_docs(Args)
     for f in dataclasses.fields(Args):
         flag = "--" + f.name.replace("_", "-")
-        kind = type(f.default)
+        kind = int if f.default is None else type(f.default)  # (None: n_factories, an int)
         if kind is bool:
             parser.add_argument(flag, dest=f.name, default=f.default, help=docs.get(f.name),
                                 action=argparse.BooleanOptionalAction)
@@ -174,8 +176,10 @@ WORLD_FIELDS = ("condition", "prevalence", "reward", "n_agents", "max_days", "n_
 def world_config(args: Args) -> Config:
     """The training world's ``Config``: the ``WORLD_FIELDS`` of ``args``, numeric
     observations, and no more factories known at the start than there are."""
+    n_factories = (args.n_factories if args.n_factories is not None
+                   else default_factories(args.n_agents))
     return Config(**{name: getattr(args, name) for name in WORLD_FIELDS},
-                  known_at_start=min(Config.known_at_start, args.n_factories),
+                  known_at_start=min(Config.known_at_start, n_factories),
                   obs_mode="numeric")
 
 

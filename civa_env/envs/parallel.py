@@ -72,6 +72,8 @@ from civa_env.world.perception import legal
 from civa_env.world.values import ValueCondition
 
 STATE_BOUND = 1e6
+# Most factories ``render`` lists (the first ones by number).
+RENDER_FACTORIES = 12
 
 
 class CivaEnv(ParallelEnv):
@@ -260,9 +262,12 @@ class CivaEnv(ParallelEnv):
                 f"wealth total {wealth.sum():.1f}, Gini {metrics.gini(wealth):.2f}, "
                 f"{len(w.allies)} alliances")
         lines = [head]
+        shown = min(self.cfg.n_factories, RENDER_FACTORIES)
         fac = "  ".join(f"f{m}:{w.capacity[m]:.0f}/{w.workers[m]}w"
-                        + ("!" if w.outage[m] else "") for m in range(self.cfg.n_factories))
-        lines.append("factories (capacity/workers): " + fac)
+                        + ("!" if w.outage[m] else "") for m in range(shown))
+        more = self.cfg.n_factories - shown
+        lines.append("factories (capacity/workers): " + fac
+                     + (f"  (and {more} more)" if more else ""))
         order = living[np.argsort(-wealth, kind="stable")]
         top = max(float(wealth.max()) if len(wealth) else 1.0, 1.0)
         n_allies = np.bincount(w.allies.ravel(), minlength=w.n_pool)

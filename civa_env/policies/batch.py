@@ -4,8 +4,9 @@ A batch holds, for K residents (possibly from several communities: keys are opaq
 agent names or ``(community, agent)`` tuples), the stacked features and action masks, the
 briefings when text is rendered, the day about to be played, and the facts a policy needs
 beyond the features (``legal(r)``: known factories, the residents in each view slot by name,
-allies, wealth, message limits). The legal facts are the same in every observation mode and
-are computed only for the rows a policy asks about.
+allies, wealth, message limits; ``slot_factories()``: the factory in each factory slot).
+The legal facts are the same in every observation mode and are computed only for the rows
+a policy asks about.
 
 A policy returns one action per key and may report how each decision went in
 ``batch.results[key]`` (an LLM policy writes ``{"decision": "valid" | "retried" |
@@ -33,6 +34,8 @@ class Batch:
     day: np.ndarray  # (K,) int64: the day about to be played (1 = the first day)
     texts: list[str] | None = None  # (K,) briefings; None when no text is rendered
     legal_facts: Sequence[Mapping[str, Any]] | None = None  # (K,) lazily computed mappings
+    # (K, S) int: the factory in each factory slot (-1 empty; ``civa_env.world.slots``).
+    factory_slots: np.ndarray | None = None
     results: dict[Hashable, dict[str, Any]] = field(default_factory=dict)
 
     def __len__(self) -> int:
@@ -48,6 +51,21 @@ class Batch:
                              "env.reset/env.step to Batch.from_observations")
         return self.legal_facts[r]
 
+    def slot_factories(self) -> np.ndarray | None:
+        """(K, S) int64: the factory number in each row's factory slots (-1 empty), from the
+        observation, else from the legal facts (``factory_slots``; a row without them, the
+        last observation of a resident who starved, holds none); None without either."""
+        if self.factory_slots is not None:
+            return np.asarray(self.factory_slots, np.int64)
+        given = [f for f in self.legal_facts or () if f is not None]
+        if not given:
+            return None
+        out = np.full((len(self.keys), len(given[0]["factory_slots"])), -1, np.int64)
+        for r, f in enumerate(self.legal_facts):
+            if f is not None:
+                out[r] = f["factory_slots"]
+        return out
+
     @classmethod
     def concat(cls, parts: Sequence[Batch]) -> Batch:
         """One batch of several (e.g. the same policy's residents in several communities)."""
@@ -61,10 +79,14 @@ class Batch:
         legal = None
         if all(p.legal_facts is not None for p in parts):
             legal = [f for p in parts for f in p.legal_facts]
+        table = None
+        if all(p.factory_slots is not None for p in parts):
+            table = np.concatenate([p.factory_slots for p in parts])
         return cls(keys=[k for p in parts for k in p.keys],
                    features=np.concatenate([p.features for p in parts]),
                    masks=np.concatenate([p.masks for p in parts]),
-                   day=np.concatenate([p.day for p in parts]), texts=texts, legal_facts=legal)
+                   day=np.concatenate([p.day for p in parts]), texts=texts, legal_facts=legal,
+                   factory_slots=table)
 
     @classmethod
     def from_seen(cls, seen: Observation, keys: list[Hashable],
@@ -76,7 +98,7 @@ class Batch:
         return cls(keys=keys, features=seen.features[sel], masks=seen.masks[sel].view(bool),
                    day=np.full(len(sel), seen.day, np.int64),
                    texts=None if seen.texts is None else [seen.texts[r] for r in sel.tolist()],
-                   legal_facts=seen.legal.take(sel))
+                   legal_facts=seen.legal.take(sel), factory_slots=seen.factory_slots[sel])
 
     @classmethod
     def from_observations(cls, observations: Mapping[Hashable, Mapping[str, Any]],

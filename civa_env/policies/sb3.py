@@ -14,9 +14,11 @@ best one is taken with ``deterministic``. A checkpoint trained on factored actio
 samples each component from its own masked logits (the component masks read off the flat
 masks, ``factored.masks_from_flat``) and sends its cheap-talk messages.
 
-Loading checks only what the network depends on (``NETWORK_FIELDS``: ``n_factories``,
+Loading checks only what the network depends on (``NETWORK_FIELDS``: the factory slots,
 ``view_size``, ``gift_levels``, hence the feature and catalogue sizes), so a checkpoint runs
-in a community of another size (``--agents``) or with other text limits; a different pool
+in a community of another size (``--agents``) or with other text limits; one trained where
+the slots rank the known factories (more factories than ``factory_slots``) runs in a world
+of any number of factories above the slots; a different pool
 size or text limit is only logged. ``@strict`` requires every recorded shape field
 (``config.SHAPE_FIELDS``) to match as well.
 
@@ -127,16 +129,26 @@ def check_shape(meta: Mapping[str, Any], cfg: Config, *, strict: bool = False,
     """
     from civa_env.world.day import shape_signature
 
-    trained = meta.get("shape", {})
+    trained = dict(meta.get("shape", {}))
+    if "factory_slot_count" not in trained and "n_factories" in trained:
+        # Recorded before factory slots: slot m was factory m, one slot per factory.
+        trained["factory_slot_count"] = trained["n_factories"]
+        trained["ranks_factories"] = False
     here = shape_signature(cfg)
     diffs = [(k, trained.get(k), v) for k, v in here.items() if trained.get(k) != v]
     fatal = diffs if strict else [d for d in diffs if d[0] in NETWORK_FIELDS]
     if fatal:
         lines = "; ".join(f"{k}: trained with {a}, this world has {b}" for k, a, b in fatal)
+        hint = ""
+        if {"factory_slot_count", "ranks_factories"} & {d[0] for d in fatal} and \
+                not trained.get("ranks_factories") and "n_factories" in trained:
+            m = trained["n_factories"]
+            hint = (f" (it was trained with {m} factories: set n_factories={m}, in the CLI "
+                    f"--set n_factories={m}, to keep them in a larger community)")
         raise CheckpointMismatch(
             f"{source} does not fit this world ({lines}). Run it in a world with the same "
-            + ("settings" if strict else "n_factories, view_size and gift_levels")
-            + ", or train a policy for this one with baselines/train_ppo.py"
+            + ("settings" if strict else "factory slots, view_size and gift_levels")
+            + hint + ", or train a policy for this one with baselines/train_ppo.py"
             + (" (or drop @strict if only the pool size or text limits differ)." if strict
                else "."))
     if diffs:
@@ -212,8 +224,8 @@ class SB3Policy(Policy):
             raise CheckpointMismatch(
                 f"checkpoint {self.path} expects {shape['feature_size']} features and "
                 f"{shape['catalogue_size']} actions; the observations have {feats.shape[1]} "
-                f"features and {masks.shape[1]} actions (different n_factories / view_size / "
-                "gift_levels)")
+                f"features and {masks.shape[1]} actions (different factory slots / view_size "
+                "/ gift_levels)")
         logits = self.logits(feats)
         if self.meta.get("action_mode") == "factored":
             from civa_env.world import factored

@@ -78,7 +78,8 @@ class _Facts:
     wealth: np.ndarray
     skill: np.ndarray
     code: np.ndarray  # value condition code (row of the tendency table)
-    known: np.ndarray  # factories
+    known: np.ndarray  # factory slots
+    factories: np.ndarray  # (K, M) the factory number in each factory slot, -1 empty
     capacity: np.ndarray
     workers: np.ndarray  # yesterday's workers
     present: np.ndarray  # slots
@@ -221,6 +222,7 @@ class ScriptedPolicy(Policy):
             wealth=layout.read(feats, "wealth"), skill=layout.read(feats, "skill"),
             code=code_of(direction, value),
             known=layout.read(feats, "factory.known"),
+            factories=self._slot_factories(batch),
             capacity=layout.read(feats, "factory.capacity"),
             workers=layout.read(feats, "factory.workers"),
             present=layout.read(feats, "slot.present"),
@@ -233,6 +235,20 @@ class ScriptedPolicy(Policy):
             smask=mask[:, cat.n_primary - 1, :],  # idle is always valid
         )
 
+    def _slot_factories(self, batch: Batch) -> np.ndarray:
+        """(K, M) the factory in each factory slot: slot m is factory m unless the world
+        has more factories than slots (``civa_env.world.slots``), where the batch says."""
+        k, m = len(batch.keys), self.catalogue.factory_slots
+        if not self.cfg.ranks_factories:
+            return np.broadcast_to(np.arange(m), (k, m))
+        table = batch.slot_factories()
+        if table is None:
+            raise ValueError(
+                f"the world has more factories ({self.cfg.n_factories}) than factory slots "
+                f"({self.cfg.factory_slots}): the scripted policy needs each resident's "
+                "factory slots (Batch.factory_slots, or the legal facts in the infos)")
+        return table
+
     def _tendencies(self, code: np.ndarray) -> _Tendencies:
         """Each resident's row of the tendency table, by field name."""
         return {f: self.table[code, n] for n, f in enumerate(FIELDS)}
@@ -241,11 +257,14 @@ class ScriptedPolicy(Policy):
 
     def _choose_factory(self, keys: list[Hashable], f: _Facts, t: _Tendencies,
                         u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Expected share of each known factory (K, M), -inf where unknown, and the factory
-        each resident would work at (K,): a softmax pick over the shares, the busiest for
-        crowd followers, or yesterday's factory for the loyal."""
-        cfg, m, k = self.cfg, self.cfg.n_factories, len(keys)
-        last = np.array([self._last_factory.get(key, -1) for key in keys])
+        """Expected share of each known factory slot (K, M), -inf where unknown, and the
+        slot each resident would work at (K,): a softmax pick over the shares, the busiest
+        for crowd followers, or yesterday's factory for the loyal (while in a slot)."""
+        cfg, m, k = self.cfg, self.catalogue.factory_slots, len(keys)
+        last_factory = np.array([self._last_factory.get(key, -1) for key in keys])
+        # Yesterday's factory's slot today (-1: none, or no longer in a slot).
+        in_slot = (f.factories == last_factory[:, None]) & (last_factory[:, None] >= 0)
+        last = np.where(in_slot.any(1), in_slot.argmax(1), -1)
         # Workers there tomorrow if this resident joins (it already counts where it was).
         was_there = np.arange(m)[None, :] == last[:, None]
         n_after = np.where(was_there, np.maximum(f.workers, 1), f.workers + 1)
@@ -265,7 +284,7 @@ class ScriptedPolicy(Policy):
     def _choose_primary(self, f: _Facts, t: _Tendencies, u: np.ndarray,
                         best_share: np.ndarray, factory: np.ndarray) -> np.ndarray:
         """The primary kind each resident wants (K,); later lines override earlier ones."""
-        cfg, m = self.cfg, self.cfg.n_factories
+        cfg, m = self.cfg, self.catalogue.factory_slots
         primary = np.full(len(factory), Primary.WORK, np.int64)
         n_known = f.known.sum(1)
         can_invest = f.wealth >= t["comfort"] + cfg.upgrade_cost
@@ -282,7 +301,7 @@ class ScriptedPolicy(Policy):
     def _primary_index(self, f: _Facts, primary: np.ndarray, factory: np.ndarray) -> np.ndarray:
         """The catalogue's primary index (K,) for each kind and factory; an invalid one falls
         back to working at the chosen factory, else idling (always valid)."""
-        m, rows = self.cfg.n_factories, np.arange(len(primary))
+        m, rows = self.catalogue.factory_slots, np.arange(len(primary))
         idle = 2 * m + 2
         p_index = np.select(
             [primary == Primary.WORK, primary == Primary.EXPLORE,
@@ -431,8 +450,8 @@ class ScriptedPolicy(Policy):
             if talk[r] and n_known[r] and len(msgs) < max_messages:
                 best = int(share[r].argmax())
                 msgs.append({"to": "everyone", "text":
-                             f"Factory {best} looks worth about {share[r, best]:.1f} "
-                             "a worker today."})
+                             f"Factory {int(f.factories[r, best])} looks worth about "
+                             f"{share[r, best]:.1f} a worker today."})
         c.messages = [msgs[:max_messages] for msgs in c.messages]
 
     def _pack(self, keys: list[Hashable], f: _Facts, p_index: np.ndarray,
@@ -446,21 +465,26 @@ class ScriptedPolicy(Policy):
             [attack_at + c.slot, attack_at + v + c.slot], 0)
         flat = p_index * cat.n_secondary + s_index
         primary = cat.p_kind[p_index].astype(np.int64)
-        factory = cat.p_factory[p_index]  # -1 for a primary without a factory
+        slot = cat.p_factory[p_index]  # -1 for a primary without a factory
+        factory = np.where(slot >= 0, f.factories[np.arange(len(slot)), np.maximum(slot, 0)],
+                           -1)
         out: dict[Hashable, Any] = {}
+        # Plain Python values for the loop (an enum member per row is slow at 10,000 rows).
+        work, gift, none = int(Primary.WORK), int(Secondary.GIFT), int(Secondary.NONE)
+        primary_l, factory_l, flat_l = primary.tolist(), factory.tolist(), flat.tolist()
+        secondary_l, slot_l = c.secondary.tolist(), c.slot.tolist()
         for r, key in enumerate(keys):
-            if primary[r] == Primary.WORK:
-                self._last_factory[key] = int(factory[r])
-            if c.secondary[r] != Secondary.GIFT and not c.messages[r]:
-                out[key] = int(flat[r])
+            if primary_l[r] == work:
+                self._last_factory[key] = factory_l[r]
+            if secondary_l[r] != gift and not c.messages[r]:
+                out[key] = flat_l[r]
                 continue
-            action: dict[str, Any] = {"primary": int(primary[r]),
-                                      "secondary": int(c.secondary[r])}
-            if factory[r] >= 0:
-                action["factory"] = int(factory[r])
-            if c.secondary[r] != Secondary.NONE:
-                action["target"] = int(c.slot[r])
-            if c.secondary[r] == Secondary.GIFT:
+            action: dict[str, Any] = {"primary": primary_l[r], "secondary": secondary_l[r]}
+            if factory_l[r] >= 0:
+                action["factory"] = factory_l[r]
+            if secondary_l[r] != none:
+                action["target"] = slot_l[r]
+            if secondary_l[r] == gift:
                 action["amount"] = float(min(c.amount[r], 0.999 * max(f.wealth[r], 0.0)))
             if c.messages[r]:
                 action["messages"] = c.messages[r]

@@ -70,6 +70,7 @@ from typing import Any
 
 import numpy as np
 
+from civa_env.world import slots
 from civa_env.world.arrays import filled, index
 from civa_env.world.catalogue import Catalogue, is_allied
 from civa_env.world.config import Config
@@ -194,7 +195,7 @@ class ActionBatch:
     """One day's actions for the whole pool, as arrays (N,) plus messages."""
 
     primary: np.ndarray  # (N,) int8 Primary
-    factory: np.ndarray  # (N,) int16, -1 none
+    factory: np.ndarray  # (N,) int32, -1 none (the community's own factory number)
     secondary: np.ndarray  # (N,) int8 Secondary
     target: np.ndarray  # (N,) int32 resident index, -1 none
     amount: np.ndarray  # (N,) float64 gift amount
@@ -204,7 +205,7 @@ class ActionBatch:
     @classmethod
     def idle(cls, n: int) -> ActionBatch:
         """Everyone idles, no secondary."""
-        return cls(primary=filled(n, _IDLE, np.int8), factory=filled(n, -1, np.int16),
+        return cls(primary=filled(n, _IDLE, np.int8), factory=filled(n, -1, np.int32),
                    secondary=np.zeros(n, np.int8), target=filled(n, -1, np.int32),
                    amount=np.zeros(n))
 
@@ -326,12 +327,24 @@ def _pool_index(name: Any, n: int) -> int:
     return i if i < n else -1
 
 
+def set_primary(batch: ActionBatch, rows: np.ndarray, kinds: np.ndarray, slot: np.ndarray,
+                state: WorldState) -> None:
+    """Residents ``rows``' primary kinds and the factories of their factory slots ``slot``
+    (-1: none) (``slots``); a work or upgrade at an empty slot is flagged and idles."""
+    factory = slots.factories_of(state, rows, slot)
+    empty = (slot >= 0) & (factory < 0)
+    batch.primary[rows] = kinds
+    batch.factory[rows] = factory
+    if np.count_nonzero(empty):
+        batch.flag_many(rows[empty], "factory slot is empty: idle")
+        batch.primary[rows[empty]] = Primary.IDLE
+
+
 def _pack_flat(batch: ActionBatch, rows: np.ndarray, ids: np.ndarray, state: WorldState,
                view: np.ndarray, catalogue: Catalogue) -> None:
     """Decode flat ids, all in ``[0, catalogue.size)`` (``pack_actions`` flags the rest)."""
     d = catalogue.decode(ids)
-    batch.primary[rows] = d["primary"]
-    batch.factory[rows] = d["factory"]
+    set_primary(batch, rows, d["primary"], d["factory"], state)
     batch.secondary[rows] = d["secondary"]
     has_slot = d["slot"] >= 0
     target = filled(len(rows), -1, np.int32)

@@ -47,11 +47,19 @@ from functools import cached_property
 
 import numpy as np
 
+from civa_env.world import slots as factory_slots
 from civa_env.world.actions import EVERYONE
 from civa_env.world.config import Config
 from civa_env.world.events import EventLog
 from civa_env.world.kinds import ATTACK_ON_ALLY, ATTACK_SUCCESS, K
-from civa_env.world.perception import TIERS, ShownOrder, fold_text, inboxes, wealth_tier
+from civa_env.world.perception import (
+    TIERS,
+    ShownOrder,
+    fold_text,
+    inboxes,
+    more_known,
+    wealth_tier,
+)
 from civa_env.world.rules import outage_prob, production, strength, upkeep_factor
 from civa_env.world.state import WorldState
 
@@ -284,7 +292,7 @@ class BrieferV2:
             self.allies_of[a].add(b)
             self.allies_of[b].add(a)
         # The order of what each resident is shown (the legal facts use the same).
-        self.shown = ShownOrder(seed, s.day, s.n_pool, cfg.view_size, cfg.n_factories)
+        self.shown = ShownOrder(seed, s.day, s.n_pool, cfg.view_size, cfg.factory_slot_count)
         # The account of the last recent_days days, newest first.
         chunks = log.day_columns()
         cache = log.derived.setdefault("briefing.accounts", DayAccounts())
@@ -322,11 +330,13 @@ class BrieferV2:
         if s.day > 0:
             own += f" Yesterday's income: {s.income[i]:.1f}."
         head.append(own)
-        known = np.flatnonzero(s.known[i]).tolist()
+        known = factory_slots.listed(s, i)
         slots = [j for j in self.view[i].tolist() if j >= 0]
         by_t, by_f = self.shown(i, len(slots), len(known))
         if known:
-            head.append("Factories you know (output: a day's total for 1, 2, 3, 4, 5, 6 "
+            note = more_known(s, i, len(known))
+            head.append("Factories you know (" + (f"{note}; " if note else "")
+                        + "output: a day's total for 1, 2, 3, 4, 5, 6 "
                         "workers, shared by skill, before noise):")
             head += [self.factory_lines[known[k]] for k in by_f]
         else:

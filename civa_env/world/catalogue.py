@@ -1,8 +1,9 @@
-"""The flat action catalogue: primary x secondary choices over factories and view slots.
+"""The flat action catalogue: primary x secondary choices over factory and view slots.
 
 ``Catalogue`` numbers every choice a resident can make without messages, decodes ids in a
-vectorised way, and builds the action mask from the world. Its size depends on
-``n_factories``, ``view_size`` and ``gift_levels`` only, never on the community's size.
+vectorised way, and builds the action mask from the world. Its size depends on the factory
+slots (``Config.factory_slot_count``, ``civa_env.world.slots``), ``view_size`` and
+``gift_levels`` only, never on the community's size.
 """
 
 from __future__ import annotations
@@ -17,20 +18,22 @@ from civa_env.world.state import WorldState
 class Catalogue:
     """The flat action ids: ``primary_choice * n_secondary + secondary_choice``.
 
-    Primary choices: work at factory m (M), explore, upgrade self, upgrade factory m (M),
-    idle. Secondary choices: none, gift to view slot v at level l (V x L), attack slot v
-    (V), merge with slot v (V). The size depends on ``n_factories``, ``view_size`` and
-    ``gift_levels`` only, never on the community's size.
+    Primary choices: work at factory slot m (M), explore, upgrade self, upgrade factory slot
+    m (M), idle; M = ``factory_slots`` (slot m is factory m while ``n_factories <=
+    cfg.factory_slots``). Secondary choices: none, gift to view slot v at level l (V x L),
+    attack slot v (V), merge with slot v (V). The size depends on the factory slots,
+    ``view_size`` and ``gift_levels`` only, never on the community's size.
     """
 
     def __init__(self, cfg: Config) -> None:
-        m, v, levels = cfg.n_factories, cfg.view_size, len(cfg.gift_levels)
-        self.n_factories, self.view_size, self.n_levels = m, v, levels
+        m, v, levels = cfg.factory_slot_count, cfg.view_size, len(cfg.gift_levels)
+        self.factory_slots, self.view_size, self.n_levels = m, v, levels
         self.gift_levels = np.asarray(cfg.gift_levels)
         self.n_primary = 2 * m + 3
         self.n_secondary = 1 + v * (levels + 2)
         self.size = self.n_primary * self.n_secondary
-        # Lookup tables: primary choice -> (kind, factory); secondary choice -> (kind, slot, level).
+        # Lookup tables: primary choice -> (kind, factory slot); secondary choice -> (kind,
+        # slot, level).
         self.p_kind = np.array([Primary.WORK] * m + [Primary.EXPLORE, Primary.UPGRADE_SELF]
                                + [Primary.UPGRADE_FACTORY] * m + [Primary.IDLE], np.int8)
         self.p_factory = np.array(list(range(m)) + [-1, -1] + list(range(m)) + [-1], np.int16)
@@ -46,14 +49,15 @@ class Catalogue:
     def encode(self, primary: int | np.ndarray, factory: int | np.ndarray = -1,
                secondary: int | np.ndarray = Secondary.NONE, slot: int | np.ndarray = -1,
                level: int | np.ndarray = 0) -> int | np.ndarray:
-        """Flat id of a choice (``slot`` is a view slot; ``level`` indexes ``gift_levels``).
+        """Flat id of a choice (``factory`` is a factory slot, ``slot`` a view slot; ``level``
+        indexes ``gift_levels``).
 
         Vectorised: arrays (K,) (broadcast together) give (K,) int64 ids; all scalars give an
         int. ``factory`` is read for work and factory upgrades only, ``slot`` for secondary
         choices other than none, ``level`` for gifts only, so ``encode(**decode(ids))``
         gives ``ids`` back. A bad kind, factory, slot or level raises ValueError naming it.
         """
-        m, v, levels = self.n_factories, self.view_size, self.n_levels
+        m, v, levels = self.factory_slots, self.view_size, self.n_levels
         choice = (primary, factory, secondary, slot, level)
         if all(isinstance(x, int) for x in choice):  # Python ints and enums: no numpy
             return self._encode_one(*choice)
@@ -71,7 +75,7 @@ class Catalogue:
         needs_factory = (p_kind == Primary.WORK) | (p_kind == Primary.UPGRADE_FACTORY)
         bad = needs_factory & ((factory < 0) | (factory >= m))
         if np.count_nonzero(bad):
-            raise ValueError(f"factory {int(factory[bad].flat[0])} out of range [0, {m})")
+            raise ValueError(f"factory slot {int(factory[bad].flat[0])} out of range [0, {m})")
         # Per kind: the first secondary choice and the stride of a view slot (none, gift to
         # slot v at level l, attack slot v, merge with slot v).
         s_first = np.zeros(len(Secondary), np.int64)
@@ -96,7 +100,7 @@ class Catalogue:
     def _encode_one(self, primary: int, factory: int, secondary: int, slot: int,
                     level: int) -> int:
         """``encode`` of one choice (plain Python: the scalar calls stay cheap)."""
-        m, v, levels = self.n_factories, self.view_size, self.n_levels
+        m, v, levels = self.factory_slots, self.view_size, self.n_levels
         p = {Primary.WORK: factory, Primary.EXPLORE: m, Primary.UPGRADE_SELF: m + 1,
              Primary.UPGRADE_FACTORY: m + 2 + factory, Primary.IDLE: 2 * m + 2}[Primary(primary)]
         secondary = Secondary(secondary)
@@ -109,7 +113,7 @@ class Catalogue:
         else:
             s = 1 + v * levels + v + slot
         if primary in (Primary.WORK, Primary.UPGRADE_FACTORY) and not 0 <= factory < m:
-            raise ValueError(f"factory {factory} out of range [0, {m})")
+            raise ValueError(f"factory slot {factory} out of range [0, {m})")
         if secondary != Secondary.NONE and not 0 <= slot < v:
             raise ValueError(f"view slot {slot} out of range [0, {v})")
         if secondary == Secondary.GIFT and not 0 <= level < levels:
@@ -117,7 +121,8 @@ class Catalogue:
         return p * self.n_secondary + s
 
     def decode(self, ids: np.ndarray) -> dict[str, np.ndarray]:
-        """Vectorised inverse: ids (K,) -> primary, factory, secondary, slot, level (K,) each."""
+        """Vectorised inverse: ids (K,) -> primary, factory (slot), secondary, slot, level
+        (K,) each."""
         p, s = np.divmod(np.asarray(ids, dtype=np.int64), self.n_secondary)
         return {"primary": self.p_kind[p], "factory": self.p_factory[p],
                 "secondary": self.s_kind[s], "slot": self.s_slot[s], "level": self.s_level[s]}
@@ -127,7 +132,7 @@ class Catalogue:
         d = {k: int(v[0]) for k, v in self.decode(np.array([action_id])).items()}
         out = Primary(d["primary"]).name.lower()
         if d["factory"] >= 0:
-            out += f" factory {d['factory']}"
+            out += f" factory slot {d['factory']}"
         if d["secondary"]:
             out += f" + {Secondary(d['secondary']).name.lower()} slot {d['slot']}"
             if d["level"] >= 0:
@@ -145,7 +150,7 @@ class Catalogue:
             cfg: the config.
         """
         wealth = state.wealth[rows]
-        known = state.known[rows]  # (K, M)
+        known = known_slots(state, rows)  # (K, M)
         can_pay = (wealth >= cfg.upgrade_cost)[:, None]
         ones = np.ones((len(rows), 1), bool)
         pmask = np.concatenate([known, ones, can_pay, known & can_pay, ones], axis=1)
@@ -159,6 +164,14 @@ class Catalogue:
         smask = np.concatenate([ones, np.repeat(present & has_wealth, self.n_levels, axis=1),
                                 present, mergeable], axis=1)
         return (pmask[:, :, None] & smask[:, None, :]).reshape(len(rows), self.size).view(np.int8)
+
+
+def known_slots(state: WorldState, rows: np.ndarray) -> np.ndarray:
+    """Whether each factory slot of residents ``rows`` holds a factory they know: (K, M)
+    bool (``slots``)."""
+    table = state.factory_slots[rows]
+    has = table >= 0
+    return has & state.known[np.asarray(rows)[:, None], np.maximum(table, 0)]
 
 
 def is_allied(state: WorldState, i: np.ndarray, j: np.ndarray) -> np.ndarray:

@@ -1,7 +1,7 @@
 """One frozen config object for the whole world; its defaults are the rules (README "Rules").
 
 Every number of the rules is a field here. Fields that fix the shapes of the spaces
-(``n_agents``/``max_agents``, ``n_factories``, ``view_size``, ``gift_levels``,
+(``n_agents``/``max_agents``, ``n_factories``, ``factory_slots``, ``view_size``, ``gift_levels``,
 ``max_messages``, ``max_message_chars``, ``max_text_chars``) are listed in
 ``SHAPE_FIELDS``: a trained policy can only be reused in a world that agrees on them.
 """
@@ -22,9 +22,13 @@ OBS_MODES = ("text", "numeric", "features")
 BRIEFINGS = ("v1", "v2")
 REWARD_MODES = ("wealth", "survival", "community")
 
+# The fewest factories a derived ``n_factories`` gives (the default world's 5).
+MIN_FACTORIES = 5
+
 SHAPE_FIELDS = (
     "max_agents",
     "n_factories",
+    "factory_slots",
     "view_size",
     "gift_levels",
     "max_messages",
@@ -67,8 +71,17 @@ class Config:
     """Starting skill, uniform in this range (newcomers take the parent's)."""
 
     # --- factories ------------------------------------------------------------------------
-    n_factories: int = 5
-    """Number of factories."""
+    n_factories: int | None = None
+    """Number of factories; None = ``max(MIN_FACTORIES, round(n_agents /
+    residents_per_factory))``: 5 up to 27 founders, then one per 5 founders (1,000 founders
+    have 200), so that the carrying capacity grows with the community."""
+    residents_per_factory: float = 5.0
+    """Founders per factory when ``n_factories`` is derived (None)."""
+    factory_slots: int = 8
+    """Most factories a resident's features and flat or factored actions address. With
+    ``n_factories <= factory_slots`` slot m is factory m; with more factories the slots hold
+    the factories the resident knows, largest capacity first (ties: lower number first),
+    so that observation and action sizes stay bounded however large the world."""
     capacity_range: tuple[float, float] = (4.0, 14.0)
     """Factory capacity C_m, uniform in this range (units a day)."""
     known_at_start: int = 2
@@ -195,6 +208,9 @@ class Config:
         self._check_types()
         if self.max_agents is None:
             object.__setattr__(self, "max_agents", 4 * self.n_agents)
+        if self.n_factories is None and self.residents_per_factory > 0:
+            object.__setattr__(self, "n_factories", default_factories(
+                self.n_agents, self.residents_per_factory))
         for name in ("start_wealth", "start_skill", "capacity_range", "gift_levels"):
             object.__setattr__(self, name, tuple(float(x) for x in getattr(self, name)))
         self._validate()
@@ -242,7 +258,13 @@ class Config:
              f"seed must be None or an int >= 0, got {self.seed!r}")
         need(self.max_agents >= self.n_agents, "max_agents must be >= n_agents")
         need(isinstance(self.max_days, int) and self.max_days >= 1, "max_days must be an int >= 1")
-        need(self.n_factories >= 1, "n_factories must be >= 1")
+        need(self.residents_per_factory > 0,
+             f"residents_per_factory must be > 0, got {self.residents_per_factory!r}")
+        need(isinstance(self.n_factories, int) and self.n_factories >= 1,
+             f"n_factories must be an int >= 1 (or None: derived from n_agents), got "
+             f"{self.n_factories!r}")
+        need(isinstance(self.factory_slots, int) and self.factory_slots >= 1,
+             f"factory_slots must be an int >= 1, got {self.factory_slots!r}")
         need(0 <= self.known_at_start <= self.n_factories,
              "known_at_start must be in [0, n_factories]")
         need(self.view_size >= 1, "view_size must be >= 1")
@@ -314,6 +336,18 @@ class Config:
         ValueCondition.parse(self.condition)  # raises a ValueError naming the bad value
 
     @property
+    def factory_slot_count(self) -> int:
+        """S, the factory slots of the features and actions: ``min(n_factories,
+        factory_slots)``."""
+        return min(self.n_factories, self.factory_slots)
+
+    @property
+    def ranks_factories(self) -> bool:
+        """The factory slots hold each resident's known factories by capacity (more factories
+        than slots), rather than slot m being factory m."""
+        return self.n_factories > self.factory_slots
+
+    @property
     def value_condition(self) -> ValueCondition:
         """The parsed value condition."""
         return ValueCondition.parse(self.condition)
@@ -336,10 +370,16 @@ class Config:
         """A copy with some fields changed (aliases accepted)."""
         changes = {ALIASES.get(k, k): v for k, v in kwargs.items()}
         merged = self.to_dict()
-        # A pool size that was derived from n_agents follows a new n_agents.
+        # A pool size and a factory count that were derived from n_agents follow a new
+        # n_agents (or a new residents_per_factory).
         if ("n_agents" in changes and "max_agents" not in changes
                 and self.max_agents == 4 * self.n_agents):
             merged["max_agents"] = None
+        if (({"n_agents", "residents_per_factory"} & changes.keys())
+                and "n_factories" not in changes
+                and self.n_factories == default_factories(self.n_agents,
+                                                          self.residents_per_factory)):
+            merged["n_factories"] = None
         merged.update(changes)
         return Config.from_kwargs(**merged)
 
@@ -373,6 +413,12 @@ class Config:
             return cls.from_dict(data.get("env", data) if isinstance(data, dict) else data)
         except (TypeError, ValueError) as err:
             raise ValueError(f"{path}: {err}") from None
+
+
+def default_factories(n_agents: int, residents_per_factory: float = 5.0) -> int:
+    """The derived factory count: ``max(MIN_FACTORIES, round(n_agents /
+    residents_per_factory))`` (5 at the default 25 founders, 200 at 1,000)."""
+    return max(MIN_FACTORIES, round(n_agents / residents_per_factory))
 
 
 def check_prevalence(value: Any) -> float:

@@ -67,14 +67,19 @@ def shape_signature(cfg: Config) -> dict[str, Any]:
     (recorded with checkpoints; ``policies.sb3.check_shape`` compares them when loading)."""
     out = {name: getattr(cfg, name) for name in SHAPE_FIELDS}
     out = {k: list(v) if isinstance(v, tuple) else v for k, v in out.items()}
+    out["factory_slot_count"] = cfg.factory_slot_count
+    out["ranks_factories"] = cfg.ranks_factories
     out["feature_size"] = feature_size(cfg)
     out["catalogue_size"] = Catalogue(cfg).size
     return out
 
 
-# What the feature vector's and the action catalogue's sizes depend on: batches (and
-# networks) can only mix communities that agree on these.
-NETWORK_FIELDS = ("n_factories", "view_size", "gift_levels", "feature_size", "catalogue_size")
+# What the feature vector's and the action catalogue's sizes and meanings depend on: batches
+# (and networks) can only mix communities that agree on these. The factory slots, not the
+# number of factories: a network trained in a world of 40 factories (8 slots, ranked) runs
+# in one of 2,000.
+NETWORK_FIELDS = ("factory_slot_count", "ranks_factories", "view_size", "gift_levels",
+                  "feature_size", "catalogue_size")
 
 
 def check_same_shape(cfgs: Sequence[Config], fields: Sequence[str], why: str) -> None:
@@ -168,7 +173,7 @@ class World:
             return Observation(rows, np.zeros((0, feature_size(cfg)), np.float32),
                                np.zeros((0, self.catalogue.size), np.int8),
                                LegalBook(state, self.view, cfg, rows, self.seed),
-                               [] if text else None, state.day + 1)
+                               [] if text else None, state.day + 1, state.factory_slots[rows])
         feats = features(state, self.view, rows, inbox_count(state), cfg)
         masks = self.catalogue.mask(state, self.view, rows, cfg)
         legal = LegalBook(state, self.view, cfg, rows, self.seed)
@@ -179,7 +184,8 @@ class World:
             texts = [briefer.brief(i) if state.alive[i]
                      else f"You are {agent_name(i)}. You starved on day {state.day}."
                      for i in rows.tolist()]
-        return Observation(rows, feats, masks, legal, texts, state.day + 1)
+        return Observation(rows, feats, masks, legal, texts, state.day + 1,
+                           state.factory_slots[rows])
 
 
 @dataclass(frozen=True)
@@ -192,6 +198,7 @@ class Observation:
     legal: LegalBook  # (K,) legal facts, each computed on first access
     texts: list[str] | None  # (K,) briefings, None when text is not rendered
     day: int  # the day about to be played
+    factory_slots: np.ndarray  # (K, S) int32 the factory in each factory slot, -1 empty
 
 
 @dataclass(frozen=True)

@@ -6,8 +6,9 @@ component's size, the ``MultiDiscrete`` of the adapters):
 ====  =================  ================================================================
 col   component          values
 ====  =================  ================================================================
-0     ``primary``        the catalogue's primary choice: work at factory m (M), explore,
-                         upgrade self, upgrade factory m (M), idle (``2 M + 3``)
+0     ``primary``        the catalogue's primary choice: work at factory slot m (M),
+                         explore, upgrade self, upgrade factory slot m (M), idle
+                         (``2 M + 3``; M factory slots, ``civa_env.world.slots``)
 1     ``secondary``      none, gift, attack, merge (``Secondary``, 4)
 2     ``target``         the view slot the secondary action aims at (V; read for gift,
                          attack and merge only)
@@ -41,8 +42,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from civa_env.world.actions import EVERYONE, ActionBatch
-from civa_env.world.catalogue import Catalogue, is_allied
+from civa_env.world.actions import EVERYONE, ActionBatch, set_primary
+from civa_env.world.catalogue import Catalogue, is_allied, known_slots
 from civa_env.world.config import Config
 from civa_env.world.kinds import S, Secondary
 from civa_env.world.state import Message, WorldState
@@ -90,7 +91,7 @@ class FactoredSpec:
     @classmethod
     def of(cls, cfg: Config) -> FactoredSpec:
         """The spec of ``cfg`` (sizes depend on the config's shape fields only)."""
-        m, v = cfg.n_factories, cfg.view_size
+        m, v = cfg.factory_slot_count, cfg.view_size
         return cls(2 * m + 3, len(Secondary), v, len(cfg.gift_levels),
                    1 + len(MESSAGE_KINDS), v + 1)
 
@@ -124,7 +125,8 @@ def masks(state: WorldState, view: np.ndarray, rows: np.ndarray, cfg: Config,
           catalogue: Catalogue) -> np.ndarray:
     """Concatenated component masks of residents ``rows``: (K, sum of nvec) int8.
 
-    primary: as the catalogue's primary part (known factories, upgrades affordable);
+    primary: as the catalogue's primary part (known factories in the factory slots,
+    upgrades affordable);
     secondary: none always, gift with wealth > 0 and someone in view, attack with someone in
     view, merge with someone in view not yet an ally; target: the occupied view slots;
     amount: every level; message: every kind while ``max_messages`` > 0; message_to: the
@@ -135,7 +137,7 @@ def masks(state: WorldState, view: np.ndarray, rows: np.ndarray, cfg: Config,
     out = np.zeros((k, spec.mask_size), bool)
     o = spec.offsets
     wealth = state.wealth[rows]
-    known = state.known[rows]
+    known = known_slots(state, rows)
     can_pay = (wealth >= cfg.upgrade_cost)[:, None]
     ones = np.ones((k, 1), bool)
     out[:, o[0]:o[1]] = np.concatenate([known, ones, can_pay, known & can_pay, ones], axis=1)
@@ -215,8 +217,7 @@ def decode(batch: ActionBatch, rows: np.ndarray, acts: np.ndarray, state: WorldS
     if np.count_nonzero(bad_p):
         batch.flag_many(rows[bad_p], f"primary choice outside [0, {spec.n_primary}): idle")
     p_choice = np.where(bad_p, spec.n_primary - 1, primary)  # the last choice is idle
-    batch.primary[rows] = catalogue.p_kind[p_choice]
-    batch.factory[rows] = catalogue.p_factory[p_choice]
+    set_primary(batch, rows, catalogue.p_kind[p_choice], catalogue.p_factory[p_choice], state)
     bad_s = out_of_range[:, 1]
     if np.count_nonzero(bad_s):
         batch.flag_many(rows[bad_s], f"secondary outside [0, {spec.n_secondary}): none")

@@ -3,7 +3,9 @@
 ``CHANNELS`` defines every channel once (its name, group, encoding and meaning), in the way
 Neural MMO names its state columns once and reads them by name. A ``FeatureLayout`` places
 the channels of a config in the vector: the own facts, the value condition one-hot, one
-block per factory (factory-major) and one block per view slot (slot-major), in that order.
+block per factory slot (slot-major; ``civa_env.world.slots``: slot m is factory m while
+``n_factories <= factory_slots``, else the resident's known factories by capacity) and one
+block per view slot (slot-major), in that order.
 ``features`` writes the vector by channel name; readers use the layout
 (``layout.read(feats, "wealth")`` gives wealth in world units, undoing the signed log).
 
@@ -18,9 +20,10 @@ the clipping, so values beyond it saturate):
 - ``relative_log``: ``signed_log(theirs) - signed_log(own wealth)``; read back as theirs,
   from the resident's own ``wealth`` channel.
 
-Factory channels describe yesterday's report of each factory and are 0 for the factories
-the resident does not know; slot channels describe the resident in each view slot (the
-dealings of the last ``recent_days`` days) and are 0 for empty slots. Messages to everyone
+Factory channels describe yesterday's report of the factory in each factory slot and are 0
+for the factories the resident does not know and for empty slots; slot channels describe
+the resident in each view slot (the dealings of the last ``recent_days`` days) and are 0
+for empty slots. Messages to everyone
 count for neither ``slot.messaged_me`` nor ``slot.friendly_to_me``, as a broadcast never
 makes an attack deceptive; a friendly direct message sets both.
 
@@ -37,6 +40,7 @@ from functools import lru_cache
 import numpy as np
 
 from civa_env.world.arrays import filled, index
+from civa_env.world.catalogue import known_slots
 from civa_env.world.config import Config
 from civa_env.world.rules import outage_prob, upkeep_factor
 from civa_env.world.state import WorldState
@@ -152,7 +156,7 @@ def channel_table() -> str:
     """The channels as a text table (one line each), for docstrings and docs."""
     lines = []
     for ch in CHANNELS:
-        per = {"factory": " (per factory)", "slot": " (per view slot)"}.get(ch.group, "")
+        per = {"factory": " (per factory slot)", "slot": " (per view slot)"}.get(ch.group, "")
         lines.append(f"- ``{ch.name}``{per}: {ch.doc}; {ch.code}")
     return "\n".join(lines)
 
@@ -160,14 +164,15 @@ def channel_table() -> str:
 class FeatureLayout:
     """Where each channel sits in the feature vector of a config (see the module docstring).
 
-    ``size`` columns: the own channels, the condition one-hots, ``n_factories`` blocks of
-    the factory channels, then ``view_size`` blocks of the slot channels. ``columns`` names
+    ``size`` columns: the own channels, the condition one-hots, ``factory_slots`` blocks of
+    the factory channels (``Config.factory_slot_count``), then ``view_size`` blocks of the
+    slot channels. ``columns`` names
     every column (``wealth``, ``condition.value.power``, ``factory[2].capacity``,
     ``slot[0].present``). Readers take ``feats`` of shape (..., size).
     """
 
-    def __init__(self, n_factories: int, view_size: int, max_days: int, n_agents: int) -> None:
-        self.n_factories, self.view_size = n_factories, view_size
+    def __init__(self, factory_slots: int, view_size: int, max_days: int, n_agents: int) -> None:
+        self.factory_slots, self.view_size = factory_slots, view_size
         self.max_days, self.n_agents = max_days, n_agents
         self.channels = {ch.name: ch for ch in CHANNELS}
         by_group = {g: [ch for ch in CHANNELS if ch.group == g] for g in GROUPS}
@@ -188,7 +193,7 @@ class FeatureLayout:
                 columns += [f"{ch.name}.{x.name.lower()}" for x in labels]
         self.factory_start = len(columns)
         n_fc, n_sc = len(self.factory_channels), len(self.slot_channels)
-        self.slot_start = self.factory_start + n_fc * n_factories
+        self.slot_start = self.factory_start + n_fc * factory_slots
         self.size = self.slot_start + n_sc * view_size
         for c, ch in enumerate(by_group["factory"]):
             self._where[ch.name] = slice(self.factory_start + c, self.slot_start, n_fc)
@@ -196,7 +201,8 @@ class FeatureLayout:
             self._where[ch.name] = slice(self.slot_start + c, self.size, n_sc)
         self._offset = {ch.name: c for chans in (by_group["factory"], by_group["slot"])
                         for c, ch in enumerate(chans)}
-        columns += [f"factory[{m}].{c}" for m in range(n_factories) for c in self.factory_channels]
+        columns += [f"factory[{m}].{c}" for m in range(factory_slots)
+                    for c in self.factory_channels]
         columns += [f"slot[{s}].{c}" for s in range(view_size) for c in self.slot_channels]
         self.columns = tuple(columns)
         self._column = {name: i for i, name in enumerate(columns)}
@@ -206,10 +212,10 @@ class FeatureLayout:
     @classmethod
     def of(cls, cfg: Config) -> FeatureLayout:
         """The layout of ``cfg`` (built once per shape and scales)."""
-        return _layout(cfg.n_factories, cfg.view_size, cfg.max_days, cfg.n_agents)
+        return _layout(cfg.factory_slot_count, cfg.view_size, cfg.max_days, cfg.n_agents)
 
     def __repr__(self) -> str:
-        return (f"FeatureLayout(n_factories={self.n_factories}, view_size={self.view_size}, "
+        return (f"FeatureLayout(factory_slots={self.factory_slots}, view_size={self.view_size}, "
                 f"size={self.size})")
 
     # ---- where ---------------------------------------------------------------------------
@@ -248,9 +254,10 @@ class FeatureLayout:
         return self._column[name]
 
     def factory(self, m: int, name: str) -> int:
-        """The column of factory ``m``'s channel ``name`` (``capacity`` or ``factory.capacity``)."""
-        if not 0 <= m < self.n_factories:
-            raise IndexError(f"factory {m} out of range [0, {self.n_factories})")
+        """The column of factory slot ``m``'s channel ``name`` (``capacity`` or
+        ``factory.capacity``)."""
+        if not 0 <= m < self.factory_slots:
+            raise IndexError(f"factory slot {m} out of range [0, {self.factory_slots})")
         return self._where[self._full(name, "factory")].start + m * len(self.factory_channels)
 
     def slot(self, s: int, name: str) -> int:
@@ -279,12 +286,13 @@ class FeatureLayout:
 
     def block(self, feats: np.ndarray, name: str) -> np.ndarray:
         """The raw (encoded) values of channel ``name``: (...,) for an own channel, (..., W)
-        for a one-hot, (..., M) for a factory channel, (..., V) for a slot channel."""
+        for a one-hot, (..., M) for a factory channel (M factory slots), (..., V) for a slot
+        channel."""
         where = self._where[self.channel(name).name]
         return np.asarray(feats)[..., where]
 
     def factory_block(self, feats: np.ndarray, name: str) -> np.ndarray:
-        """The raw values of factory channel ``name`` for every factory: (..., M)."""
+        """The raw values of factory channel ``name`` for every factory slot: (..., M)."""
         return self.block(feats, self._full(name, "factory"))
 
     def slot_block(self, feats: np.ndarray, name: str) -> np.ndarray:
@@ -339,8 +347,8 @@ class FeatureLayout:
 
 
 @lru_cache(maxsize=64)
-def _layout(n_factories: int, view_size: int, max_days: int, n_agents: int) -> FeatureLayout:
-    return FeatureLayout(n_factories, view_size, max_days, n_agents)
+def _layout(factory_slots: int, view_size: int, max_days: int, n_agents: int) -> FeatureLayout:
+    return FeatureLayout(factory_slots, view_size, max_days, n_agents)
 
 
 def feature_size(cfg: Config) -> int:
@@ -364,7 +372,7 @@ def features(state: WorldState, view: np.ndarray, rows: np.ndarray, inbox_count:
     {channels}
     """
     layout = FeatureLayout.of(cfg)
-    k, m, v = len(rows), cfg.n_factories, cfg.view_size
+    k, v = len(rows), cfg.view_size
     # Written straight into float32: casting after clipping to [-10, 10] gives the same
     # values as clipping after, and 0/1 flags need no clipping.
     out = np.zeros((k, layout.size), np.float32)
@@ -390,16 +398,17 @@ def features(state: WorldState, view: np.ndarray, rows: np.ndarray, inbox_count:
     out[index(k), layout.slice("condition.direction").start + _DIRECTION[code]] = 1.0
     has_value = (code > 0).nonzero()[0]
     out[has_value, layout.slice("condition.value").start + _VALUE[code[has_value]]] = 1.0
-    # Factories: each one's report (capacity etc. are >= 0), shown for those the resident
-    # knows.
+    # Factory slots: the report of each slot's factory (capacity etc. are >= 0), shown for
+    # those the resident knows.
     report = layout.encode("factory", {
         "known": 1.0, "capacity": state.capacity, "workers": state.workers,
-        "output": state.output, "outage": state.outage}, (len(state.capacity),))  # (M, C)
-    known = state.known[rows]
-    # (In a batch: each row's community's factories.)
-    mine = report[None] if state.communities == 1 else \
-        report.reshape(state.communities, m, -1)[rows // state.n_per]
-    out[:, layout.factory_start:layout.slot_start] = (known[:, :, None] * mine).reshape(k, -1)
+        "output": state.output, "outage": state.outage}, (len(state.capacity),))  # (E M, C)
+    known = known_slots(state, rows)  # (K, S)
+    table = np.maximum(state.factory_slots[rows], 0)
+    if state.communities > 1:  # each row's community's factories
+        table = table + (rows // state.n_per * state.m_per)[:, None]
+    out[:, layout.factory_start:layout.slot_start] = (
+        known[:, :, None] * report[table]).reshape(k, -1)
     # View slots.
     slots = out[:, layout.slot_start:].reshape(k, v, len(layout.slot_channels))
     vw = view[rows]  # (K, V)

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from civa_env.world import slots
 from civa_env.world.actions import EVERYONE
 from civa_env.world.arrays import filled, index
 from civa_env.world.config import Config
@@ -216,10 +217,11 @@ class Briefer:
         prompt = self.prompts[s.condition[i]]
         if prompt:
             lines.append(prompt)
-        known = s.known[i].nonzero()[0]
-        if len(known):
-            lines.append("Factories you know:")
-            lines += [self.factory_lines[m] for m in known.tolist()]
+        known = slots.listed(s, i)
+        if known:
+            note = more_known(s, i, len(known))
+            lines.append("Factories you know" + (f" ({note})" if note else "") + ":")
+            lines += [self.factory_lines[m] for m in known]
         else:
             lines.append("You know no factory yet: explore to find one.")
         if s.day > 0:
@@ -274,12 +276,21 @@ class ShownOrder:
                 np.argsort(row[v:v + n_factories], kind="stable").tolist())
 
 
+def more_known(state: WorldState, i: int, listed: int) -> str:
+    """The note ``"the 8 largest of the 14 you know"`` when resident ``i`` knows more
+    factories than its ``listed`` slots show, else ``""``."""
+    n_known = int(np.count_nonzero(state.known[i]))
+    return f"the {listed} largest of the {n_known} you know" if n_known > listed else ""
+
+
 def legal(state: WorldState, view: np.ndarray, cfg: Config, i: int,
           seed: int | None = None, shown: ShownOrder | None = None) -> dict[str, Any]:
     """What resident ``i`` may do now, for policies that build structured actions: known
-    factories, the residents in its view slots (by name, in slot order), its allies, its
-    wealth, whether it can pay an upgrade, the message limits and its value condition (an
-    LLM policy's persona: briefing v2 carries no value prompt).
+    factories (``factories``: those in its factory slots, ``slots.listed``; and
+    ``factory_slots``: the factory in each slot, -1 empty), the residents in its view
+    slots (by name, in slot order), its allies, its wealth, whether it can pay an upgrade,
+    the message limits and its value condition (an LLM policy's persona: briefing v2
+    carries no value prompt).
 
     Given the world's ``seed``, also ``shown_targets`` and ``shown_factories``: the same
     lists in the order briefing v2 shows them (``ShownOrder``; ``shown``: the day's, to
@@ -289,7 +300,8 @@ def legal(state: WorldState, view: np.ndarray, cfg: Config, i: int,
     pairs = state.allies
     allies = np.concatenate([pairs[pairs[:, 0] == i, 1], pairs[pairs[:, 1] == i, 0]])
     out = {
-        "factories": state.known[i].nonzero()[0].tolist(),
+        "factories": slots.listed(state, i),
+        "factory_slots": state.factory_slots[i].tolist(),
         "targets": [agent_name(j) for j in seen[seen >= 0].tolist()],
         "allies": [agent_name(j) for j in sorted(allies.tolist())],
         "wealth": float(state.wealth[i]),
@@ -300,7 +312,8 @@ def legal(state: WorldState, view: np.ndarray, cfg: Config, i: int,
     }
     if seed is not None:
         if shown is None:
-            shown = ShownOrder(seed, state.day, state.n_pool, cfg.view_size, cfg.n_factories)
+            shown = ShownOrder(seed, state.day, state.n_pool, cfg.view_size,
+                               cfg.factory_slot_count)
         by_t, by_f = shown(i, len(out["targets"]), len(out["factories"]))
         out["shown_targets"] = [out["targets"][k] for k in by_t]
         out["shown_factories"] = [out["factories"][k] for k in by_f]
@@ -350,8 +363,8 @@ class LegalBook(Sequence):
         self.state, self.view, self.cfg, self.seed = state, view, cfg, seed
         self.rows = np.asarray(rows, np.int64)  # (K,)
         # The day's listing order, shared by its facts (drawn on first use).
-        self.shown = (ShownOrder(seed, state.day, state.n_pool, cfg.view_size, cfg.n_factories)
-                      if seed is not None else None)
+        self.shown = (ShownOrder(seed, state.day, state.n_pool, cfg.view_size,
+                                 cfg.factory_slot_count) if seed is not None else None)
 
     def __len__(self) -> int:
         return len(self.rows)

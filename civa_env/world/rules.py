@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from civa_env.world import behaviours
+from civa_env.world import behaviours, slots
 from civa_env.world.actions import EVERYONE, ActionBatch
 from civa_env.world.arrays import filled
 from civa_env.world.catalogue import is_allied
@@ -415,7 +415,7 @@ def _names_for(state: WorldState, parents: np.ndarray,
 def step_day(state: WorldState, batch: ActionBatch, rng: np.random.Generator,
              cfg: Config) -> tuple[WorldState, DayEvents]:
     """Play one day; returns the new state (the input is not changed) and its events."""
-    state = state.copy()
+    before, state = state, state.copy()
     day = state.day + 1
     # (A batch's events get their communities' days when split: ``batch``.)
     ev = DayEvents(day if state.communities == 1 else 0,
@@ -435,6 +435,7 @@ def step_day(state: WorldState, batch: ActionBatch, rng: np.random.Generator,
     apply_upkeep(state, batch, rng, cfg)
     remove_dead(state, ev, day)
     give_birth(state, rng, cfg, ev, day)
+    slots.refresh(state, cfg, before)  # what is known and the capacities may have changed
     # Forget dealings older than the longest window the rules and views look back.
     keep = state.recent_day > (state.per_row(day, state.recent_src)
                                - max(cfg.recent_days, cfg.merge_window, cfg.deception_window))

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from civa_env.world import slots
 from civa_env.world.config import Config
 from civa_env.world.values import assign_conditions
 
@@ -42,6 +43,8 @@ class WorldState:
     skill: np.ndarray  # (N,) float64
     condition: np.ndarray  # (N,) int8 value-condition code (values.ValueCondition.code)
     known: np.ndarray  # (N, M) bool factories the resident knows
+    # The factory in each of the resident's factory slots (``slots``): (N, S) int32, -1 empty.
+    factory_slots: np.ndarray
     parent: np.ndarray  # (N,) int32, -1 for founders
     born_day: np.ndarray  # (N,) int32
     died_day: np.ndarray  # (N,) int32, -1 while alive or unused
@@ -148,9 +151,15 @@ def initial_state(cfg: Config, world_rng: np.random.Generator,
     value_draw = values_rng.random(n)
     zeros_n = np.zeros(n)
     empty = np.empty(0, dtype=np.int32)
+    if cfg.ranks_factories:  # names not yet used hold no factory
+        table = np.full((n, cfg.factory_slot_count), -1, np.int32)
+        table[:n0] = slots.ranked(known, capacity, 1, cfg.factory_slot_count, np.arange(n0))
+    else:
+        table = slots.identity(n, cfg.factory_slot_count)
     return WorldState(
         day=0, n_used=n0, alive=alive, wealth=wealth, skill=skill, condition=condition,
-        known=known, parent=np.full(n, -1, np.int32), born_day=np.zeros(n, np.int32),
+        known=known, factory_slots=table, parent=np.full(n, -1, np.int32),
+        born_day=np.zeros(n, np.int32),
         died_day=np.full(n, -1, np.int32), capacity=capacity,
         workers=np.zeros(m, np.int32), output=np.zeros(m), outage=np.zeros(m, bool),
         income=zeros_n.copy(), received=zeros_n.copy(), given=zeros_n.copy(),

@@ -233,9 +233,17 @@ def test_numeric_mode_leaves_text_empty_but_in_space():
 
 
 def test_spaces_fixed_by_config_not_community_size():
+    # With the factories held fixed (5), and with them growing with the founders (100
+    # and 500 founders have 20 and 100 factories, both seen through 8 factory slots).
     small = civa_env.parallel_env(n_agents=5)
-    big = civa_env.parallel_env(n_agents=500)
+    big = civa_env.parallel_env(n_agents=500, n_factories=5)
     assert small.action_space("resident_0").n == big.action_space("resident_0").n
+    grown = civa_env.parallel_env(n_agents=500)
+    assert grown.cfg.n_factories == 100
+    assert (civa_env.parallel_env(n_agents=100).observation_space("resident_0")["features"].shape
+            == grown.observation_space("resident_0")["features"].shape)
+    assert civa_env.parallel_env(n_agents=100).action_space("resident_0") == \
+        grown.action_space("resident_0")
     assert (small.observation_space("resident_0")["features"].shape
             == big.observation_space("resident_0")["features"].shape)
     assert small.action_space("resident_0") is small.action_space("resident_3")

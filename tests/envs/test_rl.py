@@ -259,8 +259,9 @@ def test_mismatched_checkpoint_names_the_fields(checkpoint):
     policy = make_policy(f"ppo:{checkpoint}")
     with pytest.raises(CheckpointMismatch, match=r"view_size: trained with 4, this world has 6"):
         policy.reset(Config(**{**SMALL, "view_size": 6}))
-    with pytest.raises(CheckpointMismatch, match=r"n_factories: trained with 3, this world has 4"
-                                                 r"; feature_size: .*; catalogue_size: "):
+    with pytest.raises(CheckpointMismatch, match=r"factory_slot_count: trained with 3, this "
+                                                 r"world has 4; feature_size: .*; "
+                                                 r"catalogue_size: "):
         policy.reset(Config(**{**SMALL, "n_factories": 4}))
     # Observations of another layout fed directly are refused too.
     import civa_env
@@ -321,7 +322,7 @@ def test_deaths_and_newcomers_keep_shapes_and_episodes_consistent():
         actions = np.array([rng.choice(np.flatnonzero(m)) for m in masks])
         cat = venv.catalogue
         for slot in range(0, n_slots, 2):  # work at the first known factory, no secondary
-            work = np.flatnonzero(masks[slot].reshape(cat.n_primary, -1)[: cat.n_factories, 0])
+            work = np.flatnonzero(masks[slot].reshape(cat.n_primary, -1)[: cat.factory_slots, 0])
             if len(work):
                 actions[slot] = cat.encode(0, factory=int(work[0]))
         obs, rewards, dones, infos = venv.step(actions)

@@ -16,6 +16,8 @@ from civa_env.world.day import derived_seed
 from civa_env.world.state import _ARRAY_FIELDS
 
 KW = {"n_agents": 10, "max_days": 15}
+# More factories than factory slots: each resident's slots rank the factories it knows.
+RANKED = {"n_factories": 12, "factory_slots": 4, "known_at_start": 3}
 
 
 def sample(obs: dict, spec: factored.FactoredSpec, rng: np.random.Generator,
@@ -110,11 +112,12 @@ def test_a_community_is_the_same_alone_in_a_batch_and_through_the_parallel_env()
     assert restarted > 1  # other communities ended (and restarted) on other days
 
 
-def test_a_batch_without_logs_plays_the_same_worlds():
+@pytest.mark.parametrize("extra", [{}, RANKED])
+def test_a_batch_without_logs_plays_the_same_worlds(extra):
     """Without logs (the default) every community's state is still the lone world's, day
     after day, through its episode's end and the next episode (seeded as the ParallelEnv's
-    plain reset would be)."""
-    venv = civa_env.vector_env(num_envs=5, n_agents=8, max_days=12)
+    plain reset would be); also where the factory slots rank the known factories."""
+    venv = civa_env.vector_env(num_envs=5, n_agents=8, max_days=12, **extra)
     obs, _ = venv.reset(seed=3)
     n = venv.n_slots
     alone = [world.reset(venv.cfg, 3 + e) for e in range(5)]
@@ -135,6 +138,33 @@ def test_a_batch_without_logs_plays_the_same_worlds():
             np.testing.assert_array_equal(obs["features"][e * n + rows],
                                           alone[e].observe(rows).features)
     assert min(episodes) >= 2
+
+
+def test_ranked_factory_slots_alone_in_a_batch_and_through_the_parallel_env():
+    """Where the slots rank the known factories, community 1 of a batch of 4 gives the same
+    event log as alone and through the ParallelEnv (the slots decode to the same factories
+    everywhere)."""
+    e, seed = 1, 11
+    venv = civa_env.vector_env(num_envs=4, keep_logs=True, **KW, **RANKED)
+    obs, _ = venv.reset(seed=seed)
+    n = venv.n_slots
+    rng = np.random.default_rng(3)
+    alone = world.reset(venv.cfg, seed + e)
+    penv = civa_env.parallel_env(**KW, **RANKED, obs_mode="numeric")
+    penv.reset(seed=seed + e)
+    log = venv.batch.logs[e]  # (a community that ends gets a new log)
+    while True:
+        acts = sample(obs, venv.spec, rng)
+        mine = acts[e * n:(e + 1) * n]
+        alone, _ = world.step_factored(alone, mine)
+        penv.step({a: mine[penv.world.index_of[a]] for a in penv.agents})
+        obs, *_, infos = venv.step(acts)
+        if infos["ended"][e]:
+            break
+        assert_same_state(alone.state, venv.batch.state, e)
+    ref = log_text(log)
+    assert "work" in ref and ref == log_text(alone.log) == log_text(penv.world.log)
+    assert venv.cfg.ranks_factories
 
 
 def test_cheap_talk_in_a_batch_matches_alone():

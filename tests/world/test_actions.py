@@ -402,7 +402,7 @@ def test_catalogue_encode_rejects_out_of_range():
     with pytest.raises(ValueError, match="slot"):
         cat.encode(Primary.IDLE, -1, Secondary.ATTACK, 24)
     assert cat.describe(cat.encode(Primary.WORK, 2, Secondary.GIFT, 3, 1)) == (
-        "work factory 2 + gift slot 3 (25% of wealth)")
+        "work factory slot 2 + gift slot 3 (25% of wealth)")
 
 
 def test_flat_gift_is_a_fraction_of_wealth(env):

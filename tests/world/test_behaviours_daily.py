@@ -50,7 +50,9 @@ def _reference(log: civa_env.world.events.EventLog, cfg: civa_env.Config) -> lis
 def test_daily_counts_equal_detect_over_the_log(seed: int) -> None:
     n = (20, 40, 80)[seed % 3]
     extra = {"recent_days": 4, "deception_window": 1} if seed % 4 == 3 else {}
-    env = civa_env.parallel_env(n_agents=n, seed=seed, obs_mode="numeric", **extra)
+    # (5 factories at every size: the episodes recorded to exercise every behaviour.)
+    env = civa_env.parallel_env(n_agents=n, seed=seed, obs_mode="numeric", n_factories=5,
+                                **extra)
     rng = np.random.default_rng(seed)
     obs, _ = env.reset(seed=seed)
     while env.agents:

@@ -169,7 +169,7 @@ def test_blocks_and_errors(cfg, world):
         layout.index("factory.capacity")
     with pytest.raises(ValueError, match="not a slot channel"):
         layout.slot(0, "factory.capacity")
-    with pytest.raises(IndexError, match="factory 3"):
+    with pytest.raises(IndexError, match="factory slot 3"):
         layout.factory(3, "capacity")
 
 
@@ -454,8 +454,8 @@ def test_encode_broadcasts_scalars_against_arrays():
 
 
 @pytest.mark.parametrize("args,match", [
-    (([Primary.WORK, Primary.WORK], [0, 5]), "factory 5 out of range"),
-    (([Primary.UPGRADE_FACTORY], [-1]), "factory -1 out of range"),
+    (([Primary.WORK, Primary.WORK], [0, 5]), "factory slot 5 out of range"),
+    (([Primary.UPGRADE_FACTORY], [-1]), "factory slot -1 out of range"),
     ((Primary.IDLE, -1, [Secondary.NONE, Secondary.ATTACK], [-1, 24]), "view slot 24"),
     ((Primary.IDLE, -1, [Secondary.MERGE], [-3]), "view slot -3"),
     ((Primary.IDLE, -1, Secondary.GIFT, [0, 1], [0, 3]), "gift level 3"),

@@ -97,7 +97,8 @@ def test_outage_produces_nothing(exact_cfg):
 def test_outage_rate_and_production_noise_statistics(exact_cfg):
     # 400 workers spread over 5 factories, 300 days: outages ~10% of factory-days, and each
     # worker's share times lognormal(0, 0.2).
-    cfg = exact_cfg(n_agents=400, upkeep=0.0, outage_prob=0.1, production_noise=0.2)
+    cfg = exact_cfg(n_agents=400, n_factories=5, upkeep=0.0, outage_prob=0.1,
+                    production_noise=0.2)
     state = build_world(cfg, known=np.ones((400, 5), bool), skill=np.ones(400))
     b = idle_batch(cfg)
     work(b, np.arange(400), np.arange(400) % 5)
