@@ -24,11 +24,23 @@ Autoreset: Gymnasium's ``AutoresetMode.SAME_STEP``. A community whose episode en
 last day played, or nobody left) is reset within the same ``step``: the returned
 observation is the first of its next episode, and ``infos["final_obs"]`` holds the
 observation it ended with (the same arrays as ``obs``, filled for the rows of communities
-that ended) with ``infos["_final_obs"]`` (R,) marking those rows; ``infos["ended"]`` (E,)
-says which communities ended. Community ``e`` plays seed ``seed + e`` first (as
+that ended; the other rows hold the "not alive" row: zeros, the idle mask) with
+``infos["_final_obs"]`` (R,) marking those rows; ``infos["ended"]`` (E,) says which
+communities ended. Community ``e`` plays seed ``seed + e`` first (as
 ``parallel_env().reset(seed=seed + e)`` would: the same event log, a test checks it), then
 ``world.derived_seed(seed + e, k)`` for its k-th episode after that, as the ParallelEnv's
 plain resets do.
+
+Copies (Gymnasium's ``copy`` option of its vector envs): with ``copy=True`` (the default)
+the observation arrays that ``reset`` and ``step`` return (``obs`` and
+``infos["final_obs"]``) are the caller's to keep: no later call writes an array that
+anything outside the env still refers to (the dict, an array, or a view of one). The env
+keeps a few sets of arrays and reuses a set once nothing else refers to it (CPython's
+reference counts; on other interpreters every call makes new arrays), rewriting only the
+rows that changed, so that a caller who drops last step's observation pays neither for new
+arrays nor for the rows of slots not alive. With ``copy=False`` every call returns the
+same arrays, updated in place by the next ``reset`` or ``step``: copy what you keep.
+Rewards, terminations, truncations and the other infos are new arrays either way.
 
 All communities live in one set of arrays (``civa_env.world.batch.Communities``) and are
 stepped by one call of the same rules a lone world plays, each with its own random streams,
@@ -41,6 +53,9 @@ only the running nAUP (``infos["nAUP"]``, (E,)) is kept.
 
 from __future__ import annotations
 
+import platform
+import sys
+from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
@@ -58,6 +73,36 @@ from civa_env.world.features import FEATURE_CLIP, feature_size, features
 from civa_env.world.perception import inbox_count
 
 _OBSERVE_CHUNK = 65536  # living slots whose features are built at once
+_OBS_KEYS = ("features", "action_mask", "alive")
+_POOL = 3  # sets of observation arrays kept for reuse, per kind (copy=True)
+
+
+@dataclass
+class _Buffer:
+    """A set of observation arrays, and which rows of it are not the "not alive" row (the
+    rows to clear when their slot is no longer observed)."""
+
+    arrays: dict[str, np.ndarray]
+    filled: np.ndarray  # (R,) bool
+
+
+def _refs(a: np.ndarray) -> int:
+    """``a``'s reference count, as seen from here (``_FREE_REFS`` when only a ``_Buffer``
+    holds it)."""
+    return sys.getrefcount(a)
+
+
+def _free_refs() -> int | None:
+    """The count ``_refs`` gives for an array that only a buffer's dict refers to (measured,
+    so that it holds whatever the interpreter counts); None without reference counts (then
+    copy=True never reuses a set)."""
+    if not hasattr(sys, "getrefcount") or platform.python_implementation() != "CPython":
+        return None
+    probe = _Buffer({"features": np.zeros(1)}, np.zeros(1, bool))
+    return _refs(probe.arrays["features"])
+
+
+_FREE_REFS = _free_refs()
 
 
 class CivaVectorEnv:
@@ -66,7 +111,7 @@ class CivaVectorEnv:
     metadata = {"autoreset_mode": AutoresetMode.SAME_STEP}
 
     def __init__(self, num_envs: int = 1, config: Config | None = None, *,
-                 keep_logs: bool = False, **kwargs: Any) -> None:
+                 keep_logs: bool = False, copy: bool = True, **kwargs: Any) -> None:
         if isinstance(num_envs, bool) or not isinstance(num_envs, (int, np.integer)) \
                 or num_envs < 1:
             raise ValueError(f"num_envs must be an int >= 1, got {num_envs!r}")
@@ -90,10 +135,13 @@ class CivaVectorEnv:
         })
         self.single_action_space = spaces.MultiDiscrete(self.spec.nvec)
         self.keep_logs = bool(keep_logs)
+        self.copy = bool(copy)
         self.batch: Communities | None = None
         self._seeds: list[int] = []
         self._episodes = np.zeros(self.num_envs, np.int64)
         self._idle_mask = self.spec.nothing_mask()  # the mask of a slot not alive
+        # The sets of observation arrays of "obs" and "final" (``_observation``).
+        self._buffers: dict[str, list[_Buffer]] = {}
 
     # The batched spaces hold bounds for every slot (two float32 arrays of R x F for the
     # features): built on first use, so that a large batch that never asks for them does
@@ -119,8 +167,7 @@ class CivaVectorEnv:
         self._seeds = [seed + e for e in range(self.num_envs)]
         self._episodes[:] = 0
         self.batch = Communities.reset(self.cfg, self._seeds, keep_logs=self.keep_logs)
-        obs = self._empty_obs()
-        self._observe_into(obs, self.batch.state.alive.nonzero()[0])
+        obs = self._observation("obs", self.batch.state.alive.nonzero()[0])
         return obs, {"day": self._days(), "seed": np.array(self._seeds)}
 
     def step(self, actions: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray,
@@ -139,27 +186,32 @@ class CivaVectorEnv:
         living = day.after.alive.nonzero()[0]
         truncated = np.zeros(self.num_slots, bool)
         truncated[living] = day.truncated[living // n]
-        obs = self._empty_obs()
-        self._observe_into(obs, living)
         infos: dict[str, Any] = {"ended": ended.copy(), "nAUP": day.n_aup}
-        if np.count_nonzero(ended):
+        if not np.count_nonzero(ended):
+            obs = self._observation("obs", living)
+        else:
             which = ended.nonzero()[0]
-            rows_ended = ended[self.community_of]
-            final = self._empty_obs()
-            for key in final:
-                final[key][rows_ended] = obs[key][rows_ended]
+            going = ended[living // n]
+            # The observation each ended community ended with (its living rows; those that
+            # died out have none), then its next episode in place of it, in place.
+            infos["final_obs"] = self._observation("final", living[going])
+            infos["_final_obs"] = ended[self.community_of]
+            # Every living slot is observed at once after the restarts (the continuing
+            # communities' today, the restarted ones' first day), except when community 0
+            # restarts: the features of an empty view slot read pool row 0's wealth (for the
+            # sign of a zero), so then the others are observed before it restarts, as alone.
+            early = bool(ended[0]) and self.num_envs > 1
+            if early:
+                buf = self._buffer("obs", living[~going])
             self._episodes[which] += 1
             self.batch.replace(which, [world_fn.derived_seed(self._seeds[e],
                                                              int(self._episodes[e]))
-                                       for e in which.tolist()])
-            # The ended communities' rows: the first observation of their next episode.
-            obs["features"][rows_ended] = 0.0
-            obs["action_mask"][rows_ended] = self._idle_mask
-            obs["alive"][rows_ended] = False
-            fresh = self.batch.state.alive & rows_ended
-            self._observe_into(obs, fresh.nonzero()[0])
-            infos["final_obs"] = final
-            infos["_final_obs"] = rows_ended
+                                       for e in which.tolist()], in_place=True)
+            living = self.batch.state.alive.nonzero()[0]
+            if early:
+                obs = self._extend(buf, living[ended[living // n]])
+            else:
+                obs = self._observation("obs", living)
         infos["day"] = self._days()
         return obs, rewards, terminated, truncated, infos
 
@@ -186,7 +238,51 @@ class CivaVectorEnv:
         return self.batch.worlds()
 
     # ---- observations -------------------------------------------------------------------------
-    def _empty_obs(self) -> dict[str, np.ndarray]:
+    def _observation(self, key: str, rows: np.ndarray) -> dict[str, np.ndarray]:
+        """The observation whose observed rows are pool rows ``rows`` (living residents, in
+        the current state), every other row the "not alive" row (``_buffer``)."""
+        return dict(self._buffer(key, rows).arrays)
+
+    def _buffer(self, key: str, rows: np.ndarray) -> _Buffer:
+        """A set of observation arrays of kind ``key`` ("obs" or "final") whose rows are all
+        the "not alive" row but those of pool rows ``rows``, observed: with ``copy=False``
+        always the same set; with ``copy=True`` one that nothing outside this env refers to
+        any more (the caller let it go), else a new one."""
+        sets = self._buffers.setdefault(key, [])
+        out = None
+        if not self.copy:
+            out = sets[0] if sets else None
+        else:
+            for s in sets:
+                if all(_refs(s.arrays[name]) == _FREE_REFS for name in _OBS_KEYS):
+                    out = s
+                    break
+        if out is None:
+            out = _Buffer(self._blank(), np.zeros(self.num_slots, bool))
+            sets.insert(0, out)
+            del sets[_POOL:]  # (the oldest, still held by the caller, is the caller's now)
+        # Rows observed last time and not now: back to the "not alive" row.
+        obs, filled = out.arrays, out.filled
+        filled[rows] = False
+        stale = filled.nonzero()[0]
+        if len(stale):
+            obs["features"][stale] = 0.0
+            obs["action_mask"][stale] = self._idle_mask
+            obs["alive"][stale] = False
+            filled[stale] = False
+        filled[rows] = True
+        self._observe_into(obs, rows)
+        return out
+
+    def _extend(self, out: _Buffer, rows: np.ndarray) -> dict[str, np.ndarray]:
+        """Observe pool rows ``rows`` too (rows that hold the "not alive" row) in ``out``;
+        returns its arrays in a new dict."""
+        out.filled[rows] = True
+        self._observe_into(out.arrays, rows)
+        return dict(out.arrays)
+
+    def _blank(self) -> dict[str, np.ndarray]:
+        """Observation arrays of every slot, each row the "not alive" row."""
         r = self.num_slots
         return {"features": np.zeros((r, feature_size(self.cfg)), np.float32),
                 "action_mask": np.tile(self._idle_mask, (r, 1)),
@@ -212,8 +308,9 @@ class CivaVectorEnv:
 
 
 def vector_env(num_envs: int = 1, config: Config | None = None, *, keep_logs: bool = False,
-               **kwargs: Any) -> CivaVectorEnv:
+               copy: bool = True, **kwargs: Any) -> CivaVectorEnv:
     """``num_envs`` communities of ``Config(**kwargs)`` as one vectorised env (see
     ``civa_env.envs.vector``); ``keep_logs`` keeps each community's event log, census and
-    behaviour counts (``world(e)``)."""
-    return CivaVectorEnv(num_envs, config, keep_logs=keep_logs, **kwargs)
+    behaviour counts (``world(e)``); ``copy=False`` returns the observation buffers
+    themselves, updated in place by the next call (Gymnasium's ``copy`` option)."""
+    return CivaVectorEnv(num_envs, config, keep_logs=keep_logs, copy=copy, **kwargs)

@@ -52,27 +52,140 @@ _FACTORY_FIELDS = ("capacity", "workers", "output", "outage")
 _EDGE_FIELDS = ("allies", "recent_day", "recent_src", "recent_dst", "recent_kind",
                 "recent_friendly")
 _NAME_FIELDS = tuple(f for f in _ARRAY_FIELDS if f not in _FACTORY_FIELDS + _EDGE_FIELDS)
+_FRESH_ROWS = 65_536  # names of fresh communities written at a time (``_write_fresh``)
+
+
+class _Generators(list):
+    """The list of a ``StreamBatch``'s generators: setting an entry tells the batch."""
+
+    def __init__(self, gens: Sequence[np.random.Generator], owner: StreamBatch) -> None:
+        super().__init__(gens)
+        self._owner = owner
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        super().__setitem__(key, value)
+        owner = self._owner
+        if owner._bitgens is not None and isinstance(key, (int, np.integer)):
+            owner._bitgens[key] = _bitgen_address(value)
+        else:
+            owner._bitgens = None
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return list, (list(self),)  # (copied or pickled: a plain list; no addresses)
+
+
+def _invalidating(name: str) -> Any:
+    method = getattr(list, name)
+
+    def wrapper(self: _Generators, *args: Any, **kwargs: Any) -> Any:
+        self._owner._bitgens = None  # (entries moved or gone: addresses taken again)
+        return method(self, *args, **kwargs)
+
+    wrapper.__name__ = name
+    return wrapper
+
+
+for _name in ("__delitem__", "__iadd__", "__imul__", "append", "extend", "insert", "pop",
+              "remove", "clear", "sort", "reverse"):
+    setattr(_Generators, _name, _invalidating(_name))
+
+
+_CAPSULE_POINTER: Any = None  # ctypes' PyCapsule_GetPointer, once set up
+_FILLS_OK: bool | None = None  # whether kernels.fill_streams draws what numpy draws
+
+
+def _bitgen_address(gen: np.random.Generator) -> int:
+    """The address of ``gen``'s ``bitgen_t`` (numpy's C interface to its bit generator)."""
+    global _CAPSULE_POINTER
+    if _CAPSULE_POINTER is None:
+        import ctypes
+
+        get = ctypes.pythonapi.PyCapsule_GetPointer
+        get.restype, get.argtypes = ctypes.c_void_p, [ctypes.py_object, ctypes.c_char_p]
+        _CAPSULE_POINTER = get
+    return _CAPSULE_POINTER(gen.bit_generator.capsule, b"BitGenerator")
+
+
+def _fills_match_numpy() -> bool:
+    """Whether the compiled fills draw, bit for bit, what ``Generator.random`` and
+    ``Generator.standard_normal`` draw and leave the generators where they leave them
+    (checked once per process, on enough normals to reach the ziggurat's tails)."""
+    global _FILLS_OK
+    if _FILLS_OK is None:
+        try:
+            from civa_env.world.kernels import fill_streams
+
+            seeds = [1, 2, 3]
+            ours = [np.random.default_rng(s) for s in seeds]
+            theirs = [np.random.default_rng(s) for s in seeds]
+            addr = np.array([_bitgen_address(g) for g in ours], np.int64)
+            ok = True
+            for normal, rows, k in ((False, 3, 7), (True, 2, 50_000), (False, 1, 5)):
+                out = np.empty((rows, len(seeds) * k))
+                fill_streams(addr, out, normal)
+                want = np.concatenate([g.standard_normal((rows, k)) if normal
+                                       else g.random((rows, k)) for g in theirs], axis=1)
+                ok &= bool(np.array_equal(out.view(np.uint64), want.view(np.uint64)))
+            ok &= all(a.bit_generator.state == b.bit_generator.state
+                      for a, b in zip(ours, theirs, strict=True))
+            _FILLS_OK = ok
+        except Exception:  # noqa: BLE001 (no compiler, an unusual numpy: draw one by one)
+            _FILLS_OK = False
+    return _FILLS_OK
 
 
 class StreamBatch:
     """The daily streams of E communities as one generator: a draw of shape (..., E K) is
     each community's draw of shape (..., K), concatenated along the last axis in community
-    order (the rules draw per name or per factory, the last axis)."""
+    order (the rules draw per name or per factory, the last axis).
+
+    The generators are ``gens`` (one ``numpy.random.Generator`` each, authoritative: a draw
+    here advances them as their own draws would, and drawing from one of them directly
+    moves the batch's stream too). A draw is made for all E at once by a compiled fill
+    (``kernels.fill_streams``) that calls each bit generator's own C functions, checked
+    against numpy once per process; without it, generator by generator."""
 
     def __init__(self, gens: Sequence[np.random.Generator]) -> None:
-        self.gens = list(gens)
+        self._bitgens: np.ndarray | None = None
+        self.gens = gens
+
+    @property
+    def gens(self) -> list[np.random.Generator]:
+        """The communities' generators, in community order (entries may be set)."""
+        return self._gens
+
+    @gens.setter
+    def gens(self, gens: Sequence[np.random.Generator]) -> None:
+        self._gens = _Generators(gens, self)
+        self._bitgens = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        # The generators only: their addresses are this process's, of these objects.
+        return {"gens": list(self._gens)}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self._bitgens = None
+        self.gens = state["gens"]
 
     def _draw(self, method: str, size: int | tuple[int, ...]) -> np.ndarray:
         shape = (size,) if isinstance(size, (int, np.integer)) else tuple(size)
-        e = len(self.gens)
+        e = len(self._gens)
         k = shape[-1] // e
         if k * e != shape[-1]:
             raise ValueError(f"a batch draw's last axis ({shape[-1]}) must hold one number "
                              f"per name or factory of each of the {e} communities")
+        if _fills_match_numpy():
+            from civa_env.world.kernels import fill_streams
+
+            if self._bitgens is None or len(self._bitgens) != e:
+                self._bitgens = np.array([_bitgen_address(g) for g in self._gens], np.int64)
+            out = np.empty(shape)
+            fill_streams(self._bitgens, out.reshape(-1, shape[-1]), method != "random")
+            return out
         # Each community draws into its own contiguous block (E, ..., K), which is then laid
         # out as (..., E K): the same numbers as drawing (..., K) alone and concatenating.
         out = np.empty((e,) + shape[:-1] + (k,))
-        for g, block in zip(self.gens, out, strict=True):
+        for g, block in zip(self._gens, out, strict=True):
             getattr(g, method)(out=block)
         return np.moveaxis(out, 0, -2).reshape(shape) if len(shape) > 1 else out.reshape(-1)
 
@@ -83,6 +196,11 @@ class StreamBatch:
     def standard_normal(self, size: int | tuple[int, ...]) -> np.ndarray:
         """Standard normal draws, community by community."""
         return self._draw("standard_normal", size)
+
+
+def _joined(arrays: list[np.ndarray]) -> np.ndarray:
+    """The arrays end to end on their first axis (the one itself, for one)."""
+    return arrays[0] if len(arrays) == 1 else np.concatenate(arrays)
 
 
 def _shift(idx: np.ndarray, by: int) -> np.ndarray:
@@ -315,10 +433,12 @@ class Communities:
 
     # ---- episodes --------------------------------------------------------------------------
 
-    def replace(self, which: Sequence[int], seeds: Sequence[int]) -> None:
+    def replace(self, which: Sequence[int], seeds: Sequence[int], *,
+                in_place: bool = False) -> None:
         """Start communities ``which`` afresh with ``seeds`` (each as ``world.reset`` would);
-        the others are untouched (the state is a new one: a ``BatchDay`` returned before
-        keeps its ``after``)."""
+        the others are untouched. The state is a new one (a ``BatchDay`` returned before
+        keeps its ``after``), unless ``in_place``: then the current state's arrays are
+        written (cheaper: the vector env, which has read the day, does so)."""
         which = [int(e) for e in which]
         if not which:
             return
@@ -326,19 +446,24 @@ class Communities:
         if self.num == 1:
             self.state, self.view, self.streams.gens[0] = world_fn.first_day(self.cfg, seeds[0])
         else:
-            self.state = self.state.copy()
+            if not in_place:
+                self.state = self.state.copy()
             self._write_fresh(which, seeds)
             # A fresh community has no alliances, dealings or messages: drop the old ones.
             state, n = self.state, self.state.n_per
             gone = np.zeros(self.num, bool)
             gone[which] = True
-            state.allies = state.allies[~gone[state.allies[:, 0] // n]]
-            keep = ~gone[state.recent_src // n]
-            for name in ("recent_day", "recent_src", "recent_dst", "recent_kind",
-                         "recent_friendly"):
-                setattr(state, name, getattr(state, name)[keep])
-            state.inbox = [x for x in state.inbox if not gone[x.sender // n]]
-            state.outbox = [x for x in state.outbox if not gone[x.sender // n]]
+            if len(state.allies):
+                state.allies = state.allies[~gone[state.allies[:, 0] // n]]
+            if len(state.recent_src):
+                keep = ~gone[state.recent_src // n]
+                for name in ("recent_day", "recent_src", "recent_dst", "recent_kind",
+                             "recent_friendly"):
+                    setattr(state, name, getattr(state, name)[keep])
+            if state.inbox:
+                state.inbox = [x for x in state.inbox if not gone[x.sender // n]]
+            if state.outbox:
+                state.outbox = [x for x in state.outbox if not gone[x.sender // n]]
         for e, s in zip(which, seeds, strict=True):
             self.seeds[e] = s
             self.population_sum[e] = 0
@@ -347,22 +472,37 @@ class Communities:
                 self.counts[e] = self._new_counts(self.cfg)
 
     def _write_fresh(self, which: Sequence[int], seeds: Sequence[int]) -> None:
-        """Write a fresh community of each seed over the name, factory and view rows of
-        communities ``which``, and give each its fresh daily stream (one lone world drawn at
-        a time, so a large batch's reset holds one set of arrays, not two)."""
+        """Write a fresh community of each seed (``world.first_day``) over the name, factory
+        and view rows of communities ``which``, and give each its fresh daily stream: the
+        fresh worlds are drawn one by one and written a group at a time, one assignment per
+        array (groups of at most ``_FRESH_ROWS`` names, so that a large batch's reset holds
+        little more than one set of arrays)."""
         cfg, state = self.cfg, self.state
         n, m = state.n_per, state.m_per
-        for e, seed in zip(which, seeds, strict=True):
-            fresh, view, gen = world_fn.first_day(cfg, seed)
-            lo = e * n
+        group = max(1, _FRESH_ROWS // n)
+        for lo in range(0, len(which), group):
+            comms = np.asarray(which[lo:lo + group], np.int64)
+            fresh = [world_fn.first_day(cfg, seed) for seed in seeds[lo:lo + group]]
+            states = [f[0] for f in fresh]
+            rows = (comms[:, None] * n + np.arange(n)).ravel()
+            frows = (comms[:, None] * m + np.arange(m)).ravel()
+            offset = comms.repeat(n)
+            if rows.shape[0] > 1 and np.all(np.diff(rows) == 1):
+                rows = slice(int(rows[0]), int(rows[-1]) + 1)  # one block: a view
+                frows = slice(int(frows[0]), int(frows[-1]) + 1)
             for name in _NAME_FIELDS:
-                getattr(state, name)[lo:lo + n] = getattr(fresh, name)
+                if name != "parent":
+                    getattr(state, name)[rows] = _joined([getattr(f, name) for f in states])
             for name in _FACTORY_FIELDS:
-                getattr(state, name)[e * m:(e + 1) * m] = getattr(fresh, name)
-            state.parent[lo:lo + n] = _shift(fresh.parent, lo)
-            state.day[e], state.n_used[e] = fresh.day, fresh.n_used
-            self.view[lo:lo + n] = _shift(view, lo)
-            self.streams.gens[e] = gen
+                getattr(state, name)[frows] = _joined([getattr(f, name) for f in states])
+            parent = _joined([f.parent for f in states])
+            state.parent[rows] = np.where(parent >= 0, parent + offset * n, parent)
+            state.day[comms] = [f.day for f in states]
+            state.n_used[comms] = [f.n_used for f in states]
+            view = _joined([f[1] for f in fresh])
+            self.view[rows] = np.where(view >= 0, view + (offset * n)[:, None], view)
+            for e, f in zip(comms.tolist(), fresh, strict=True):
+                self.streams.gens[e] = f[2]
 
     def world(self, e: int, state: WorldState | None = None) -> world_fn.World:
         """Community ``e`` as a lone ``World`` (a snapshot: its state in its own numbering,

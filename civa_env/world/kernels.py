@@ -5,12 +5,29 @@
 * ``strength``: a resident's fighting strength, the one formula (``rules.strength`` calls it).
 * ``ally_csr``: the alliance pairs as a CSR adjacency (neighbours ascending), the form the
   kernel reads.
+* ``fill_streams``: one draw of E communities' generators at once (``batch.StreamBatch``),
+  the numbers each generator's own ``random`` / ``standard_normal`` would give.
 """
 
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from llvmlite import ir
+from numba import njit, types
+from numba.extending import intrinsic
+
+try:  # numpy's ziggurat tables, as numba ships them (a private module: without it,
+    # ``fill_streams`` raises and ``batch.StreamBatch`` draws generator by generator)
+    from numba.np.random._constants import (
+        fi_double,
+        ki_double,
+        wi_double,
+        ziggurat_nor_inv_r,
+        ziggurat_nor_r,
+    )
+except ImportError:  # pragma: no cover
+    fi_double = ki_double = wi_double = None
+    ziggurat_nor_inv_r = ziggurat_nor_r = 0.0
 
 from civa_env.world.kinds import ATTACK_ON_ALLY, ATTACK_SUCCESS
 
@@ -130,3 +147,116 @@ def resolve_attacks(order, target, draws, wealth, skill, alive, ally_ptr, ally_i
                 gone[pos_ji] = True
         flags[k] = flag
     return loot_out, flags, dissolved[:n_gone].copy()
+
+
+# ---- random streams of many communities --------------------------------------------------
+# A batch of E communities draws, each day and purpose, the same numbers each community's
+# own generator would draw alone (``batch.StreamBatch``). The fills below make those draws
+# for all E generators in one call: they advance each generator through its bit generator's
+# own C functions (``bitgen_t``, numpy's documented C interface: the state pointer, then
+# ``next_uint64``, ``next_uint32``, ``next_double``), so a uniform is exactly
+# ``Generator.random``'s, and a normal is ``Generator.standard_normal``'s ziggurat, with
+# numpy's tables (which numba's own Generator support ships). ``batch.StreamBatch`` checks
+# both against numpy once per process before it uses them, and draws generator by
+# generator if they ever differ.
+
+
+_HAVE_TABLES = ki_double is not None
+_KI = np.asarray(ki_double if _HAVE_TABLES else [0], np.uint64)
+_WI = np.asarray(wi_double if _HAVE_TABLES else [0.0], np.float64)
+_FI = np.asarray(fi_double if _HAVE_TABLES else [0.0], np.float64)
+
+
+@intrinsic
+def _load_word(typingctx, addr):
+    """The 64-bit word at address ``addr`` (an int64)."""
+    sig = types.int64(types.int64)
+
+    def codegen(context, builder, signature, args):
+        return builder.load(builder.inttoptr(args[0], ir.IntType(64).as_pointer()))
+
+    return sig, codegen
+
+
+@intrinsic
+def _call_u64(typingctx, fn, state):
+    """``fn(state)`` for a C function ``uint64_t fn(void *)`` at address ``fn``."""
+    sig = types.uint64(types.int64, types.int64)
+
+    def codegen(context, builder, signature, args):
+        void_p = ir.IntType(8).as_pointer()
+        f = builder.inttoptr(args[0], ir.FunctionType(ir.IntType(64), [void_p]).as_pointer())
+        return builder.call(f, [builder.inttoptr(args[1], void_p)])
+
+    return sig, codegen
+
+
+@intrinsic
+def _call_double(typingctx, fn, state):
+    """``fn(state)`` for a C function ``double fn(void *)`` at address ``fn``."""
+    sig = types.float64(types.int64, types.int64)
+
+    def codegen(context, builder, signature, args):
+        void_p = ir.IntType(8).as_pointer()
+        f = builder.inttoptr(args[0], ir.FunctionType(ir.DoubleType(), [void_p]).as_pointer())
+        return builder.call(f, [builder.inttoptr(args[1], void_p)])
+
+    return sig, codegen
+
+
+@njit(cache=True)
+def _normal(next_u64, next_double, st, ki, wi, fi):
+    """One ``random_standard_normal`` (numpy's ziggurat, distributions.c) of bit generator
+    state ``st``."""
+    while True:
+        r = _call_u64(next_u64, st)
+        idx = np.int64(r & np.uint64(0xFF))
+        r = r >> np.uint64(8)
+        sign = r & np.uint64(1)
+        rabs = (r >> np.uint64(1)) & np.uint64(0x000FFFFFFFFFFFFF)
+        x = np.float64(rabs) * wi[idx]
+        if sign == np.uint64(1):
+            x = -x
+        if rabs < ki[idx]:
+            return x
+        if idx == 0:
+            while True:
+                xx = -ziggurat_nor_inv_r * np.log1p(-_call_double(next_double, st))
+                yy = -np.log1p(-_call_double(next_double, st))
+                if yy + yy > xx * xx:
+                    if (rabs >> np.uint64(8)) & np.uint64(1):
+                        return -(ziggurat_nor_r + xx)
+                    return ziggurat_nor_r + xx
+        else:
+            if ((fi[idx - 1] - fi[idx]) * _call_double(next_double, st) + fi[idx]
+                    < np.exp(-0.5 * x * x)):
+                return x
+
+
+@njit(cache=True)
+def _fill(bitgens, out, normal, ki, wi, fi):
+    e_n = bitgens.shape[0]
+    rows, width = out.shape
+    k = width // e_n
+    for e in range(e_n):
+        bg = bitgens[e]
+        st = _load_word(bg)
+        next_u64 = _load_word(bg + 8)
+        next_double = _load_word(bg + 24)
+        lo = e * k
+        for p in range(rows):
+            for q in range(lo, lo + k):
+                if normal:
+                    out[p, q] = _normal(next_u64, next_double, st, ki, wi, fi)
+                else:
+                    out[p, q] = _call_double(next_double, st)
+
+
+def fill_streams(bitgens: np.ndarray, out: np.ndarray, normal: bool) -> None:
+    """Draw ``out`` (P, E K) float64 from E bit generators (``bitgens`` (E,) int64, the
+    addresses of their ``bitgen_t``): generator e fills columns ``[e K, (e + 1) K)``, row
+    after row, as ``random((P, K))`` (``normal``: ``standard_normal((P, K))``) fills its
+    (P, K) output; the generators advance as those calls would advance them."""
+    if not _HAVE_TABLES:
+        raise RuntimeError("numba ships no ziggurat tables here")
+    _fill(bitgens, out, normal, _KI, _WI, _FI)
