@@ -52,6 +52,7 @@ A resident is terminated when it starves; everyone is truncated after `max_days`
 
 from __future__ import annotations
 
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -95,9 +96,6 @@ class CivaEnv(ParallelEnv):
         self.catalogue = Catalogue(cfg)
         self._observation_space = observation_space(cfg, self.catalogue)
         self._action_space = spaces.Discrete(self.catalogue.size)
-        n, m = cfg.max_agents, cfg.n_factories
-        self.state_space = spaces.Box(-STATE_BOUND, STATE_BOUND, shape=(n * (4 + m) + m + 1,),
-                                      dtype=np.float32)
         self.agents: list[str] = []
         # features mode: every pool name is an agent; the vacant ones (no resident yet) are
         # padded (docs/rl.md "Names and deaths").
@@ -227,6 +225,15 @@ class CivaEnv(ParallelEnv):
         return legal(self.world.state, self.world.view, self.cfg, i, self.world.seed)
 
     # ---- inspection ------------------------------------------------------------------------
+    @cached_property
+    def state_space(self) -> spaces.Box:
+        """The space of ``state()``: N (4 + M) + M + 1 floats (built on first use: with
+        factories growing with the community it holds N x M entries, 80 million at 10,000
+        founders)."""
+        n, m = self.cfg.max_agents, self.cfg.n_factories
+        return spaces.Box(-STATE_BOUND, STATE_BOUND, shape=(n * (4 + m) + m + 1,),
+                          dtype=np.float32)
+
     def state(self) -> np.ndarray:
         """Global state: alive, wealth, skill, condition code, known factories per name,
         then capacities and the day, as float32 of ``state_space``'s shape."""

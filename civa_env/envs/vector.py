@@ -197,21 +197,12 @@ class CivaVectorEnv:
             infos["final_obs"] = self._observation("final", living[going])
             infos["_final_obs"] = ended[self.community_of]
             # Every living slot is observed at once after the restarts (the continuing
-            # communities' today, the restarted ones' first day), except when community 0
-            # restarts: the features of an empty view slot read pool row 0's wealth (for the
-            # sign of a zero), so then the others are observed before it restarts, as alone.
-            early = bool(ended[0]) and self.num_envs > 1
-            if early:
-                buf = self._buffer("obs", living[~going])
+            # communities' today, the restarted ones' first day).
             self._episodes[which] += 1
             self.batch.replace(which, [world_fn.derived_seed(self._seeds[e],
                                                              int(self._episodes[e]))
                                        for e in which.tolist()], in_place=True)
-            living = self.batch.state.alive.nonzero()[0]
-            if early:
-                obs = self._extend(buf, living[ended[living // n]])
-            else:
-                obs = self._observation("obs", living)
+            obs = self._observation("obs", self.batch.state.alive.nonzero()[0])
         infos["day"] = self._days()
         return obs, rewards, terminated, truncated, infos
 
@@ -273,13 +264,6 @@ class CivaVectorEnv:
         filled[rows] = True
         self._observe_into(obs, rows)
         return out
-
-    def _extend(self, out: _Buffer, rows: np.ndarray) -> dict[str, np.ndarray]:
-        """Observe pool rows ``rows`` too (rows that hold the "not alive" row) in ``out``;
-        returns its arrays in a new dict."""
-        out.filled[rows] = True
-        self._observe_into(out.arrays, rows)
-        return dict(out.arrays)
 
     def _blank(self) -> dict[str, np.ndarray]:
         """Observation arrays of every slot, each row the "not alive" row."""

@@ -289,7 +289,8 @@ def run_communities(cfgs: Sequence[Config], seeds: Sequence[int],
     if len(cfgs) != len(seeds):
         raise ValueError("one seed per config is needed")
     check_same_shape(cfgs, NETWORK_FIELDS, "the communities of one loop share their "
-                     "policies, so n_factories, view_size and gift_levels must agree")
+                     "policies, so their factory slots, view_size and gift_levels must "
+                     "agree")
     # A run given no seed gets a fresh one, recorded in config.json like any other.
     seeds = [int(s) if s is not None else fresh_seed() for s in seeds]
     run_dirs = list(run_dirs) if run_dirs is not None else [None] * len(cfgs)

@@ -131,9 +131,11 @@ def check_shape(meta: Mapping[str, Any], cfg: Config, *, strict: bool = False,
 
     trained = dict(meta.get("shape", {}))
     if "factory_slot_count" not in trained and "n_factories" in trained:
-        # Recorded before factory slots: slot m was factory m, one slot per factory.
+        # Recorded before factory slots: slot m was factory m, one slot per factory (what
+        # factory_slots = max(8, n_factories) gives).
         trained["factory_slot_count"] = trained["n_factories"]
         trained["ranks_factories"] = False
+        trained["factory_slots"] = max(Config.factory_slots, trained["n_factories"])
     here = shape_signature(cfg)
     diffs = [(k, trained.get(k), v) for k, v in here.items() if trained.get(k) != v]
     fatal = diffs if strict else [d for d in diffs if d[0] in NETWORK_FIELDS]
@@ -143,8 +145,12 @@ def check_shape(meta: Mapping[str, Any], cfg: Config, *, strict: bool = False,
         if {"factory_slot_count", "ranks_factories"} & {d[0] for d in fatal} and \
                 not trained.get("ranks_factories") and "n_factories" in trained:
             m = trained["n_factories"]
-            hint = (f" (it was trained with {m} factories: set n_factories={m}, in the CLI "
-                    f"--set n_factories={m}, to keep them in a larger community)")
+            if m == cfg.n_factories:  # (trained with one slot per factory, beyond 8)
+                hint = (f" (it was trained with one slot for each of its {m} factories: set "
+                        f"factory_slots={m}, in the CLI --set factory_slots={m})")
+            else:
+                hint = (f" (it was trained with {m} factories: set n_factories={m}, in the "
+                        f"CLI --set n_factories={m}, to keep them in a larger community)")
         raise CheckpointMismatch(
             f"{source} does not fit this world ({lines}). Run it in a world with the same "
             + ("settings" if strict else "factory slots, view_size and gift_levels")

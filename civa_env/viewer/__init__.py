@@ -238,7 +238,8 @@ def _events(cols: dict[str, np.ndarray], days: np.ndarray, cfg: Config,
         "kind": d.packed(cols["kind"], np.uint8),
         "actor": d.packed(cols["actor"], idt),
         "target": d.packed(cols["target"], idt),
-        "factory": d.packed(cols["factory"], np.int8 if cfg.n_factories < 127 else np.int16),
+        "factory": d.packed(cols["factory"], np.int8 if cfg.n_factories < 127
+                            else np.int16 if cfg.n_factories < 32767 else np.int32),
         "amount": d.packed(cols["amount"], np.float32),
         "flag": d.packed(cols["flag"], np.uint8),
     }

@@ -428,8 +428,9 @@ def _pack_structured(batch: ActionBatch, i: int, name: str, action: dict[Any, An
         primary = Primary.IDLE
     batch.primary[i] = primary
     if factory is not None:
-        # Anything outside [0, 32767) is stored out of range on purpose: flagged in validate.
-        batch.factory[i] = factory if 0 <= factory < 32767 else 32767
+        # Anything outside [0, n_factories) is stored out of range on purpose (n_factories):
+        # flagged in validate.
+        batch.factory[i] = factory if 0 <= factory < cfg.n_factories else cfg.n_factories
     if secondary is None:
         batch.flag(i, f"unknown secondary {show(get('secondary'))}: none")
         secondary = Secondary.NONE

@@ -211,6 +211,9 @@ class Config:
         if self.n_factories is None and self.residents_per_factory > 0:
             object.__setattr__(self, "n_factories", default_factories(
                 self.n_agents, self.residents_per_factory))
+        for name in ("n_factories", "factory_slots"):  # numpy ints as plain ints (JSON)
+            if isinstance(getattr(self, name), np.integer):
+                object.__setattr__(self, name, int(getattr(self, name)))
         for name in ("start_wealth", "start_skill", "capacity_range", "gift_levels"):
             object.__setattr__(self, name, tuple(float(x) for x in getattr(self, name)))
         self._validate()
@@ -390,9 +393,18 @@ class Config:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Config:
-        """Inverse of ``to_dict``; unknown keys are an error that names them."""
+        """Inverse of ``to_dict``; unknown keys are an error that names them.
+
+        A config written before factory slots (``n_factories`` without ``factory_slots``)
+        gets ``factory_slots = max(8, n_factories)``, so that slot m is factory m as it was
+        then and the run it describes plays again the same.
+        """
         if not isinstance(data, dict):
             raise ValueError(f"config must be a JSON object, got {type(data).__name__}")
+        if ("n_factories" in data and "factory_slots" not in data
+                and isinstance(data["n_factories"], int)
+                and not isinstance(data["n_factories"], bool)):
+            data = {**data, "factory_slots": max(cls.factory_slots, data["n_factories"])}
         return cls.from_kwargs(**data)
 
     def to_json(self) -> str:

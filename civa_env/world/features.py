@@ -416,7 +416,9 @@ def features(state: WorldState, view: np.ndarray, rows: np.ndarray, inbox_count:
     rel = signed_log(wealth[np.where(present, vw, 0)]) - signed_log(own_wealth)[:, None]
     slots[:, :, layout.offset("slot.present")] = present
     # Multiplied by `present`, so an empty slot reads 0.
-    slots[:, :, layout.offset("slot.wealth")] = _clip(rel * present)
+    # 0 (+0.0) in an empty slot: not rel * present, whose zero would take the sign of the
+    # wealth of pool row 0 (another community's resident in a batch).
+    slots[:, :, layout.offset("slot.wealth")] = _clip(np.where(present, rel, 0.0))
     _mark_dealings(slots, layout, state, view, rows, cfg)
     return out
 

@@ -340,6 +340,8 @@ class LegalFacts(Mapping):
         return self._facts
 
     def __getitem__(self, key: str) -> Any:
+        if key == "factory_slots" and self._facts is None:  # (cheap: no other fact built)
+            return self._book.state.factory_slots[self._i].tolist()
         return self._get()[key]
 
     def __iter__(self) -> Iterator[str]:

@@ -95,22 +95,22 @@ def refresh(state: WorldState, cfg: Config, before: WorldState | None = None) ->
     births) and those who know a factory whose capacity changed (upgrades)."""
     if not cfg.ranks_factories:
         return
-    alive = state.alive
+    rows = state.alive.nonzero()[0]
     if before is not None:
-        # (A lone community's names beyond those used so far know nothing: not compared.)
-        used = state.n_pool if state.communities > 1 else int(state.n_used)
-        changed = np.zeros(state.n_pool, bool)
-        changed[:used] = (state.known[:used] != before.known[:used]).any(axis=1)
-        grown = (state.capacity != before.capacity).nonzero()[0]
-        if len(grown):
-            m = state.m_per
-            comm = grown // m
-            n = state.n_per
-            # Rows of each upgraded factory's community that know it.
-            for c, f in zip(comm.tolist(), (grown % m).tolist(), strict=True):
-                changed[c * n:(c + 1) * n] |= state.known[c * n:(c + 1) * n, f]
-        alive = alive & changed
-    rows = alive.nonzero()[0]
+        # The living rows whose known factories changed, or who know a factory of their
+        # community whose capacity changed, CHUNK rows at a time.
+        e, m, n = state.communities, state.m_per, state.n_per
+        grown = (state.capacity != before.capacity).reshape(e, m)  # (E, M)
+        any_grown = bool(grown.any())
+        changed = np.zeros(len(rows), bool)
+        for lo in range(0, len(rows), CHUNK):
+            r = rows[lo:lo + CHUNK]
+            known = state.known[r]
+            hit = (known != before.known[r]).any(axis=1)
+            if any_grown:
+                hit |= (known & (grown[0] if e == 1 else grown[r // n])).any(axis=1)
+            changed[lo:lo + len(r)] = hit
+        rows = rows[changed]
     if len(rows):
         state.factory_slots[rows] = ranked(state.known, state.capacity, state.communities,
                                            cfg.factory_slot_count, rows)

@@ -126,6 +126,9 @@ _ARRAY_FIELDS = tuple(f.name for f in dataclasses.fields(WorldState)
                       if f.type in ("np.ndarray", np.ndarray))
 
 
+_KEY_CELLS = 1 << 22  # uniform keys drawn at a time by initial_state (32 MiB)
+
+
 def initial_state(cfg: Config, world_rng: np.random.Generator,
                   values_rng: np.random.Generator) -> WorldState:
     """Draw a fresh world for ``cfg``.
@@ -142,9 +145,16 @@ def initial_state(cfg: Config, world_rng: np.random.Generator,
     skill = np.zeros(n)
     skill[:n0] = world_rng.uniform(*cfg.start_skill, size=n0)
     known = np.zeros((n, m), dtype=bool)
-    # Each founder knows known_at_start distinct random factories.
-    picks = np.argsort(world_rng.random((n0, m)), axis=1)[:, : cfg.known_at_start]
-    known[np.arange(n0)[:, None], picks] = True
+    # Each founder knows known_at_start distinct random factories: the smallest of a row of
+    # m uniform keys (drawn a block of rows at a time: the same numbers as one (n0, m)
+    # draw, without its n0 x m temporaries at once in a large world).
+    k = cfg.known_at_start
+    step = max(1, _KEY_CELLS // max(m, 1))
+    for lo in range(0, n0, step):
+        keys = world_rng.random((min(step, n0 - lo), m))
+        picks = np.argpartition(keys, k - 1, axis=1)[:, :k] if 0 < k < m else \
+            np.argsort(keys, axis=1)[:, :k]
+        known[np.arange(lo, lo + len(keys))[:, None], picks] = True
     capacity = world_rng.uniform(*cfg.capacity_range, size=m)
     condition = np.zeros(n, dtype=np.int8)
     condition[:n0] = assign_conditions(cfg.value_condition, cfg.prevalence, n0, values_rng)

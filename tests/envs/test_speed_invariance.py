@@ -29,18 +29,20 @@ from civa_env.policies.batch import Batch
 # (founders, policy, seed, obs_mode, n_factories: 0 = derived from the founders) -> digest.
 # The 100-founder episodes with 5 factories are those recorded before factories grew with
 # the community; the derived ones (20 factories, 8 ranked factory slots) were recorded when
-# the slots came.
+# the slots came. Three were recorded again when an empty view slot's slot.wealth became
+# +0.0 (it was rel * present, a zero that took the sign of pool row 0's wealth): the same
+# episodes, every feature equal, as the digests over features + 0.0 of both versions show.
 GOLDEN = {
     (25, "scripted", 1, "text", 0):
         "ad096deb360bec7bbe8992678c015f837e52191976f6f705a0fffda1c016d3a2",
     (100, "scripted", 2, "numeric", 5):
-        "5be70b4462d9cc1410c43d2acd7c6f082e6a115af773be4c17ca337db8ccb62c",
+        "e3f3c0fe7da108d92dd817101b53371a7678ba58843f2864b2fd067f1c44a48d",
     (100, "random", 3, "numeric", 5):
-        "b4f3c1dd61670557a289d4c80b1a34db7469df35cce35fb616c0418671403097",
+        "407360ed529fd41fd4c733571e5b575a23fea6ebf0690698d2c20ce7bb4dbe46",
     (100, "scripted", 2, "numeric", 0):
         "f0eec0275699a59af370140cd782f972e25b2b7092d8d971e7a1b826a484da8c",
     (100, "random", 3, "numeric", 0):
-        "5e441d3c1e392f39b9e56ff62ddd2ec2a4f4e43e9adeb571e4c2d4558ea07f02",
+        "088d4aa0139530c4599a74159b4bca85af955f5359309aea58265dc100d39243",
     (60, "scripted", 1, "text", 0):
         "5a4a6a1235ebb857b958d6b0d388cac539c5d7aed7f2b6b2295da4278fa920f3",
 }

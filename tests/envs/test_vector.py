@@ -264,3 +264,56 @@ def test_births_when_names_run_out_are_drawn_within_each_community():
         for e in range(4):
             assert_same_state(alone[e].state, venv.batch.state, e)
     assert short > 0 and all(w.state.n_used == 9 for w in alone)
+
+
+def test_batch_draws_are_each_communitys_own_draws():
+    """A batch draw (the compiled fill when it matches numpy, checked once per process) is
+    each generator's own draw, concatenated, and leaves each generator where its own draws
+    would; a draw from one generator directly moves the batch's stream too."""
+    from civa_env.world import batch as batch_mod
+
+    seeds = [5, 6, 7, 8]
+    mine = batch_mod.StreamBatch([np.random.default_rng(s) for s in seeds])
+    ref = [np.random.default_rng(s) for s in seeds]
+    assert batch_mod._fills_match_numpy()  # the fast path is the one under test here
+    for method, shape in (("random", (3, 4 * 5)), ("standard_normal", (2, 4 * 20_000)),
+                          ("random", 4 * 3), ("standard_normal", 4 * 7)):
+        got = getattr(mine, method)(shape)
+        k = (shape[-1] if isinstance(shape, tuple) else shape) // 4
+        lead = shape[:-1] if isinstance(shape, tuple) else ()
+        want = np.concatenate([getattr(g, method)(lead + (k,)) for g in ref], axis=-1)
+        np.testing.assert_array_equal(got.view(np.uint64), want.view(np.uint64))
+    mine.gens[2].random(3)
+    ref[2].random(3)
+    assert all(a.bit_generator.state == b.bit_generator.state
+               for a, b in zip(mine.gens, ref, strict=True))
+    # A generator set in place is the one drawn from.
+    mine.gens[1] = np.random.default_rng(99)
+    np.testing.assert_array_equal(mine.random(8)[2:4], np.random.default_rng(99).random(2))
+
+
+def test_observation_arrays_a_caller_keeps_are_never_overwritten():
+    """copy=True (the default): arrays returned earlier and still held keep their values
+    while the env steps on (it reuses only the sets nobody holds); copy=False returns the
+    same arrays every step, with the same values as copy=True."""
+    kw = {**KW, "n_agents": 6, "max_days": 4}
+    venv = civa_env.vector_env(num_envs=3, **kw)
+    other = civa_env.vector_env(num_envs=3, copy=False, **kw)
+    obs, _ = venv.reset(seed=2)
+    obs2, _ = other.reset(seed=2)
+    held = [(obs, {k: v.copy() for k, v in obs.items()})]
+    rng = np.random.default_rng(0)
+    shared = obs2["features"]
+    for t in range(12):
+        acts = sample(obs, venv.spec, rng)
+        obs, *_, infos = venv.step(acts)
+        obs2, *_ = other.step(acts)
+        assert obs2["features"] is shared  # copy=False: the same buffer, updated in place
+        for k in obs:
+            np.testing.assert_array_equal(obs[k], obs2[k])
+        if t % 3 == 0:
+            held.append((obs, {k: v.copy() for k, v in obs.items()}))
+        for kept, values in held:
+            for k in kept:
+                np.testing.assert_array_equal(kept[k], values[k])
+    assert len({id(o["features"]) for o, _ in held}) == len(held)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 
 import numpy as np
@@ -261,3 +262,42 @@ def test_checkpoints_check_the_factory_slots_not_the_factory_count():
     check_shape(ranked, Config(n_agents=10_000))
     with pytest.raises(CheckpointMismatch, match="factory_slot_count"):
         check_shape(ranked, Config())
+
+
+def test_configs_written_before_factory_slots_play_as_then():
+    """A config.json without factory_slots (written before them) keeps one slot per factory,
+    however many; numpy ints are taken as ints."""
+    old = {k: v for k, v in Config(n_agents=60, n_factories=12).to_dict().items()
+           if k not in ("factory_slots", "residents_per_factory")}
+    cfg = Config.from_dict(old)
+    assert (cfg.factory_slots, cfg.factory_slot_count, cfg.ranks_factories) == (12, 12, False)
+    assert Config.from_dict({**old, "factory_slots": 8}).ranks_factories
+    cfg = Config(n_factories=np.int64(10), factory_slots=np.int64(4))
+    assert (type(cfg.n_factories), type(cfg.factory_slots)) == (int, int)
+    assert Config.from_dict(json.loads(cfg.to_json())) == cfg
+
+
+def test_an_old_checkpoint_with_more_factories_than_slots_names_the_fix():
+    from civa_env.policies.sb3 import CheckpointMismatch, check_shape
+    from civa_env.world.day import shape_signature
+
+    shape = shape_signature(Config(n_agents=60, n_factories=10, factory_slots=10))
+    meta = {"shape": {k: v for k, v in shape.items()
+                      if k not in ("factory_slots", "factory_slot_count", "ranks_factories")}}
+    check_shape(meta, Config(n_agents=60, n_factories=10, factory_slots=10), strict=True)
+    with pytest.raises(CheckpointMismatch, match=r"--set factory_slots=10"):
+        check_shape(meta, Config(n_agents=60, n_factories=10))
+
+
+def test_a_structured_action_names_any_known_factory_however_many():
+    """Factory numbers beyond int16 (a world of 40,000 factories): a structured action at a
+    known factory works there; an unknown number is flagged."""
+    cfg = Config(n_agents=4, n_factories=40_000, max_days=3)
+    w = world.reset(cfg, 0)
+    w.state.known[0, 39_000] = True
+    w2, day = world.step(w, {"resident_0": {"primary": "work", "factory": 39_000},
+                             "resident_1": {"primary": "work", "factory": 40_000}})
+    chunk = w2.log.day_columns()[-1][1]
+    work = chunk["kind"] == K.WORK
+    assert chunk["factory"][work & (chunk["actor"] == 0)].tolist() == [39_000]
+    assert any("factory" in x for x in day.invalid[1])

@@ -23,7 +23,8 @@ The figures (``summary()``):
 * ``duplicate_message_rate``: 1 - distinct message texts / messages over the run (texts
   compared lowercased, spaces collapsed). None without messages.
 * ``first_option_rate``: share of the ``option_choices`` that take the first option listed.
-  The factory of ``work``/``upgrade_factory`` is one choice (first: ``legal["factories"][0]``),
+  The factory of ``work``/``upgrade_factory`` is one choice (first: ``legal["factories"][0]``:
+  the lowest-numbered known factory, or the largest where the factory slots rank them),
   the target of ``gift``/``attack``/``merge`` another (first: ``legal["targets"][0]``; for
   ``merge``, which may not name an ally, the first listed resident who is not one). Message
   recipients are not counted. None without choices.
