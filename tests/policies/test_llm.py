@@ -129,6 +129,52 @@ def test_constrained_community_all_actions_valid_one_call_a_day(tiny, tmp_path):
     assert policy.memory  # the memory key was kept
 
 
+def test_constrained_residents_name_their_slots_factories_in_a_large_world(tiny, tmp_path):
+    """Where the factory slots rank the known factories (12 factories, 2 slots, residents
+    knowing 3), the prompts list and the grammar allows the slots' factories only: every
+    action valid, every worked factory one of the worker's legal factories that day."""
+    env = civa_env.parallel_env(n_agents=5, seed=0, max_days=3, n_factories=12,
+                                factory_slots=2, known_at_start=3)
+    assert env.cfg.ranks_factories
+    policy = llm(tiny)
+    policy.open_run(tmp_path)
+    results = []
+    infos = play([env], policy, 3, results)
+    assert {r["decision"] for day in results for r in day.values()} == {"valid"}
+    assert [i["invalid"] for i in infos if i["invalid"]] == []
+    for line in open(tmp_path / "transcript.jsonl"):
+        record = json.loads(line)
+        primary = json.loads(record["answer"])["primary"]
+        if primary["kind"] in ("work", "upgrade_factory"):
+            listed = [int(m) for m in re.findall(r"- factory (\d+):", record["prompt"])]
+            assert len(listed) <= 2 and int(primary["factory"]) in listed
+    # A resident that works at the first factory its prompt lists works there, unflagged.
+    chosen: list[tuple[int, int]] = []
+
+    def respond(text, grammar):
+        me = int(re.search(r"You are resident_(\d+)", text).group(1))
+        listed = re.findall(r"- factory (\d+):", text)
+        if not listed:
+            return ('{"reflection": "ok", "messages": [], "primary": {"kind": "explore"}, '
+                    '"secondary": {"kind": "none"}, "memory": "m"}')
+        chosen.append((me, int(listed[0])))
+        return ('{"reflection": "ok", "messages": [], "primary": {"kind": "work", "factory": '
+                + listed[0] + '}, "secondary": {"kind": "none"}, "memory": "m"}')
+
+    env = civa_env.parallel_env(n_agents=5, seed=0, max_days=2, n_factories=12,
+                                factory_slots=2, known_at_start=3)
+    from civa_env.world.kinds import K
+
+    fake = llm(FakeModel(respond))
+    infos = play([env], fake, 2)
+    assert chosen and [i["invalid"] for i in infos if i["invalid"]] == []
+    assert fake.stats["valid"] == fake.stats["decisions"]
+    cols, _ = env.log.columns()
+    worked = {(int(a), int(f)) for a, f, k in zip(cols["actor"], cols["factory"], cols["kind"],
+                                                  strict=True) if k == K.WORK}
+    assert worked == set(chosen)
+
+
 def test_actions_use_secondaries_and_messages(tiny):
     """The constrained noise explores the whole action space, not only idling."""
     env = civa_env.parallel_env(n_agents=8, seed=3, max_days=3)
