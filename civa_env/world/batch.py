@@ -474,35 +474,39 @@ class Communities:
     def _write_fresh(self, which: Sequence[int], seeds: Sequence[int]) -> None:
         """Write a fresh community of each seed (``world.first_day``) over the name, factory
         and view rows of communities ``which``, and give each its fresh daily stream: the
-        fresh worlds are drawn one by one and written a group at a time, one assignment per
-        array (groups of at most ``_FRESH_ROWS`` names, so that a large batch's reset holds
-        little more than one set of arrays)."""
+        fresh worlds are drawn a group at a time as one batch (``world.first_days``: each
+        from its own streams, as alone) and written one assignment per array (groups of at
+        most ``_FRESH_ROWS`` names, so that a large batch's reset holds little more than
+        one set of arrays)."""
         cfg, state = self.cfg, self.state
         n, m = state.n_per, state.m_per
         group = max(1, _FRESH_ROWS // n)
         for lo in range(0, len(which), group):
             comms = np.asarray(which[lo:lo + group], np.int64)
-            fresh = [world_fn.first_day(cfg, seed) for seed in seeds[lo:lo + group]]
-            states = [f[0] for f in fresh]
-            rows = (comms[:, None] * n + np.arange(n)).ravel()
-            frows = (comms[:, None] * m + np.arange(m)).ravel()
-            offset = comms.repeat(n)
-            if rows.shape[0] > 1 and np.all(np.diff(rows) == 1):
-                rows = slice(int(rows[0]), int(rows[-1]) + 1)  # one block: a view
-                frows = slice(int(frows[0]), int(frows[-1]) + 1)
-            for name in _NAME_FIELDS:
-                if name != "parent":
-                    getattr(state, name)[rows] = _joined([getattr(f, name) for f in states])
+            fresh, view, gens = world_fn.first_days(cfg, seeds[lo:lo + group])
+            g = len(comms)
+            # Fresh world k's rows [k N, (k + 1) N) go to community comms[k]'s.
+            by = (comms - np.arange(g)) * n
+            if np.all(np.diff(comms) == 1):
+                rows = slice(int(comms[0]) * n, (int(comms[-1]) + 1) * n)  # one block: a view
+                frows = slice(int(comms[0]) * m, (int(comms[-1]) + 1) * m)
+                shift: int | np.ndarray = int(by[0])
+            else:
+                rows = (comms[:, None] * n + np.arange(n)).ravel()
+                frows = (comms[:, None] * m + np.arange(m)).ravel()
+                shift = by.repeat(n)
+            for name in _NAME_FIELDS:  # (a founder's parent is -1 wherever it is)
+                getattr(state, name)[rows] = getattr(fresh, name)
             for name in _FACTORY_FIELDS:
-                getattr(state, name)[frows] = _joined([getattr(f, name) for f in states])
-            parent = _joined([f.parent for f in states])
-            state.parent[rows] = np.where(parent >= 0, parent + offset * n, parent)
-            state.day[comms] = [f.day for f in states]
-            state.n_used[comms] = [f.n_used for f in states]
-            view = _joined([f[1] for f in fresh])
-            self.view[rows] = np.where(view >= 0, view + (offset * n)[:, None], view)
-            for e, f in zip(comms.tolist(), fresh, strict=True):
-                self.streams.gens[e] = f[2]
+                getattr(state, name)[frows] = getattr(fresh, name)
+            state.day[comms] = fresh.day
+            state.n_used[comms] = fresh.n_used
+            if isinstance(shift, int):
+                self.view[rows] = np.where(view >= 0, view + shift, view)
+            else:
+                self.view[rows] = np.where(view >= 0, view + shift[:, None], view)
+            for e, gen in zip(comms.tolist(), gens, strict=True):
+                self.streams.gens[e] = gen
 
     def world(self, e: int, state: WorldState | None = None) -> world_fn.World:
         """Community ``e`` as a lone ``World`` (a snapshot: its state in its own numbering,

@@ -40,7 +40,7 @@ from civa_env.world.events import EventLog, agent_name
 from civa_env.world.features import feature_size, features
 from civa_env.world.perception import Briefer, LegalBook, compute_view, inbox_count
 from civa_env.world.rules import step_day
-from civa_env.world.state import WorldState, initial_state
+from civa_env.world.state import WorldState, initial_states
 
 STREAMS = ("world", "values", "dynamics", "assignment", "policies")
 
@@ -244,11 +244,32 @@ def check_seed(seed: Any) -> int:
 def first_day(cfg: Config, seed: int) -> tuple[WorldState, np.ndarray, np.random.Generator]:
     """The state, view and daily stream of a fresh world of ``cfg`` and ``seed`` (what
     ``reset`` and a batch's reset of one community start from)."""
-    streams = seed_streams(seed)
-    state = initial_state(cfg, np.random.default_rng(streams["world"]),
-                          np.random.default_rng(streams["values"]))
-    dynamics = np.random.default_rng(streams["dynamics"])
-    return state, compute_view(state, cfg, dynamics), dynamics
+    state, view, gens = first_days(cfg, [seed])
+    return state, view, gens[0]
+
+
+# Where the streams first_days uses sit among a seed's children (``seed_streams``).
+_WORLD, _VALUES, _DYNAMICS = (STREAMS.index(s) for s in ("world", "values", "dynamics"))
+
+
+def first_days(cfg: Config, seeds: Sequence[int]
+               ) -> tuple[WorldState, np.ndarray, list[np.random.Generator]]:
+    """``first_day`` of each of ``seeds`` at once: the G fresh worlds as one batch state
+    (``state.initial_states``; a lone state for one seed), their views ((G N, V), pool rows
+    of that batch) and their daily streams. Each world draws from its own streams exactly
+    what ``first_day`` draws alone (tests check it), and its view is the one it would have
+    alone (the batch view keeps each community apart)."""
+    # The children of ``seed_streams(seed)`` (what SeedSequence.spawn makes), only the three
+    # used here.
+    world_rngs, values_rngs, dynamics = (
+        [np.random.default_rng(np.random.SeedSequence(x, spawn_key=(key,))) for x in seeds]
+        for key in (_WORLD, _VALUES, _DYNAMICS))
+    state = initial_states(cfg, world_rngs, values_rngs)
+    if len(seeds) == 1:
+        return state, compute_view(state, cfg, dynamics[0]), dynamics
+    from civa_env.world.batch import StreamBatch
+
+    return state, compute_view(state, cfg, StreamBatch(dynamics)), dynamics
 
 
 def record(cfg: Config, log: EventLog, counts: behaviours.DailyCounts,

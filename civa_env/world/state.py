@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -137,44 +138,83 @@ def initial_state(cfg: Config, world_rng: np.random.Generator,
     ``values_rng`` who holds the value condition; the two streams are separate so that every
     condition and prevalence of a seed gets the same world (paired worlds).
     """
+    return initial_states(cfg, [world_rng], [values_rng])
+
+
+def initial_states(cfg: Config, world_rngs: Sequence[np.random.Generator],
+                   values_rngs: Sequence[np.random.Generator]) -> WorldState:
+    """G fresh worlds of ``cfg`` in one batch state (``communities`` G; a lone state for
+    G = 1), world g drawn from ``world_rngs[g]`` and ``values_rngs[g]``: each generator
+    draws the same numbers in the same order as ``initial_state`` alone (a test checks
+    it), and every draw of the world streams comes before every draw of the value streams
+    (so one generator may serve as both, as alone). The arrays are made once for all G."""
+    g = len(world_rngs)
     n, m, n0 = cfg.max_agents, cfg.n_factories, cfg.n_agents
-    alive = np.zeros(n, dtype=bool)
-    alive[:n0] = True
-    wealth = np.zeros(n)
-    wealth[:n0] = world_rng.uniform(*cfg.start_wealth, size=n0)
-    skill = np.zeros(n)
-    skill[:n0] = world_rng.uniform(*cfg.start_skill, size=n0)
-    known = np.zeros((n, m), dtype=bool)
+    alive = np.zeros((g, n), dtype=bool)
+    alive[:, :n0] = True
+    wealth = np.zeros((g, n))
+    skill = np.zeros((g, n))
+    for rng, w, s in zip(world_rngs, wealth, skill, strict=True):
+        w[:n0] = rng.uniform(*cfg.start_wealth, size=n0)
+        s[:n0] = rng.uniform(*cfg.start_skill, size=n0)
+    known = np.zeros((g * n, m), dtype=bool)
     # Each founder knows known_at_start distinct random factories: the smallest of a row of
     # m uniform keys (drawn a block of rows at a time: the same numbers as one (n0, m)
-    # draw, without its n0 x m temporaries at once in a large world).
+    # draw, without its n0 x m temporaries at once in a large world). The founders of the
+    # G worlds are taken end to end, each block's rows drawn from their own world's stream.
     k = cfg.known_at_start
     step = max(1, _KEY_CELLS // max(m, 1))
-    for lo in range(0, n0, step):
-        keys = world_rng.random((min(step, n0 - lo), m))
+    total = g * n0
+    for lo in range(0, total, step):
+        hi = min(lo + step, total)
+        keys = np.empty((hi - lo, m))
+        r = lo
+        while r < hi:
+            c = r // n0
+            e = min(hi, (c + 1) * n0)
+            world_rngs[c].random(out=keys[r - lo:e - lo])
+            r = e
         picks = np.argpartition(keys, k - 1, axis=1)[:, :k] if 0 < k < m else \
             np.argsort(keys, axis=1)[:, :k]
-        known[np.arange(lo, lo + len(keys))[:, None], picks] = True
-    capacity = world_rng.uniform(*cfg.capacity_range, size=m)
-    condition = np.zeros(n, dtype=np.int8)
-    condition[:n0] = assign_conditions(cfg.value_condition, cfg.prevalence, n0, values_rng)
-    value_draw = values_rng.random(n)
-    zeros_n = np.zeros(n)
+        founders = np.arange(lo, hi)
+        if g > 1:
+            founders = founders // n0 * n + founders % n0
+        known[founders[:, None], picks] = True
+    capacity = np.empty((g, m))
+    for rng, cap in zip(world_rngs, capacity, strict=True):
+        cap[:] = rng.uniform(*cfg.capacity_range, size=m)
+    capacity = capacity.reshape(-1)
+    condition = np.zeros((g, n), dtype=np.int8)
+    value_draw = np.empty((g, n))
+    value_condition = cfg.value_condition
+    for rng, cond, draw in zip(values_rngs, condition, value_draw, strict=True):
+        cond[:n0] = assign_conditions(value_condition, cfg.prevalence, n0, rng)
+        rng.random(out=draw)
+    pool = g * n
+    zeros_n = np.zeros(pool)
     empty = np.empty(0, dtype=np.int32)
     if cfg.ranks_factories:  # names not yet used hold no factory
-        table = np.full((n, cfg.factory_slot_count), -1, np.int32)
-        table[:n0] = slots.ranked(known, capacity, 1, cfg.factory_slot_count, np.arange(n0))
+        table = np.full((pool, cfg.factory_slot_count), -1, np.int32)
+        founders = alive.reshape(-1).nonzero()[0]
+        table[founders] = slots.ranked(known, capacity, g, cfg.factory_slot_count, founders)
     else:
-        table = slots.identity(n, cfg.factory_slot_count)
+        table = slots.identity(pool, cfg.factory_slot_count)
+    if g == 1:
+        day: int | np.ndarray = 0
+        n_used: int | np.ndarray = n0
+    else:
+        day, n_used = np.zeros(g, np.int64), np.full(g, n0, np.int64)
     return WorldState(
-        day=0, n_used=n0, alive=alive, wealth=wealth, skill=skill, condition=condition,
-        known=known, factory_slots=table, parent=np.full(n, -1, np.int32),
-        born_day=np.zeros(n, np.int32),
-        died_day=np.full(n, -1, np.int32), capacity=capacity,
-        workers=np.zeros(m, np.int32), output=np.zeros(m), outage=np.zeros(m, bool),
+        day=day, n_used=n_used, alive=alive.reshape(-1), wealth=wealth.reshape(-1),
+        skill=skill.reshape(-1), condition=condition.reshape(-1),
+        known=known, factory_slots=table, parent=np.full(pool, -1, np.int32),
+        born_day=np.zeros(pool, np.int32),
+        died_day=np.full(pool, -1, np.int32), capacity=capacity,
+        workers=np.zeros(g * m, np.int32), output=np.zeros(g * m),
+        outage=np.zeros(g * m, bool),
         income=zeros_n.copy(), received=zeros_n.copy(), given=zeros_n.copy(),
-        looted=zeros_n.copy(), lost=zeros_n.copy(), attacked_by=np.zeros(n, np.int16),
-        ever_gave=np.zeros(n, bool), value_draw=value_draw,
+        looted=zeros_n.copy(), lost=zeros_n.copy(), attacked_by=np.zeros(pool, np.int16),
+        ever_gave=np.zeros(pool, bool), value_draw=value_draw.reshape(-1),
         allies=np.empty((0, 2), np.int32), recent_day=empty.copy(), recent_src=empty.copy(),
         recent_dst=empty.copy(), recent_kind=np.empty(0, np.int8),
-        recent_friendly=np.empty(0, bool))
+        recent_friendly=np.empty(0, bool), communities=g)
