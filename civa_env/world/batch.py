@@ -365,15 +365,20 @@ class Communities:
         seeds = [world_fn.check_seed(s) for s in seeds]
         if not seeds:
             raise ValueError("a batch needs at least one community")
-        state, view, gen = world_fn.first_day(cfg, seeds[0])
-        e = len(seeds)
-        if e > 1:  # the arrays of E communities (the first's, repeated), then each written
+        e, n = len(seeds), cfg.max_agents
+        if e * n <= _FRESH_ROWS:  # all drawn at once: the batch's own arrays
+            state, view, gens = world_fn.first_days(cfg, seeds)
+            batch = cls(cfg=cfg, catalogue=Catalogue(cfg), seeds=np.array(seeds, np.int64),
+                        state=state, view=view, streams=StreamBatch(gens),
+                        population_sum=np.zeros(e, np.int64))
+        else:  # the arrays of E communities (the first's, repeated), then each written
+            state, view, gen = world_fn.first_day(cfg, seeds[0])
             state = stack([state] * e)
-            view = np.concatenate([_shift(view, c * cfg.max_agents) for c in range(e)])
-        batch = cls(cfg=cfg, catalogue=Catalogue(cfg), seeds=np.array(seeds, np.int64),
-                    state=state, view=view, streams=StreamBatch([gen] * e),
-                    population_sum=np.zeros(e, np.int64))
-        batch._write_fresh(range(1, e), seeds[1:])
+            view = np.concatenate([_shift(view, c * n) for c in range(e)])
+            batch = cls(cfg=cfg, catalogue=Catalogue(cfg), seeds=np.array(seeds, np.int64),
+                        state=state, view=view, streams=StreamBatch([gen] * e),
+                        population_sum=np.zeros(e, np.int64))
+            batch._write_fresh(range(1, e), seeds[1:])
         if keep_logs:
             batch.logs = [EventLog() for _ in seeds]
             batch.counts = [cls._new_counts(cfg) for _ in seeds]

@@ -136,13 +136,15 @@ def test_replace_writes_lone_resets(kw, which, in_place):
 
 
 @pytest.mark.parametrize("kw", [IDENTITY, RANKED])
-def test_a_large_reset_in_groups_is_each_seeds_world(kw, monkeypatch):
-    """A reset written in several groups (a small group size) gives each community its
-    lone world."""
+@pytest.mark.parametrize("grouped", [False, True])
+def test_a_reset_is_each_seeds_world(kw, grouped, monkeypatch):
+    """A reset drawn at once, or written in several groups (a small group size: a large
+    batch), gives each community its lone world."""
     from civa_env.world import batch as batch_mod
 
     cfg = Config(**kw)
-    monkeypatch.setattr(batch_mod, "_FRESH_ROWS", 2 * cfg.max_agents)  # two worlds a group
+    if grouped:  # two worlds a group
+        monkeypatch.setattr(batch_mod, "_FRESH_ROWS", 2 * cfg.max_agents)
     seeds = [7, 3, 99, 4, 12]
     batch = Communities.reset(cfg, seeds)
     n = cfg.max_agents
