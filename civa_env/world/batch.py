@@ -55,41 +55,6 @@ _NAME_FIELDS = tuple(f for f in _ARRAY_FIELDS if f not in _FACTORY_FIELDS + _EDG
 _FRESH_ROWS = 65_536  # names of fresh communities written at a time (``_write_fresh``)
 
 
-class _Generators(list):
-    """The list of a ``StreamBatch``'s generators: setting an entry tells the batch."""
-
-    def __init__(self, gens: Sequence[np.random.Generator], owner: StreamBatch) -> None:
-        super().__init__(gens)
-        self._owner = owner
-
-    def __setitem__(self, key: Any, value: Any) -> None:
-        super().__setitem__(key, value)
-        owner = self._owner
-        if owner._bitgens is not None and isinstance(key, (int, np.integer)):
-            owner._bitgens[key] = _bitgen_address(value)
-        else:
-            owner._bitgens = None
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return list, (list(self),)  # (copied or pickled: a plain list; no addresses)
-
-
-def _invalidating(name: str) -> Any:
-    method = getattr(list, name)
-
-    def wrapper(self: _Generators, *args: Any, **kwargs: Any) -> Any:
-        self._owner._bitgens = None  # (entries moved or gone: addresses taken again)
-        return method(self, *args, **kwargs)
-
-    wrapper.__name__ = name
-    return wrapper
-
-
-for _name in ("__delitem__", "__iadd__", "__imul__", "append", "extend", "insert", "pop",
-              "remove", "clear", "sort", "reverse"):
-    setattr(_Generators, _name, _invalidating(_name))
-
-
 _CAPSULE_POINTER: Any = None  # ctypes' PyCapsule_GetPointer, once set up
 _FILLS_OK: bool | None = None  # whether kernels.fill_streams draws what numpy draws
 
@@ -146,30 +111,31 @@ class StreamBatch:
     against numpy once per process; without it, generator by generator."""
 
     def __init__(self, gens: Sequence[np.random.Generator]) -> None:
-        self._bitgens: np.ndarray | None = None
-        self.gens = gens
-
-    @property
-    def gens(self) -> list[np.random.Generator]:
-        """The communities' generators, in community order (entries may be set)."""
-        return self._gens
-
-    @gens.setter
-    def gens(self, gens: Sequence[np.random.Generator]) -> None:
-        self._gens = _Generators(gens, self)
-        self._bitgens = None
+        self.gens = list(gens)  # the communities' generators, in community order
+        # (the generators, their bit generators' addresses): taken again when an entry of
+        # ``gens`` is another object; holding them keeps the addresses valid.
+        self._addresses: tuple[tuple[np.random.Generator, ...], np.ndarray] | None = None
 
     def __getstate__(self) -> dict[str, Any]:
         # The generators only: their addresses are this process's, of these objects.
-        return {"gens": list(self._gens)}
+        return {"gens": list(self.gens)}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self._bitgens = None
-        self.gens = state["gens"]
+        self.__init__(state["gens"])
+
+    def _bitgens(self) -> np.ndarray:
+        """(E,) int64 addresses of the generators' ``bitgen_t``."""
+        held = self._addresses
+        if (held is None or len(held[0]) != len(self.gens)
+                or any(a is not b for a, b in zip(held[0], self.gens, strict=True))):
+            gens = tuple(self.gens)
+            held = self._addresses = (gens, np.array([_bitgen_address(g) for g in gens],
+                                                     np.int64))
+        return held[1]
 
     def _draw(self, method: str, size: int | tuple[int, ...]) -> np.ndarray:
         shape = (size,) if isinstance(size, (int, np.integer)) else tuple(size)
-        e = len(self._gens)
+        e = len(self.gens)
         k = shape[-1] // e
         if k * e != shape[-1]:
             raise ValueError(f"a batch draw's last axis ({shape[-1]}) must hold one number "
@@ -177,15 +143,13 @@ class StreamBatch:
         if _fills_match_numpy():
             from civa_env.world.kernels import fill_streams
 
-            if self._bitgens is None or len(self._bitgens) != e:
-                self._bitgens = np.array([_bitgen_address(g) for g in self._gens], np.int64)
             out = np.empty(shape)
-            fill_streams(self._bitgens, out.reshape(-1, shape[-1]), method != "random")
+            fill_streams(self._bitgens(), out.reshape(-1, shape[-1]), method != "random")
             return out
         # Each community draws into its own contiguous block (E, ..., K), which is then laid
         # out as (..., E K): the same numbers as drawing (..., K) alone and concatenating.
         out = np.empty((e,) + shape[:-1] + (k,))
-        for g, block in zip(self._gens, out, strict=True):
+        for g, block in zip(self.gens, out, strict=True):
             getattr(g, method)(out=block)
         return np.moveaxis(out, 0, -2).reshape(shape) if len(shape) > 1 else out.reshape(-1)
 
@@ -491,25 +455,19 @@ class Communities:
             fresh, view, gens = world_fn.first_days(cfg, seeds[lo:lo + group])
             g = len(comms)
             # Fresh world k's rows [k N, (k + 1) N) go to community comms[k]'s.
-            by = (comms - np.arange(g)) * n
             if np.all(np.diff(comms) == 1):
                 rows = slice(int(comms[0]) * n, (int(comms[-1]) + 1) * n)  # one block: a view
                 frows = slice(int(comms[0]) * m, (int(comms[-1]) + 1) * m)
-                shift: int | np.ndarray = int(by[0])
             else:
                 rows = (comms[:, None] * n + np.arange(n)).ravel()
                 frows = (comms[:, None] * m + np.arange(m)).ravel()
-                shift = by.repeat(n)
             for name in _NAME_FIELDS:  # (a founder's parent is -1 wherever it is)
                 getattr(state, name)[rows] = getattr(fresh, name)
             for name in _FACTORY_FIELDS:
                 getattr(state, name)[frows] = getattr(fresh, name)
             state.day[comms] = fresh.day
             state.n_used[comms] = fresh.n_used
-            if isinstance(shift, int):
-                self.view[rows] = np.where(view >= 0, view + shift, view)
-            else:
-                self.view[rows] = np.where(view >= 0, view + shift[:, None], view)
+            self.view[rows] = _shift(view, ((comms - np.arange(g)) * n).repeat(n)[:, None])
             for e, gen in zip(comms.tolist(), gens, strict=True):
                 self.streams.gens[e] = gen
 
