@@ -43,6 +43,23 @@ def exact_cfg() -> Callable[..., Config]:
     return make
 
 
+def sample_factored(obs: dict, spec: Any, rng: np.random.Generator,
+                    talk: bool = True) -> np.ndarray:
+    """A uniformly random valid value of each component of each slot of a vector env's
+    observation (``spec``: its ``factored.FactoredSpec``); ``talk=False``: no messages."""
+    from civa_env.world import factored
+
+    m = obs["action_mask"].astype(bool)
+    o = spec.offsets
+    acts = np.empty((len(m), factored.N_COMPONENTS), np.int64)
+    for c in range(factored.N_COMPONENTS):
+        s = np.where(m[:, o[c]:o[c + 1]], rng.random((len(m), int(spec.nvec[c]))), -1.0)
+        acts[:, c] = s.argmax(axis=1)
+    if not talk:
+        acts[:, 4] = 0
+    return acts
+
+
 def build_world(cfg: Config, seed: int = 0, **arrays: Any) -> WorldState:
     """The state of ``world.reset(cfg, seed)``, then arrays set by hand (``wealth=[...]``
     sets the first entries)."""

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import sample_factored
 
 import civa_env
 from civa_env import world
-from civa_env.world import factored
 from civa_env.world import state as state_mod
 from civa_env.world.batch import Communities, community
 from civa_env.world.config import Config
@@ -21,18 +21,6 @@ RANKED = {"n_agents": 9, "max_days": 10, "n_factories": 12, "factory_slots": 4,
 WORLDS = [IDENTITY, RANKED, {**IDENTITY, "known_at_start": 0},
           {**RANKED, "known_at_start": 12, "view_size": 3},
           {**IDENTITY, "condition": "with:benevolence", "prevalence": 0.4}]
-
-
-def sample(obs: dict, spec: factored.FactoredSpec, rng: np.random.Generator) -> np.ndarray:
-    """A uniformly random valid value of each component of each slot, no messages."""
-    m = obs["action_mask"].astype(bool)
-    o = spec.offsets
-    acts = np.empty((len(m), factored.N_COMPONENTS), np.int64)
-    for c in range(factored.N_COMPONENTS):
-        s = np.where(m[:, o[c]:o[c + 1]], rng.random((len(m), int(spec.nvec[c]))), -1.0)
-        acts[:, c] = s.argmax(axis=1)
-    acts[:, 4] = 0
-    return acts
 
 
 def assert_same(lone, batch_state, e: int) -> None:
@@ -109,7 +97,7 @@ def test_replace_writes_lone_resets(kw, which, in_place):
     cfg, batch = venv.cfg, venv.batch
     rng = np.random.default_rng(0)
     for _ in range(3):  # some days, so that there are alliances and dealings to drop
-        obs, *_ = venv.step(sample(obs, venv.spec, rng))
+        obs, *_ = venv.step(sample_factored(obs, venv.spec, rng, talk=False))
     before = batch.state.copy()
     kept_view = batch.view.copy()
     kept = {e: batch.streams.gens[e].bit_generator.state for e in range(6)}

@@ -6,10 +6,10 @@ import io
 
 import numpy as np
 import pytest
+from conftest import sample_factored
 
 import civa_env
 from civa_env import world
-from civa_env.world import factored
 from civa_env.world.batch import community
 from civa_env.world.config import Config
 from civa_env.world.day import derived_seed
@@ -18,20 +18,6 @@ from civa_env.world.state import _ARRAY_FIELDS
 KW = {"n_agents": 10, "max_days": 15}
 # More factories than factory slots: each resident's slots rank the factories it knows.
 RANKED = {"n_factories": 12, "factory_slots": 4, "known_at_start": 3}
-
-
-def sample(obs: dict, spec: factored.FactoredSpec, rng: np.random.Generator,
-           talk: bool = True) -> np.ndarray:
-    """A uniformly random valid value of each component of each slot."""
-    m = obs["action_mask"].astype(bool)
-    o = spec.offsets
-    acts = np.empty((len(m), factored.N_COMPONENTS), np.int64)
-    for c in range(factored.N_COMPONENTS):
-        s = np.where(m[:, o[c]:o[c + 1]], rng.random((len(m), int(spec.nvec[c]))), -1.0)
-        acts[:, c] = s.argmax(axis=1)
-    if not talk:
-        acts[:, 4] = 0
-    return acts
 
 
 def log_text(log) -> str:
@@ -56,7 +42,7 @@ def test_spaces_and_observations():
     assert venv.single_action_space.nvec.tolist() == venv.spec.nvec.tolist()
     assert infos["seed"].tolist() == [4, 5, 6]
     rng = np.random.default_rng(0)
-    acts = sample(obs, venv.spec, rng)
+    acts = sample_factored(obs, venv.spec, rng)
     assert venv.action_space.contains(acts)
     obs, rew, term, trunc, infos = venv.step(acts)
     assert venv.observation_space.contains(obs)
@@ -95,7 +81,7 @@ def test_a_community_is_the_same_alone_in_a_batch_and_through_the_parallel_env()
     while True:
         rows = alone.living
         np.testing.assert_array_equal(obs["features"][e * n + rows], alone.observe(rows).features)
-        acts = sample(obs, venv.spec, rng)
+        acts = sample_factored(obs, venv.spec, rng)
         mine = acts[e * n:(e + 1) * n]
         alone, _ = world.step_factored(alone, mine)
         penv.step({a: mine[penv.world.index_of[a]] for a in penv.agents})
@@ -124,7 +110,7 @@ def test_a_batch_without_logs_plays_the_same_worlds(extra):
     episodes = [0] * 5
     rng = np.random.default_rng(5)
     for _ in range(30):
-        acts = sample(obs, venv.spec, rng)
+        acts = sample_factored(obs, venv.spec, rng)
         for e in range(5):
             alone[e], _ = world.step_factored(alone[e], acts[e * n:(e + 1) * n])
         obs, *_, infos = venv.step(acts)
@@ -154,7 +140,7 @@ def test_ranked_factory_slots_alone_in_a_batch_and_through_the_parallel_env():
     penv.reset(seed=seed + e)
     log = venv.batch.logs[e]  # (a community that ends gets a new log)
     while True:
-        acts = sample(obs, venv.spec, rng)
+        acts = sample_factored(obs, venv.spec, rng)
         mine = acts[e * n:(e + 1) * n]
         alone, _ = world.step_factored(alone, mine)
         penv.step({a: mine[penv.world.index_of[a]] for a in penv.agents})
@@ -175,7 +161,7 @@ def test_cheap_talk_in_a_batch_matches_alone():
     log = venv.batch.logs[3]
     n = venv.n_slots
     while not alone.done:
-        acts = sample(obs, venv.spec, rng)
+        acts = sample_factored(obs, venv.spec, rng)
         alone, _ = world.step_factored(alone, acts[3 * n:])
         obs, *_ = venv.step(acts)
     assert "message" in log_text(log)
@@ -187,7 +173,7 @@ def test_communities_reset_in_the_same_step_with_their_final_observation():
     obs, _ = venv.reset(seed=0)
     rng = np.random.default_rng(0)
     for _day in range(1, 5):
-        acts = sample(obs, venv.spec, rng)
+        acts = sample_factored(obs, venv.spec, rng)
         obs, rew, term, trunc, infos = venv.step(acts)
     assert infos["ended"].all()
     assert infos["_final_obs"].all()
@@ -209,7 +195,7 @@ def test_terminations_mark_the_day_a_resident_starved():
     for _ in range(12):
         alive_before = obs["alive"].copy()
         wealth_before = venv.batch.state.wealth.copy()
-        obs, rew, term, trunc, infos = venv.step(sample(obs, venv.spec, rng))
+        obs, rew, term, trunc, infos = venv.step(sample_factored(obs, venv.spec, rng))
         ended = infos["ended"][venv.community_of]
         going = ~ended  # communities still in their episode: obs is the next day's
         np.testing.assert_array_equal(term[going], (alive_before & ~obs["alive"])[going])
@@ -253,7 +239,7 @@ def test_births_when_names_run_out_are_drawn_within_each_community():
     rng = np.random.default_rng(0)
     short = 0  # days on which a community had more would-be parents than free names
     for _ in range(5):
-        acts = sample(obs, venv.spec, rng, talk=False)
+        acts = sample_factored(obs, venv.spec, rng, talk=False)
         for e in range(4):
             before = alone[e].state
             eligible = before.alive & (before.wealth >= 3.0)
@@ -305,7 +291,7 @@ def test_observation_arrays_a_caller_keeps_are_never_overwritten():
     rng = np.random.default_rng(0)
     shared = obs2["features"]
     for t in range(12):
-        acts = sample(obs, venv.spec, rng)
+        acts = sample_factored(obs, venv.spec, rng)
         obs, *_, infos = venv.step(acts)
         obs2, *_ = other.step(acts)
         assert obs2["features"] is shared  # copy=False: the same buffer, updated in place
