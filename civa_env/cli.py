@@ -540,12 +540,15 @@ def cmd_resilience(args: argparse.Namespace) -> int:
                           ray_address=args.ray_address)
     except SettingError as err:
         raise ValueError(err.worded(names)) from None
-    except KeyboardInterrupt as err:
-        from civa_env.experiments.signals import exit_status
+    except BaseException as err:
+        from civa_env.experiments.signals import exit_status, interruption
 
+        stop = interruption(err)  # Ctrl-C, SIGTERM, also wrapped in another error
+        if stop is None:
+            raise
         print("civa: interrupted; finished runs are saved in runs.csv (rerun the same command "
               "to resume)", file=sys.stderr)
-        return exit_status(err)
+        return exit_status(stop)
     print(f"{report.total} runs in the design: {report.already} already in runs.csv, "
           f"{report.recovered} recovered from run folders, {report.ran} run now "
           f"({report.seconds:.1f} s, {backend} backend, {workers} workers).")
@@ -707,25 +710,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 0
     debug = os.environ.get("CIVA_DEBUG", "") not in ("", "0")
-    from civa_env.experiments.signals import exit_status, terminate_as_interrupt
+    from civa_env.experiments.signals import exit_status, interruption, terminate_as_interrupt
 
     try:
         # SIGTERM (timeout, SLURM, a container stop) stops a command like Ctrl-C does.
         with terminate_as_interrupt():
             return args.func(args)
-    except KeyboardInterrupt as err:
-        how = " by SIGTERM" if exit_status(err) == 143 else ""
+    except BaseException as err:
+        # Ctrl-C or SIGTERM, also one that came back wrapped in another error (see interruption)
+        stop = interruption(err)
+        if stop is None:
+            if debug or not isinstance(err, Exception):
+                raise
+            print(f"civa: error: {_one_line(err)}", file=sys.stderr)
+            return 1
+        how = " by SIGTERM" if exit_status(stop) == 143 else ""
         if args.command == "sweep":
             print(f"civa: interrupted{how}; finished runs are saved (rerun the same sweep to "
                   "resume)", file=sys.stderr)
         else:
             print(f"civa: interrupted{how}", file=sys.stderr)
-        return exit_status(err)  # 130 for Ctrl-C, 143 for SIGTERM
-    except Exception as err:
-        if debug:
-            raise
-        print(f"civa: error: {_one_line(err)}", file=sys.stderr)
-        return 1
+        return exit_status(stop)  # 130 for Ctrl-C, 143 for SIGTERM
 
 
 # Bad input and an unusable environment: the message is the whole story. Anything else is a

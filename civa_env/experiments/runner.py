@@ -46,7 +46,7 @@ from civa_env.experiments.runfolder import (
     prepare_run_dir,
     write_json_atomic,
 )
-from civa_env.experiments.signals import describe_interrupt
+from civa_env.experiments.signals import describe_interrupt, interruption
 from civa_env.policies.base import Policy, make_policy
 from civa_env.policies.batch import Batch
 from civa_env.policies.llm.budget import BudgetExhausted
@@ -253,10 +253,11 @@ class _Episode:
         budget (events.jsonl stays readable)."""
         self._close_events()
         if self.run_dir is not None:
+            stop = interruption(err)  # also one wrapped in another error (see interruption)
             if isinstance(err, BudgetExhausted):
                 status = f"stopped: {err}"
-            elif isinstance(err, KeyboardInterrupt):
-                status = f"interrupted: {describe_interrupt(err)}"
+            elif stop is not None:
+                status = f"interrupted: {describe_interrupt(stop)}"
             else:
                 status = f"failed: {type(err).__name__}: {err}"
             self._write_config(status[:500])

@@ -54,6 +54,27 @@ def signal_name(signum: int) -> str:
         return f"signal {signum}"
 
 
+def interruption(err: BaseException) -> KeyboardInterrupt | None:
+    """The interruption (Ctrl-C, ``Terminated``) that ``err`` is or that it wraps, else None.
+
+    A signal that arrives while Python runs code on the user's behalf can come back wrapped:
+    Python 3.11 turns an exception raised in ``__set_name__`` (a dataclass field's, during an
+    import) into ``RuntimeError`` whose ``__cause__`` is the interruption, and libraries
+    re-raise with ``raise ... from``. Follows ``__cause__`` and ``__context__``.
+    """
+    seen: set[int] = set()
+    todo: list[BaseException | None] = [err]
+    while todo:
+        e = todo.pop()
+        if e is None or id(e) in seen:
+            continue
+        seen.add(id(e))
+        if isinstance(e, KeyboardInterrupt):
+            return e
+        todo += [e.__context__, e.__cause__]
+    return None
+
+
 def interrupt_signal(err: BaseException) -> int:
     """The signal behind an interruption: ``Terminated.signum``, else SIGINT (Ctrl-C)."""
     return getattr(err, "signum", int(signal.SIGINT))
@@ -154,8 +175,13 @@ def in_worker(fn: Callable[..., T], *args: Any) -> T:
     _WORKER["busy"] = True
     try:
         out = fn(*args)
-    except KeyboardInterrupt as err:
-        os._exit(exit_status(err))
+    except BaseException as err:
+        stop = interruption(err)
+        if stop is not None:
+            os._exit(exit_status(stop))
+        if _WORKER["stopping"]:  # stopped, and the call turned the stop into another error
+            os._exit(128 + _WORKER["signum"])
+        raise
     finally:
         _WORKER["busy"] = False
     if _WORKER["stopping"]:  # a stop the call swallowed

@@ -75,7 +75,7 @@ from civa_env.experiments.runfolder import (
     write_json_atomic,
 )
 from civa_env.experiments.runner import format_mix, parse_mix, run_community
-from civa_env.experiments.signals import in_worker, init_worker, stop_processes
+from civa_env.experiments.signals import in_worker, init_worker, interruption, stop_processes
 from civa_env.world.config import Config, check_prevalence
 from civa_env.world.values import ValueCondition, holder_count
 
@@ -617,8 +617,8 @@ def _run_pool(todo: list[Task], workers: int, done: Callable, failed: Callable,
                     else:
                         done(row)
                     bar.update(1)
-    except KeyboardInterrupt:  # Ctrl-C, SIGTERM: stop the runs rather than wait for them
-        interrupted = True
+    except BaseException as err:  # Ctrl-C, SIGTERM: stop the runs rather than wait for them
+        interrupted = interruption(err) is not None
         raise
     finally:
         if interrupted:
