@@ -61,7 +61,9 @@ def ranked(known: np.ndarray, capacity: np.ndarray, communities: int, n_slots: i
         r = rows[lo:lo + CHUNK]
         ranks = rank[0][None, :] if communities == 1 else rank[r // n_per]
         key = np.where(known[r], ranks, m)  # (K, M): unknown factories rank last
-        top = np.partition(key, s - 1, axis=1)[:, :s] if s < m else key
+        if s < m:  # (in place: key is this chunk's own array)
+            key.partition(s - 1, axis=1)
+        top = key[:, :s]
         top.sort(axis=1)
         comm = np.zeros(len(r), np.int64) if communities == 1 else r // n_per
         fac = order[comm[:, None], np.minimum(top, m - 1)]
