@@ -5,6 +5,8 @@
 * ``strength``: a resident's fighting strength, the one formula (``rules.strength`` calls it).
 * ``ally_csr``: the alliance pairs as a CSR adjacency (neighbours ascending), the form the
   kernel reads.
+* ``fill_view``: who each living resident sees (``perception.compute_view``): its priority
+  pairs, then a window of its community's shuffled order.
 * ``fill_streams``: one draw of E communities' generators at once (``batch.StreamBatch``),
   the numbers each generator's own ``random`` / ``standard_normal`` would give.
 """
@@ -61,6 +63,61 @@ def strength(skill, w, wealth_weight, wealth_cap):
     x = 0.0 if 0.0 > w else w
     x = wealth_cap if wealth_cap < x else x
     return skill + wealth_weight * x
+
+
+@njit(cache=True)
+def fill_view(order_key, living, n_per, ptr, pair_to, out):
+    """Fill ``out`` (N, V) int32 (all -1 on entry) with who each living resident sees.
+
+    ``living`` (L,) int64 ascending pool rows (so each community's are contiguous, community
+    ``living // n_per``); ``order_key`` (N,) float64 the day's key of every name; ``ptr``
+    (N + 1,) and ``pair_to`` the viewer's priority pairs as CSR (allies, then recent
+    dealings, each by name: ``perception._priority_pairs``).
+
+    Each community's living residents are ordered by key (ties: lower row first, a stable
+    sort); the resident at position p of that order samples the next ``min(V, size - 1)``
+    of it (cyclically). Its row is its pairs in order, then its sample less its pairs by
+    name ascending, the first V of them.
+    """
+    n_alive = living.shape[0]
+    v = out.shape[1]
+    mark = np.full(out.shape[0], -1, np.int64)  # mark[j] == i: j is one of i's pairs
+    sample = np.empty(v, np.int64)
+    lo = 0
+    while lo < n_alive:
+        c = living[lo] // n_per
+        hi = lo + 1
+        while hi < n_alive and living[hi] // n_per == c:
+            hi += 1
+        size = hi - lo
+        members = living[lo:hi]
+        perm = members[np.argsort(order_key[members], kind="mergesort")]
+        width = min(v, size - 1)
+        for p in range(size):
+            i = perm[p]
+            k = 0
+            for q in range(ptr[i], ptr[i + 1]):
+                j = pair_to[q]
+                mark[j] = i
+                if k < v:
+                    out[i, k] = j
+                    k += 1
+            m = 0
+            for col in range(width):
+                j = perm[(p + 1 + col) % size]
+                if mark[j] != i:  # insertion into sample[:m], ascending
+                    t = m
+                    while t > 0 and sample[t - 1] > j:
+                        sample[t] = sample[t - 1]
+                        t -= 1
+                    sample[t] = j
+                    m += 1
+            t = 0
+            while k < v and t < m:
+                out[i, k] = sample[t]
+                k += 1
+                t += 1
+        lo = hi
 
 
 @njit(cache=True)

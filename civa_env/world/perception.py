@@ -18,7 +18,7 @@ import numpy as np
 
 from civa_env.world import slots
 from civa_env.world.actions import EVERYONE
-from civa_env.world.arrays import filled, index
+from civa_env.world.arrays import filled
 from civa_env.world.config import Config
 from civa_env.world.events import agent_name
 from civa_env.world.rules import upkeep_factor
@@ -47,72 +47,20 @@ def compute_view(state: WorldState, cfg: Config, rng: np.random.Generator) -> np
     communities (``state.communities``) each community's residents are permuted among
     themselves, so each sees only its own community, as it would alone.
     """
+    from civa_env.world.kernels import fill_view  # (numba loads on first use)
+
     n, v = state.n_pool, cfg.view_size
     view = filled((n, v), -1, np.int32)
     # One key per name, drawn whatever the population (common random numbers: the stream
     # stays in step between conditions); sorting the living residents' keys shuffles them.
     order_key = rng.random(n)
-    living = state.alive.nonzero()[0]
-    n_alive = len(living)
-    # The random sample: row r is what perm[r] sees, the next `width` residents of the
-    # permutation (cyclically, within its community), so all are alive and none is the
-    # row's owner. `size` is the row's community's living count; `valid` marks the sampled
-    # columns of communities narrower than `width` (None: all are).
-    valid = None
-    if state.communities == 1:
-        if n_alive <= 1:
-            return view
-        width, size = min(v, n_alive - 1), n_alive
-        row_width: int | np.ndarray = width
-        perm = living[np.argsort(order_key[living], kind="stable")]
-        ring = np.concatenate([perm, perm[:width]])[1:]
-        # sample[r, c] = ring[r + c], gathered (as_strided's Python set-up costs more).
-        sample = ring[index(n_alive)[:, None] + index(width)]
-    else:
-        comm = living // state.n_per  # ascending, as `living` is
-        perm = living[np.lexsort((order_key[living], comm))]
-        size_c = np.bincount(comm, minlength=state.communities)
-        start = (np.cumsum(size_c) - size_c)[comm]
-        width_c = np.minimum(v, np.maximum(size_c - 1, 0))
-        width = int(width_c.max()) if n_alive else 0
-        if width == 0:
-            return view
-        size, row_width = size_c[comm], width_c[comm]
-        cols = index(width)
-        local = index(n_alive) - start
-        sample = perm[start[:, None] + (local[:, None] + 1 + cols) % size[:, None]]
-        valid = cols < row_width[:, None]
-    ii, jj, level = _priority_pairs(state, n, cfg.recent_days)
-    if len(ii) == 0:
-        if valid is None:
-            view[perm, :width] = np.sort(sample, axis=1)
-        else:
-            keys = np.where(valid, sample, n)  # n sorts after every resident
-            keys.sort(axis=1)
-            view[perm, :width] = np.where(keys < n, keys, -1)
+    living = state.alive.nonzero()[0].astype(np.int64)
+    if len(living) <= 1:
         return view
-    # Sort each row's candidates by (level, name): level 0 ally, 1 dealing, 2 sampled, 3
-    # nothing. A sampled resident already seen at a higher priority is dropped (level 3).
-    rank = np.arange(len(ii)) - np.searchsorted(ii, ii, side="left")
-    keep = rank < v  # ii is sorted by priority within a viewer: the rest is never seen
-    pos = np.empty(n, np.int64)
-    pos[perm] = index(n_alive)
-    row = pos[ii]
-    keys = filled((n_alive, width + min(v, int(rank.max()) + 1)), 3 * n, np.int64)
-    keys[:, :width] = sample + 2 * n if valid is None else np.where(valid, sample + 2 * n,
-                                                                    3 * n)
-    # jj sits in column gap - 1 of row's sample, if any (both are of one community).
-    if valid is None:
-        gap = (pos[jj] - row) % size
-        dup = (gap >= 1) & (gap <= width)
-    else:
-        gap = (pos[jj] - row) % size[row]
-        dup = (gap >= 1) & (gap <= row_width[row])
-    keys[row[dup], gap[dup] - 1] = 3 * n
-    keys[row[keep], width + rank[keep]] = level[keep] * n + jj[keep]
-    keys.sort(axis=1)
-    keys = keys[:, :v]
-    view[perm, :keys.shape[1]] = np.where(keys < 3 * n, keys % n, -1)
+    ii, jj, _ = _priority_pairs(state, n, cfg.recent_days)  # by viewer, level, name
+    ptr = np.zeros(n + 1, np.int64)
+    np.cumsum(np.bincount(ii, minlength=n), out=ptr[1:])
+    fill_view(order_key, living, state.n_per, ptr, jj, view)
     return view
 
 

@@ -1,0 +1,180 @@
+"""The view kernel (``kernels.fill_view``) against the numpy implementation it replaced.
+
+``compute_view`` used to be some twenty numpy passes over (N, V) int64 temporaries; it is
+now one compiled loop. The view decides what residents see and what they can target, so the
+two must agree exactly: here on states dense with alliances and recent dealings (random
+play makes few), in lone worlds and in batches, wide and narrow views, small communities.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import civa_env
+from civa_env.world import factored
+from civa_env.world.arrays import filled, index
+from civa_env.world.config import Config
+from civa_env.world.perception import _priority_pairs, compute_view
+from civa_env.world.state import WorldState
+
+
+def reference_view(state: WorldState, cfg: Config, rng: np.random.Generator) -> np.ndarray:
+    """The numpy implementation the kernel replaced (before 2026-12-02), as an oracle."""
+    n, v = state.n_pool, cfg.view_size
+    view = filled((n, v), -1, np.int32)
+    # One key per name, drawn whatever the population (common random numbers: the stream
+    # stays in step between conditions); sorting the living residents' keys shuffles them.
+    order_key = rng.random(n)
+    living = state.alive.nonzero()[0]
+    n_alive = len(living)
+    # The random sample: row r is what perm[r] sees, the next `width` residents of the
+    # permutation (cyclically, within its community), so all are alive and none is the
+    # row's owner. `size` is the row's community's living count; `valid` marks the sampled
+    # columns of communities narrower than `width` (None: all are).
+    valid = None
+    if state.communities == 1:
+        if n_alive <= 1:
+            return view
+        width, size = min(v, n_alive - 1), n_alive
+        row_width: int | np.ndarray = width
+        perm = living[np.argsort(order_key[living], kind="stable")]
+        ring = np.concatenate([perm, perm[:width]])[1:]
+        # sample[r, c] = ring[r + c], gathered (as_strided's Python set-up costs more).
+        sample = ring[index(n_alive)[:, None] + index(width)]
+    else:
+        comm = living // state.n_per  # ascending, as `living` is
+        perm = living[np.lexsort((order_key[living], comm))]
+        size_c = np.bincount(comm, minlength=state.communities)
+        start = (np.cumsum(size_c) - size_c)[comm]
+        width_c = np.minimum(v, np.maximum(size_c - 1, 0))
+        width = int(width_c.max()) if n_alive else 0
+        if width == 0:
+            return view
+        size, row_width = size_c[comm], width_c[comm]
+        cols = index(width)
+        local = index(n_alive) - start
+        sample = perm[start[:, None] + (local[:, None] + 1 + cols) % size[:, None]]
+        valid = cols < row_width[:, None]
+    ii, jj, level = _priority_pairs(state, n, cfg.recent_days)
+    if len(ii) == 0:
+        if valid is None:
+            view[perm, :width] = np.sort(sample, axis=1)
+        else:
+            keys = np.where(valid, sample, n)  # n sorts after every resident
+            keys.sort(axis=1)
+            view[perm, :width] = np.where(keys < n, keys, -1)
+        return view
+    # Sort each row's candidates by (level, name): level 0 ally, 1 dealing, 2 sampled, 3
+    # nothing. A sampled resident already seen at a higher priority is dropped (level 3).
+    rank = np.arange(len(ii)) - np.searchsorted(ii, ii, side="left")
+    keep = rank < v  # ii is sorted by priority within a viewer: the rest is never seen
+    pos = np.empty(n, np.int64)
+    pos[perm] = index(n_alive)
+    row = pos[ii]
+    keys = filled((n_alive, width + min(v, int(rank.max()) + 1)), 3 * n, np.int64)
+    keys[:, :width] = sample + 2 * n if valid is None else np.where(valid, sample + 2 * n,
+                                                                    3 * n)
+    # jj sits in column gap - 1 of row's sample, if any (both are of one community).
+    if valid is None:
+        gap = (pos[jj] - row) % size
+        dup = (gap >= 1) & (gap <= width)
+    else:
+        gap = (pos[jj] - row) % size[row]
+        dup = (gap >= 1) & (gap <= row_width[row])
+    keys[row[dup], gap[dup] - 1] = 3 * n
+    keys[row[keep], width + rank[keep]] = level[keep] * n + jj[keep]
+    keys.sort(axis=1)
+    keys = keys[:, :v]
+    view[perm, :keys.shape[1]] = np.where(keys < 3 * n, keys % n, -1)
+    return view
+
+
+def _dense_social_life(state: WorldState, rng: np.random.Generator, allies: int,
+                       dealings: int) -> WorldState:
+    """``state`` with random alliances and recent dealings among each community's living
+    (some with its dead and some too old, which the view must ignore; never across
+    communities, which no rule makes)."""
+    st = state.copy()
+    n = st.n_per
+    living = st.alive.nonzero()[0]
+    comm = living // n
+    pairs, deals = [], []
+    for c in np.unique(comm).tolist():
+        members = living[comm == c]
+        if len(members) < 2:
+            continue
+        for _ in range(allies):
+            i, j = rng.choice(members, 2, replace=False)
+            pairs.append((min(i, j), max(i, j)))
+        for _ in range(dealings):
+            i, j = rng.choice(members, 2, replace=False)
+            deals.append((i, j))
+    for c in range(st.communities):  # with anyone of the community, living or not
+        names = np.arange(c * n, (c + 1) * n)
+        for _ in range(dealings):
+            deals.append(tuple(rng.choice(names, 2, replace=False)))
+    st.allies = np.unique(np.array(pairs, np.int32).reshape(-1, 2), axis=0)
+    d = np.array(deals, np.int32).reshape(-1, 2)
+    days = st.per_row(st.day, d[:, 0]) - rng.integers(0, 6, len(d))
+    st.recent_day = days.astype(np.int32)
+    st.recent_src, st.recent_dst = d[:, 0].copy(), d[:, 1].copy()
+    st.recent_kind = rng.integers(0, 4, len(d)).astype(np.int8)
+    st.recent_friendly = rng.random(len(d)) < 0.3
+    return st
+
+
+def _states(num_envs: int, n_agents: int, view_size: int, days: int, seed: int):
+    venv = civa_env.vector_env(num_envs=num_envs, n_agents=n_agents, view_size=view_size)
+    obs, _ = venv.reset(seed=seed)
+    rng = np.random.default_rng(seed)
+    spec = venv.spec
+    o = spec.offsets
+    for _ in range(days):
+        yield venv.batch.state, venv.cfg
+        mask = obs["action_mask"].astype(bool)
+        acts = np.zeros((venv.num_slots, factored.N_COMPONENTS), np.int64)
+        for c in range(factored.N_COMPONENTS):
+            score = np.where(mask[:, o[c]:o[c + 1]],
+                             rng.random((venv.num_slots, int(spec.nvec[c]))), -1.0)
+            acts[:, c] = score.argmax(axis=1)
+        obs, *_ = venv.step(acts)
+
+
+@pytest.mark.parametrize("num_envs,n_agents,view_size", [
+    (1, 25, 24), (1, 60, 6), (6, 25, 24), (5, 40, 4), (12, 8, 3), (3, 120, 24)])
+def test_the_kernel_sees_what_the_numpy_view_saw(num_envs, n_agents, view_size):
+    rng = np.random.default_rng(num_envs * 100 + n_agents)
+    compared = with_pairs = 0
+    for day, (state, cfg) in enumerate(_states(num_envs, n_agents, view_size, 40, 5)):
+        for allies, dealings in ((0, 0), (2, 3), (view_size, 2 * view_size)):
+            st = state if allies == 0 else _dense_social_life(state, rng, allies, dealings)
+            key = day * 10 + allies
+            want = reference_view(st, cfg, np.random.default_rng(key))
+            got = compute_view(st, cfg, np.random.default_rng(key))
+            assert got.dtype == want.dtype and got.shape == want.shape
+            np.testing.assert_array_equal(got, want, err_msg=f"day {day}, {allies} allies")
+            compared += 1
+            with_pairs += bool(len(_priority_pairs(st, st.n_pool, cfg.recent_days)[0]))
+    assert compared == 120 and with_pairs >= 40  # the pairs' path was exercised
+
+
+def test_a_view_row_is_pairs_first_then_the_sample_by_name():
+    """A lone world of 6: resident 0 allied with 5, dealt with 3: it sees 5, 3, then the
+    rest of its window in name order; nobody sees itself or the dead."""
+    (state, cfg), = list(_states(1, 6, 24, 1, 0))
+    st = state.copy()
+    st.alive[:] = False
+    st.alive[:6] = True
+    st.alive[4] = False
+    st.allies = np.array([[0, 5]], np.int32)
+    st.recent_day = np.array([int(st.day)], np.int32)
+    st.recent_src, st.recent_dst = np.array([3], np.int32), np.array([0], np.int32)
+    st.recent_kind, st.recent_friendly = np.zeros(1, np.int8), np.zeros(1, bool)
+    view = compute_view(st, cfg, np.random.default_rng(0))
+    assert view[0].tolist()[:4] == [5, 3, 1, 2] and (view[0, 4:] == -1).all()
+    for i in (1, 2, 3, 5):
+        seen = view[i][view[i] >= 0].tolist()
+        assert i not in seen and 4 not in seen and sorted(seen) == sorted(
+            {0, 1, 2, 3, 5} - {i})
+    assert (view[4] == -1).all() and (view[6:] == -1).all()
