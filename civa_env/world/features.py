@@ -481,15 +481,14 @@ def _mark_dealings(slots: np.ndarray, layout: FeatureLayout, state: WorldState,
     other = np.concatenate([b, a, src, dst, src[said]])
     channel = np.concatenate([filled(2 * len(a), ally, np.int64), dealt_me[kinds], i_dealt[kinds],
                               filled(np.count_nonzero(said), friendly, np.int64)])
+    if not len(viewer):
+        return
+    from civa_env.world.kernels import mark_dealings  # (numba loads on first use)
+
     row_of = filled(state.n_pool, -1, np.int64)
     row_of[rows] = index(len(rows))
-    row = row_of[viewer]
-    ok = (row >= 0) & (channel >= 0)
-    if not np.count_nonzero(ok):
-        return
-    viewer, other, channel, row = viewer[ok], other[ok], channel[ok], row[ok]
-    pair, slot = (view[viewer] == other[:, None]).nonzero()
-    slots[row[pair], slot, channel[pair]] = 1.0
+    mark_dealings(slots, view, row_of, viewer.astype(np.int64), other.astype(np.int64),
+                  channel)
 
 
 # The channel lists of the docstrings come from the table (absent under python -OO).

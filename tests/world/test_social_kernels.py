@@ -1,4 +1,5 @@
-"""The view kernel (``kernels.fill_view``) against the numpy implementation it replaced.
+"""The view and dealing-flag kernels (``kernels.fill_view``, ``kernels.mark_dealings``)
+against the numpy implementations they replaced.
 
 ``compute_view`` used to be some twenty numpy passes over (N, V) int64 temporaries; it is
 now one compiled loop. The view decides what residents see and what they can target, so the
@@ -15,6 +16,7 @@ import civa_env
 from civa_env.world import factored
 from civa_env.world.arrays import filled, index
 from civa_env.world.config import Config
+from civa_env.world.features import FeatureLayout, _dealing_offsets, features
 from civa_env.world.perception import _priority_pairs, compute_view
 from civa_env.world.state import WorldState
 
@@ -88,6 +90,31 @@ def reference_view(state: WorldState, cfg: Config, rng: np.random.Generator) -> 
     keys = keys[:, :v]
     view[perm, :keys.shape[1]] = np.where(keys < 3 * n, keys % n, -1)
     return view
+
+
+def reference_mark_dealings(slots: np.ndarray, layout: FeatureLayout, state: WorldState,
+                   view: np.ndarray, rows: np.ndarray, cfg: Config) -> None:
+    """The numpy implementation the kernel replaced (before 2026-12-02), as an oracle."""
+    ally, friendly, dealt_me, i_dealt = _dealing_offsets(layout)
+    a, b = state.allies[:, 0], state.allies[:, 1]
+    since = state.per_row(state.day, state.recent_src) - cfg.recent_days + 1
+    recent = (state.recent_day >= since) & (state.recent_dst >= 0)
+    kinds = state.recent_kind[recent]
+    src, dst = state.recent_src[recent], state.recent_dst[recent]
+    said = state.recent_friendly[recent]  # friendly direct messages
+    viewer = np.concatenate([a, b, dst, src, dst[said]])
+    other = np.concatenate([b, a, src, dst, src[said]])
+    channel = np.concatenate([filled(2 * len(a), ally, np.int64), dealt_me[kinds], i_dealt[kinds],
+                              filled(np.count_nonzero(said), friendly, np.int64)])
+    row_of = filled(state.n_pool, -1, np.int64)
+    row_of[rows] = index(len(rows))
+    row = row_of[viewer]
+    ok = (row >= 0) & (channel >= 0)
+    if not np.count_nonzero(ok):
+        return
+    viewer, other, channel, row = viewer[ok], other[ok], channel[ok], row[ok]
+    pair, slot = (view[viewer] == other[:, None]).nonzero()
+    slots[row[pair], slot, channel[pair]] = 1.0
 
 
 def _dense_social_life(state: WorldState, rng: np.random.Generator, allies: int,
@@ -178,3 +205,24 @@ def test_a_view_row_is_pairs_first_then_the_sample_by_name():
         assert i not in seen and 4 not in seen and sorted(seen) == sorted(
             {0, 1, 2, 3, 5} - {i})
     assert (view[4] == -1).all() and (view[6:] == -1).all()
+
+
+@pytest.mark.parametrize("num_envs,n_agents,view_size", [(1, 25, 24), (6, 25, 24), (5, 40, 4)])
+def test_the_dealing_flags_are_those_the_numpy_features_set(num_envs, n_agents, view_size):
+    rng = np.random.default_rng(7 + num_envs)
+    flagged = 0
+    for day, (state, cfg) in enumerate(_states(num_envs, n_agents, view_size, 25, 3)):
+        st = _dense_social_life(state, rng, 3, view_size)
+        view = compute_view(st, cfg, np.random.default_rng(day))
+        rows = st.alive.nonzero()[0][::2]  # some of the living, as a chunk would be
+        layout = FeatureLayout.of(cfg)
+        got = features(st, view, rows, np.zeros(st.n_pool, np.int64), cfg)
+        slots = got[:, layout.slot_start:].reshape(len(rows), view_size, -1).copy()
+        ally, friendly, dealt_me, i_dealt = _dealing_offsets(layout)
+        flags = sorted({ally, friendly, *dealt_me[dealt_me >= 0], *i_dealt[i_dealt >= 0]})
+        want = slots.copy()
+        want[:, :, flags] = 0.0
+        reference_mark_dealings(want, layout, st, view, rows, cfg)
+        np.testing.assert_array_equal(slots, want, err_msg=f"day {day}")
+        flagged += int(slots[:, :, flags].sum())
+    assert flagged > 100  # the flags were set, not only left at zero
