@@ -467,7 +467,9 @@ def validate(batch: ActionBatch, state: WorldState, cfg: Config) -> None:
     rows = index(n)
     needs_factory = state.alive & ((p == P.WORK) | (p == P.UPGRADE_FACTORY))
     bad = needs_factory & ((f < 0) | (f >= m))
-    bad_known = needs_factory & ~bad & ~state.known[rows, fac]
+    asks = (needs_factory & ~bad).nonzero()[0]  # (gathered from known for these rows only)
+    bad_known = np.zeros(n, bool)
+    bad_known[asks] = ~state.known[asks, fac[asks]]
     if np.count_nonzero(bad):
         batch.flag_many(bad.nonzero()[0], "unknown factory: idle")
     if np.count_nonzero(bad_known):
