@@ -426,21 +426,21 @@ def features(state: WorldState, view: np.ndarray, rows: np.ndarray, inbox_count:
 def _community_wealth(state: WorldState,
                       rows: np.ndarray) -> tuple[int | np.ndarray, float | np.ndarray]:
     """The living count (at least 1) and mean wealth of the community of each of ``rows``:
-    scalars for a lone community, (K,) arrays in a batch (each community's sum taken alone,
-    as ``ndarray.sum`` does, so that its value is the same bit for bit as alone)."""
+    scalars for a lone community, (K,) arrays in a batch (each community's sum taken as
+    ``ndarray.sum`` takes it alone, by ``kernels.segment_sums``, so that its value is the
+    same bit for bit as alone)."""
     alive, wealth = state.alive, state.wealth
     if state.communities == 1:
         n_alive = max(np.count_nonzero(alive), 1)
         return n_alive, wealth[alive].sum() / n_alive
+    from civa_env.world.kernels import segment_sums  # (numba loads on first use)
+
     n, e = state.n_per, state.communities
     living = alive.nonzero()[0]
     counts = np.bincount(living // n, minlength=e)
-    bounds = np.concatenate([[0], np.cumsum(counts)]).tolist()
-    held = wealth[living]
-    comm = np.unique(rows // n)
-    sums = np.zeros(e)
-    for c in comm.tolist():
-        sums[c] = held[bounds[c]:bounds[c + 1]].sum()
+    bounds = np.zeros(e + 1, np.int64)
+    np.cumsum(counts, out=bounds[1:])
+    sums = segment_sums(np.ascontiguousarray(wealth[living], np.float64), bounds)
     counts = np.maximum(counts, 1)
     return counts[rows // n], (sums / counts)[rows // n]
 

@@ -9,6 +9,8 @@
   pairs, then a window of its community's shuffled order.
 * ``mark_dealings``: the ally, dealing and friendly-message flags of the view slots
   (``features._mark_dealings``).
+* ``segment_sums``: the sum of each contiguous segment of an array, bit for bit what
+  ``ndarray.sum`` gives on the segment alone (numpy's pairwise summation).
 * ``fill_streams``: one draw of E communities' generators at once (``batch.StreamBatch``),
   the numbers each generator's own ``random`` / ``standard_normal`` would give.
 """
@@ -139,6 +141,53 @@ def mark_dealings(slots, view, row_of, viewer, other, channel):
         for s in range(v):
             if view[i, s] == j:
                 slots[r, s, c] = 1.0
+
+
+@njit(cache=True)
+def _pairwise_sum(a, lo, n):
+    """``a[lo:lo + n]`` summed as numpy sums a contiguous float64 array: eight running sums
+    over blocks of up to 128, combined pairwise, halves of longer runs summed apart (the
+    ``pairwise_sum`` of numpy's ``loops_utils.h``)."""
+    if n < 8:
+        res = -0.0
+        for i in range(n):
+            res += a[lo + i]
+        return res
+    if n <= 128:
+        r0, r1, r2, r3 = a[lo], a[lo + 1], a[lo + 2], a[lo + 3]
+        r4, r5, r6, r7 = a[lo + 4], a[lo + 5], a[lo + 6], a[lo + 7]
+        i = 8
+        stop = n - (n % 8)
+        while i < stop:
+            j = lo + i
+            r0 += a[j]
+            r1 += a[j + 1]
+            r2 += a[j + 2]
+            r3 += a[j + 3]
+            r4 += a[j + 4]
+            r5 += a[j + 5]
+            r6 += a[j + 6]
+            r7 += a[j + 7]
+            i += 8
+        res = ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))
+        while i < n:
+            res += a[lo + i]
+            i += 1
+        return res
+    n2 = n // 2
+    n2 -= n2 % 8
+    return _pairwise_sum(a, lo, n2) + _pairwise_sum(a, lo + n2, n - n2)
+
+
+@njit(cache=True)
+def segment_sums(values, bounds):
+    """(S,) float64: segment s is ``values[bounds[s]:bounds[s + 1]]`` (``values`` float64,
+    contiguous), summed exactly as ``values[bounds[s]:bounds[s + 1]].sum()`` is (the
+    reduction starts from the identity 0.0; tests check it bit for bit)."""
+    out = np.empty(bounds.shape[0] - 1)
+    for s in range(out.shape[0]):
+        out[s] = 0.0 + _pairwise_sum(values, bounds[s], bounds[s + 1] - bounds[s])
+    return out
 
 
 @njit(cache=True)
