@@ -8,7 +8,11 @@ The second table (``--vector``, default ``64x25,16x1000``; ``--vector ""`` skips
 vector API (``civa_env.vector_env``: E communities of N residents, factored actions drawn
 uniformly from the component masks, no messages) beside the ParallelEnv in numeric mode at
 the same community size, in resident-steps per CPU-second (``time.process_time`` of the step
-calls only: steadier than wall time on a shared machine), measured in the same run. With
+calls only: steadier than wall time on a shared machine), measured in the same run, for
+``--seconds`` and at least ``--min-steps`` batch steps (3: a step of 1000 x 1000 takes
+longer than the seconds; those are its first days, nearly everyone alive, while the
+ParallelEnv's figure is over whole episodes, a quarter of the founders alive on average,
+so compare such a row with care). With
 magent2 importable (``pip install magent2``; ``--peer-python`` runs it with another
 interpreter, e.g. a venv of its own), a last row gives its ``battle_v4`` (C++ core, random
 actions, map 45) in agent-steps per CPU-second of ``env.step``, measured in the same run.
@@ -76,8 +80,8 @@ def measure(n_agents: int, obs_mode: str, seconds: float, seed: int = 0) -> dict
             "text_us_per_resident": text_us, "bytes_per_step_per_resident": peak / len(actions)}
 
 
-def measure_vector(num_envs: int, n_agents: int, seconds: float,
-                   seed: int = 0) -> dict[str, float]:
+def measure_vector(num_envs: int, n_agents: int, seconds: float, seed: int = 0,
+                   min_steps: int = 1) -> dict[str, float]:
     """Resident-steps per CPU-second of ``vector_env.step``, and of the ParallelEnv's
     ``env.step`` (numeric, random valid flat ids) at the same community size."""
     from civa_env.world import factored
@@ -89,7 +93,7 @@ def measure_vector(num_envs: int, n_agents: int, seconds: float,
     obs, _ = venv.reset(seed=seed)
     steps = resident_steps = 0
     cpu = 0.0
-    while cpu < seconds:
+    while cpu < seconds or steps < min_steps:
         mask = obs["action_mask"].astype(bool)
         acts = np.zeros((venv.num_slots, factored.N_COMPONENTS), np.int64)
         for c in range(4):  # primary, secondary, target, amount; no messages
@@ -158,6 +162,9 @@ def main() -> None:
     parser.add_argument("--sizes", default="25,100,1000")
     parser.add_argument("--modes", default="numeric,text")
     parser.add_argument("--seconds", type=float, default=4.0)
+    parser.add_argument("--min-steps", type=int, default=3,
+                        help="batch steps of the vector env at least (a step of a "
+                             "1,000,000-resident batch takes longer than --seconds)")
     parser.add_argument("--vector", default="64x25,16x1000",
                         help="vector API batches ExN to measure ('' for none)")
     parser.add_argument("--peer-python", default=sys.executable,
@@ -180,7 +187,7 @@ def main() -> None:
         print("|---|---:|---:|---:|---:|---:|")
     for spec in filter(None, args.vector.split(",")):
         e, n = (int(x) for x in spec.lower().split("x"))
-        r = measure_vector(e, n, args.seconds)
+        r = measure_vector(e, n, args.seconds, min_steps=args.min_steps)
         print(f"| {e} x {n} | {r['steps']} | {r['mean_living']:.0f} "
               f"| {r['vector_rs_per_cpu_s']:,.0f} | {r['parallel_rs_per_cpu_s']:,.0f} "
               f"| {r['vector_rs_per_cpu_s'] / r['parallel_rs_per_cpu_s']:.2f} |", flush=True)

@@ -126,11 +126,14 @@ class StreamBatch:
     def _bitgens(self) -> np.ndarray:
         """(E,) int64 addresses of the generators' ``bitgen_t``."""
         held = self._addresses
-        if (held is None or len(held[0]) != len(self.gens)
-                or any(a is not b for a, b in zip(held[0], self.gens, strict=True))):
-            gens = tuple(self.gens)
-            held = self._addresses = (gens, np.array([_bitgen_address(g) for g in gens],
-                                                     np.int64))
+        gens = tuple(self.gens)
+        if held is None or held[0] != gens:  # (compared by identity, in C: no __eq__)
+            if held is None or len(held[0]) != len(gens):
+                addresses = [_bitgen_address(g) for g in gens]
+            else:  # a restart replaced a few: only theirs are taken again
+                addresses = [a if g is h else _bitgen_address(g)
+                             for g, h, a in zip(gens, held[0], held[1].tolist(), strict=True)]
+            held = self._addresses = (gens, np.array(addresses, np.int64))
         return held[1]
 
     def _draw(self, method: str, size: int | tuple[int, ...]) -> np.ndarray:
