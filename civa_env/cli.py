@@ -718,7 +718,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return args.func(args)
     except BaseException as err:
         # Ctrl-C or SIGTERM, also one that came back wrapped in another error (see interruption)
-        stop = interruption(err)
+        stop = interruption(err) if isinstance(err, (Exception, KeyboardInterrupt)) else None
         if stop is None:
             if debug or not isinstance(err, Exception):
                 raise

@@ -63,6 +63,7 @@ from civa_env.experiments.runfolder import (
     write_json_atomic,
 )
 from civa_env.experiments.runner import format_mix, parse_mix
+from civa_env.experiments.signals import interruption
 from civa_env.experiments.sweep import (
     GRID_FIELDS,
     QUASI_EXTINCTION,
@@ -811,8 +812,10 @@ class _Runner:
                     self._done(pt, task, run_task(task))
                     recovered += 1
                     continue
-                except Exception:  # a folder that cannot be read back is run again
-                    pass
+                except Exception as err:  # a folder that cannot be read back is run again
+                    stop = interruption(err)
+                    if stop is not None:
+                        raise stop from err
             todo.append(task)
         self.recovered += recovered
         self.log(f"resilience: {stage}: {len(tasks)} runs ({already} in runs.csv, "

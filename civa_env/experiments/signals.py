@@ -60,7 +60,9 @@ def interruption(err: BaseException) -> KeyboardInterrupt | None:
     A signal that arrives while Python runs code on the user's behalf can come back wrapped:
     Python 3.11 turns an exception raised in ``__set_name__`` (a dataclass field's, during an
     import) into ``RuntimeError`` whose ``__cause__`` is the interruption, and libraries
-    re-raise with ``raise ... from``. Follows ``__cause__`` and ``__context__``.
+    re-raise with ``raise ... from``. Follows ``__cause__``, and ``__context__`` unless it
+    was suppressed (``raise ... from None``: the handler chose to turn the stop into that
+    error).
     """
     seen: set[int] = set()
     todo: list[BaseException | None] = [err]
@@ -71,7 +73,7 @@ def interruption(err: BaseException) -> KeyboardInterrupt | None:
         seen.add(id(e))
         if isinstance(e, KeyboardInterrupt):
             return e
-        todo += [e.__context__, e.__cause__]
+        todo += [None if e.__suppress_context__ else e.__context__, e.__cause__]
     return None
 
 

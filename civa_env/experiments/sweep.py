@@ -573,6 +573,9 @@ def _run_serial(todo: list[Task], done: Callable, failed: Callable,
             try:
                 row = run_task(task)
             except Exception as err:
+                stop = interruption(err)  # a stop wrapped in another error stops the sweep
+                if stop is not None:
+                    raise stop from err
                 failed(task, err)
             else:
                 done(row)

@@ -84,9 +84,15 @@ def test_a_wrapped_stop_records_the_run_as_interrupted(tmp_path):
     assert status == "failed: RuntimeError: a real failure"
 
 
+def _wrapped_stop() -> RuntimeError:
+    err = RuntimeError("Error calling __set_name__")  # (as 3.11 wraps it, on every version)
+    err.__cause__ = Terminated(signal.SIGTERM)
+    return err
+
+
 def test_the_command_exits_143_on_a_wrapped_stop(monkeypatch, capsys):
     def stopped(args):
-        raise _class_made_while_stopping()
+        raise _wrapped_stop()
 
     monkeypatch.setattr(cli, "cmd_run", stopped)  # the parser is built by each main()
     assert cli.main(["run", "--agents", "4", "--days", "2", "--no-plots"]) == 143
@@ -99,7 +105,7 @@ def test_a_pool_worker_ends_with_the_stop_signal_not_a_failure(monkeypatch):
         SystemExit(code)))
 
     def task():
-        raise _class_made_while_stopping()
+        raise _wrapped_stop()
 
     with pytest.raises(SystemExit):
         in_worker(task)
@@ -110,3 +116,35 @@ def test_a_pool_worker_ends_with_the_stop_signal_not_a_failure(monkeypatch):
 
     with pytest.raises(ValueError):  # a failure is the run's, reported to the sweep
         in_worker(fails)
+
+
+def test_a_suppressed_stop_is_the_error_that_replaced_it():
+    try:
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt:
+            raise ValueError("chosen") from None
+    except ValueError as err:
+        assert interruption(err) is None
+
+
+def test_a_serial_sweep_stops_on_a_wrapped_stop(monkeypatch):
+    from civa_env.experiments import sweep
+
+    ran, failures = [], []
+
+    def run_task(task):
+        ran.append(task)
+        if task == 1:
+            raise _wrapped_stop()
+        if task == 2:
+            raise ValueError("a real failure")
+        return {"task": task}
+
+    monkeypatch.setattr(sweep, "run_task", run_task)
+    with pytest.raises(Terminated):
+        sweep._run_serial([0, 1, 2], lambda row: None, lambda t, e: failures.append(t), False)
+    assert ran == [0, 1] and failures == []  # stopped at the stop, no run after it
+    ran.clear()
+    sweep._run_serial([2, 0], lambda row: None, lambda t, e: failures.append(t), False)
+    assert ran == [2, 0] and failures == [2]  # a real failure is the run's, the sweep goes on
