@@ -65,14 +65,13 @@ from gymnasium.vector import AutoresetMode
 from gymnasium.vector.utils import batch_space
 
 from civa_env.world import day as world_fn
-from civa_env.world import factored
+from civa_env.world import factored, seeding
 from civa_env.world.batch import Communities
 from civa_env.world.catalogue import Catalogue
 from civa_env.world.config import Config
 from civa_env.world.features import FEATURE_CLIP, feature_size, features
 from civa_env.world.perception import inbox_count
 
-_OBSERVE_CHUNK = 65536  # living slots whose features are built at once
 _OBS_KEYS = ("features", "action_mask", "alive")
 _POOL = 3  # sets of observation arrays kept for reuse, per kind (copy=True)
 
@@ -199,9 +198,9 @@ class CivaVectorEnv:
             # Every living slot is observed at once after the restarts (the continuing
             # communities' today, the restarted ones' first day).
             self._episodes[which] += 1
-            self.batch.replace(which, [world_fn.derived_seed(self._seeds[e],
-                                                             int(self._episodes[e]))
-                                       for e in which.tolist()], in_place=True)
+            self.batch.replace(which, seeding.derived_seeds(
+                [(self._seeds[e], int(self._episodes[e])) for e in which.tolist()]),
+                in_place=True)
             obs = self._observation("obs", self.batch.state.alive.nonzero()[0])
         infos["day"] = self._days()
         return obs, rewards, terminated, truncated, infos
@@ -273,18 +272,16 @@ class CivaVectorEnv:
                 "alive": np.zeros(r, bool)}
 
     def _observe_into(self, obs: dict[str, np.ndarray], rows: np.ndarray) -> None:
-        """Features and masks of pool rows ``rows`` (living residents) into ``obs``."""
+        """Features and masks of pool rows ``rows`` (living residents) into ``obs``, written
+        in place (one compiled pass each)."""
         if len(rows) == 0:
             return
         b = self.batch
         state = b.state
-        inbox = inbox_count(state)
-        # In chunks of rows, so that the features' temporaries stay small in a large batch.
-        for lo in range(0, len(rows), _OBSERVE_CHUNK):
-            part = rows[lo:lo + _OBSERVE_CHUNK]
-            obs["features"][part] = features(state, b.view, part, inbox, self.cfg)
-            obs["action_mask"][part] = factored.masks(state, b.view, part, self.cfg,
-                                                      b.catalogue)
+        features(state, b.view, rows, inbox_count(state), self.cfg, out=obs["features"],
+                 out_rows=rows)
+        factored.masks(state, b.view, rows, self.cfg, b.catalogue, out=obs["action_mask"],
+                       out_rows=rows)
         obs["alive"][rows] = True
 
     def _days(self) -> np.ndarray:

@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from civa_env.world import behaviours, factored, metrics
+from civa_env.world import behaviours, factored, metrics, seeding
 from civa_env.world.actions import ActionBatch, pack_actions, validate
 from civa_env.world.briefing import BrieferV2
 from civa_env.world.catalogue import Catalogue
@@ -261,9 +261,9 @@ def first_days(cfg: Config, seeds: Sequence[int]
     alone (the batch view keeps each community apart)."""
     # The children of ``seed_streams(seed)`` (what SeedSequence.spawn makes), only the three
     # used here.
-    world_rngs, values_rngs, dynamics = (
-        [np.random.default_rng(np.random.SeedSequence(x, spawn_key=(key,))) for x in seeds]
-        for key in (_WORLD, _VALUES, _DYNAMICS))
+    # (seeding.generators: numpy's generators, their seed sequences hashed in one pass.)
+    world_rngs, values_rngs, dynamics = (seeding.generators(seeds, key)
+                                         for key in (_WORLD, _VALUES, _DYNAMICS))
     state = initial_states(cfg, world_rngs, values_rngs)
     if len(seeds) == 1:
         return state, compute_view(state, cfg, dynamics[0]), dynamics

@@ -43,7 +43,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from civa_env.world.actions import EVERYONE, ActionBatch, set_primary
-from civa_env.world.catalogue import Catalogue, is_allied, known_slots
+from civa_env.world.catalogue import Catalogue
 from civa_env.world.config import Config
 from civa_env.world.kinds import S, Secondary
 from civa_env.world.state import Message, WorldState
@@ -122,38 +122,33 @@ class FactoredSpec:
 
 
 def masks(state: WorldState, view: np.ndarray, rows: np.ndarray, cfg: Config,
-          catalogue: Catalogue) -> np.ndarray:
-    """Concatenated component masks of residents ``rows``: (K, sum of nvec) int8.
+          catalogue: Catalogue, out: np.ndarray | None = None,
+          out_rows: np.ndarray | None = None) -> np.ndarray:
+    """Concatenated component masks of residents ``rows``: (K, sum of nvec) int8; or, given
+    ``out`` (R, sum of nvec) int8 and ``out_rows`` (K,), written into rows ``out_rows`` of
+    ``out`` (every column), which is returned.
 
     primary: as the catalogue's primary part (known factories in the factory slots,
     upgrades affordable);
     secondary: none always, gift with wealth > 0 and someone in view, attack with someone in
     view, merge with someone in view not yet an ally; target: the occupied view slots;
     amount: every level; message: every kind while ``max_messages`` > 0; message_to: the
-    occupied slots and everyone.
+    occupied slots and everyone. (One compiled pass: ``kernels.fill_masks``.)
     """
+    from civa_env.world.kernels import fill_masks  # (numba loads on first use)
+
     spec = FactoredSpec.of(cfg)
-    k = len(rows)
-    out = np.zeros((k, spec.mask_size), bool)
-    o = spec.offsets
-    wealth = state.wealth[rows]
-    known = known_slots(state, rows)
-    can_pay = (wealth >= cfg.upgrade_cost)[:, None]
-    ones = np.ones((k, 1), bool)
-    out[:, o[0]:o[1]] = np.concatenate([known, ones, can_pay, known & can_pay, ones], axis=1)
-    seen = view[rows]
-    present = seen >= 0
-    anyone = present.any(axis=1)
-    mergeable = present
-    if len(state.allies) and k:
-        allied = is_allied(state, np.repeat(rows, cfg.view_size), seen.ravel())
-        mergeable = present & ~allied.reshape(present.shape)
-    out[:, o[1]] = True
-    out[:, o[1] + S.GIFT] = anyone & (wealth > 0)
-    out[:, o[1] + S.ATTACK] = anyone
-    out[:, o[1] + S.MERGE] = mergeable.any(axis=1)
-    _fill_slots_and_talk(out, o, present, cfg)
-    return out.view(np.int8)
+    rows = np.asarray(rows, np.int64)
+    if out is None:
+        out = np.empty((len(rows), spec.mask_size), np.int8)
+        out_rows = np.arange(len(rows))
+    if len(rows):
+        o1 = int(spec.offsets[1])
+        fill_masks(rows, np.asarray(out_rows, np.int64), out, state.wealth,
+                   float(cfg.upgrade_cost), state.factory_slots, state.known, view,
+                   state.allies, spec.offsets, o1 + S.NONE, o1 + S.GIFT, o1 + S.ATTACK,
+                   o1 + S.MERGE, cfg.max_messages > 0)
+    return out
 
 
 def _fill_slots_and_talk(out: np.ndarray, o: np.ndarray, present: np.ndarray,

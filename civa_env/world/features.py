@@ -39,8 +39,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from civa_env.world.arrays import filled, index
-from civa_env.world.catalogue import known_slots
+from civa_env.world.arrays import index
 from civa_env.world.config import Config
 from civa_env.world.rules import outage_prob, upkeep_factor
 from civa_env.world.state import WorldState
@@ -363,76 +362,92 @@ _DIRECTION = direction_of(_CODES)
 _VALUE = value_of(_CODES)
 
 
-def features(state: WorldState, view: np.ndarray, rows: np.ndarray, inbox_count: np.ndarray,
-             cfg: Config) -> np.ndarray:
-    """Feature vectors of residents ``rows``: (K, F) float32 in [-10, 10].
+# The own channels' sources, in the order ``kernels.fill_features`` reads them: one value per
+# name of the pool, then one per community.
+_NAME_SOURCES = ("wealth", "skill", "allies", "income", "received", "given", "looted", "lost",
+                 "attacks", "inbox")
+_COMMUNITY_SOURCES = ("day", "population", "mean_wealth", "upkeep", "outage_prob")
 
-    Written by channel name (``CHANNELS``, placed by ``FeatureLayout.of(cfg)``):
+
+@lru_cache(maxsize=8)
+def _plan(layout: FeatureLayout) -> dict[str, np.ndarray | int]:
+    """Where ``kernels.fill_features`` writes what, for ``layout``: the own sources' columns,
+    log flags and divisors, the condition tables and the factory and slot offsets."""
+    sources = _NAME_SOURCES + _COMMUNITY_SOURCES
+    if sorted(sources) != sorted(layout.own):
+        raise AssertionError("every own channel needs a source in features._NAME_SOURCES "
+                             "or _COMMUNITY_SOURCES")
+    ally, friendly, dealt_me, i_dealt = _dealing_offsets(layout)
+    return {
+        "own_col": np.array([layout.index(n) for n in sources], np.int64),
+        "own_log": np.array([layout.channel(n).encoding == "log" for n in sources]),
+        "own_div": np.array([layout.scale(n) for n in sources]),
+        "direction_start": layout.slice("condition.direction").start,
+        "value_start": layout.slice("condition.value").start,
+        "present_at": layout.offset("slot.present"),
+        "wealth_at": layout.offset("slot.wealth"),
+        "ally_at": ally, "friendly_at": friendly, "dealt_me": dealt_me, "i_dealt": i_dealt,
+    }
+
+
+def features(state: WorldState, view: np.ndarray, rows: np.ndarray, inbox_count: np.ndarray,
+             cfg: Config, out: np.ndarray | None = None,
+             out_rows: np.ndarray | None = None) -> np.ndarray:
+    """Feature vectors of residents ``rows``: (K, F) float32 in [-10, 10]; or, given
+    ``out`` (R, F) float32 and ``out_rows`` (K,), written into rows ``out_rows`` of ``out``
+    (every column), which is returned.
+
+    Written by channel name (``CHANNELS``, placed by ``FeatureLayout.of(cfg)``) in one
+    compiled pass (``kernels.fill_features``) with numpy's float64 arithmetic, clipped, then
+    stored as float32:
 
     {channels}
     """
+    from civa_env.world.kernels import fill_features  # (numba loads on first use)
+
     layout = FeatureLayout.of(cfg)
-    k, v = len(rows), cfg.view_size
-    # Written straight into float32: casting after clipping to [-10, 10] gives the same
-    # values as clipping after, and 0/1 flags need no clipping.
-    out = np.zeros((k, layout.size), np.float32)
-    wealth = state.wealth
-    own_wealth = wealth[rows]
-    n_alive, mean_wealth = _community_wealth(state, rows)
-    day = state.per_row(state.day, rows)
-    own = {
-        "wealth": own_wealth, "skill": state.skill[rows], "day": day,
-        "population": n_alive,
-        "allies": np.bincount(state.allies.ravel(), minlength=state.n_pool)[rows],
-        "income": state.income[rows], "received": state.received[rows],
-        "given": state.given[rows], "looted": state.looted[rows], "lost": state.lost[rows],
-        "attacks": state.attacked_by[rows], "inbox": inbox_count[rows],
-        "mean_wealth": mean_wealth,
-        # Today is the day about to be played (state.day days are completed).
-        "upkeep": cfg.upkeep * upkeep_factor(cfg, day + 1),
-        "outage_prob": outage_prob(cfg, day + 1),
-    }
-    out[:, :len(layout.own)] = layout.encode("own", own, (k,))
-    # Value condition one-hot: the direction, then the value (none for baseline).
-    code = state.condition[rows]
-    out[index(k), layout.slice("condition.direction").start + _DIRECTION[code]] = 1.0
-    has_value = (code > 0).nonzero()[0]
-    out[has_value, layout.slice("condition.value").start + _VALUE[code[has_value]]] = 1.0
-    # Factory slots: the report of each slot's factory (capacity etc. are >= 0), shown for
-    # those the resident knows.
-    report = layout.encode("factory", {
+    plan = _plan(layout)
+    rows = np.asarray(rows, np.int64)
+    if out is None:
+        out = np.empty((len(rows), layout.size), np.float32)
+        out_rows = index(len(rows))
+    if len(rows) == 0:
+        return out
+    n_alive, mean_wealth = _community_wealth(state)
+    day = np.atleast_1d(np.asarray(state.day, np.int64))
+    per_name = np.stack([state.wealth, state.skill,
+                         np.bincount(state.allies.ravel(), minlength=state.n_pool),
+                         state.income, state.received, state.given, state.looted, state.lost,
+                         state.attacked_by, inbox_count], dtype=np.float64)
+    # Today is the day about to be played (state.day days are completed).
+    upkeep = cfg.upkeep * np.atleast_1d(upkeep_factor(cfg, state.day + 1))
+    outage = np.atleast_1d(outage_prob(cfg, state.day + 1))
+    per_community = np.stack([day, n_alive, mean_wealth, np.broadcast_to(upkeep, day.shape),
+                              np.broadcast_to(outage, day.shape)], dtype=np.float64)
+    # Each factory's report (capacity etc. are >= 0), shown for those the resident knows.
+    report = np.ascontiguousarray(layout.encode("factory", {
         "known": 1.0, "capacity": state.capacity, "workers": state.workers,
-        "output": state.output, "outage": state.outage}, (len(state.capacity),))  # (E M, C)
-    known = known_slots(state, rows)  # (K, S)
-    table = np.maximum(state.factory_slots[rows], 0)
-    if state.communities > 1:  # each row's community's factories
-        table = table + (rows // state.n_per * state.m_per)[:, None]
-    out[:, layout.factory_start:layout.slot_start] = (
-        known[:, :, None] * report[table]).reshape(k, -1)
-    # View slots.
-    slots = out[:, layout.slot_start:].reshape(k, v, len(layout.slot_channels))
-    vw = view[rows]  # (K, V)
-    present = vw >= 0
-    rel = signed_log(wealth[np.where(present, vw, 0)]) - signed_log(own_wealth)[:, None]
-    slots[:, :, layout.offset("slot.present")] = present
-    # Multiplied by `present`, so an empty slot reads 0.
-    # 0 (+0.0) in an empty slot: not rel * present, whose zero would take the sign of the
-    # wealth of pool row 0 (another community's resident in a batch).
-    slots[:, :, layout.offset("slot.wealth")] = _clip(np.where(present, rel, 0.0))
-    _mark_dealings(slots, layout, state, view, rows, cfg)
+        "output": state.output, "outage": state.outage}, (len(state.capacity),)))  # (E M, C)
+    fill_features(
+        rows, np.asarray(out_rows, np.int64), out, state.n_per, FEATURE_CLIP,
+        per_name, per_community, plan["own_col"], plan["own_log"], plan["own_div"],
+        state.condition, _DIRECTION, _VALUE, plan["direction_start"], plan["value_start"],
+        state.factory_slots, state.known, state.m_per, report, layout.factory_start,
+        view, state.wealth, layout.slot_start, len(layout.slot_channels), plan["present_at"],
+        plan["wealth_at"], state.allies, plan["ally_at"], state.recent_day,
+        state.recent_src, state.recent_dst, state.recent_kind, state.recent_friendly,
+        day - cfg.recent_days + 1, plan["dealt_me"], plan["i_dealt"], plan["friendly_at"])
     return out
 
 
-def _community_wealth(state: WorldState,
-                      rows: np.ndarray) -> tuple[int | np.ndarray, float | np.ndarray]:
-    """The living count (at least 1) and mean wealth of the community of each of ``rows``:
-    scalars for a lone community, (K,) arrays in a batch (each community's sum taken as
-    ``ndarray.sum`` takes it alone, by ``kernels.segment_sums``, so that its value is the
-    same bit for bit as alone)."""
+def _community_wealth(state: WorldState) -> tuple[np.ndarray, np.ndarray]:
+    """The living count (at least 1) and mean wealth of each community: (E,) each (each
+    community's sum taken as ``ndarray.sum`` takes it alone, by ``kernels.segment_sums``
+    in a batch, so that its value is the same bit for bit as alone)."""
     alive, wealth = state.alive, state.wealth
     if state.communities == 1:
         n_alive = max(np.count_nonzero(alive), 1)
-        return n_alive, wealth[alive].sum() / n_alive
+        return np.array([n_alive]), np.array([wealth[alive].sum() / n_alive])
     from civa_env.world.kernels import segment_sums  # (numba loads on first use)
 
     n, e = state.n_per, state.communities
@@ -442,7 +457,7 @@ def _community_wealth(state: WorldState,
     np.cumsum(counts, out=bounds[1:])
     sums = segment_sums(np.ascontiguousarray(wealth[living], np.float64), bounds)
     counts = np.maximum(counts, 1)
-    return counts[rows // n], (sums / counts)[rows // n]
+    return counts, sums / counts
 
 
 # Slot channels filled from dealings, by Deal kind (gift, attack, merge, message): what the
@@ -460,35 +475,6 @@ def _dealing_offsets(layout: FeatureLayout) -> tuple[int, int, np.ndarray, np.nd
 
     return (layout.offset("slot.ally"), layout.offset("slot.friendly_to_me"),
             offsets(_DEALT_ME), offsets(_I_DEALT))
-
-
-def _mark_dealings(slots: np.ndarray, layout: FeatureLayout, state: WorldState,
-                   view: np.ndarray, rows: np.ndarray, cfg: Config) -> None:
-    """Set the ally, dealing and friendly-message flags of ``slots`` (K, V, C) in one pass
-    over all pairs.
-
-    Each pair (viewer, other, channel) marks the viewer's slot holding ``other``; the work is
-    O(pairs x V), independent of N^2. Empty slots (-1) never match, since ``other`` >= 0.
-    """
-    ally, friendly, dealt_me, i_dealt = _dealing_offsets(layout)
-    a, b = state.allies[:, 0], state.allies[:, 1]
-    since = state.per_row(state.day, state.recent_src) - cfg.recent_days + 1
-    recent = (state.recent_day >= since) & (state.recent_dst >= 0)
-    kinds = state.recent_kind[recent]
-    src, dst = state.recent_src[recent], state.recent_dst[recent]
-    said = state.recent_friendly[recent]  # friendly direct messages
-    viewer = np.concatenate([a, b, dst, src, dst[said]])
-    other = np.concatenate([b, a, src, dst, src[said]])
-    channel = np.concatenate([filled(2 * len(a), ally, np.int64), dealt_me[kinds], i_dealt[kinds],
-                              filled(np.count_nonzero(said), friendly, np.int64)])
-    if not len(viewer):
-        return
-    from civa_env.world.kernels import mark_dealings  # (numba loads on first use)
-
-    row_of = filled(state.n_pool, -1, np.int64)
-    row_of[rows] = index(len(rows))
-    mark_dealings(slots, view, row_of, viewer.astype(np.int64), other.astype(np.int64),
-                  channel)
 
 
 # The channel lists of the docstrings come from the table (absent under python -OO).

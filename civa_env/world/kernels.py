@@ -13,9 +13,15 @@
   ``ndarray.sum`` gives on the segment alone (numpy's pairwise summation).
 * ``fill_streams``: one draw of E communities' generators at once (``batch.StreamBatch``),
   the numbers each generator's own ``random`` / ``standard_normal`` would give.
+* ``fill_features``, ``fill_masks``: the feature vectors (``features.features``) and the
+  factored masks (``factored.masks``) of a set of residents, written in place.
+* ``seed_sequence_states``: what ``numpy.random.SeedSequence.generate_state`` gives, for
+  many seed sequences at once (``seeds``).
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 from llvmlite import ir
@@ -141,6 +147,257 @@ def mark_dealings(slots, view, row_of, viewer, other, channel):
         for s in range(v):
             if view[i, s] == j:
                 slots[r, s, c] = 1.0
+
+
+@njit(cache=True)
+def _signed_log(x):
+    """``features.signed_log`` of one number (libm's log1p, as numpy's AVX2 loop calls it)."""
+    return math.copysign(math.log1p(abs(x)), x)
+
+
+@njit(cache=True)
+def _clip(x, bound):
+    """``np.minimum(np.maximum(x, -bound), bound)`` of one number (NaN and -0.0 kept)."""
+    if x < -bound:
+        return -bound
+    if x > bound:
+        return bound
+    return x
+
+
+@njit(cache=True)
+def fill_features(rows, out_rows, feats, n_per, bound,
+                  per_name, per_community, own_col, own_log, own_div,
+                  condition, direction_of, value_of, direction_start, value_start,
+                  factory_slots, known, m_per, report, factory_start,
+                  view, wealth, slot_start, slot_width, present_at, wealth_at,
+                  allies, ally_at, recent_day, recent_src, recent_dst, recent_kind,
+                  recent_friendly, first_recent, dealt_me, i_dealt, friendly_at):
+    """Write the feature vector of each pool row ``rows[k]`` into ``feats[out_rows[k]]``
+    (every column: the row is cleared first), as ``features.features`` describes it.
+
+    Own channels: ``per_name`` (P, N) float64 and ``per_community`` (Q, E) float64 hold
+    the sources in a fixed order (``features._NAME_SOURCES``, whose first is the wealth,
+    then ``_COMMUNITY_SOURCES``); source ``q`` goes to column
+    ``own_col[q]``, signed-logged where ``own_log[q]``, divided by ``own_div[q]``, clipped to
+    ``bound``. The condition one-hots: ``direction_of`` / ``value_of`` map a condition code to
+    its column offset (-1: none). Factory slots: ``report`` (E M, C) the encoded report of
+    every factory, shown where the resident knows the slot's factory. View slots: present,
+    relative wealth, then the flags of the alliances and of the recent dealings (those of
+    days >= ``first_recent`` of the dealer's community, messages to everyone left out):
+    ``dealt_me[kind]`` / ``i_dealt[kind]`` the channel offsets (-1: none), friendly direct
+    messages ``friendly_at``. The arithmetic is numpy's, step for step (float64, clipped,
+    then stored as float32).
+    """
+    n_pool = wealth.shape[0]
+    n_sources = per_name.shape[0]
+    n_slots = factory_slots.shape[1]
+    n_fc = report.shape[1]
+    v = view.shape[1]
+    # signed_log of the wealth of each name observed or seen, once per name.
+    slog = np.empty(n_pool)
+    have = np.zeros(n_pool, np.bool_)
+    for k in range(rows.shape[0]):
+        i = rows[k]
+        if not have[i]:
+            have[i] = True
+            slog[i] = _signed_log(wealth[i])
+        for s in range(v):
+            j = view[i, s]
+            if j >= 0 and not have[j]:
+                have[j] = True
+                slog[j] = _signed_log(wealth[j])
+    # The community sources, encoded once per community.
+    n_own = own_col.shape[0]
+    shared = np.empty((per_community.shape[1], n_own - n_sources))
+    for c in range(per_community.shape[1]):
+        for q in range(n_sources, n_own):
+            x = per_community[q - n_sources, c]
+            if own_log[q]:
+                x = _signed_log(x)
+            shared[c, q - n_sources] = _clip(x / own_div[q], bound)
+    row_of = np.full(n_pool, -1, np.int64)
+    for k in range(rows.shape[0]):
+        i = rows[k]
+        r = out_rows[k]
+        row_of[i] = r
+        c = i // n_per
+        feats[r, :] = 0.0
+        for q in range(n_sources):
+            if q == 0 and own_log[0]:  # source 0 is the resident's wealth
+                x = slog[i]
+            else:
+                x = per_name[q, i]
+                if own_log[q]:
+                    x = _signed_log(x)
+            feats[r, own_col[q]] = _clip(x / own_div[q], bound)
+        for q in range(n_sources, n_own):
+            feats[r, own_col[q]] = shared[c, q - n_sources]
+        code = condition[i]
+        feats[r, direction_start + direction_of[code]] = 1.0
+        if code > 0:
+            feats[r, value_start + value_of[code]] = 1.0
+        for s in range(n_slots):
+            f = factory_slots[i, s]
+            shown = 0.0
+            if f >= 0 and known[i, f]:
+                shown = 1.0
+            f = max(f, 0) + c * m_per
+            base = factory_start + s * n_fc
+            for ch in range(n_fc):
+                feats[r, base + ch] = shown * report[f, ch]
+        own = slog[i]
+        for s in range(v):
+            j = view[i, s]
+            if j >= 0:
+                base = slot_start + s * slot_width
+                feats[r, base + present_at] = 1.0
+                feats[r, base + wealth_at] = _clip(slog[j] - own, bound)
+    for p in range(allies.shape[0]):
+        _mark(feats, view, row_of, allies[p, 0], allies[p, 1], slot_start, slot_width, ally_at)
+        _mark(feats, view, row_of, allies[p, 1], allies[p, 0], slot_start, slot_width, ally_at)
+    for p in range(recent_day.shape[0]):
+        src, dst = recent_src[p], recent_dst[p]
+        if dst < 0 or recent_day[p] < first_recent[src // n_per]:
+            continue
+        kind = recent_kind[p]
+        _mark(feats, view, row_of, dst, src, slot_start, slot_width, dealt_me[kind])
+        _mark(feats, view, row_of, src, dst, slot_start, slot_width, i_dealt[kind])
+        if recent_friendly[p]:
+            _mark(feats, view, row_of, dst, src, slot_start, slot_width, friendly_at)
+
+
+@njit(cache=True)
+def _mark(feats, view, row_of, i, j, slot_start, slot_width, at):
+    """Set channel ``at`` (an offset in the slot block; -1: none) of the slot of viewer
+    ``i``'s row that holds ``j``, if ``i`` is observed and sees ``j``."""
+    r = row_of[i]
+    if r < 0 or at < 0:
+        return
+    for s in range(view.shape[1]):
+        if view[i, s] == j:
+            feats[r, slot_start + s * slot_width + at] = 1.0
+
+
+@njit(cache=True)
+def fill_masks(rows, out_rows, masks, wealth, upgrade_cost, factory_slots, known, view,
+               allies, offsets, none_at, gift_at, attack_at, merge_at, can_talk):
+    """Write the factored component masks of each pool row ``rows[k]`` into
+    ``masks[out_rows[k]]`` (int8, every column), as ``factored.masks`` describes them.
+
+    ``offsets`` (C + 1,) where each component starts; the primary part is work per factory
+    slot, explore, upgrade self, upgrade factory per slot, idle; ``*_at`` the secondary
+    kinds' columns; ``can_talk`` whether message kinds other than "none" are allowed."""
+    n_pool = wealth.shape[0]
+    n_slots = factory_slots.shape[1]
+    v = view.shape[1]
+    o0, o2, o3, o4, o5, o6 = (offsets[0], offsets[2], offsets[3], offsets[4], offsets[5],
+                              offsets[6])
+    row_of = np.full(n_pool, -1, np.int64)
+    for k in range(rows.shape[0]):
+        row_of[rows[k]] = k
+    allied = np.zeros((rows.shape[0], v), np.bool_)
+    for p in range(allies.shape[0]):
+        for side in range(2):
+            i, j = allies[p, side], allies[p, 1 - side]
+            k = row_of[i]
+            if k >= 0:
+                for s in range(v):
+                    if view[i, s] == j:
+                        allied[k, s] = True
+    for k in range(rows.shape[0]):
+        i = rows[k]
+        r = out_rows[k]
+        masks[r, :] = 0
+        w = wealth[i]
+        can_pay = w >= upgrade_cost
+        for s in range(n_slots):
+            f = factory_slots[i, s]
+            if f >= 0 and known[i, f]:
+                masks[r, o0 + s] = 1
+                if can_pay:
+                    masks[r, o0 + n_slots + 2 + s] = 1
+        masks[r, o0 + n_slots] = 1  # explore
+        if can_pay:
+            masks[r, o0 + n_slots + 1] = 1  # upgrade self
+        masks[r, o0 + 2 * n_slots + 2] = 1  # idle
+        anyone = False
+        mergeable = False
+        for s in range(v):
+            if view[i, s] >= 0:
+                anyone = True
+                masks[r, o2 + s] = 1
+                masks[r, o5 + s] = 1
+                if not allied[k, s]:
+                    mergeable = True
+        masks[r, none_at] = 1
+        if anyone:
+            masks[r, attack_at] = 1
+            if w > 0:
+                masks[r, gift_at] = 1
+        if mergeable:
+            masks[r, merge_at] = 1
+        for col in range(o3, o4):
+            masks[r, col] = 1
+        masks[r, o4] = 1
+        if can_talk:
+            for col in range(o4 + 1, o5):
+                masks[r, col] = 1
+        masks[r, o6 - 1] = 1
+
+
+# numpy's SeedSequence hash constants (numpy/random/bit_generator.pyx).
+_INIT_A, _MULT_A = np.uint32(0x43B0D7E5), np.uint32(0x931E8875)
+_INIT_B, _MULT_B = np.uint32(0x8B51F9DD), np.uint32(0x58F38DED)
+_MIX_L, _MIX_R = np.uint32(0xCA01F9DD), np.uint32(0x4973F715)
+_SHIFT = np.uint32(16)
+
+
+@njit(cache=True)
+def _hashmix(value, h):
+    """SeedSequence's ``hashmix``: (mixed value, next hash constant)."""
+    value ^= h
+    h = np.uint32(h * _MULT_A)
+    value = np.uint32(value * h)
+    return np.uint32(value ^ (value >> _SHIFT)), h
+
+
+@njit(cache=True)
+def _mix(x, y):
+    result = np.uint32(np.uint32(_MIX_L * x) - np.uint32(_MIX_R * y))
+    return np.uint32(result ^ (result >> _SHIFT))
+
+
+@njit(cache=True)
+def seed_sequence_states(entropy, n_entropy, n_words32):
+    """``SeedSequence.generate_state(n_words32, np.uint32)`` of G seed sequences at once:
+    (G, n_words32) uint32. Row g's assembled entropy (its entropy's 32-bit words, padded
+    with zeros to the pool size of 4 when it has a spawn key, then the spawn key's words:
+    ``SeedSequence.get_assembled_entropy``) is ``entropy[g, :n_entropy[g]]``. The same
+    uint32 arithmetic as numpy's ``mix_entropy`` and ``generate_state``."""
+    out = np.empty((entropy.shape[0], n_words32), np.uint32)
+    mixer = np.empty(4, np.uint32)
+    for g in range(entropy.shape[0]):
+        n = n_entropy[g]
+        h = _INIT_A
+        for i in range(4):
+            mixer[i], h = _hashmix(entropy[g, i] if i < n else np.uint32(0), h)
+        for i_src in range(4):
+            for i_dst in range(4):
+                if i_src != i_dst:
+                    value, h = _hashmix(mixer[i_src], h)
+                    mixer[i_dst] = _mix(mixer[i_dst], value)
+        for i_src in range(4, n):
+            for i_dst in range(4):
+                value, h = _hashmix(entropy[g, i_src], h)
+                mixer[i_dst] = _mix(mixer[i_dst], value)
+        hb = _INIT_B
+        for i in range(n_words32):
+            d = mixer[i % 4] ^ hb
+            hb = np.uint32(hb * _MULT_B)
+            d = np.uint32(d * hb)
+            out[g, i] = d ^ (d >> _SHIFT)
+    return out
 
 
 @njit(cache=True)

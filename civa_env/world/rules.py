@@ -231,8 +231,12 @@ def _propose(state: WorldState, batch: ActionBatch, rows: np.ndarray, cfg: Confi
     mutual = _has_recent(state, D.MERGE, tgt, rows, day - cfg.merge_window + 1)
     formed = 0
     if np.count_nonzero(mutual):
-        pairs = np.unique(np.stack([np.minimum(rows[mutual], tgt[mutual]),
-                                    np.maximum(rows[mutual], tgt[mutual])], axis=1), axis=0)
+        # The mutual pairs (lower name first), once each, in name order: unique keys
+        # lo * N + hi sort as the pairs' rows do (np.unique's axis=0 is slower).
+        n = state.n_pool
+        lo = np.minimum(rows[mutual], tgt[mutual]).astype(np.int64)
+        keys = np.unique(lo * n + np.maximum(rows[mutual], tgt[mutual]))
+        pairs = np.stack([keys // n, keys % n], axis=1)
         new = ~is_allied(state, pairs[:, 0], pairs[:, 1])
         pairs = pairs[new].astype(np.int32)
         formed = len(pairs)
