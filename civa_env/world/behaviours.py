@@ -159,7 +159,7 @@ def _in_window(query_a: np.ndarray, query_b: np.ndarray, query_day: np.ndarray,
     keys = np.sort(_pair_day_keys(have_a, have_b, have_day + window, n, max_day))
     base = _pair_day_keys(query_a, query_b, query_day + window, n, max_day)
     query = (base[None, :] - np.arange(window)[:, None]).ravel()  # day - offset
-    pos = np.searchsorted(keys, query).clip(max=len(keys) - 1)
+    pos = np.minimum(np.searchsorted(keys, query), len(keys) - 1)
     return (keys[pos] == query).reshape(window, -1).any(axis=0)
 
 

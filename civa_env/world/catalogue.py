@@ -182,5 +182,5 @@ def is_allied(state: WorldState, i: np.ndarray, j: np.ndarray) -> np.ndarray:
     keys = np.sort(state.allies[:, 0].astype(np.int64) * n + state.allies[:, 1])
     lo, hi = np.minimum(i, j).astype(np.int64), np.maximum(i, j).astype(np.int64)
     query = lo * n + hi
-    pos = np.searchsorted(keys, query).clip(max=len(keys) - 1)
+    pos = np.minimum(np.searchsorted(keys, query), len(keys) - 1)
     return (keys[pos] == query) & (i >= 0) & (j >= 0)

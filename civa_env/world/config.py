@@ -12,11 +12,15 @@ import dataclasses
 import json
 import math
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
 
 from civa_env.world.values import ValueCondition
+
+# (ValueCondition is frozen: one parsed instance per string may be shared.)
+_parse_condition = lru_cache(maxsize=256)(ValueCondition.parse)
 
 OBS_MODES = ("text", "numeric", "features")
 BRIEFINGS = ("v1", "v2")
@@ -352,8 +356,9 @@ class Config:
 
     @property
     def value_condition(self) -> ValueCondition:
-        """The parsed value condition."""
-        return ValueCondition.parse(self.condition)
+        """The parsed value condition (parsed once per condition string: a fresh world
+        asks for it)."""
+        return _parse_condition(self.condition)
 
     @classmethod
     def from_kwargs(cls, **kwargs: Any) -> Config:

@@ -262,8 +262,7 @@ def first_days(cfg: Config, seeds: Sequence[int]
     # The children of ``seed_streams(seed)`` (what SeedSequence.spawn makes), only the three
     # used here.
     # (seeding.generators: numpy's generators, their seed sequences hashed in one pass.)
-    world_rngs, values_rngs, dynamics = (seeding.generators(seeds, key)
-                                         for key in (_WORLD, _VALUES, _DYNAMICS))
+    world_rngs, values_rngs, dynamics = seeding.generators(seeds, (_WORLD, _VALUES, _DYNAMICS))
     state = initial_states(cfg, world_rngs, values_rngs)
     if len(seeds) == 1:
         return state, compute_view(state, cfg, dynamics[0]), dynamics

@@ -143,7 +143,8 @@ def explore(state: WorldState, batch: ActionBatch, rng: np.random.Generator, cfg
     n_unknown = unknown.sum(axis=1)
     # The k-th unknown factory, k uniform in [0, n_unknown).
     k = np.minimum((u[3, rows] * n_unknown).astype(np.int64), np.maximum(n_unknown - 1, 0))
-    pick = (np.cumsum(unknown, axis=1) <= k[:, None]).sum(axis=1).clip(max=cfg.n_factories - 1)
+    pick = np.minimum((np.cumsum(unknown, axis=1) <= k[:, None]).sum(axis=1),
+                      cfg.n_factories - 1)
     reveal = (u_reveal < cfg.explore_reveal_prob) & (n_unknown > 0)
     state.known[rows[reveal], pick[reveal]] = True
     find = ~reveal & (u_find < cfg.explore_find_prob)
@@ -200,7 +201,7 @@ def _has_recent(state: WorldState, kind: int, src: np.ndarray, dst: np.ndarray,
     n = state.n_pool
     keys = np.sort(state.recent_src[sel].astype(np.int64) * n + state.recent_dst[sel])
     query = src.astype(np.int64) * n + dst
-    pos = np.searchsorted(keys, query).clip(max=len(keys) - 1)
+    pos = np.minimum(np.searchsorted(keys, query), len(keys) - 1)
     return keys[pos] == query
 
 
@@ -312,7 +313,9 @@ def attack(state: WorldState, batch: ActionBatch, rng: np.random.Generator, cfg:
 def _drop_alliances(state: WorldState, keys: np.ndarray) -> None:
     n = state.n_pool
     have = state.allies[:, 0].astype(np.int64) * n + state.allies[:, 1]
-    state.allies = state.allies[~np.isin(have, keys)]
+    keys = np.sort(keys)  # (membership by binary search: np.isin costs more on few keys)
+    pos = np.minimum(np.searchsorted(keys, have), len(keys) - 1)
+    state.allies = state.allies[keys[pos] != have]
 
 
 def send_messages(state: WorldState, batch: ActionBatch, ev: DayEvents, day: DayNumber) -> None:

@@ -24,10 +24,11 @@ def _words(x: int) -> list[int]:
     """The 32-bit words of ``x`` >= 0, least significant first ([0] for 0), as
     ``SeedSequence`` splits an int."""
     x = int(x)
+    if 0 <= x <= _MASK32:
+        return [x]
     if x < 0:
         raise ValueError(f"seed sequence entropy must be >= 0, got {x}")
-    out = [x & _MASK32]
-    x >>= 32
+    out = []
     while x:
         out.append(x & _MASK32)
         x >>= 32
@@ -36,11 +37,16 @@ def _words(x: int) -> list[int]:
 
 def _assembled(entropy: int | Sequence[int], spawn_key: Sequence[int]) -> list[int]:
     """``SeedSequence(entropy, spawn_key=spawn_key).get_assembled_entropy()``, as ints."""
-    run = [w for e in ([entropy] if np.ndim(entropy) == 0 else entropy) for w in _words(e)]
-    spawn = [w for k in spawn_key for w in _words(k)]
-    if spawn and len(run) < _POOL:
-        run += [0] * (_POOL - len(run))
-    return run + spawn
+    if isinstance(entropy, (int, np.integer)):
+        run = _words(entropy)
+    else:
+        run = [w for e in entropy for w in _words(e)]
+    if spawn_key:
+        spawn = [w for k in spawn_key for w in _words(k)]
+        if len(run) < _POOL:
+            run += [0] * (_POOL - len(run))
+        run += spawn
+    return run
 
 
 def states(entropies: Sequence[int | Sequence[int]], spawn_keys: Sequence[Sequence[int]],
@@ -95,13 +101,17 @@ class _Precomputed(ISpawnableSeedSequence):
         return repr(self.real)
 
 
-def generators(entropies: Sequence[int], spawn_key: int) -> list[np.random.Generator]:
-    """``np.random.default_rng(np.random.SeedSequence(x, spawn_key=(spawn_key,)))`` for
-    each x of ``entropies`` (the child ``spawn_key`` of ``SeedSequence(x)``)."""
-    key = (int(spawn_key),)
-    table = states(entropies, [key] * len(entropies), 4)
-    return [np.random.Generator(np.random.PCG64(_Precomputed(int(x), key, row)))
-            for x, row in zip(entropies, table, strict=True)]
+def generators(entropies: Sequence[int], spawn_keys: Sequence[int]
+               ) -> list[list[np.random.Generator]]:
+    """For each key k of ``spawn_keys``, the generators
+    ``np.random.default_rng(np.random.SeedSequence(x, spawn_key=(k,)))`` of every x of
+    ``entropies`` (the child k of ``SeedSequence(x)``): one list per key."""
+    keys = [(int(k),) for k in spawn_keys]
+    xs = [int(x) for x in entropies]
+    table = states([x for _ in keys for x in xs], [k for k in keys for _ in xs], 4)
+    rows = iter(table)
+    return [[np.random.Generator(np.random.PCG64(_Precomputed(x, k, next(rows)))) for x in xs]
+            for k in keys]
 
 
 def derived_seeds(entropies: Sequence[Sequence[int]]) -> list[int]:

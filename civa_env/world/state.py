@@ -154,35 +154,30 @@ def initial_states(cfg: Config, world_rngs: Sequence[np.random.Generator],
     alive[:, :n0] = True
     wealth = np.zeros((g, n))
     skill = np.zeros((g, n))
-    for rng, w, s in zip(world_rngs, wealth, skill, strict=True):
-        w[:n0] = rng.uniform(*cfg.start_wealth, size=n0)
-        s[:n0] = rng.uniform(*cfg.start_skill, size=n0)
     known = np.zeros((g * n, m), dtype=bool)
-    # Each founder knows known_at_start distinct random factories: the smallest of a row of
-    # m uniform keys (drawn a block of rows at a time: the same numbers as one (n0, m)
-    # draw, without its n0 x m temporaries at once in a large world). The founders of the
-    # G worlds are taken end to end, each block's rows drawn from their own world's stream.
+    capacity = np.empty((g, m))
     k = cfg.known_at_start
-    step = max(1, _KEY_CELLS // max(m, 1))
-    total = g * n0
-    for lo in range(0, total, step):
-        hi = min(lo + step, total)
-        keys = np.empty((hi - lo, m))
-        r = lo
-        while r < hi:
-            c = r // n0
-            e = min(hi, (c + 1) * n0)
-            world_rngs[c].random(out=keys[r - lo:e - lo])
-            r = e
+    # Each world's stream draws, in order: wealth (n0), skill (n0), the founders' factory
+    # keys (n0 x m) and the capacities (m), every one a uniform double (``uniform(a, b)`` is
+    # ``a + (b - a) u``). Small worlds draw them for all G at once (``StreamBatch``: each
+    # world's numbers from its own stream, as alone).
+    per_world = 2 * n0 + n0 * m + m
+    if g > 1 and g * per_world <= _KEY_CELLS:
+        from civa_env.world.batch import StreamBatch  # (batch builds on this module)
+
+        u = StreamBatch(world_rngs).random(g * per_world).reshape(g, per_world)
+        (w_lo, w_hi), (s_lo, s_hi) = cfg.start_wealth, cfg.start_skill
+        wealth[:, :n0] = w_lo + (w_hi - w_lo) * u[:, :n0]
+        skill[:, :n0] = s_lo + (s_hi - s_lo) * u[:, n0:2 * n0]
+        keys = u[:, 2 * n0:2 * n0 + n0 * m].reshape(g * n0, m)
         picks = np.argpartition(keys, k - 1, axis=1)[:, :k] if 0 < k < m else \
             np.argsort(keys, axis=1)[:, :k]
-        founders = np.arange(lo, hi)
-        if g > 1:
-            founders = founders // n0 * n + founders % n0
-        known[founders[:, None], picks] = True
-    capacity = np.empty((g, m))
-    for rng, cap in zip(world_rngs, capacity, strict=True):
-        cap[:] = rng.uniform(*cfg.capacity_range, size=m)
+        founders = np.arange(g * n0)
+        known[(founders // n0 * n + founders % n0)[:, None], picks] = True
+        c_lo, c_hi = cfg.capacity_range
+        capacity[:] = c_lo + (c_hi - c_lo) * u[:, per_world - m:]
+    else:
+        _draw_worlds(cfg, world_rngs, wealth, skill, known, capacity)
     capacity = capacity.reshape(-1)
     condition = np.zeros((g, n), dtype=np.int8)
     value_draw = np.empty((g, n))
@@ -218,3 +213,38 @@ def initial_states(cfg: Config, world_rngs: Sequence[np.random.Generator],
         allies=np.empty((0, 2), np.int32), recent_day=empty.copy(), recent_src=empty.copy(),
         recent_dst=empty.copy(), recent_kind=np.empty(0, np.int8),
         recent_friendly=np.empty(0, bool), communities=g)
+
+
+def _draw_worlds(cfg: Config, world_rngs: Sequence[np.random.Generator], wealth: np.ndarray,
+                 skill: np.ndarray, known: np.ndarray, capacity: np.ndarray) -> None:
+    """``initial_states``' world draws, world by world (for large worlds: the keys a block
+    of rows at a time)."""
+    g = len(world_rngs)
+    n, m, n0 = cfg.max_agents, cfg.n_factories, cfg.n_agents
+    for rng, w, s in zip(world_rngs, wealth, skill, strict=True):
+        w[:n0] = rng.uniform(*cfg.start_wealth, size=n0)
+        s[:n0] = rng.uniform(*cfg.start_skill, size=n0)
+    # Each founder knows known_at_start distinct random factories: the smallest of a row of
+    # m uniform keys (drawn a block of rows at a time: the same numbers as one (n0, m)
+    # draw, without its n0 x m temporaries at once in a large world). The founders of the
+    # G worlds are taken end to end, each block's rows drawn from their own world's stream.
+    k = cfg.known_at_start
+    step = max(1, _KEY_CELLS // max(m, 1))
+    total = g * n0
+    for lo in range(0, total, step):
+        hi = min(lo + step, total)
+        keys = np.empty((hi - lo, m))
+        r = lo
+        while r < hi:
+            c = r // n0
+            e = min(hi, (c + 1) * n0)
+            world_rngs[c].random(out=keys[r - lo:e - lo])
+            r = e
+        picks = np.argpartition(keys, k - 1, axis=1)[:, :k] if 0 < k < m else \
+            np.argsort(keys, axis=1)[:, :k]
+        founders = np.arange(lo, hi)
+        if g > 1:
+            founders = founders // n0 * n + founders % n0
+        known[founders[:, None], picks] = True
+    for rng, cap in zip(world_rngs, capacity, strict=True):
+        cap[:] = rng.uniform(*cfg.capacity_range, size=m)

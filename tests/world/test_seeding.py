@@ -16,12 +16,20 @@ SEEDS = [0, 1, 2**32 - 1, 2**32, 2**63 - 1] + np.random.default_rng(3).integers(
 
 @pytest.mark.parametrize("key", [0, 1, 2, 4])
 def test_the_generators_are_numpys(key):
-    gens = seeding.generators(SEEDS, key)
+    gens, = seeding.generators(SEEDS, [key])
     for s, g in zip(SEEDS, gens, strict=True):
         ref = np.random.default_rng(np.random.SeedSequence(s, spawn_key=(key,)))
         assert g.bit_generator.state == ref.bit_generator.state, s
         np.testing.assert_array_equal(g.random(5), ref.random(5))
         np.testing.assert_array_equal(g.standard_normal(3), ref.standard_normal(3))
+
+
+def test_generators_of_several_keys_come_in_key_order():
+    sets = seeding.generators(SEEDS[:20], [2, 0, 1])
+    for key, gens in zip([2, 0, 1], sets, strict=True):
+        assert [g.bit_generator.state for g in gens] == [
+            np.random.default_rng(np.random.SeedSequence(s, spawn_key=(key,))).bit_generator.state
+            for s in SEEDS[:20]]
 
 
 def test_states_match_generate_state_for_any_entropy_and_spawn_key():
@@ -40,7 +48,7 @@ def test_derived_seeds_are_derived_seed():
 
 
 def test_a_generator_spawns_pickles_and_reads_as_numpys():
-    g = seeding.generators([7], 2)[0]
+    g = seeding.generators([7], [2])[0][0]
     real = np.random.SeedSequence(7, spawn_key=(2,))
     seq = g.bit_generator.seed_seq
     assert seq.entropy == 7 and seq.spawn_key == (2,)
