@@ -415,10 +415,14 @@ def features(state: WorldState, view: np.ndarray, rows: np.ndarray, inbox_count:
         return out
     n_alive, mean_wealth = _community_wealth(state)
     day = np.atleast_1d(np.asarray(state.day, np.int64))
-    per_name = np.stack([state.wealth, state.skill,
-                         np.bincount(state.allies.ravel(), minlength=state.n_pool),
-                         state.income, state.received, state.given, state.looted, state.lost,
-                         state.attacked_by, inbox_count], dtype=np.float64)
+    # The state's own arrays where they are float64 already (no copy of the pool's rows).
+    def as_float(x: np.ndarray) -> np.ndarray:
+        return np.ascontiguousarray(x, np.float64)
+
+    per_name = tuple(as_float(x) for x in (
+        state.wealth, state.skill, np.bincount(state.allies.ravel(), minlength=state.n_pool),
+        state.income, state.received, state.given, state.looted, state.lost,
+        state.attacked_by, inbox_count))
     # Today is the day about to be played (state.day days are completed).
     upkeep = cfg.upkeep * np.atleast_1d(upkeep_factor(cfg, state.day + 1))
     outage = np.atleast_1d(outage_prob(cfg, state.day + 1))

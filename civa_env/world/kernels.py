@@ -176,7 +176,7 @@ def fill_features(rows, out_rows, feats, n_per, bound,
     """Write the feature vector of each pool row ``rows[k]`` into ``feats[out_rows[k]]``
     (every column: the row is cleared first), as ``features.features`` describes it.
 
-    Own channels: ``per_name`` (P, N) float64 and ``per_community`` (Q, E) float64 hold
+    Own channels: ``per_name`` (P arrays (N,) float64) and ``per_community`` (Q, E) float64 hold
     the sources in a fixed order (``features._NAME_SOURCES``, whose first is the wealth,
     then ``_COMMUNITY_SOURCES``); source ``q`` goes to column
     ``own_col[q]``, signed-logged where ``own_log[q]``, divided by ``own_div[q]``, clipped to
@@ -190,7 +190,7 @@ def fill_features(rows, out_rows, feats, n_per, bound,
     then stored as float32).
     """
     n_pool = wealth.shape[0]
-    n_sources = per_name.shape[0]
+    n_sources = len(per_name)
     n_slots = factory_slots.shape[1]
     n_fc = report.shape[1]
     v = view.shape[1]
@@ -227,7 +227,7 @@ def fill_features(rows, out_rows, feats, n_per, bound,
             if q == 0 and own_log[0]:  # source 0 is the resident's wealth
                 x = slog[i]
             else:
-                x = per_name[q, i]
+                x = per_name[q][i]
                 if own_log[q]:
                     x = _signed_log(x)
             feats[r, own_col[q]] = _clip(x / own_div[q], bound)
