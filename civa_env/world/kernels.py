@@ -7,14 +7,13 @@
   kernel reads.
 * ``fill_view``: who each living resident sees (``perception.compute_view``): its priority
   pairs, then a window of its community's shuffled order.
-* ``mark_dealings``: the ally, dealing and friendly-message flags of the view slots
-  (``features._mark_dealings``).
 * ``segment_sums``: the sum of each contiguous segment of an array, bit for bit what
   ``ndarray.sum`` gives on the segment alone (numpy's pairwise summation).
 * ``fill_streams``: one draw of E communities' generators at once (``batch.StreamBatch``),
   the numbers each generator's own ``random`` / ``standard_normal`` would give.
-* ``fill_features``, ``fill_masks``: the feature vectors (``features.features``) and the
-  factored masks (``factored.masks``) of a set of residents, written in place.
+* ``fill_features``, ``fill_masks``: the feature vectors (``features.features``, the view
+  slots' ally, dealing and friendly-message flags included) and the factored masks
+  (``factored.masks``) of a set of residents, written in place.
 * ``seed_sequence_states``: what ``numpy.random.SeedSequence.generate_state`` gives, for
   many seed sequences at once (``seeds``).
 """
@@ -128,25 +127,6 @@ def fill_view(order_key, living, n_per, ptr, pair_to, out):
                 k += 1
                 t += 1
         lo = hi
-
-
-@njit(cache=True)
-def mark_dealings(slots, view, row_of, viewer, other, channel):
-    """Set ``slots[row_of[i], s, c] = 1`` for each pair (i = ``viewer[p]``, ``other[p]``,
-    c = ``channel[p]``) whose viewer has a row (``row_of[i] >= 0``) and a channel
-    (``c >= 0``), s being the slot of i's view row ``view[i]`` that holds the other (if
-    any: empty slots hold -1, which no resident is)."""
-    v = view.shape[1]
-    for p in range(viewer.shape[0]):
-        i = viewer[p]
-        r = row_of[i]
-        c = channel[p]
-        if r < 0 or c < 0:
-            continue
-        j = other[p]
-        for s in range(v):
-            if view[i, s] == j:
-                slots[r, s, c] = 1.0
 
 
 @njit(cache=True)

@@ -1,4 +1,4 @@
-"""The view and dealing-flag kernels (``kernels.fill_view``, ``kernels.mark_dealings``)
+"""The view and dealing-flag kernels (``kernels.fill_view``, ``kernels.fill_features``)
 against the numpy implementations they replaced.
 
 ``compute_view`` used to be some twenty numpy passes over (N, V) int64 temporaries; it is
