@@ -326,6 +326,152 @@ def fill_masks(rows, out_rows, masks, wealth, upgrade_cost, factory_slots, known
         masks[r, o6 - 1] = 1
 
 
+@njit(cache=True)
+def primary_actions(alive, primary, factory, n_per, m_per, wealth, skill, income, known,
+                    capacity, workers, output, outage, u_outage, z, u_explore, p_out,
+                    production_k, production_n_half, production_noise, explore_find_max,
+                    reveal_prob, find_prob, upgrade_cost, skill_gain, capacity_gain,
+                    work, explore, upgrade_self, upgrade_factory, idle, revealed, found,
+                    parts):
+    """The day's primary actions (``rules.produce``, ``rules.explore``, ``rules.upgrade``)
+    in one pass each, with numpy's arithmetic in numpy's order: the state's arrays are
+    updated in place and ``income`` (zeros on entry) gets production and finds.
+
+    ``u_outage`` (E M,), ``z`` (N,) and ``u_explore`` (4, N) are the day's draws (the rules
+    draw them whatever the residents chose); ``p_out`` (E,) each community's outage
+    probability; ``work`` ... ``idle`` the ``Primary`` codes, ``revealed`` / ``found`` the
+    explore flags; ``parts`` which rules to play (1 work, 2 explore, 4 upgrade; the others'
+    columns are returned empty). Returns the events' columns: the outage factories; the
+    workers (rows ascending), their factory rows and shares; the explorers, the factory row
+    revealed (-1: none), the amount found and the flag; the self-upgraders and their new
+    skill; the factory upgraders, their factory rows and the capacities after every upgrade;
+    the idlers.
+    """
+    n = alive.shape[0]
+    m = capacity.shape[0]
+    m_local = known.shape[1]
+    # Production: workers per factory, their skill sums (bincount's order: by row).
+    do_work, do_explore, do_upgrade = parts & 1, parts & 2, parts & 4
+    w_rows = np.empty(n, np.int64)
+    w_fac = np.empty(n, np.int64)
+    n_work = 0
+    counts = np.zeros(m, np.int64)
+    skill_sum = np.zeros(m)
+    for i in range(n if do_work else 0):
+        if alive[i] and primary[i] == work:
+            f = factory[i] + (i // n_per) * m_per
+            w_rows[n_work] = i
+            w_fac[n_work] = f
+            n_work += 1
+            counts[f] += 1
+            skill_sum[f] += skill[i]
+    s0 = 1.0 / (1.0 + math.exp(production_k * production_n_half))
+    out_f = np.empty(m)
+    n_off = 0
+    for f in range(m if do_work else 0):
+        off = u_outage[f] < p_out[f // m_per]
+        outage[f] = off
+        n_off += off
+        if off:
+            out_f[f] = 0.0
+        else:
+            s = 1.0 / (1.0 + math.exp(-production_k * (counts[f] - production_n_half)))
+            out_f[f] = capacity[f] * (s - s0) / (1.0 - s0)
+        workers[f] = counts[f]
+        output[f] = 0.0
+    off_rows = np.empty(n_off, np.int64)
+    k = 0
+    for f in range(m if do_work else 0):
+        if outage[f]:
+            off_rows[k] = f
+            k += 1
+    shares = np.empty(n_work)
+    for q in range(n_work):
+        i, f = w_rows[q], w_fac[q]
+        total = skill_sum[f]
+        share = out_f[f] * skill[i] / (total if total > 0 else 1.0) \
+            * math.exp(production_noise * z[i])
+        shares[q] = share
+        income[i] = share
+        wealth[i] += share
+        output[f] += share
+    # Explore: reveal the k-th unknown factory, else find wealth.
+    e_rows = np.empty(n, np.int64)
+    n_exp = 0
+    for i in range(n if do_explore else 0):
+        if alive[i] and primary[i] == explore:
+            e_rows[n_exp] = i
+            n_exp += 1
+    e_fac = np.empty(n_exp, np.int64)
+    e_amount = np.empty(n_exp)
+    e_flag = np.empty(n_exp, np.int64)
+    for q in range(n_exp):
+        i = e_rows[q]
+        n_unknown = 0
+        for f in range(m_local):
+            if not known[i, f]:
+                n_unknown += 1
+        kth = min(np.int64(u_explore[3, i] * n_unknown), max(n_unknown - 1, 0))
+        pick = 0  # positions before the kth unknown one (numpy's cumsum <= k count)
+        seen = 0
+        for f in range(m_local):
+            if not known[i, f]:
+                seen += 1
+            if seen <= kth:
+                pick += 1
+        pick = min(pick, m_local - 1)
+        reveal = u_explore[0, i] < reveal_prob and n_unknown > 0
+        find = (not reveal) and u_explore[1, i] < find_prob
+        amount = u_explore[2, i] * explore_find_max if find else 0.0
+        if reveal:
+            known[i, pick] = True
+            e_fac[q] = pick + (i // n_per) * m_per
+            e_flag[q] = revealed
+        else:
+            e_fac[q] = -1
+            e_flag[q] = found if find else 0
+        e_amount[q] = amount
+        wealth[i] += amount
+        income[i] += amount
+    # Upgrades (factory capacities added in row order, as np.add.at adds), then idlers.
+    u_rows = np.empty(n, np.int64)
+    f_rows = np.empty(n, np.int64)
+    i_rows = np.empty(n, np.int64)
+    n_up = n_fa = n_idle = 0
+    for i in range(n if do_upgrade else 0):
+        if not alive[i]:
+            continue
+        p = primary[i]
+        if p == upgrade_self:
+            u_rows[n_up] = i
+            n_up += 1
+        elif p == upgrade_factory:
+            f_rows[n_fa] = i
+            n_fa += 1
+        elif p == idle:
+            i_rows[n_idle] = i
+            n_idle += 1
+    u_skill = np.empty(n_up)
+    for q in range(n_up):
+        i = u_rows[q]
+        wealth[i] -= upgrade_cost
+        skill[i] += skill_gain
+        u_skill[q] = skill[i]
+    fa_fac = np.empty(n_fa, np.int64)
+    for q in range(n_fa):
+        i = f_rows[q]
+        f = factory[i] + (i // n_per) * m_per
+        fa_fac[q] = f
+        wealth[i] -= upgrade_cost
+        capacity[f] += capacity_gain
+    fa_cap = np.empty(n_fa)
+    for q in range(n_fa):
+        fa_cap[q] = capacity[fa_fac[q]]
+    return (off_rows, w_rows[:n_work].copy(), w_fac[:n_work].copy(), shares,
+            e_rows[:n_exp].copy(), e_fac, e_amount, e_flag, u_rows[:n_up].copy(), u_skill,
+            f_rows[:n_fa].copy(), fa_fac, fa_cap, i_rows[:n_idle].copy())
+
+
 # numpy's SeedSequence hash constants (numpy/random/bit_generator.pyx).
 _INIT_A, _MULT_A = np.uint32(0x43B0D7E5), np.uint32(0x931E8875)
 _INIT_B, _MULT_B = np.uint32(0x8B51F9DD), np.uint32(0x58F38DED)

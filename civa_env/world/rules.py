@@ -86,6 +86,10 @@ def strength(skill: float, wealth: float, cfg: Config) -> float:
                                   cfg.attack_wealth_cap))
 
 
+# The primary rules ``_primary`` plays (kernels.primary_actions' ``parts``).
+_WORK, _EXPLORE, _UPGRADE = 1, 2, 4
+
+
 def produce(state: WorldState, batch: ActionBatch, rng: np.random.Generator, cfg: Config,
             ev: DayEvents, w0: np.ndarray) -> np.ndarray:
     """Work at factories: shares of ``Y_m`` by skill, lognormal noise, outages (with the
@@ -93,85 +97,65 @@ def produce(state: WorldState, batch: ActionBatch, rng: np.random.Generator, cfg
     unstressed worlds stay in step).
 
     Returns income (N,)."""
-    m = state.capacity.shape[0]  # every community's factories
-    workers_idx = (state.alive & (batch.primary == P.WORK)).nonzero()[0]
-    fac = _pool_factory(state, workers_idx, batch.factory[workers_idx])
-    counts = np.bincount(fac, minlength=m)
-    p_out = outage_prob(cfg, state.day + 1)  # state.day: days completed
-    if state.communities > 1:
-        p_out = np.repeat(p_out, state.m_per)
-    outage = rng.random(m) < p_out
-    # lognormal(0, sigma) is exp(sigma z): one normal per name, exponentiated for the workers.
-    z = rng.standard_normal(state.n_pool)
-    noise = np.exp(cfg.production_noise * z[workers_idx])
-    output = np.where(outage, 0.0, production(state.capacity, counts, cfg))
-    skill = state.skill[workers_idx]
-    skill_sum = np.bincount(fac, weights=skill, minlength=m)
-    share = output[fac] * skill / np.where(skill_sum[fac] > 0, skill_sum[fac], 1.0) * noise
     income = np.zeros(state.n_pool)
-    income[workers_idx] = share
-    state.wealth[workers_idx] += share
-    state.workers[:] = counts
-    state.output[:] = np.bincount(fac, weights=share, minlength=m)
-    state.outage[:] = outage
-    if np.count_nonzero(outage):
-        off = outage.nonzero()[0]
-        ev.add(K.OUTAGE, filled(len(off), -1, np.int32), factory=off)
-    ev.add(K.WORK, workers_idx, factory=fac, amount=share, wealth=w0[workers_idx])
+    _primary(state, batch, rng, cfg, ev, w0, income, _WORK)
     return income
-
-
-def _pool_factory(state: WorldState, rows: np.ndarray, local: np.ndarray) -> np.ndarray:
-    """The factory rows (int64) of community factory numbers ``local`` chosen by pool rows
-    ``rows`` (the numbers themselves for a lone community)."""
-    fac = local.astype(np.int64)
-    if state.communities > 1:
-        fac += rows // state.n_per * state.m_per
-    return fac
 
 
 def explore(state: WorldState, batch: ActionBatch, rng: np.random.Generator, cfg: Config,
             ev: DayEvents, income: np.ndarray, w0: np.ndarray) -> None:
     """Explore: reveal an unknown factory (p=0.3), else find uniform [0, 3] wealth (p=0.3)."""
-    # Per name: reveal?, find?, amount found, which unknown factory (uniform among them).
-    u = rng.random((4, state.n_pool))
-    rows = (state.alive & (batch.primary == P.EXPLORE)).nonzero()[0]
-    if len(rows) == 0:
-        return
-    u_reveal, u_find, found = u[0, rows], u[1, rows], u[2, rows] * cfg.explore_find_max
-    unknown = ~state.known[rows]  # (K, M)
-    n_unknown = unknown.sum(axis=1)
-    # The k-th unknown factory, k uniform in [0, n_unknown).
-    k = np.minimum((u[3, rows] * n_unknown).astype(np.int64), np.maximum(n_unknown - 1, 0))
-    pick = np.minimum((np.cumsum(unknown, axis=1) <= k[:, None]).sum(axis=1),
-                      cfg.n_factories - 1)
-    reveal = (u_reveal < cfg.explore_reveal_prob) & (n_unknown > 0)
-    state.known[rows[reveal], pick[reveal]] = True
-    find = ~reveal & (u_find < cfg.explore_find_prob)
-    amount = np.where(find, found, 0.0)
-    state.wealth[rows] += amount
-    income[rows] += amount
-    flag = np.where(reveal, EXPLORE_REVEALED, np.where(find, EXPLORE_FOUND, 0))
-    ev.add(K.EXPLORE, rows, factory=np.where(reveal, _pool_factory(state, rows, pick), -1),
-           amount=amount,
-           flag=flag, wealth=w0[rows])
+    _primary(state, batch, rng, cfg, ev, w0, income, _EXPLORE)
 
 
 def upgrade(state: WorldState, batch: ActionBatch, cfg: Config, ev: DayEvents,
             w0: np.ndarray) -> None:
     """``upgrade self`` (skill += 0.1) and ``upgrade factory`` (C_m += 1), each costing 3."""
-    me = (state.alive & (batch.primary == P.UPGRADE_SELF)).nonzero()[0]
-    if len(me):
-        state.wealth[me] -= cfg.upgrade_cost
-        state.skill[me] += cfg.skill_gain
-        ev.add(K.UPGRADE_SELF, me, amount=state.skill[me], wealth=w0[me])
-    fa = (state.alive & (batch.primary == P.UPGRADE_FACTORY)).nonzero()[0]
-    if len(fa):
-        fac = _pool_factory(state, fa, batch.factory[fa])
-        state.wealth[fa] -= cfg.upgrade_cost
-        np.add.at(state.capacity, fac, cfg.capacity_gain)
-        ev.add(K.UPGRADE_FACTORY, fa, factory=fac, amount=state.capacity[fac], wealth=w0[fa])
-    idle = (state.alive & (batch.primary == P.IDLE)).nonzero()[0]
+    _primary(state, batch, None, cfg, ev, w0, np.zeros(state.n_pool), _UPGRADE)
+
+
+def _primary(state: WorldState, batch: ActionBatch, rng: np.random.Generator | None,
+             cfg: Config, ev: DayEvents, w0: np.ndarray, income: np.ndarray,
+             parts: int) -> None:
+    """Play the primary rules of ``parts`` (``produce``, ``explore``, ``upgrade``, in that
+    order) by one compiled pass (``kernels.primary_actions``), adding production and finds
+    to ``income``.
+
+    Production: factory m's output ``Y_m`` (``production``; 0 in an outage, drawn per
+    factory: ``u < outage_prob``) is shared among its workers by skill, each share times
+    ``exp(production_noise z)`` (one normal z per name). Explore (per name: reveal?, find?,
+    amount found, which unknown factory): reveal the k-th unknown factory, k uniform among
+    them, with ``explore_reveal_prob``, else find ``explore_find_max`` x uniform wealth with
+    ``explore_find_prob``. Upgrades cost ``upgrade_cost``: skill += ``skill_gain``, or the
+    factory's capacity += ``capacity_gain``. The draws are made whatever the residents chose,
+    in the order the rules are listed."""
+    from civa_env.world.kernels import primary_actions  # (numba loads on first use)
+
+    n, m = state.n_pool, state.capacity.shape[0]  # names and every community's factories
+    empty = np.empty(0)
+    u_outage, z, u_explore = empty, empty, np.empty((4, 0))
+    if parts & _WORK:
+        u_outage = rng.random(m)
+        # lognormal(0, sigma) is exp(sigma z): one normal per name.
+        z = rng.standard_normal(n)
+    if parts & _EXPLORE:
+        u_explore = rng.random((4, n))
+    p_out = np.atleast_1d(np.asarray(outage_prob(cfg, state.day + 1), np.float64))
+    (off, workers, w_fac, share, explorers, e_fac, found, flag, selves, skill, upgraders,
+     u_fac, capacity, idle) = primary_actions(
+        state.alive, batch.primary, batch.factory, state.n_per, state.m_per, state.wealth,
+        state.skill, income, state.known, state.capacity, state.workers, state.output,
+        state.outage, u_outage, z, u_explore, p_out, cfg.production_k,
+        cfg.production_n_half, cfg.production_noise, cfg.explore_find_max,
+        cfg.explore_reveal_prob, cfg.explore_find_prob, float(cfg.upgrade_cost),
+        cfg.skill_gain, cfg.capacity_gain, P.WORK, P.EXPLORE, P.UPGRADE_SELF,
+        P.UPGRADE_FACTORY, P.IDLE, EXPLORE_REVEALED, EXPLORE_FOUND, parts)
+    ev.add(K.OUTAGE, filled(len(off), -1, np.int32), factory=off)
+    ev.add(K.WORK, workers, factory=w_fac, amount=share, wealth=w0[workers])
+    ev.add(K.EXPLORE, explorers, factory=e_fac, amount=found, flag=flag, wealth=w0[explorers])
+    ev.add(K.UPGRADE_SELF, selves, amount=skill, wealth=w0[selves])
+    ev.add(K.UPGRADE_FACTORY, upgraders, factory=u_fac, amount=capacity,
+           wealth=w0[upgraders])
     ev.add(K.IDLE, idle, wealth=w0[idle])
 
 
@@ -431,9 +415,8 @@ def step_day(state: WorldState, batch: ActionBatch, rng: np.random.Generator,
     w0 = state.wealth.copy()
     for i, reasons in sorted(batch.invalid.items()):
         ev.add(K.INVALID, [i], texts=["; ".join(reasons)])
-    income = produce(state, batch, rng, cfg, ev, w0)
-    explore(state, batch, rng, cfg, ev, income, w0)
-    upgrade(state, batch, cfg, ev, w0)
+    income = np.zeros(state.n_pool)
+    _primary(state, batch, rng, cfg, ev, w0, income, _WORK | _EXPLORE | _UPGRADE)
     state.income[:] = income
     merge(state, batch, cfg, ev, day, w0)
     give(state, batch, ev, day, w0)
