@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -116,3 +120,35 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+def simd_pin() -> str | None:
+    """The ``NPY_DISABLE_CPU_FEATURES`` value that makes numpy use its X86_V3 (AVX2) kernels,
+    which call libm for float64 exp and log1p as the world's compiled kernels do (its
+    AVX-512 kernels of exp, log1p, ... can differ in the last bit); "" when none need
+    disabling, None when the machine lacks X86_V3."""
+    from numpy._core._multiarray_umath import __cpu_dispatch__, __cpu_features__
+    if not __cpu_features__.get("X86_V3"):
+        return None
+    order = list(__cpu_dispatch__)
+    above = order[order.index("X86_V3") + 1:] if "X86_V3" in order else []
+    return " ".join(f for f in above if __cpu_features__.get(f))
+
+
+@pytest.fixture
+def numpy_like_libm(request: pytest.FixtureRequest) -> None:
+    """For tests comparing a compiled kernel with the numpy code it replaced, bit for bit:
+    where numpy would use AVX-512 kernels for exp or log1p (which may differ from libm in
+    the last bit), the test runs in a subprocess with them disabled, and is skipped here."""
+    pin = simd_pin()
+    if not pin or os.environ.get("NPY_DISABLE_CPU_FEATURES"):
+        return
+    root = Path(__file__).resolve().parent.parent
+    out = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", request.node.nodeid],
+        cwd=root, capture_output=True, text=True,
+        env={**os.environ, "NPY_DISABLE_CPU_FEATURES": pin})
+    assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-2000:]
+    pytest.skip("checked in a subprocess with numpy's X86_V3 kernels (this machine's AVX-512 "
+                "exp and log1p may differ from libm in the last bit)")
+

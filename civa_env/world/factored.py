@@ -142,6 +142,8 @@ def masks(state: WorldState, view: np.ndarray, rows: np.ndarray, cfg: Config,
     if out is None:
         out = np.empty((len(rows), spec.mask_size), np.int8)
         out_rows = np.arange(len(rows))
+    elif out_rows is None or len(out_rows) != len(rows):
+        raise ValueError("masks: out needs out_rows, one row of out per row of rows")
     if len(rows):
         o1 = int(spec.offsets[1])
         fill_masks(rows, np.asarray(out_rows, np.int64), out, state.wealth,

@@ -411,13 +411,16 @@ def features(state: WorldState, view: np.ndarray, rows: np.ndarray, inbox_count:
     if out is None:
         out = np.empty((len(rows), layout.size), np.float32)
         out_rows = index(len(rows))
+    elif out_rows is None or len(out_rows) != len(rows):
+        raise ValueError("features: out needs out_rows, one row of out per row of rows")
     if len(rows) == 0:
         return out
     n_alive, mean_wealth = _community_wealth(state)
     day = np.atleast_1d(np.asarray(state.day, np.int64))
-    # The state's own arrays where they are float64 already (no copy of the pool's rows).
+    # The state's own arrays where they are float64 already (no copy of the pool's rows);
+    # all writable, so that numba sees one array type (a read-only one is copied).
     def as_float(x: np.ndarray) -> np.ndarray:
-        return np.ascontiguousarray(x, np.float64)
+        return np.require(x, np.float64, ["C", "W"])
 
     per_name = tuple(as_float(x) for x in (
         state.wealth, state.skill, np.bincount(state.allies.ravel(), minlength=state.n_pool),

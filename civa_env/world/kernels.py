@@ -131,7 +131,10 @@ def fill_view(order_key, living, n_per, ptr, pair_to, out):
 
 @njit(cache=True)
 def _signed_log(x):
-    """``features.signed_log`` of one number (libm's log1p, as numpy's AVX2 loop calls it)."""
+    """``features.signed_log`` of one number, with libm's log1p: what numpy computes with its
+    baseline and AVX2 (X86_V3) loops. numpy's AVX-512 loops of log1p and exp may differ in
+    the last bit; the kernels do not follow them, so a run is the same on every x86-64
+    machine (the golden digests and the oracle tests pin numpy to X86_V3)."""
     return math.copysign(math.log1p(abs(x)), x)
 
 
@@ -308,7 +311,7 @@ def fill_masks(rows, out_rows, masks, wealth, upgrade_cost, factory_slots, known
                 anyone = True
                 masks[r, o2 + s] = 1
                 masks[r, o5 + s] = 1
-                if not allied[k, s]:
+                if not allied[row_of[i], s]:  # (a row asked for twice: its flags)
                     mergeable = True
         masks[r, none_at] = 1
         if anyone:

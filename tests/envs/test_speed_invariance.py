@@ -21,6 +21,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import simd_pin
 
 import civa_env
 from civa_env.policies import make_policy
@@ -76,22 +77,10 @@ def episode_digest(n: int, policy: str, seed: int, obs_mode: str, *, text_only: 
     return h.hexdigest()
 
 
-def _simd_pin() -> str | None:
-    """The ``NPY_DISABLE_CPU_FEATURES`` value that makes numpy use the kernels the digests
-    were recorded with (X86_V3, AVX2: its AVX-512 kernels of exp, log1p, ... can differ in
-    the last bit), "" when none need disabling, None when the machine lacks X86_V3."""
-    from numpy._core._multiarray_umath import __cpu_dispatch__, __cpu_features__
-    if not __cpu_features__.get("X86_V3"):
-        return None
-    order = list(__cpu_dispatch__)
-    above = order[order.index("X86_V3") + 1:] if "X86_V3" in order else []
-    return " ".join(f for f in above if __cpu_features__.get(f))
-
-
 def pinned_digest(*args, **config) -> str:
     """``episode_digest`` computed with numpy's X86_V3 kernels (in a subprocess when this
     one uses others), so that the recorded digests hold on any x86-64-v3 machine."""
-    pin = _simd_pin()
+    pin = simd_pin()
     if pin is None:
         pytest.skip("the digests were recorded with numpy's X86_V3 (AVX2) kernels")
     if not pin:

@@ -159,7 +159,7 @@ CASES = {
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
-def test_the_kernels_give_the_numpy_features_and_masks_bit_for_bit(case):
+def test_the_kernels_give_the_numpy_features_and_masks_bit_for_bit(case, numpy_like_libm):
     num_envs, config = CASES[case]
     rng = np.random.default_rng(len(case))
     checked = social = 0
@@ -205,3 +205,41 @@ def test_written_in_place_only_the_rows_asked_for_change():
     np.testing.assert_array_equal(masks[rows], factored.masks(state, view, rows, cfg, None))
     others = np.setdiff1d(index(state.n_pool), rows)
     assert (feats[others] == 7.0).all() and (masks[others] == 3).all()
+
+
+def test_rows_asked_twice_in_any_order_and_read_only_states(numpy_like_libm):
+    """Rows may repeat and come in any order, and the state's arrays may be read-only:
+    each row is the one the oracle gives."""
+    *_, (state, cfg) = _played(3, 6, 1, n_agents=25)
+    st = _dense_social_life(state, np.random.default_rng(0), 4, cfg.view_size)
+    view = compute_view(st, cfg, np.random.default_rng(1))
+    living = st.alive.nonzero()[0]
+    # living[0] allied with everyone it sees (nobody left to propose to), asked twice.
+    i = int(living[0])
+    seen = view[i][view[i] >= 0].astype(np.int64)
+    st.allies = np.unique(np.concatenate([st.allies, np.stack(
+        [np.minimum(i, seen), np.maximum(i, seen)], axis=1).astype(np.int32)]), axis=0)
+    rows = np.concatenate([living[::-1], living[:5]]).astype(np.int32)
+    inbox = inbox_count(st)
+    for name in ("wealth", "skill", "income", "known", "allies"):
+        getattr(st, name).flags.writeable = False
+    want = reference_features(st, view, rows, inbox, cfg)
+    got = features(st, view, rows, inbox, cfg)
+    np.testing.assert_array_equal(got.view(np.uint32), want.view(np.uint32))
+    masks = factored.masks(st, view, rows, cfg, None)
+    np.testing.assert_array_equal(masks, reference_masks(st, view, rows, cfg))
+    merge = factored.FactoredSpec.of(cfg).offsets[1] + S.MERGE
+    assert masks[len(living) - 1, merge] == 0 and masks[-5, merge] == 0
+
+
+def test_out_without_out_rows_is_refused():
+    (state, cfg), = list(_played(1, 1, 0, n_agents=25))
+    view = compute_view(state, cfg, np.random.default_rng(0))
+    rows = state.alive.nonzero()[0]
+    buf = np.zeros((state.n_pool, FeatureLayout.of(cfg).size), np.float32)
+    with pytest.raises(ValueError, match="out_rows"):
+        features(state, view, rows, inbox_count(state), cfg, out=buf)
+    with pytest.raises(ValueError, match="out_rows"):
+        factored.masks(state, view, rows, cfg, None, out=np.zeros((state.n_pool, 99), np.int8),
+                       out_rows=rows[:1])
+

@@ -25,13 +25,6 @@ from civa_env.world.rules import outage_prob, production
 from civa_env.world.state import _ARRAY_FIELDS, WorldState
 
 
-def _pool_factory(state: WorldState, rows: np.ndarray, local: np.ndarray) -> np.ndarray:
-    fac = local.astype(np.int64)
-    if state.communities > 1:
-        fac += rows // state.n_per * state.m_per
-    return fac
-
-
 def reference_produce(state: WorldState, batch: ActionBatch, rng: np.random.Generator, cfg: Config,
             ev: DayEvents, w0: np.ndarray) -> np.ndarray:
     """Work at factories: shares of ``Y_m`` by skill, lognormal noise, outages (with the
@@ -158,7 +151,7 @@ def _days(num_envs, days, seed, **config):
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
-def test_the_kernel_plays_the_numpy_primary_rules_bit_for_bit(case):
+def test_the_kernel_plays_the_numpy_primary_rules_bit_for_bit(case, numpy_like_libm):
     num_envs, config = CASES[case]
     seen = {P.WORK: 0, P.EXPLORE: 0, P.UPGRADE_SELF: 0, P.UPGRADE_FACTORY: 0}
     for day, (state, batch, cfg) in enumerate(_days(num_envs, 14, 2, **config)):
@@ -196,3 +189,28 @@ def test_the_kernel_plays_the_numpy_primary_rules_bit_for_bit(case):
             for p in seen:
                 seen[p] += int(np.count_nonzero(state.alive & (b.primary == p)))
     assert min(seen.values()) > 20  # every primary rule was played
+
+
+def test_the_rules_played_one_at_a_time_are_the_numpy_ones(numpy_like_libm):
+    """``rules.produce``, ``explore`` and ``upgrade`` called apart (their own draws) give
+    the oracle's states and events."""
+    (state, batch, cfg), = list(_days(3, 1, 8, n_agents=25))
+    batch.primary[state.alive & (np.arange(state.n_pool) % 3 == 0)] = P.EXPLORE
+    batch.primary[state.alive & (np.arange(state.n_pool) % 7 == 0)] = P.UPGRADE_SELF
+    w0 = state.wealth.copy()
+    a, b = state.copy(), state.copy()
+    ea, eb = DayEvents(1), DayEvents(1)
+    ra, rb = np.random.default_rng(1), np.random.default_rng(1)
+    inc_a = reference_produce(a, batch, ra, cfg, ea, w0)
+    inc_b = rules.produce(b, batch, rb, cfg, eb, w0)
+    reference_explore(a, batch, ra, cfg, ea, inc_a, w0)
+    rules.explore(b, batch, rb, cfg, eb, inc_b, w0)
+    reference_upgrade(a, batch, cfg, ea, w0)
+    rules.upgrade(b, batch, cfg, eb, w0)
+    np.testing.assert_array_equal(inc_a, inc_b)
+    for name in _ARRAY_FIELDS:
+        np.testing.assert_array_equal(getattr(a, name), getattr(b, name), err_msg=name)
+    for key, col in ea.freeze()[0].items():
+        np.testing.assert_array_equal(eb.freeze()[0][key], col, err_msg=key)
+    assert ra.random() == rb.random()  # the same amount drawn
+
