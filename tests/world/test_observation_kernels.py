@@ -13,9 +13,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from test_social_kernels import _dense_social_life, reference_mark_dealings
+from test_social_kernels import _dense_social_life, _states, reference_mark_dealings
 
-import civa_env
 from civa_env.world import factored
 from civa_env.world.arrays import index
 from civa_env.world.catalogue import is_allied, known_slots
@@ -113,24 +112,6 @@ def reference_masks(state: WorldState, view: np.ndarray, rows: np.ndarray,
     return out.view(np.int8)
 
 
-def _played(num_envs: int, days: int, seed: int, **config):
-    """(state, cfg) of each day of ``num_envs`` communities playing random valid factored
-    actions, messages included."""
-    venv = civa_env.vector_env(num_envs=num_envs, **config)
-    obs, _ = venv.reset(seed=seed)
-    rng = np.random.default_rng(seed)
-    spec, o = venv.spec, venv.spec.offsets
-    for _ in range(days):
-        yield venv.batch.state, venv.cfg
-        mask = obs["action_mask"].astype(bool)
-        acts = np.zeros((venv.num_slots, factored.N_COMPONENTS), np.int64)
-        for c in range(factored.N_COMPONENTS):
-            score = np.where(mask[:, o[c]:o[c + 1]],
-                             rng.random((venv.num_slots, int(spec.nvec[c]))), -1.0)
-            acts[:, c] = score.argmax(axis=1)
-        obs, *_ = venv.step(acts)
-
-
 def _stirred(state: WorldState, rng: np.random.Generator) -> WorldState:
     """``state`` with yesterday's flows, attacks and some wealth drawn at random (negative,
     zero and large included), so that every own channel and the clip are exercised."""
@@ -163,7 +144,7 @@ def test_the_kernels_give_the_numpy_features_and_masks_bit_for_bit(case, numpy_l
     num_envs, config = CASES[case]
     rng = np.random.default_rng(len(case))
     checked = social = 0
-    for day, (state, cfg) in enumerate(_played(num_envs, 12, 4, **config)):
+    for day, (state, cfg) in enumerate(_states(num_envs, 12, 4, **config)):
         for dense in (False, True):
             st = state
             if dense:
@@ -190,7 +171,7 @@ def test_the_kernels_give_the_numpy_features_and_masks_bit_for_bit(case, numpy_l
 def test_written_in_place_only_the_rows_asked_for_change():
     """``out``/``out_rows``: the rows are written whole (stale values cleared), the others
     are left as they were."""
-    (state, cfg), = list(_played(4, 1, 0, n_agents=25))
+    (state, cfg), = list(_states(4, 1, 0, n_agents=25))
     view = compute_view(state, cfg, np.random.default_rng(0))
     living = state.alive.nonzero()[0]
     rows = living[::2]
@@ -210,7 +191,7 @@ def test_written_in_place_only_the_rows_asked_for_change():
 def test_rows_asked_twice_in_any_order_and_read_only_states(numpy_like_libm):
     """Rows may repeat and come in any order, and the state's arrays may be read-only:
     each row is the one the oracle gives."""
-    *_, (state, cfg) = _played(3, 6, 1, n_agents=25)
+    *_, (state, cfg) = _states(3, 6, 1, n_agents=25)
     st = _dense_social_life(state, np.random.default_rng(0), 4, cfg.view_size)
     view = compute_view(st, cfg, np.random.default_rng(1))
     living = st.alive.nonzero()[0]
@@ -233,7 +214,7 @@ def test_rows_asked_twice_in_any_order_and_read_only_states(numpy_like_libm):
 
 
 def test_out_without_out_rows_is_refused():
-    (state, cfg), = list(_played(1, 1, 0, n_agents=25))
+    (state, cfg), = list(_states(1, 1, 0, n_agents=25))
     view = compute_view(state, cfg, np.random.default_rng(0))
     rows = state.alive.nonzero()[0]
     buf = np.zeros((state.n_pool, FeatureLayout.of(cfg).size), np.float32)

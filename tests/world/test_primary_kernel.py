@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import sample_factored
 
 import civa_env
-from civa_env.world import factored, rules
+from civa_env.world import rules
 from civa_env.world.actions import ActionBatch
 from civa_env.world.arrays import filled
 from civa_env.world.config import Config
@@ -135,15 +136,8 @@ def _days(num_envs, days, seed, **config):
     venv = civa_env.vector_env(num_envs=num_envs, **config)
     obs, _ = venv.reset(seed=seed)
     rng = np.random.default_rng(seed)
-    spec, o = venv.spec, venv.spec.offsets
     for _ in range(days):
-        mask = obs["action_mask"].astype(bool)
-        acts = np.zeros((venv.num_slots, factored.N_COMPONENTS), np.int64)
-        for c in range(factored.N_COMPONENTS):
-            score = np.where(mask[:, o[c]:o[c + 1]],
-                             rng.random((venv.num_slots, int(spec.nvec[c]))), -1.0)
-            # Lean on the primary choices the rules under test play.
-            acts[:, c] = score.argmax(axis=1)
+        acts = sample_factored(obs, venv.spec, rng)
         b = venv.batch
         yield b.state, factored_batch(b.state, b.view, acts, venv.cfg, b.catalogue, "t"), \
             venv.cfg

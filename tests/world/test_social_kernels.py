@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import sample_factored
 
 import civa_env
-from civa_env.world import factored
 from civa_env.world.arrays import filled, index
 from civa_env.world.config import Config
 from civa_env.world.features import FeatureLayout, _dealing_offsets, features
@@ -151,20 +151,15 @@ def _dense_social_life(state: WorldState, rng: np.random.Generator, allies: int,
     return st
 
 
-def _states(num_envs: int, n_agents: int, view_size: int, days: int, seed: int):
-    venv = civa_env.vector_env(num_envs=num_envs, n_agents=n_agents, view_size=view_size)
+def _states(num_envs: int, days: int, seed: int, **config):
+    """(state, cfg) of each day of ``num_envs`` communities of ``config`` playing random
+    valid factored actions, messages included."""
+    venv = civa_env.vector_env(num_envs=num_envs, **config)
     obs, _ = venv.reset(seed=seed)
     rng = np.random.default_rng(seed)
-    spec = venv.spec
-    o = spec.offsets
     for _ in range(days):
         yield venv.batch.state, venv.cfg
-        mask = obs["action_mask"].astype(bool)
-        acts = np.zeros((venv.num_slots, factored.N_COMPONENTS), np.int64)
-        for c in range(factored.N_COMPONENTS):
-            score = np.where(mask[:, o[c]:o[c + 1]],
-                             rng.random((venv.num_slots, int(spec.nvec[c]))), -1.0)
-            acts[:, c] = score.argmax(axis=1)
+        acts = sample_factored(obs, venv.spec, rng)
         obs, *_ = venv.step(acts)
 
 
@@ -173,7 +168,8 @@ def _states(num_envs: int, n_agents: int, view_size: int, days: int, seed: int):
 def test_the_kernel_sees_what_the_numpy_view_saw(num_envs, n_agents, view_size):
     rng = np.random.default_rng(num_envs * 100 + n_agents)
     compared = with_pairs = 0
-    for day, (state, cfg) in enumerate(_states(num_envs, n_agents, view_size, 40, 5)):
+    days = _states(num_envs, 40, 5, n_agents=n_agents, view_size=view_size)
+    for day, (state, cfg) in enumerate(days):
         for allies, dealings in ((0, 0), (2, 3), (view_size, 2 * view_size)):
             st = state if allies == 0 else _dense_social_life(state, rng, allies, dealings)
             key = day * 10 + allies
@@ -189,7 +185,7 @@ def test_the_kernel_sees_what_the_numpy_view_saw(num_envs, n_agents, view_size):
 def test_a_view_row_is_pairs_first_then_the_sample_by_name():
     """A lone world of 6: resident 0 allied with 5, dealt with 3: it sees 5, 3, then the
     rest of its window in name order; nobody sees itself or the dead."""
-    (state, cfg), = list(_states(1, 6, 24, 1, 0))
+    (state, cfg), = list(_states(1, 1, 0, n_agents=6, view_size=24))
     st = state.copy()
     st.alive[:] = False
     st.alive[:6] = True
@@ -211,7 +207,8 @@ def test_a_view_row_is_pairs_first_then_the_sample_by_name():
 def test_the_dealing_flags_are_those_the_numpy_features_set(num_envs, n_agents, view_size):
     rng = np.random.default_rng(7 + num_envs)
     flagged = 0
-    for day, (state, cfg) in enumerate(_states(num_envs, n_agents, view_size, 25, 3)):
+    days = _states(num_envs, 25, 3, n_agents=n_agents, view_size=view_size)
+    for day, (state, cfg) in enumerate(days):
         st = _dense_social_life(state, rng, 3, view_size)
         view = compute_view(st, cfg, np.random.default_rng(day))
         rows = st.alive.nonzero()[0][::2]  # some of the living, as a chunk would be
