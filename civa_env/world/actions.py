@@ -71,8 +71,8 @@ from typing import Any
 import numpy as np
 
 from civa_env.world import slots
-from civa_env.world.arrays import filled, index
-from civa_env.world.catalogue import Catalogue, is_allied
+from civa_env.world.arrays import filled
+from civa_env.world.catalogue import Catalogue
 from civa_env.world.config import Config
 from civa_env.world.kinds import P, Primary, S, Secondary
 from civa_env.world.state import Message, WorldState
@@ -459,58 +459,42 @@ def _pack_structured(batch: ActionBatch, i: int, name: str, action: dict[Any, An
         batch.messages.append(Message(day, i, recipient, text))
 
 
-def validate(batch: ActionBatch, state: WorldState, cfg: Config) -> None:
-    """Replace content that cannot be carried out by its nearest valid meaning (flagged)."""
-    n, m = state.n_pool, cfg.n_factories
-    p, f = batch.primary, batch.factory
-    fac = np.minimum(np.maximum(f, 0), m - 1)  # np.clip, with less overhead
-    rows = index(n)
-    needs_factory = state.alive & ((p == P.WORK) | (p == P.UPGRADE_FACTORY))
-    bad = needs_factory & ((f < 0) | (f >= m))
-    asks = (needs_factory & ~bad).nonzero()[0]  # (gathered from known for these rows only)
-    bad_known = np.zeros(n, bool)
-    bad_known[asks] = ~state.known[asks, fac[asks]]
-    if np.count_nonzero(bad):
-        batch.flag_many(bad.nonzero()[0], "unknown factory: idle")
-    if np.count_nonzero(bad_known):
-        batch.flag_many(bad_known.nonzero()[0], "factory not known to the resident: idle")
-    p[bad | bad_known] = P.IDLE
-    upgrading = state.alive & ((p == P.UPGRADE_SELF) | (p == P.UPGRADE_FACTORY))
-    poor = upgrading & (state.wealth < cfg.upgrade_cost)
-    if np.count_nonzero(poor):
-        batch.flag_many(poor.nonzero()[0], f"upgrade costs {cfg.upgrade_cost}: idle")
-        p[poor] = P.IDLE
-    f[(p != P.WORK) & (p != P.UPGRADE_FACTORY)] = -1
+def validation_reasons(cfg: Config) -> tuple[str, ...]:
+    """What ``validate`` flags, in the order it checks (bit b of ``kernels.validate_actions``'
+    result is the b-th)."""
+    return ("unknown factory: idle", "factory not known to the resident: idle",
+            f"upgrade costs {cfg.upgrade_cost}: idle", "cannot target oneself: none",
+            "target is dead or unknown: no secondary action",
+            "already allied: no secondary action", "gift amount must be > 0: no gift",
+            "gift larger than wealth held: cut")
 
-    s, t = batch.secondary, batch.target
-    has_sec = state.alive & (s != S.NONE)
-    tgt = np.minimum(np.maximum(t, 0), n - 1)
-    bad_t = has_sec & ((t < 0) | (t >= n) | ~state.alive[tgt] | (t == rows))
-    if np.count_nonzero(bad_t):
-        batch.flag_many((bad_t & (t == rows)).nonzero()[0], "cannot target oneself: none")
-        batch.flag_many((bad_t & (t != rows)).nonzero()[0],
-                        "target is dead or unknown: no secondary action")
-        s[bad_t] = S.NONE
-    merge = state.alive & (s == S.MERGE)
-    if np.count_nonzero(merge):
-        mi = merge.nonzero()[0]
-        already = is_allied(state, mi, t[mi])
-        if np.count_nonzero(already):
-            batch.flag_many(mi[already], "already allied: no secondary action")
-            s[mi[already]] = S.NONE
-    gift = state.alive & (s == S.GIFT)
-    a = batch.amount
-    bad_amount = gift & ~(a > 0)  # also catches NaN
-    if np.count_nonzero(bad_amount):
-        batch.flag_many(bad_amount.nonzero()[0], "gift amount must be > 0: no gift")
-        s[bad_amount] = S.NONE
-    gift &= ~bad_amount
-    too_big = gift & (a > np.maximum(state.wealth, 0.0) + 1e-9)
-    if np.count_nonzero(too_big):
-        batch.flag_many(too_big.nonzero()[0], "gift larger than wealth held: cut")
-        a[too_big] = np.maximum(state.wealth[too_big], 0.0)
-    t[s == S.NONE] = -1
-    a[s != S.GIFT] = 0.0
+
+def validate(batch: ActionBatch, state: WorldState, cfg: Config) -> None:
+    """Replace content that cannot be carried out by its nearest valid meaning (flagged).
+
+    For each living resident, in this order: a work or factory upgrade at a factory outside
+    ``[0, n_factories)`` or not known to it idles; an upgrade it cannot pay for idles; a
+    secondary action at itself, or at a name dead or outside the pool, is dropped, as is a
+    merge with an ally and a gift of amount <= 0 (or NaN); a gift larger than the wealth
+    held is cut to it. Then the factory is -1 unless working or upgrading a factory, the
+    target -1 without a secondary action and the amount 0 unless giving (every name). One
+    compiled pass (``kernels.validate_actions``); the reasons are flagged reason by reason
+    (``validation_reasons``), then messages to the dead, unknown or oneself are dropped."""
+    from civa_env.world.kernels import validate_actions  # (numba loads on first use)
+
+    n = state.n_pool
+    keys = np.empty(0, np.int64)
+    if len(state.allies):
+        keys = np.sort(state.allies[:, 0].astype(np.int64) * n + state.allies[:, 1])
+    reasons = validate_actions(
+        state.alive, state.known, state.wealth, batch.primary, batch.factory, batch.secondary,
+        batch.target, batch.amount, keys, cfg.n_factories, float(cfg.upgrade_cost), P.WORK,
+        P.UPGRADE_SELF, P.UPGRADE_FACTORY, _IDLE, S.NONE, S.GIFT, S.MERGE)
+    if np.count_nonzero(reasons):
+        for bit, reason in enumerate(validation_reasons(cfg)):
+            flagged = (reasons & (1 << bit)).nonzero()[0]
+            if len(flagged):
+                batch.flag_many(flagged, reason)
     # Messages to residents who are dead (or never born) are dropped.
     kept = []
     for msg in batch.messages:

@@ -475,6 +475,69 @@ def primary_actions(alive, primary, factory, n_per, m_per, wealth, skill, income
             f_rows[:n_fa].copy(), fa_fac, fa_cap, i_rows[:n_idle].copy())
 
 
+@njit(cache=True)
+def validate_actions(alive, known, wealth, primary, factory, secondary, target, amount,
+                     ally_keys, n_factories, upgrade_cost, work, upgrade_self,
+                     upgrade_factory, idle, none, gift, merge):
+    """``actions.validate``'s checks of every name's packed action, in its order, in place:
+    returns (N,) int16 of the reasons that apply to each row, bit ``b`` for the b-th of
+    ``actions.VALIDATION_REASONS`` (the caller flags them, reason by reason).
+
+    ``ally_keys``: the alliances as sorted ``i * N + j`` keys (i < j)."""
+    n = alive.shape[0]
+    reasons = np.zeros(n, np.int16)
+    for i in range(n):
+        p = primary[i]
+        if alive[i]:
+            if p == work or p == upgrade_factory:
+                f = factory[i]
+                if f < 0 or f >= n_factories:
+                    reasons[i] |= 1  # unknown factory
+                    p = idle
+                elif not known[i, f]:
+                    reasons[i] |= 2  # not known to the resident
+                    p = idle
+            if (p == upgrade_self or p == upgrade_factory) and wealth[i] < upgrade_cost:
+                reasons[i] |= 4  # cannot pay
+                p = idle
+            primary[i] = p
+        if p != work and p != upgrade_factory:
+            factory[i] = -1
+        s = secondary[i]
+        if alive[i] and s != none:
+            t = target[i]
+            if t == i:
+                reasons[i] |= 8  # oneself
+                s = none
+            elif t < 0 or t >= n or not alive[t]:
+                reasons[i] |= 16  # dead or unknown
+                s = none
+            elif s == merge and ally_keys.shape[0]:
+                key = min(i, t) * n + max(i, t)
+                pos = min(np.searchsorted(ally_keys, key), ally_keys.shape[0] - 1)
+                if ally_keys[pos] == key:
+                    reasons[i] |= 32  # already allied
+                    s = none
+            if s == gift:
+                a = amount[i]
+                if not a > 0:  # (NaN too)
+                    reasons[i] |= 64
+                    s = none
+                else:
+                    held = wealth[i]
+                    if not held > 0.0 and held == held:  # np.maximum(wealth, 0.0): NaN
+                        held = 0.0  # kept, and -0.0 gives 0.0 (its second argument)
+                    if a > held + 1e-9:
+                        reasons[i] |= 128  # cut to what is held
+                        amount[i] = held
+            secondary[i] = s
+        if s == none:
+            target[i] = -1
+        if s != gift:
+            amount[i] = 0.0
+    return reasons
+
+
 # numpy's SeedSequence hash constants (numpy/random/bit_generator.pyx).
 _INIT_A, _MULT_A = np.uint32(0x43B0D7E5), np.uint32(0x931E8875)
 _INIT_B, _MULT_B = np.uint32(0x8B51F9DD), np.uint32(0x58F38DED)

@@ -14,7 +14,8 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 import civa_env
-from civa_env.world.actions import Catalogue, is_allied, pack_actions
+from civa_env.world.actions import Catalogue, pack_actions
+from civa_env.world.catalogue import is_allied
 from civa_env.world.config import Config
 from civa_env.world.kinds import Primary, Secondary
 
