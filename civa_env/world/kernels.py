@@ -14,6 +14,8 @@
 * ``fill_features``, ``fill_masks``: the feature vectors (``features.features``, the view
   slots' ally, dealing and friendly-message flags included) and the factored masks
   (``factored.masks``) of a set of residents, written in place.
+* ``primary_actions``: work, explore and upgrade (``rules._primary``).
+* ``validate_actions``: the checks of ``actions.validate``.
 * ``seed_sequence_states``: what ``numpy.random.SeedSequence.generate_state`` gives, for
   many seed sequences at once (``seeds``).
 """
