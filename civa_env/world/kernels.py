@@ -17,7 +17,7 @@
 * ``primary_actions``: work, explore and upgrade (``rules._primary``).
 * ``validate_actions``: the checks of ``actions.validate``.
 * ``seed_sequence_states``: what ``numpy.random.SeedSequence.generate_state`` gives, for
-  many seed sequences at once (``seeds``).
+  many seed sequences at once (``seeding``).
 """
 
 from __future__ import annotations
