@@ -72,7 +72,7 @@ import numpy as np
 
 from civa_env.world import slots
 from civa_env.world.arrays import filled
-from civa_env.world.catalogue import Catalogue
+from civa_env.world.catalogue import Catalogue, ally_keys
 from civa_env.world.config import Config
 from civa_env.world.kinds import P, Primary, S, Secondary
 from civa_env.world.state import Message, WorldState
@@ -482,20 +482,23 @@ def validate(batch: ActionBatch, state: WorldState, cfg: Config) -> None:
     (``validation_reasons``), then messages to the dead, unknown or oneself are dropped."""
     from civa_env.world.kernels import validate_actions  # (numba loads on first use)
 
-    n = state.n_pool
-    keys = np.empty(0, np.int64)
-    if len(state.allies):
-        keys = np.sort(state.allies[:, 0].astype(np.int64) * n + state.allies[:, 1])
     reasons = validate_actions(
         state.alive, state.known, state.wealth, batch.primary, batch.factory, batch.secondary,
-        batch.target, batch.amount, keys, cfg.n_factories, float(cfg.upgrade_cost), P.WORK,
-        P.UPGRADE_SELF, P.UPGRADE_FACTORY, _IDLE, S.NONE, S.GIFT, S.MERGE)
+        batch.target, batch.amount, ally_keys(state), cfg.n_factories,
+        float(cfg.upgrade_cost), P.WORK, P.UPGRADE_SELF, P.UPGRADE_FACTORY, _IDLE, S.NONE,
+        S.GIFT, S.MERGE)
     if np.count_nonzero(reasons):
         for bit, reason in enumerate(validation_reasons(cfg)):
             flagged = (reasons & (1 << bit)).nonzero()[0]
             if len(flagged):
                 batch.flag_many(flagged, reason)
-    # Messages to residents who are dead (or never born) are dropped.
+    drop_undeliverable(batch, state)
+
+
+def drop_undeliverable(batch: ActionBatch, state: WorldState) -> None:
+    """Drop (and flag) the messages to residents who are dead, never born, outside the pool
+    or the sender itself (``validate``'s last step)."""
+    n = state.n_pool
     kept = []
     for msg in batch.messages:
         if msg.recipient == EVERYONE or (0 <= msg.recipient < n and state.alive[msg.recipient]

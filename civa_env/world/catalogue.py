@@ -174,12 +174,17 @@ def known_slots(state: WorldState, rows: np.ndarray) -> np.ndarray:
     return has & state.known[np.asarray(rows)[:, None], np.maximum(table, 0)]
 
 
+def ally_keys(state: WorldState) -> np.ndarray:
+    """The alliances as sorted int64 keys ``i * N + j`` (i < j; N the pool's names)."""
+    return np.sort(state.allies[:, 0].astype(np.int64) * state.n_pool + state.allies[:, 1])
+
+
 def is_allied(state: WorldState, i: np.ndarray, j: np.ndarray) -> np.ndarray:
     """Whether each pair (i[k], j[k]) is an alliance: (K,) bool."""
     if state.allies.shape[0] == 0 or len(i) == 0:
         return np.zeros(len(i), bool)
     n = state.n_pool
-    keys = np.sort(state.allies[:, 0].astype(np.int64) * n + state.allies[:, 1])
+    keys = ally_keys(state)
     lo, hi = np.minimum(i, j).astype(np.int64), np.maximum(i, j).astype(np.int64)
     query = lo * n + hi
     pos = np.minimum(np.searchsorted(keys, query), len(keys) - 1)
