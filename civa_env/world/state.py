@@ -156,7 +156,6 @@ def initial_states(cfg: Config, world_rngs: Sequence[np.random.Generator],
     skill = np.zeros((g, n))
     known = np.zeros((g * n, m), dtype=bool)
     capacity = np.empty((g, m))
-    k = cfg.known_at_start
     # Each world's stream draws, in order: wealth (n0), skill (n0), the founders' factory
     # keys (n0 x m) and the capacities (m), every one a uniform double (``uniform(a, b)`` is
     # ``a + (b - a) u``). Small worlds draw them for all G at once (``StreamBatch``: each
@@ -169,11 +168,8 @@ def initial_states(cfg: Config, world_rngs: Sequence[np.random.Generator],
         (w_lo, w_hi), (s_lo, s_hi) = cfg.start_wealth, cfg.start_skill
         wealth[:, :n0] = w_lo + (w_hi - w_lo) * u[:, :n0]
         skill[:, :n0] = s_lo + (s_hi - s_lo) * u[:, n0:2 * n0]
-        keys = u[:, 2 * n0:2 * n0 + n0 * m].reshape(g * n0, m)
-        picks = np.argpartition(keys, k - 1, axis=1)[:, :k] if 0 < k < m else \
-            np.argsort(keys, axis=1)[:, :k]
-        founders = np.arange(g * n0)
-        known[(founders // n0 * n + founders % n0)[:, None], picks] = True
+        _know_smallest(known, np.arange(g * n0), u[:, 2 * n0:2 * n0 + n0 * m].reshape(
+            g * n0, m), cfg)
         c_lo, c_hi = cfg.capacity_range
         capacity[:] = c_lo + (c_hi - c_lo) * u[:, per_world - m:]
     else:
@@ -220,7 +216,7 @@ def _draw_worlds(cfg: Config, world_rngs: Sequence[np.random.Generator], wealth:
     """``initial_states``' world draws, world by world (for large worlds: the keys a block
     of rows at a time)."""
     g = len(world_rngs)
-    n, m, n0 = cfg.max_agents, cfg.n_factories, cfg.n_agents
+    m, n0 = cfg.n_factories, cfg.n_agents
     for rng, w, s in zip(world_rngs, wealth, skill, strict=True):
         w[:n0] = rng.uniform(*cfg.start_wealth, size=n0)
         s[:n0] = rng.uniform(*cfg.start_skill, size=n0)
@@ -228,7 +224,6 @@ def _draw_worlds(cfg: Config, world_rngs: Sequence[np.random.Generator], wealth:
     # m uniform keys (drawn a block of rows at a time: the same numbers as one (n0, m)
     # draw, without its n0 x m temporaries at once in a large world). The founders of the
     # G worlds are taken end to end, each block's rows drawn from their own world's stream.
-    k = cfg.known_at_start
     step = max(1, _KEY_CELLS // max(m, 1))
     total = g * n0
     for lo in range(0, total, step):
@@ -240,11 +235,17 @@ def _draw_worlds(cfg: Config, world_rngs: Sequence[np.random.Generator], wealth:
             e = min(hi, (c + 1) * n0)
             world_rngs[c].random(out=keys[r - lo:e - lo])
             r = e
-        picks = np.argpartition(keys, k - 1, axis=1)[:, :k] if 0 < k < m else \
-            np.argsort(keys, axis=1)[:, :k]
-        founders = np.arange(lo, hi)
-        if g > 1:
-            founders = founders // n0 * n + founders % n0
-        known[founders[:, None], picks] = True
+        _know_smallest(known, np.arange(lo, hi), keys, cfg)
     for rng, cap in zip(world_rngs, capacity, strict=True):
         cap[:] = rng.uniform(*cfg.capacity_range, size=m)
+
+
+def _know_smallest(known: np.ndarray, founders: np.ndarray, keys: np.ndarray,
+                   cfg: Config) -> None:
+    """Founders ``founders`` (numbered end to end across the worlds, ``n_agents`` each) know
+    the ``known_at_start`` factories of smallest key in their rows of ``keys``."""
+    k, m, n0, n = cfg.known_at_start, cfg.n_factories, cfg.n_agents, cfg.max_agents
+    picks = np.argpartition(keys, k - 1, axis=1)[:, :k] if 0 < k < m else \
+        np.argsort(keys, axis=1)[:, :k]
+    known[(founders // n0 * n + founders % n0)[:, None], picks] = True
+
