@@ -103,12 +103,7 @@ def reference_masks(state: WorldState, view: np.ndarray, rows: np.ndarray,
     out[:, o[1] + S.GIFT] = anyone & (wealth > 0)
     out[:, o[1] + S.ATTACK] = anyone
     out[:, o[1] + S.MERGE] = mergeable.any(axis=1)
-    out[:, o[2]:o[3]] = present
-    out[:, o[3]:o[4]] = True
-    out[:, o[4]] = True
-    out[:, o[4] + 1:o[5]] = cfg.max_messages > 0
-    out[:, o[5]:o[6] - 1] = present
-    out[:, o[6] - 1] = True
+    factored._fill_slots_and_talk(out, o, present, cfg)  # (unchanged: the flat masks' too)
     return out.view(np.int8)
 
 

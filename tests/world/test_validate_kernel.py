@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from test_social_kernels import _dense_social_life, _states
 
-from civa_env.world.actions import EVERYONE, ActionBatch, validate
+from civa_env.world.actions import EVERYONE, ActionBatch, drop_undeliverable, validate
 from civa_env.world.arrays import index
 from civa_env.world.catalogue import is_allied
 from civa_env.world.config import Config
@@ -71,16 +71,7 @@ def reference_validate(batch: ActionBatch, state: WorldState, cfg: Config) -> No
         a[too_big] = np.maximum(state.wealth[too_big], 0.0)
     t[s == S.NONE] = -1
     a[s != S.GIFT] = 0.0
-    # Messages to residents who are dead (or never born) are dropped.
-    kept = []
-    for msg in batch.messages:
-        if msg.recipient == EVERYONE or (0 <= msg.recipient < n and state.alive[msg.recipient]
-                                         and msg.recipient != msg.sender):
-            kept.append(msg)
-        else:
-            batch.flag(msg.sender, "message to dead, unknown or self "
-                                   f"(resident_{msg.recipient}): dropped")
-    batch.messages = kept
+    drop_undeliverable(batch, state)  # (unchanged: not the kernel's)
 
 
 def _messy_batch(state, rng: np.random.Generator) -> ActionBatch:
