@@ -42,10 +42,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from civa_env.world.actions import EVERYONE, ActionBatch, set_primary
+from civa_env.world.actions import EVERYONE, ActionBatch
 from civa_env.world.catalogue import Catalogue
 from civa_env.world.config import Config
-from civa_env.world.kinds import S, Secondary
+from civa_env.world.kinds import P, S, Secondary
 from civa_env.world.state import Message, WorldState
 
 COMPONENTS = ("primary", "secondary", "target", "amount", "message", "message_to")
@@ -198,6 +198,17 @@ def check_shape(acts: np.ndarray, k: int, cfg: Config, who: str) -> np.ndarray:
     return arr.astype(np.int64, copy=False)
 
 
+def decode_reasons(spec: FactoredSpec) -> tuple[str, ...]:
+    """What ``decode`` flags in its compiled pass, in order (bit b of
+    ``kernels.decode_actions``' result is the b-th)."""
+    return (f"primary choice outside [0, {spec.n_primary}): idle",
+            "factory slot is empty: idle",
+            f"secondary outside [0, {spec.n_secondary}): none",
+            f"target slot outside [0, {spec.n_target}): no secondary action",
+            "target view slot is empty: no secondary action",
+            f"amount level outside [0, {spec.n_amount}): no gift")
+
+
 def decode(batch: ActionBatch, rows: np.ndarray, acts: np.ndarray, state: WorldState,
            view: np.ndarray, cfg: Config, catalogue: Catalogue, day: int | np.ndarray) -> None:
     """Write residents ``rows``' factored actions ``acts`` (K, C) into ``batch``.
@@ -206,48 +217,29 @@ def decode(batch: ActionBatch, rows: np.ndarray, acts: np.ndarray, state: WorldS
     takes its "nothing" meaning (idle, no secondary, no message). Validation of what is left
     (factories known, targets alive, gifts affordable...) is the world's, as for any action.
     """
+    from civa_env.world.kernels import decode_actions  # (numba loads on first use)
+
     spec = FactoredSpec.of(cfg)
     nvec = spec.nvec
-    out_of_range = (acts < 0) | (acts >= nvec)
-    primary, secondary, slot, level, message, message_to = acts.T
-    bad_p = out_of_range[:, 0]
-    if np.count_nonzero(bad_p):
-        batch.flag_many(rows[bad_p], f"primary choice outside [0, {spec.n_primary}): idle")
-    p_choice = np.where(bad_p, spec.n_primary - 1, primary)  # the last choice is idle
-    set_primary(batch, rows, catalogue.p_kind[p_choice], catalogue.p_factory[p_choice], state)
-    bad_s = out_of_range[:, 1]
-    if np.count_nonzero(bad_s):
-        batch.flag_many(rows[bad_s], f"secondary outside [0, {spec.n_secondary}): none")
-    sec = np.where(bad_s, S.NONE, secondary)
-    targeted = sec != S.NONE
-    bad_t = targeted & out_of_range[:, 2]
-    if np.count_nonzero(bad_t):
-        batch.flag_many(rows[bad_t], f"target slot outside [0, {spec.n_target}): "
-                                     "no secondary action")
-    ok = targeted & ~bad_t
-    target = np.full(len(rows), -1, np.int32)
-    target[ok] = view[rows[ok], slot[ok]]
-    empty = ok & (target < 0)
-    if np.count_nonzero(empty):
-        batch.flag_many(rows[empty], "target view slot is empty: no secondary action")
-    sec = np.where(bad_t | empty, S.NONE, sec)
-    batch.secondary[rows] = sec
-    batch.target[rows] = np.where(sec != S.NONE, target, -1)
-    gift = sec == S.GIFT
-    bad_l = gift & out_of_range[:, 3]
-    if np.count_nonzero(bad_l):
-        batch.flag_many(rows[bad_l], f"amount level outside [0, {spec.n_amount}): no gift")
-        batch.secondary[rows[bad_l]] = S.NONE
-        gift &= ~bad_l
-    amount = np.zeros(len(rows))
-    amount[gift] = catalogue.gift_levels[level[gift]] * np.maximum(state.wealth[rows[gift]], 0.0)
-    batch.amount[rows] = amount
+    acts = np.ascontiguousarray(acts, np.int64)
+    rows = np.ascontiguousarray(rows, np.int64)
+    reasons = decode_actions(rows, acts, nvec, catalogue.p_kind, catalogue.p_factory,
+                             state.factory_slots, view, state.wealth, catalogue.gift_levels,
+                             batch.primary, batch.factory, batch.secondary, batch.target,
+                             batch.amount, P.IDLE, S.NONE, S.GIFT)
+    if np.count_nonzero(reasons):
+        for bit, reason in enumerate(decode_reasons(spec)):
+            flagged = (reasons & (1 << bit)).nonzero()[0]
+            if len(flagged):
+                batch.flag_many(rows[flagged], reason)
+    message, message_to = acts[:, 4], acts[:, 5]
+    out_of_range = (acts[:, 4:] < 0) | (acts[:, 4:] >= nvec[4:])
     talk = message != 0
     if not np.count_nonzero(talk) or cfg.max_messages <= 0:
         if np.count_nonzero(talk):
             batch.flag_many(rows[talk], "messages are off (max_messages = 0): dropped")
         return
-    bad_m = talk & (out_of_range[:, 4] | out_of_range[:, 5])
+    bad_m = talk & (out_of_range[:, 0] | out_of_range[:, 1])
     if np.count_nonzero(bad_m):
         batch.flag_many(rows[bad_m], f"message kind outside [0, {spec.n_message}) or "
                                      f"recipient outside [0, {spec.n_message_to}): dropped")

@@ -548,6 +548,69 @@ _SHIFT = np.uint32(16)
 
 
 @njit(cache=True)
+def decode_actions(rows, acts, nvec, p_kind, p_factory, factory_slots, view, wealth,
+                   gift_levels, primary, factory, secondary, target, amount, idle, none,
+                   gift):
+    """``factored.decode``'s arrays of residents ``rows``' factored actions ``acts`` (K, C),
+    written into the batch's ``primary``, ``factory``, ``secondary``, ``target`` and
+    ``amount`` (N,) in place: returns (K,) int16 of the reasons that apply to each row, bit
+    ``b`` for the b-th of ``factored.decode_reasons`` (the caller flags them, reason by
+    reason). ``nvec``: the component sizes; ``p_kind``/``p_factory``: the catalogue's primary
+    kind and factory slot of each primary choice (-1: none)."""
+    k_n = rows.shape[0]
+    reasons = np.zeros(k_n, np.int16)
+    n_slots = factory_slots.shape[1]
+    for k in range(k_n):
+        i = rows[k]
+        r = 0
+        p = acts[k, 0]
+        if p < 0 or p >= nvec[0]:
+            r |= 1  # primary outside its range: idle (the last choice)
+            p = nvec[0] - 1
+        kind = p_kind[p]
+        slot = p_factory[p]
+        f = -1
+        if slot >= 0:
+            f = factory_slots[i, slot] if slot < n_slots else -1
+            if f < 0:
+                r |= 2  # an empty factory slot: idle
+                kind = idle
+        primary[i] = kind
+        factory[i] = f
+        s = acts[k, 1]
+        if s < 0 or s >= nvec[1]:
+            r |= 4  # secondary outside its range: none
+            s = none
+        t = -1
+        if s != none:
+            q = acts[k, 2]
+            if q < 0 or q >= nvec[2]:
+                r |= 8  # target slot outside its range: none
+                s = none
+            else:
+                t = view[i, q]
+                if t < 0:
+                    r |= 16  # an empty view slot: none
+                    s = none
+        secondary[i] = s
+        target[i] = t if s != none else -1
+        a = 0.0
+        if s == gift:
+            level = acts[k, 3]
+            if level < 0 or level >= nvec[3]:
+                r |= 32  # amount level outside its range: no gift (the target is kept)
+                secondary[i] = none
+            else:
+                held = wealth[i]
+                if not held > 0.0 and held == held:  # np.maximum(wealth, 0.0): NaN kept,
+                    held = 0.0  # and -0.0 gives 0.0 (its second argument)
+                a = gift_levels[level] * held
+        amount[i] = a
+        reasons[k] = r
+    return reasons
+
+
+@njit(cache=True)
 def _hashmix(value, h):
     """SeedSequence's ``hashmix``: (mixed value, next hash constant)."""
     value ^= h
