@@ -77,6 +77,67 @@ def strength(skill, w, wealth_weight, wealth_cap):
 
 
 @njit(cache=True)
+def priority_pairs(allies, recent_src, recent_dst, recent_day, days, alive, n_per,
+                   recent_days):
+    """Whom each resident sees first, as CSR (``ptr`` (N + 1,) int64, ``pair_to`` (P,)
+    int64): its allies (level 0), then those it dealt with directly, either way, in the last
+    ``recent_days`` days (level 1; a dealing of day d counts while d > today -
+    ``recent_days``), both alive and not itself, each once at its highest priority, by
+    level, then name. ``days`` (E,) int64: each community's day (a dealing's is its
+    source's)."""
+    n = alive.shape[0]
+    n_allies = allies.shape[0]
+    n_recent = recent_src.shape[0]
+    count = np.zeros(n + 1, np.int64)
+    for a in range(n_allies):
+        i, j = allies[a, 0], allies[a, 1]
+        if alive[i] and alive[j] and i != j:
+            count[i + 1] += 1
+            count[j + 1] += 1
+    for d in range(n_recent):
+        i, j = recent_src[d], recent_dst[d]
+        if j >= 0 and recent_day[d] > days[i // n_per] - recent_days \
+                and alive[i] and alive[j] and i != j:
+            count[i + 1] += 1
+            count[j + 1] += 1
+    for i in range(n):
+        count[i + 1] += count[i]
+    keys = np.empty(count[n], np.int64)  # level * N + name, viewer by viewer
+    at = count[:n].copy()
+    for a in range(n_allies):
+        i, j = allies[a, 0], allies[a, 1]
+        if alive[i] and alive[j] and i != j:
+            keys[at[i]] = j
+            at[i] += 1
+            keys[at[j]] = i
+            at[j] += 1
+    for d in range(n_recent):
+        i, j = recent_src[d], recent_dst[d]
+        if j >= 0 and recent_day[d] > days[i // n_per] - recent_days \
+                and alive[i] and alive[j] and i != j:
+            keys[at[i]] = n + j
+            at[i] += 1
+            keys[at[j]] = n + i
+            at[j] += 1
+    ptr = np.zeros(n + 1, np.int64)
+    pair_to = np.empty(count[n], np.int64)
+    mark = np.full(n, -1, np.int64)
+    k = 0
+    for i in range(n):
+        lo, hi = count[i], count[i + 1]
+        if hi > lo:
+            seg = np.sort(keys[lo:hi])
+            for q in range(hi - lo):
+                j = seg[q] % n
+                if mark[j] != i:  # each once, at its highest priority (sorted first)
+                    mark[j] = i
+                    pair_to[k] = j
+                    k += 1
+        ptr[i + 1] = k
+    return ptr, pair_to[:k]
+
+
+@njit(cache=True)
 def fill_view(order_key, living, n_per, ptr, pair_to, out):
     """Fill ``out`` (N, V) int32 (all -1 on entry) with who each living resident sees.
 

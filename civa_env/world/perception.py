@@ -47,7 +47,7 @@ def compute_view(state: WorldState, cfg: Config, rng: np.random.Generator) -> np
     communities (``state.communities``) each community's residents are permuted among
     themselves, so each sees only its own community, as it would alone.
     """
-    from civa_env.world.kernels import fill_view  # (numba loads on first use)
+    from civa_env.world.kernels import fill_view, priority_pairs  # (numba: first use)
 
     n, v = state.n_pool, cfg.view_size
     view = filled((n, v), -1, np.int32)
@@ -57,44 +57,11 @@ def compute_view(state: WorldState, cfg: Config, rng: np.random.Generator) -> np
     living = state.alive.nonzero()[0].astype(np.int64)
     if len(living) <= 1:
         return view
-    ii, jj, _ = _priority_pairs(state, n, cfg.recent_days)  # by viewer, level, name
-    ptr = np.zeros(n + 1, np.int64)
-    np.cumsum(np.bincount(ii, minlength=n), out=ptr[1:])
-    fill_view(order_key, living, state.n_per, ptr, jj, view)
+    ptr, pair_to = priority_pairs(state.allies, state.recent_src, state.recent_dst,
+                                  state.recent_day, np.atleast_1d(state.day).astype(np.int64),
+                                  state.alive, state.n_per, cfg.recent_days)
+    fill_view(order_key, living, state.n_per, ptr, pair_to, view)
     return view
-
-
-def _priority_pairs(state: WorldState, n: int,
-                    recent_days: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Allies (level 0) and direct recent dealings (level 1) as pairs (i sees j), each once
-    at its highest priority, sorted by viewer, then level, then name: (P,) int64 each."""
-    a = state.allies
-    # Direct dealings of the last `recent_days` days (memory may keep longer windows).
-    direct = (state.recent_dst >= 0) & (
-        state.recent_day > state.per_row(state.day, state.recent_src) - recent_days)
-    src, dst = state.recent_src[direct], state.recent_dst[direct]
-    ii = np.concatenate([a[:, 0], a[:, 1], src, dst]).astype(np.int64)
-    jj = np.concatenate([a[:, 1], a[:, 0], dst, src]).astype(np.int64)
-    level = np.zeros(len(ii), np.int64)
-    level[2 * len(a):] = 1
-    ok = state.alive[ii] & state.alive[jj] & (ii != jj)
-    ii, jj, level = ii[ok], jj[ok], level[ok]
-    if len(ii) == 0:
-        return ii, jj, level
-    if len(a) == 0:  # dealings only (level 1): one sort by (viewer, name), each pair once
-        key = np.sort(ii * n + jj)
-        first = np.ones(len(key), bool)
-        first[1:] = key[1:] != key[:-1]
-        key = key[first]
-        return key // n, key % n, np.ones(len(key), np.int64)
-    # Keep each pair once, at its highest priority (lowest level), then reorder.
-    key = np.sort((ii * n + jj) * 2 + level)
-    pair = key // 2
-    first = np.ones(len(key), bool)
-    first[1:] = pair[1:] != pair[:-1]
-    pair, level = pair[first], key[first] % 2
-    key = np.sort(((pair // n) * 2 + level) * n + pair % n)
-    return key // (2 * n), key % n, (key // n) % 2
 
 
 def inboxes(state: WorldState) -> tuple[dict[int, list[Message]], list[Message]]:

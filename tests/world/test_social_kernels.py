@@ -17,8 +17,44 @@ import civa_env
 from civa_env.world.arrays import filled, index
 from civa_env.world.config import Config
 from civa_env.world.features import FeatureLayout, _dealing_offsets, features
-from civa_env.world.perception import _priority_pairs, compute_view
+from civa_env.world.kernels import priority_pairs
+from civa_env.world.perception import compute_view
 from civa_env.world.state import WorldState
+
+
+def reference_priority_pairs(state: WorldState, n: int,
+                    recent_days: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Allies (level 0) and direct recent dealings (level 1) as pairs (i sees j), each once
+    at its highest priority, sorted by viewer, then level, then name: (P,) int64 each (the
+    numpy code ``kernels.priority_pairs`` replaced, before 2026-12-02, as an oracle)."""
+    a = state.allies
+    # Direct dealings of the last `recent_days` days (memory may keep longer windows).
+    direct = (state.recent_dst >= 0) & (
+        state.recent_day > state.per_row(state.day, state.recent_src) - recent_days)
+    src, dst = state.recent_src[direct], state.recent_dst[direct]
+    ii = np.concatenate([a[:, 0], a[:, 1], src, dst]).astype(np.int64)
+    jj = np.concatenate([a[:, 1], a[:, 0], dst, src]).astype(np.int64)
+    level = np.zeros(len(ii), np.int64)
+    level[2 * len(a):] = 1
+    ok = state.alive[ii] & state.alive[jj] & (ii != jj)
+    ii, jj, level = ii[ok], jj[ok], level[ok]
+    if len(ii) == 0:
+        return ii, jj, level
+    if len(a) == 0:  # dealings only (level 1): one sort by (viewer, name), each pair once
+        key = np.sort(ii * n + jj)
+        first = np.ones(len(key), bool)
+        first[1:] = key[1:] != key[:-1]
+        key = key[first]
+        return key // n, key % n, np.ones(len(key), np.int64)
+    # Keep each pair once, at its highest priority (lowest level), then reorder.
+    key = np.sort((ii * n + jj) * 2 + level)
+    pair = key // 2
+    first = np.ones(len(key), bool)
+    first[1:] = pair[1:] != pair[:-1]
+    pair, level = pair[first], key[first] % 2
+    key = np.sort(((pair // n) * 2 + level) * n + pair % n)
+    return key // (2 * n), key % n, (key // n) % 2
+
 
 
 def reference_view(state: WorldState, cfg: Config, rng: np.random.Generator) -> np.ndarray:
@@ -58,7 +94,7 @@ def reference_view(state: WorldState, cfg: Config, rng: np.random.Generator) -> 
         local = index(n_alive) - start
         sample = perm[start[:, None] + (local[:, None] + 1 + cols) % size[:, None]]
         valid = cols < row_width[:, None]
-    ii, jj, level = _priority_pairs(state, n, cfg.recent_days)
+    ii, jj, level = reference_priority_pairs(state, n, cfg.recent_days)
     if len(ii) == 0:
         if valid is None:
             view[perm, :width] = np.sort(sample, axis=1)
@@ -178,7 +214,13 @@ def test_the_kernel_sees_what_the_numpy_view_saw(num_envs, n_agents, view_size):
             assert got.dtype == want.dtype and got.shape == want.shape
             np.testing.assert_array_equal(got, want, err_msg=f"day {day}, {allies} allies")
             compared += 1
-            with_pairs += bool(len(_priority_pairs(st, st.n_pool, cfg.recent_days)[0]))
+            ii, jj, _ = reference_priority_pairs(st, st.n_pool, cfg.recent_days)
+            ptr, pair_to = priority_pairs(st.allies, st.recent_src, st.recent_dst,
+                                          st.recent_day, np.atleast_1d(st.day).astype(np.int64),
+                                          st.alive, st.n_per, cfg.recent_days)
+            np.testing.assert_array_equal(np.diff(ptr), np.bincount(ii, minlength=st.n_pool))
+            np.testing.assert_array_equal(pair_to, jj)
+            with_pairs += bool(len(ii))
     assert compared == 120 and with_pairs >= 40  # the pairs' path was exercised
 
 
