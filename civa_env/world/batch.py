@@ -57,6 +57,7 @@ _FRESH_ROWS = 65_536  # names of fresh communities written at a time (``_write_f
 
 _CAPSULE_POINTER: Any = None  # ctypes' PyCapsule_GetPointer, once set up
 _FILLS_OK: bool | None = None  # whether kernels.fill_streams draws what numpy draws
+_FILLS_INLINE = False  # ... with PCG64 stepped inline (else through its C functions)
 
 
 def _bitgen_address(gen: np.random.Generator) -> int:
@@ -74,29 +75,37 @@ def _bitgen_address(gen: np.random.Generator) -> int:
 def _fills_match_numpy() -> bool:
     """Whether the compiled fills draw, bit for bit, what ``Generator.random`` and
     ``Generator.standard_normal`` draw and leave the generators where they leave them
-    (checked once per process, on enough normals to reach the ziggurat's tails)."""
-    global _FILLS_OK
+    (checked once per process, on enough normals to reach the ziggurat's tails): first with
+    PCG64 stepped inline (``_FILLS_INLINE``), else through the bit generators' functions."""
+    global _FILLS_OK, _FILLS_INLINE
     if _FILLS_OK is None:
-        try:
-            from civa_env.world.kernels import fill_streams
-
-            seeds = [1, 2, 3]
-            ours = [np.random.default_rng(s) for s in seeds]
-            theirs = [np.random.default_rng(s) for s in seeds]
-            addr = np.array([_bitgen_address(g) for g in ours], np.int64)
-            ok = True
-            for normal, rows, k in ((False, 3, 7), (True, 2, 50_000), (False, 1, 5)):
-                out = np.empty((rows, len(seeds) * k))
-                fill_streams(addr, out, normal)
-                want = np.concatenate([g.standard_normal((rows, k)) if normal
-                                       else g.random((rows, k)) for g in theirs], axis=1)
-                ok &= bool(np.array_equal(out.view(np.uint64), want.view(np.uint64)))
-            ok &= all(a.bit_generator.state == b.bit_generator.state
-                      for a, b in zip(ours, theirs, strict=True))
-            _FILLS_OK = ok
-        except Exception:  # noqa: BLE001 (no compiler, an unusual numpy: draw one by one)
-            _FILLS_OK = False
+        _FILLS_OK = False
+        for inline in (True, False):
+            try:
+                if _fills_agree(inline):
+                    _FILLS_OK, _FILLS_INLINE = True, inline
+                    break
+            except Exception:  # noqa: BLE001 (no compiler, an unusual numpy: draw one by one)
+                pass
     return _FILLS_OK
+
+
+def _fills_agree(inline: bool) -> bool:
+    from civa_env.world.kernels import fill_streams
+
+    seeds = [1, 2, 3]
+    ours = [np.random.default_rng(s) for s in seeds]
+    theirs = [np.random.default_rng(s) for s in seeds]
+    addr = np.array([_bitgen_address(g) for g in ours], np.int64)
+    ok = True
+    for normal, rows, k in ((False, 3, 7), (True, 2, 50_000), (False, 1, 5)):
+        out = np.empty((rows, len(seeds) * k))
+        fill_streams(addr, out, normal, np.full(len(seeds), inline))
+        want = np.concatenate([g.standard_normal((rows, k)) if normal
+                               else g.random((rows, k)) for g in theirs], axis=1)
+        ok &= bool(np.array_equal(out.view(np.uint64), want.view(np.uint64)))
+    return ok and all(a.bit_generator.state == b.bit_generator.state
+                      for a, b in zip(ours, theirs, strict=True))
 
 
 class StreamBatch:
@@ -107,14 +116,17 @@ class StreamBatch:
     The generators are ``gens`` (one ``numpy.random.Generator`` each, authoritative: a draw
     here advances them as their own draws would, and drawing from one of them directly
     moves the batch's stream too). A draw is made for all E at once by a compiled fill
-    (``kernels.fill_streams``) that calls each bit generator's own C functions, checked
-    against numpy once per process; without it, generator by generator."""
+    (``kernels.fill_streams``) that steps each PCG64 (numpy's default) inline and calls any
+    other bit generator's own C functions, checked against numpy once per process (if the
+    inline step ever differs, every generator is drawn through its functions; if those
+    differ too, generator by generator)."""
 
     def __init__(self, gens: Sequence[np.random.Generator]) -> None:
         self.gens = list(gens)  # the communities' generators, in community order
         # (the generators, their bit generators' addresses): taken again when an entry of
         # ``gens`` is another object; holding them keeps the addresses valid.
-        self._addresses: tuple[tuple[np.random.Generator, ...], np.ndarray] | None = None
+        self._addresses: tuple[tuple[np.random.Generator, ...], np.ndarray,
+                               np.ndarray] | None = None
 
     def __getstate__(self) -> dict[str, Any]:
         # The generators only: their addresses are this process's, of these objects.
@@ -123,8 +135,9 @@ class StreamBatch:
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__init__(state["gens"])
 
-    def _bitgens(self) -> np.ndarray:
-        """(E,) int64 addresses of the generators' ``bitgen_t``."""
+    def _bitgens(self) -> tuple[np.ndarray, np.ndarray]:
+        """(E,) int64 addresses of the generators' ``bitgen_t``, and (E,) bool: whether
+        each is drawn by the inline PCG64 step (a PCG64, where that step was checked)."""
         held = self._addresses
         gens = tuple(self.gens)
         if held is None or held[0] != gens:  # (compared by identity, in C: no __eq__)
@@ -133,8 +146,10 @@ class StreamBatch:
             else:  # a restart replaced a few: only theirs are taken again
                 addresses = [a if g is h else _bitgen_address(g)
                              for g, h, a in zip(gens, held[0], held[1].tolist(), strict=True)]
-            held = self._addresses = (gens, np.array(addresses, np.int64))
-        return held[1]
+            inline = np.array([_FILLS_INLINE and type(g.bit_generator) is np.random.PCG64
+                               for g in gens], bool)
+            held = self._addresses = (gens, np.array(addresses, np.int64), inline)
+        return held[1], held[2]
 
     def _draw(self, method: str, size: int | tuple[int, ...]) -> np.ndarray:
         shape = (size,) if isinstance(size, (int, np.integer)) else tuple(size)
@@ -147,7 +162,8 @@ class StreamBatch:
             from civa_env.world.kernels import fill_streams
 
             out = np.empty(shape)
-            fill_streams(self._bitgens(), out.reshape(-1, shape[-1]), method != "random")
+            addresses, inline = self._bitgens()
+            fill_streams(addresses, out.reshape(-1, shape[-1]), method != "random", inline)
             return out
         # Each community draws into its own contiguous block (E, ..., K), which is then laid
         # out as (..., E K): the same numbers as drawing (..., K) alone and concatenating.

@@ -906,12 +906,61 @@ def _call_double(typingctx, fn, state):
     return sig, codegen
 
 
+# PCG64's multiplier (numpy's pcg64.h, PCG_DEFAULT_MULTIPLIER_128).
+_PCG64_MULT = (2549297995355413924 << 64) + 4865540595714422341
+
+
+@intrinsic
+def _pcg64_next(typingctx, addr):
+    """numpy's ``pcg64_next64`` of the PCG64 state at address ``addr`` (its
+    ``pcg_state_setseq_128``: the 128-bit state, then the 128-bit increment, each a native
+    ``__uint128_t``), compiled inline: the state steps (state * multiplier + increment) and
+    the output is the XSL-RR of the new state. ``batch.StreamBatch`` uses it only once it
+    has checked that it draws what numpy draws here (the layout of numpy's build)."""
+    sig = types.uint64(types.int64)
+
+    def codegen(context, builder, signature, args):
+        i64, i128 = ir.IntType(64), ir.IntType(128)
+        ptr = builder.inttoptr(args[0], i128.as_pointer())
+        inc_ptr = builder.gep(ptr, [ir.Constant(ir.IntType(32), 1)])
+        state = builder.load(ptr, align=8)
+        inc = builder.load(inc_ptr, align=8)
+        state = builder.add(builder.mul(state, ir.Constant(i128, _PCG64_MULT)), inc)
+        builder.store(state, ptr, align=8)
+        hi = builder.trunc(builder.lshr(state, ir.Constant(i128, 64)), i64)
+        lo = builder.trunc(state, i64)
+        x = builder.xor(hi, lo)
+        rot = builder.lshr(hi, ir.Constant(i64, 58))
+        back = builder.and_(builder.sub(ir.Constant(i64, 64), rot), ir.Constant(i64, 63))
+        return builder.or_(builder.lshr(x, rot), builder.shl(x, back))
+
+    return sig, codegen
+
+
 @njit(cache=True)
-def _normal(next_u64, next_double, st, ki, wi, fi):
+def _next_u64(pcg, next_u64, st):
+    """The next 64 bits: inline PCG64 at ``pcg`` if non-zero, else the bit generator's own
+    ``next_uint64``."""
+    if pcg != 0:
+        return _pcg64_next(pcg)
+    return _call_u64(next_u64, st)
+
+
+@njit(cache=True)
+def _next_double(pcg, next_double, st):
+    """The next uniform in [0, 1): PCG64's ``next_double`` ((next64 >> 11) / 2**53) inline at
+    ``pcg`` if non-zero, else the bit generator's own."""
+    if pcg != 0:
+        return np.float64(_pcg64_next(pcg) >> np.uint64(11)) * (1.0 / 9007199254740992.0)
+    return _call_double(next_double, st)
+
+
+@njit(cache=True)
+def _normal(pcg, next_u64, next_double, st, ki, wi, fi):
     """One ``random_standard_normal`` (numpy's ziggurat, distributions.c) of bit generator
-    state ``st``."""
+    state ``st`` (or of the PCG64 state ``pcg``, inline)."""
     while True:
-        r = _call_u64(next_u64, st)
+        r = _next_u64(pcg, next_u64, st)
         idx = np.int64(r & np.uint64(0xFF))
         r = r >> np.uint64(8)
         sign = r & np.uint64(1)
@@ -923,20 +972,20 @@ def _normal(next_u64, next_double, st, ki, wi, fi):
             return x
         if idx == 0:
             while True:
-                xx = -ziggurat_nor_inv_r * np.log1p(-_call_double(next_double, st))
-                yy = -np.log1p(-_call_double(next_double, st))
+                xx = -ziggurat_nor_inv_r * np.log1p(-_next_double(pcg, next_double, st))
+                yy = -np.log1p(-_next_double(pcg, next_double, st))
                 if yy + yy > xx * xx:
                     if (rabs >> np.uint64(8)) & np.uint64(1):
                         return -(ziggurat_nor_r + xx)
                     return ziggurat_nor_r + xx
         else:
-            if ((fi[idx - 1] - fi[idx]) * _call_double(next_double, st) + fi[idx]
+            if ((fi[idx - 1] - fi[idx]) * _next_double(pcg, next_double, st) + fi[idx]
                     < np.exp(-0.5 * x * x)):
                 return x
 
 
 @njit(cache=True)
-def _fill(bitgens, out, normal, ki, wi, fi):
+def _fill(bitgens, inline, out, normal, ki, wi, fi):
     e_n = bitgens.shape[0]
     rows, width = out.shape
     k = width // e_n
@@ -945,20 +994,27 @@ def _fill(bitgens, out, normal, ki, wi, fi):
         st = _load_word(bg)
         next_u64 = _load_word(bg + 8)
         next_double = _load_word(bg + 24)
+        # PCG64's state (pcg64_state's first field points to it), drawn inline.
+        pcg = _load_word(st) if inline[e] else 0
         lo = e * k
         for p in range(rows):
             for q in range(lo, lo + k):
                 if normal:
-                    out[p, q] = _normal(next_u64, next_double, st, ki, wi, fi)
+                    out[p, q] = _normal(pcg, next_u64, next_double, st, ki, wi, fi)
                 else:
-                    out[p, q] = _call_double(next_double, st)
+                    out[p, q] = _next_double(pcg, next_double, st)
 
 
-def fill_streams(bitgens: np.ndarray, out: np.ndarray, normal: bool) -> None:
+def fill_streams(bitgens: np.ndarray, out: np.ndarray, normal: bool,
+                 inline: np.ndarray | None = None) -> None:
     """Draw ``out`` (P, E K) float64 from E bit generators (``bitgens`` (E,) int64, the
     addresses of their ``bitgen_t``): generator e fills columns ``[e K, (e + 1) K)``, row
     after row, as ``random((P, K))`` (``normal``: ``standard_normal((P, K))``) fills its
-    (P, K) output; the generators advance as those calls would advance them."""
+    (P, K) output; the generators advance as those calls would advance them. ``inline``
+    (E,) bool: the generators that are PCG64, drawn by the compiled PCG64 step instead of
+    a call per number (only where that was checked against numpy: ``batch.StreamBatch``)."""
     if not _HAVE_TABLES:
         raise RuntimeError("numba ships no ziggurat tables here")
-    _fill(bitgens, out, normal, _KI, _WI, _FI)
+    if inline is None:
+        inline = np.zeros(len(bitgens), np.bool_)
+    _fill(bitgens, inline, out, normal, _KI, _WI, _FI)

@@ -278,6 +278,33 @@ def test_batch_draws_are_each_communitys_own_draws():
     np.testing.assert_array_equal(mine.random(8)[2:4], np.random.default_rng(99).random(2))
 
 
+def test_pcg64_is_stepped_inline_and_other_bit_generators_through_their_functions():
+    """numpy's PCG64 state is stepped by the compiled PCG64 (checked against numpy: the
+    check passes with this numpy, so the inline path is the one in use); a batch mixing
+    PCG64 with other bit generators draws each as numpy would, the others through their
+    own C functions, and leaves every generator where numpy leaves it."""
+    from civa_env.world import batch as batch_mod
+
+    assert batch_mod._fills_match_numpy() and batch_mod._FILLS_INLINE
+    assert batch_mod._fills_agree(True) and batch_mod._fills_agree(False)
+
+    def gens():
+        return [np.random.default_rng(3), np.random.Generator(np.random.Philox(4)),
+                np.random.default_rng(5), np.random.Generator(np.random.MT19937(6))]
+
+    mine, ref = batch_mod.StreamBatch(gens()), gens()
+    assert mine._bitgens()[1].tolist() == [True, False, True, False]
+    for method, shape in (("random", (2, 4 * 9)), ("standard_normal", 4 * 30_000),
+                          ("random", 4 * 3)):
+        got = getattr(mine, method)(shape)
+        k = (shape[-1] if isinstance(shape, tuple) else shape) // 4
+        lead = shape[:-1] if isinstance(shape, tuple) else ()
+        want = np.concatenate([getattr(g, method)(lead + (k,)) for g in ref], axis=-1)
+        np.testing.assert_array_equal(got.view(np.uint64), want.view(np.uint64))
+    for a, b in zip(mine.gens, ref, strict=True):  # (states of arrays: their next draws)
+        np.testing.assert_array_equal(a.integers(0, 2**62, 8), b.integers(0, 2**62, 8))
+
+
 def test_observation_arrays_a_caller_keeps_are_never_overwritten():
     """copy=True (the default): arrays returned earlier and still held keep their values
     while the env steps on (it reuses only the sets nobody holds); copy=False returns the
