@@ -937,7 +937,7 @@ def _pcg64_next(typingctx, addr):
     return sig, codegen
 
 
-@njit(cache=True)
+@njit(cache=True, inline='always')
 def _next_u64(pcg, next_u64, st):
     """The next 64 bits: inline PCG64 at ``pcg`` if non-zero, else the bit generator's own
     ``next_uint64``."""
@@ -946,7 +946,7 @@ def _next_u64(pcg, next_u64, st):
     return _call_u64(next_u64, st)
 
 
-@njit(cache=True)
+@njit(cache=True, inline='always')
 def _next_double(pcg, next_double, st):
     """The next uniform in [0, 1): PCG64's ``next_double`` ((next64 >> 11) / 2**53) inline at
     ``pcg`` if non-zero, else the bit generator's own."""
@@ -955,7 +955,7 @@ def _next_double(pcg, next_double, st):
     return _call_double(next_double, st)
 
 
-@njit(cache=True)
+@njit(cache=True, inline='always')
 def _normal(pcg, next_u64, next_double, st, ki, wi, fi):
     """One ``random_standard_normal`` (numpy's ziggurat, distributions.c) of bit generator
     state ``st`` (or of the PCG64 state ``pcg``, inline)."""
