@@ -539,6 +539,24 @@ def primary_actions(alive, primary, factory, n_per, m_per, wealth, skill, income
 
 
 @njit(cache=True)
+def pay_upkeep(alive, primary, n_per, upkeep, noise, z, idle, idle_factor, wealth):
+    """``rules.apply_upkeep``'s arithmetic in one pass: each living name pays
+    ``upkeep[community] * exp(noise z)`` (times ``idle_factor`` if it idles), taken from
+    ``wealth`` in place; returns (N,) float64 what each paid (0 for the others). numpy's
+    order of operations, with libm's ``exp`` (numpy's baseline and AVX2 loop)."""
+    n = alive.shape[0]
+    cost = np.zeros(n)
+    for i in range(n):
+        if alive[i]:
+            c = upkeep[i // n_per] * np.exp(noise * z[i])
+            if primary[i] == idle:
+                c = c * idle_factor
+            cost[i] = c
+        wealth[i] -= cost[i]  # (0.0 for the others, as numpy subtracts it)
+    return cost
+
+
+@njit(cache=True)
 def validate_actions(alive, known, wealth, primary, factory, secondary, target, amount,
                      ally_keys, n_factories, upgrade_cost, work, upgrade_self,
                      upgrade_factory, idle, none, gift, merge):

@@ -324,14 +324,14 @@ def apply_upkeep(state: WorldState, batch: ActionBatch, rng: np.random.Generator
                  cfg: Config) -> np.ndarray:
     """Everyone alive pays ``upkeep * upkeep_factor * lognormal(0, 0.1)``; idlers pay 0.7
     of it. The day is ``state.day + 1`` (``step_day`` advances the state's day last)."""
-    upkeep = cfg.upkeep * upkeep_factor(cfg, state.day + 1)
-    if state.communities > 1:
-        upkeep = np.repeat(upkeep, state.n_per)
-    cost = upkeep * np.exp(cfg.upkeep_noise * rng.standard_normal(state.n_pool))
-    cost = np.where(batch.primary == P.IDLE, cost * cfg.idle_upkeep_factor, cost)
-    cost = np.where(state.alive, cost, 0.0)
-    state.wealth -= cost
-    return cost
+    from civa_env.world.kernels import pay_upkeep  # (numba loads on first use)
+
+    upkeep = np.atleast_1d(np.asarray(cfg.upkeep * upkeep_factor(cfg, state.day + 1),
+                                      np.float64))  # (one per community)
+    z = rng.standard_normal(state.n_pool)  # (drawn for every name)
+    return pay_upkeep(state.alive, batch.primary, state.n_per, upkeep,
+                      float(cfg.upkeep_noise), z, P.IDLE, float(cfg.idle_upkeep_factor),
+                      state.wealth)
 
 
 def remove_dead(state: WorldState, ev: DayEvents, day: DayNumber) -> np.ndarray:
