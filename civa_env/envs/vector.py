@@ -74,6 +74,7 @@ from civa_env.world.perception import inbox_count
 
 _OBS_KEYS = ("features", "action_mask", "alive")
 _POOL = 3  # sets of observation arrays kept for reuse, per kind (copy=True)
+_PREPARE_SLOTS = 65_536  # largest batch (slots) whose next episodes are drawn ahead
 
 
 @dataclass
@@ -198,12 +199,30 @@ class CivaVectorEnv:
             # Every living slot is observed at once after the restarts (the continuing
             # communities' today, the restarted ones' first day).
             self._episodes[which] += 1
-            self.batch.replace(which, seeding.derived_seeds(
-                [(self._seeds[e], int(self._episodes[e])) for e in which.tolist()]),
-                in_place=True)
+            seeds = seeding.derived_seeds(
+                [(self._seeds[e], int(self._episodes[e])) for e in which.tolist()])
+            self._prepare(which, seeds)
+            self.batch.replace(which, seeds, in_place=True)
             obs = self._observation("obs", self.batch.state.alive.nonzero()[0])
         infos["day"] = self._days()
         return obs, rewards, terminated, truncated, infos
+
+    def _prepare(self, which: np.ndarray, seeds: list[int]) -> None:
+        """Before communities ``which`` restart with ``seeds``: if one of those fresh worlds
+        is not prepared, draw them together with every other community's next episode
+        (``Communities.prepare``: a group of fresh worlds costs little more than one), so
+        that most restarts copy rows drawn in a group. Each community's episodes are what
+        they would be without it (a fresh world depends on its seed alone). Only batches of
+        at most ``_PREPARE_SLOTS`` slots do it: the prepared worlds are a second set of the
+        batch's name, factory and view rows."""
+        b = self.batch
+        if self.num_envs == 1 or self.num_slots > _PREPARE_SLOTS or b.prepared(which, seeds):
+            return
+        rest = np.ones(self.num_envs, bool)
+        rest[which] = False
+        rest = rest.nonzero()[0]
+        b.prepare(np.concatenate([which, rest]), seeds + seeding.derived_seeds(
+            [(self._seeds[e], int(self._episodes[e]) + 1) for e in rest.tolist()]))
 
     def close(self) -> None:
         """Nothing to release (the communities live in this process)."""
