@@ -108,6 +108,11 @@ def _fills_agree(inline: bool) -> bool:
                       for a, b in zip(ours, theirs, strict=True))
 
 
+def _inline(gen: np.random.Generator) -> bool:
+    """Whether ``gen`` is drawn by the compiled PCG64 step (``kernels.fill_streams``)."""
+    return _FILLS_INLINE and type(gen.bit_generator) is np.random.PCG64
+
+
 class StreamBatch:
     """The daily streams of E communities as one generator: a draw of shape (..., E K) is
     each community's draw of shape (..., K), concatenated along the last axis in community
@@ -142,13 +147,14 @@ class StreamBatch:
         gens = tuple(self.gens)
         if held is None or held[0] != gens:  # (compared by identity, in C: no __eq__)
             if held is None or len(held[0]) != len(gens):
-                addresses = [_bitgen_address(g) for g in gens]
+                addresses = np.array([_bitgen_address(g) for g in gens], np.int64)
+                inline = np.array([_inline(g) for g in gens], bool)
             else:  # a restart replaced a few: only theirs are taken again
-                addresses = [a if g is h else _bitgen_address(g)
-                             for g, h, a in zip(gens, held[0], held[1].tolist(), strict=True)]
-            inline = np.array([_FILLS_INLINE and type(g.bit_generator) is np.random.PCG64
-                               for g in gens], bool)
-            held = self._addresses = (gens, np.array(addresses, np.int64), inline)
+                addresses, inline = held[1].copy(), held[2].copy()
+                for e in [e for e, (g, h) in enumerate(zip(gens, held[0], strict=True))
+                          if g is not h]:
+                    addresses[e], inline[e] = _bitgen_address(gens[e]), _inline(gens[e])
+            held = self._addresses = (gens, addresses, inline)
         return held[1], held[2]
 
     def _draw(self, method: str, size: int | tuple[int, ...]) -> np.ndarray:
