@@ -30,6 +30,7 @@ gives the same event log.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -76,7 +77,10 @@ def _fills_match_numpy() -> bool:
     """Whether the compiled fills draw, bit for bit, what ``Generator.random`` and
     ``Generator.standard_normal`` draw and leave the generators where they leave them
     (checked once per process, on enough normals to reach the ziggurat's tails): first with
-    PCG64 stepped inline (``_FILLS_INLINE``), else through the bit generators' functions."""
+    PCG64 stepped inline (``_FILLS_INLINE``; only where numpy's PCG64 state has the layout
+    the step reads, checked first), else through the bit generators' functions. (Both are
+    one compiled function: where it does not compile, every draw is numpy's own,
+    generator by generator.)"""
     global _FILLS_OK, _FILLS_INLINE
     if _FILLS_OK is None:
         _FILLS_OK = False
@@ -91,12 +95,17 @@ def _fills_match_numpy() -> bool:
 
 
 def _fills_agree(inline: bool) -> bool:
+    """Whether ``kernels.fill_streams`` (PCG64 stepped ``inline`` or not) draws what numpy
+    draws, on fresh generators."""
     from civa_env.world.kernels import fill_streams
 
     seeds = [1, 2, 3]
     ours = [np.random.default_rng(s) for s in seeds]
     theirs = [np.random.default_rng(s) for s in seeds]
     addr = np.array([_bitgen_address(g) for g in ours], np.int64)
+    if inline and not all(_pcg64_layout_is_native(g, a) for g, a in zip(ours, addr.tolist(),
+                                                                           strict=True)):
+        return False  # (checked before the compiled step writes through the pointer)
     ok = True
     for normal, rows, k in ((False, 3, 7), (True, 2, 50_000), (False, 1, 5)):
         out = np.empty((rows, len(seeds) * k))
@@ -111,6 +120,26 @@ def _fills_agree(inline: bool) -> bool:
 def _inline(gen: np.random.Generator) -> bool:
     """Whether ``gen`` is drawn by the compiled PCG64 step (``kernels.fill_streams``)."""
     return _FILLS_INLINE and type(gen.bit_generator) is np.random.PCG64
+
+
+def _pcg64_layout_is_native(gen: np.random.Generator, bitgen: int) -> bool:
+    """Whether ``gen``'s PCG64 state lies where and as ``kernels._pcg64_next`` reads it: the
+    ``pcg64_state``'s first field points to the 128-bit state then the 128-bit increment,
+    each a native little-endian ``__uint128_t`` (read here, not written)."""
+    import ctypes
+    import sys
+
+    if sys.byteorder != "little":
+        return False
+    state = ctypes.c_void_p.from_address(bitgen).value  # bitgen_t.state: a pcg64_state *
+    pcg = ctypes.c_void_p.from_address(state).value if state else None
+    if not pcg:
+        return False
+    words = (ctypes.c_uint64 * 4).from_address(pcg)
+    want = gen.bit_generator.state["state"]
+    mask = (1 << 64) - 1
+    return [int(w) for w in words] == [want["state"] & mask, want["state"] >> 64,
+                                       want["inc"] & mask, want["inc"] >> 64]
 
 
 class StreamBatch:
@@ -200,9 +229,9 @@ class _Staged:
     """Fresh worlds drawn ahead of their restart (``Communities.prepare``): rows laid out as
     the batch's, community e's prepared world in community e's rows."""
 
-    state: WorldState
+    state: WorldState  # (its name, factory and view rows, day and n_used only)
     view: np.ndarray
-    gens: list[np.random.Generator]
+    gens: list[np.random.Generator | None]  # each prepared world's daily stream
     seeds: np.ndarray  # (E,) int64 the seed prepared for each community, -1 for none
 
 
@@ -363,6 +392,10 @@ class Communities:
     counts: list[behaviours.DailyCounts] | None = None
     _staged: _Staged | None = field(default=None, repr=False)  # fresh worlds (``prepare``)
 
+    def __getstate__(self) -> dict[str, Any]:
+        # The prepared worlds are drawn again when needed: a pickle does not carry them.
+        return {**self.__dict__, "_staged": None}
+
     @property
     def num(self) -> int:
         """E, the number of communities."""
@@ -498,6 +531,8 @@ class Communities:
         seeds = [world_fn.check_seed(s) for s in seeds]
         if len(which) != len(seeds):
             raise ValueError(f"prepare got {len(which)} communities and {len(seeds)} seeds")
+        if self.num == 1:  # (a batch of one draws its fresh world at the restart)
+            return
         st = self._staged
         if st is not None:  # (those prepared already are kept)
             keep = [k for k, (e, s) in enumerate(zip(which, seeds, strict=True))
@@ -505,9 +540,12 @@ class Communities:
             which, seeds = [which[k] for k in keep], [seeds[k] for k in keep]
         if not which:
             return
-        if st is None:
-            st = self._staged = _Staged(self.state.copy(), self.view.copy(),
-                                        list(self.streams.gens),
+        if st is None:  # (the name, factory and view rows; no alliances, dealings, mail)
+            rows = copy.copy(self.state)
+            for name in _NAME_FIELDS + _FACTORY_FIELDS:
+                setattr(rows, name, getattr(self.state, name).copy())
+            rows.day, rows.n_used = self.state.day.copy(), self.state.n_used.copy()
+            st = self._staged = _Staged(rows, self.view.copy(), [None] * self.num,
                                         np.full(self.num, -1, np.int64))
         self._write_fresh(which, seeds, into=st)
         st.seeds[which] = seeds
@@ -547,7 +585,7 @@ class Communities:
             state.n_used[comms] = st.state.n_used[comms]
             view[rows] = st.view[rows]
             for e in hits:
-                gens[e] = st.gens[e]
+                gens[e], st.gens[e] = st.gens[e], None
             st.seeds[comms] = -1  # (a prepared world is used once: its stream moves on)
         done = set(hits)
         todo = [(int(e), int(s)) for e, s in zip(which, seeds, strict=True) if e not in done]

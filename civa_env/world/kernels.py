@@ -76,6 +76,17 @@ def strength(skill, w, wealth_weight, wealth_cap):
     return skill + wealth_weight * x
 
 
+@njit(cache=True, inline="always")
+def _sees(alive, i, j):
+    return alive[i] and alive[j] and i != j
+
+
+@njit(cache=True, inline="always")
+def _direct(recent_dst, recent_day, days, n_per, recent_days, i, d):
+    """Whether dealing ``d`` (from ``i``) is direct and of the last ``recent_days`` days."""
+    return recent_dst[d] >= 0 and recent_day[d] > days[i // n_per] - recent_days
+
+
 @njit(cache=True)
 def priority_pairs(allies, recent_src, recent_dst, recent_day, days, alive, n_per,
                    recent_days):
@@ -86,35 +97,33 @@ def priority_pairs(allies, recent_src, recent_dst, recent_day, days, alive, n_pe
     level, then name. ``days`` (E,) int64: each community's day (a dealing's is its
     source's)."""
     n = alive.shape[0]
-    n_allies = allies.shape[0]
-    n_recent = recent_src.shape[0]
     count = np.zeros(n + 1, np.int64)
-    for a in range(n_allies):
+    for a in range(allies.shape[0]):
         i, j = allies[a, 0], allies[a, 1]
-        if alive[i] and alive[j] and i != j:
+        if _sees(alive, i, j):
             count[i + 1] += 1
             count[j + 1] += 1
-    for d in range(n_recent):
+    for d in range(recent_src.shape[0]):
         i, j = recent_src[d], recent_dst[d]
-        if j >= 0 and recent_day[d] > days[i // n_per] - recent_days \
-                and alive[i] and alive[j] and i != j:
+        if _direct(recent_dst, recent_day, days, n_per, recent_days, i, d) \
+                and _sees(alive, i, j):
             count[i + 1] += 1
             count[j + 1] += 1
     for i in range(n):
         count[i + 1] += count[i]
     keys = np.empty(count[n], np.int64)  # level * N + name, viewer by viewer
     at = count[:n].copy()
-    for a in range(n_allies):
+    for a in range(allies.shape[0]):
         i, j = allies[a, 0], allies[a, 1]
-        if alive[i] and alive[j] and i != j:
+        if _sees(alive, i, j):
             keys[at[i]] = j
             at[i] += 1
             keys[at[j]] = i
             at[j] += 1
-    for d in range(n_recent):
+    for d in range(recent_src.shape[0]):
         i, j = recent_src[d], recent_dst[d]
-        if j >= 0 and recent_day[d] > days[i // n_per] - recent_days \
-                and alive[i] and alive[j] and i != j:
+        if _direct(recent_dst, recent_day, days, n_per, recent_days, i, d) \
+                and _sees(alive, i, j):
             keys[at[i]] = n + j
             at[i] += 1
             keys[at[j]] = n + i

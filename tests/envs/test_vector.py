@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import io
+import pickle
+import platform
+import sys
 
 import numpy as np
 import pytest
@@ -163,6 +166,15 @@ def test_prepared_worlds_are_the_worlds_a_restart_draws():
     # prepared for seed 60 (it restarted with 61).
     assert not a.prepared([1], [50]) and a.prepared([2], [60])
     assert len({id(g) for g in a.streams.gens}) == 4
+    assert a._staged.gens.count(None) == 3  # (the streams handed over are not kept)
+    # A pickle leaves the prepared worlds out; the copy restarts as the original does.
+    c = pickle.loads(pickle.dumps(a))
+    assert c._staged is None and a._staged is not None
+    a.replace([2], [60])
+    c.replace([2], [60])
+    np.testing.assert_array_equal(a.state.wealth, c.state.wealth)
+    np.testing.assert_array_equal(a.view, c.view)
+    assert a.streams.gens[2].random() == c.streams.gens[2].random()
 
 
 def test_ranked_factory_slots_alone_in_a_batch_and_through_the_parallel_env():
@@ -324,8 +336,10 @@ def test_pcg64_is_stepped_inline_and_other_bit_generators_through_their_function
     own C functions, and leaves every generator where numpy leaves it."""
     from civa_env.world import batch as batch_mod
 
-    assert batch_mod._fills_match_numpy() and batch_mod._FILLS_INLINE
-    assert batch_mod._fills_agree(True) and batch_mod._fills_agree(False)
+    assert batch_mod._fills_match_numpy() and batch_mod._fills_agree(False)
+    if sys.platform == "linux" and platform.machine() in ("x86_64", "aarch64"):
+        # (numpy's builds there keep PCG64's state as a native __uint128_t)
+        assert batch_mod._FILLS_INLINE and batch_mod._fills_agree(True)
 
     def gens():
         return [np.random.default_rng(3), np.random.Generator(np.random.Philox(4)),
