@@ -74,7 +74,8 @@ from civa_env.world.perception import inbox_count
 
 _OBS_KEYS = ("features", "action_mask", "alive")
 _POOL = 3  # sets of observation arrays kept for reuse, per kind (copy=True)
-_PREPARE_SLOTS = 65_536  # largest batch (slots) whose next episodes are drawn ahead
+# Largest community pool (names) and batch (slots) whose next episodes are drawn ahead.
+_PREPARE_POOL, _PREPARE_SLOTS = 1_024, 65_536
 
 
 @dataclass
@@ -209,20 +210,22 @@ class CivaVectorEnv:
 
     def _prepare(self, which: np.ndarray, seeds: list[int]) -> None:
         """Before communities ``which`` restart with ``seeds``: if one of those fresh worlds
-        is not prepared, draw them together with every other community's next episode
+        is not prepared, draw every community's next episode now, as one group
         (``Communities.prepare``: a group of fresh worlds costs little more than one), so
-        that most restarts copy rows drawn in a group. Each community's episodes are what
-        they would be without it (a fresh world depends on its seed alone). Only batches of
-        at most ``_PREPARE_SLOTS`` slots do it: the prepared worlds are a second set of the
-        batch's name, factory and view rows."""
+        that most later restarts copy rows drawn in a group instead of drawing a few worlds
+        each. Each community's episodes are what they would be without it (a fresh world
+        depends on its seed alone). Only batches of small communities do it (pools of at most
+        ``_PREPARE_POOL`` names, ``_PREPARE_SLOTS`` slots in all): the prepared worlds are a
+        second set of the batch's name, factory and view rows, and a large world's draw is
+        a large batch already."""
         b = self.batch
-        if self.num_envs == 1 or self.num_slots > _PREPARE_SLOTS or b.prepared(which, seeds):
+        if (self.num_envs == 1 or self.n_slots > _PREPARE_POOL
+                or self.num_slots > _PREPARE_SLOTS or b.prepared(which, seeds)):
             return
-        rest = np.ones(self.num_envs, bool)
-        rest[which] = False
-        rest = rest.nonzero()[0]
-        b.prepare(np.concatenate([which, rest]), seeds + seeding.derived_seeds(
-            [(self._seeds[e], int(self._episodes[e]) + 1) for e in rest.tolist()]))
+        # (``_episodes`` counts the restarts so far, today's included: each community's
+        # next restart plays episode ``_episodes + 1``; today's misses are drawn by replace.)
+        b.prepare(range(self.num_envs), seeding.derived_seeds(
+            [(self._seeds[e], int(self._episodes[e]) + 1) for e in range(self.num_envs)]))
 
     def close(self) -> None:
         """Nothing to release (the communities live in this process)."""
