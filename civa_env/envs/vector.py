@@ -74,8 +74,6 @@ from civa_env.world.perception import inbox_count
 
 _OBS_KEYS = ("features", "action_mask", "alive")
 _POOL = 3  # sets of observation arrays kept for reuse, per kind (copy=True)
-# Largest community pool (names) and batch (slots) whose next episodes are drawn ahead.
-_PREPARE_POOL, _PREPARE_SLOTS = 1_024, 65_536
 
 
 @dataclass
@@ -200,32 +198,12 @@ class CivaVectorEnv:
             # Every living slot is observed at once after the restarts (the continuing
             # communities' today, the restarted ones' first day).
             self._episodes[which] += 1
-            seeds = seeding.derived_seeds(
-                [(self._seeds[e], int(self._episodes[e])) for e in which.tolist()])
-            self._prepare(which, seeds)
-            self.batch.replace(which, seeds, in_place=True)
+            self.batch.replace(which, seeding.derived_seeds(
+                [(self._seeds[e], int(self._episodes[e])) for e in which.tolist()]),
+                in_place=True)
             obs = self._observation("obs", self.batch.state.alive.nonzero()[0])
         infos["day"] = self._days()
         return obs, rewards, terminated, truncated, infos
-
-    def _prepare(self, which: np.ndarray, seeds: list[int]) -> None:
-        """Before communities ``which`` restart with ``seeds``: if one of those fresh worlds
-        is not prepared, draw every community's next episode now, as one group
-        (``Communities.prepare``: a group of fresh worlds costs little more than one), so
-        that most later restarts copy rows drawn in a group instead of drawing a few worlds
-        each. Each community's episodes are what they would be without it (a fresh world
-        depends on its seed alone). Only batches of small communities do it (pools of at most
-        ``_PREPARE_POOL`` names, ``_PREPARE_SLOTS`` slots in all): the prepared worlds are a
-        second set of the batch's name, factory and view rows, and a large world's draw is
-        a large batch already."""
-        b = self.batch
-        if (self.num_envs == 1 or self.n_slots > _PREPARE_POOL
-                or self.num_slots > _PREPARE_SLOTS or b.prepared(which, seeds)):
-            return
-        # (``_episodes`` counts the restarts so far, today's included: each community's
-        # next restart plays episode ``_episodes + 1``; today's misses are drawn by replace.)
-        b.prepare(range(self.num_envs), seeding.derived_seeds(
-            [(self._seeds[e], int(self._episodes[e]) + 1) for e in range(self.num_envs)]))
 
     def close(self) -> None:
         """Nothing to release (the communities live in this process)."""

@@ -30,7 +30,6 @@ gives the same event log.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -216,25 +215,6 @@ class StreamBatch:
         return self._draw("standard_normal", size)
 
 
-def _rows_of(comms: np.ndarray, per: int) -> slice | np.ndarray:
-    """The rows of communities ``comms`` in arrays of ``per`` rows per community: one slice
-    (a view) where they are consecutive."""
-    if len(comms) and np.all(np.diff(comms) == 1):
-        return slice(int(comms[0]) * per, (int(comms[-1]) + 1) * per)
-    return (comms[:, None] * per + np.arange(per)).ravel()
-
-
-@dataclass
-class _Staged:
-    """Fresh worlds drawn ahead of their restart (``Communities.prepare``): rows laid out as
-    the batch's, community e's prepared world in community e's rows."""
-
-    state: WorldState  # (its name, factory and view rows, day and n_used only)
-    view: np.ndarray
-    gens: list[np.random.Generator | None]  # each prepared world's daily stream
-    seeds: np.ndarray  # (E,) int64 the seed prepared for each community, -1 for none
-
-
 def _joined(arrays: list[np.ndarray]) -> np.ndarray:
     """The arrays end to end on their first axis (the one itself, for one)."""
     return arrays[0] if len(arrays) == 1 else np.concatenate(arrays)
@@ -390,11 +370,6 @@ class Communities:
     population_sum: np.ndarray  # (E,) living summed over days (the running nAUP)
     logs: list[EventLog] | None = None  # with keep_logs: each community's log
     counts: list[behaviours.DailyCounts] | None = None
-    _staged: _Staged | None = field(default=None, repr=False)  # fresh worlds (``prepare``)
-
-    def __getstate__(self) -> dict[str, Any]:
-        # The prepared worlds are drawn again when needed: a pickle does not carry them.
-        return {**self.__dict__, "_staged": None}
 
     @property
     def num(self) -> int:
@@ -518,93 +493,36 @@ class Communities:
                 self.logs[e] = EventLog()
                 self.counts[e] = self._new_counts(self.cfg)
 
-    def prepare(self, which: Sequence[int], seeds: Sequence[int]) -> None:
-        """Draw now the fresh worlds that communities ``which`` will restart with
-        (``seeds``), for a later ``replace``: a group of G fresh worlds costs little more
-        than one (``world.first_days`` draws them as one batch), so a caller that knows the
-        next episodes' seeds (the vector env) draws many at once instead of a few per
-        restart. They are held in a second set of the batch's name, factory and view rows
-        (one world per community: preparing again replaces it), and ``replace`` of a
-        community with the seed prepared for it copies its rows from there. A prepared
-        world is exactly the one ``replace`` would draw: it depends on its seed alone."""
-        which = [int(e) for e in which]
-        seeds = [world_fn.check_seed(s) for s in seeds]
-        if len(which) != len(seeds):
-            raise ValueError(f"prepare got {len(which)} communities and {len(seeds)} seeds")
-        if self.num == 1:  # (a batch of one draws its fresh world at the restart)
-            return
-        st = self._staged
-        if st is not None:  # (those prepared already are kept)
-            keep = [k for k, (e, s) in enumerate(zip(which, seeds, strict=True))
-                    if int(st.seeds[e]) != s]
-            which, seeds = [which[k] for k in keep], [seeds[k] for k in keep]
-        if not which:
-            return
-        if st is None:  # (the name, factory and view rows; no alliances, dealings, mail)
-            rows = copy.copy(self.state)
-            for name in _NAME_FIELDS + _FACTORY_FIELDS:
-                setattr(rows, name, getattr(self.state, name).copy())
-            rows.day, rows.n_used = self.state.day.copy(), self.state.n_used.copy()
-            st = self._staged = _Staged(rows, self.view.copy(), [None] * self.num,
-                                        np.full(self.num, -1, np.int64))
-        self._write_fresh(which, seeds, into=st)
-        st.seeds[which] = seeds
-
-    def prepared(self, which: Sequence[int], seeds: Sequence[int]) -> bool:
-        """Whether each community of ``which`` has the world of its seed of ``seeds``
-        prepared (``prepare``)."""
-        st = self._staged
-        return st is not None and all(int(st.seeds[e]) == int(s)
-                                      for e, s in zip(which, seeds, strict=True))
-
-    def _write_fresh(self, which: Sequence[int], seeds: Sequence[int],
-                     into: _Staged | None = None) -> None:
+    def _write_fresh(self, which: Sequence[int], seeds: Sequence[int]) -> None:
         """Write a fresh community of each seed (``world.first_day``) over the name, factory
-        and view rows of communities ``which``, and give each its fresh daily stream; into
-        the prepared rows ``into`` instead of the batch's, if given (``prepare``).
-
-        A world prepared for its community is copied from there (one assignment per array
-        for all of them); the others are drawn a group at a time as one batch
-        (``world.first_days``: each from its own streams, as alone) and written one
-        assignment per array (groups of at most ``_FRESH_ROWS`` names, so that a large
-        batch's reset holds little more than one set of arrays)."""
-        state, view, gens = ((self.state, self.view, self.streams.gens) if into is None
-                             else (into.state, into.view, into.gens))
+        and view rows of communities ``which``, and give each its fresh daily stream: the
+        fresh worlds are drawn a group at a time as one batch (``world.first_days``: each
+        from its own streams, as alone) and written one assignment per array (groups of at
+        most ``_FRESH_ROWS`` names, so that a large batch's reset holds little more than
+        one set of arrays)."""
+        cfg, state = self.cfg, self.state
         n, m = state.n_per, state.m_per
-        st = self._staged if into is None else None
-        hits = [] if st is None else [int(e) for e, s in zip(which, seeds, strict=True)
-                                      if int(st.seeds[e]) == int(s)]
-        if hits:
-            comms = np.asarray(hits, np.int64)
-            rows, frows = _rows_of(comms, n), _rows_of(comms, m)
-            for name in _NAME_FIELDS:
-                getattr(state, name)[rows] = getattr(st.state, name)[rows]
-            for name in _FACTORY_FIELDS:
-                getattr(state, name)[frows] = getattr(st.state, name)[frows]
-            state.day[comms] = st.state.day[comms]
-            state.n_used[comms] = st.state.n_used[comms]
-            view[rows] = st.view[rows]
-            for e in hits:
-                gens[e], st.gens[e] = st.gens[e], None
-            st.seeds[comms] = -1  # (a prepared world is used once: its stream moves on)
-        done = set(hits)
-        todo = [(int(e), int(s)) for e, s in zip(which, seeds, strict=True) if e not in done]
         group = max(1, _FRESH_ROWS // n)
-        for lo in range(0, len(todo), group):
-            comms = np.asarray([e for e, _ in todo[lo:lo + group]], np.int64)
-            fresh, fview, fgens = world_fn.first_days(self.cfg,
-                                                      [s for _, s in todo[lo:lo + group]])
+        for lo in range(0, len(which), group):
+            comms = np.asarray(which[lo:lo + group], np.int64)
+            fresh, view, gens = world_fn.first_days(cfg, seeds[lo:lo + group])
+            g = len(comms)
             # Fresh world k's rows [k N, (k + 1) N) go to community comms[k]'s.
-            rows, frows = _rows_of(comms, n), _rows_of(comms, m)
+            if np.all(np.diff(comms) == 1):
+                rows = slice(int(comms[0]) * n, (int(comms[-1]) + 1) * n)  # one block: a view
+                frows = slice(int(comms[0]) * m, (int(comms[-1]) + 1) * m)
+            else:
+                rows = (comms[:, None] * n + np.arange(n)).ravel()
+                frows = (comms[:, None] * m + np.arange(m)).ravel()
             for name in _NAME_FIELDS:  # (a founder's parent is -1 wherever it is)
                 getattr(state, name)[rows] = getattr(fresh, name)
             for name in _FACTORY_FIELDS:
                 getattr(state, name)[frows] = getattr(fresh, name)
             state.day[comms] = fresh.day
             state.n_used[comms] = fresh.n_used
-            view[rows] = _shift(fview, ((comms - np.arange(len(comms))) * n).repeat(n)[:, None])
-            for e, gen in zip(comms.tolist(), fgens, strict=True):
-                gens[e] = gen
+            self.view[rows] = _shift(view, ((comms - np.arange(g)) * n).repeat(n)[:, None])
+            for e, gen in zip(comms.tolist(), gens, strict=True):
+                self.streams.gens[e] = gen
 
     def world(self, e: int, state: WorldState | None = None) -> world_fn.World:
         """Community ``e`` as a lone ``World`` (a snapshot: its state in its own numbering,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import pickle
 import platform
 import sys
 
@@ -101,16 +100,11 @@ def test_a_community_is_the_same_alone_in_a_batch_and_through_the_parallel_env()
     assert restarted > 1  # other communities ended (and restarted) on other days
 
 
-@pytest.mark.parametrize("extra,prepare", [({}, True), (RANKED, True), ({}, False)])
-def test_a_batch_without_logs_plays_the_same_worlds(extra, prepare, monkeypatch):
+@pytest.mark.parametrize("extra", [{}, RANKED])
+def test_a_batch_without_logs_plays_the_same_worlds(extra):
     """Without logs (the default) every community's state is still the lone world's, day
     after day, through its episode's end and the next episode (seeded as the ParallelEnv's
-    plain reset would be); also where the factory slots rank the known factories, and
-    whether the next episodes are drawn ahead (``Communities.prepare``) or at restart."""
-    from civa_env.envs import vector
-
-    if not prepare:
-        monkeypatch.setattr(vector, "_PREPARE_SLOTS", 0)
+    plain reset would be); also where the factory slots rank the known factories."""
     venv = civa_env.vector_env(num_envs=5, n_agents=8, max_days=12, **extra)
     obs, _ = venv.reset(seed=3)
     n = venv.n_slots
@@ -132,49 +126,6 @@ def test_a_batch_without_logs_plays_the_same_worlds(extra, prepare, monkeypatch)
             np.testing.assert_array_equal(obs["features"][e * n + rows],
                                           alone[e].observe(rows).features)
     assert min(episodes) >= 2
-    assert (venv.batch._staged is not None) == prepare  # (the path under test was taken)
-
-
-def test_prepared_worlds_are_the_worlds_a_restart_draws():
-    """``Communities.prepare`` then ``replace`` gives the same state, view and streams as
-    ``replace`` alone: for prepared worlds (copied, each used once), for a community whose
-    prepared seed is not the one it restarts with (drawn then), and for a mix of both."""
-    from civa_env.world.batch import Communities
-
-    cfg = Config(n_agents=8, max_days=12)
-    a = Communities.reset(cfg, [1, 2, 3, 4])
-    b = Communities.reset(cfg, [1, 2, 3, 4])
-    with pytest.raises(ValueError, match="2 communities and 1 seeds"):
-        a.prepare([0, 1], [5])
-    assert not a.prepared([1], [50])
-    a.prepare([1, 3, 2], [50, 70, 60])
-    assert a.prepared([1, 3], [50, 70]) and not a.prepared([1], [51])
-    a.prepare([1, 0], [50, 40])  # 1 is kept as it was, 0 added
-    assert a.prepared([0, 1, 2, 3], [40, 50, 60, 70])
-    for which, seeds in (([1, 3], [50, 70]), ([2, 0], [61, 40]), ([1], [50])):
-        a.replace(which, seeds)
-        b.replace(which, seeds)
-        for name in _ARRAY_FIELDS:
-            np.testing.assert_array_equal(getattr(a.state, name), getattr(b.state, name),
-                                          err_msg=name)
-        np.testing.assert_array_equal(a.state.day, b.state.day)
-        np.testing.assert_array_equal(a.state.n_used, b.state.n_used)
-        np.testing.assert_array_equal(a.view, b.view)
-        assert [g.bit_generator.state for g in a.streams.gens] == \
-            [g.bit_generator.state for g in b.streams.gens]
-    # Each prepared world went once: 1 was drawn again for its second restart; 2's stays
-    # prepared for seed 60 (it restarted with 61).
-    assert not a.prepared([1], [50]) and a.prepared([2], [60])
-    assert len({id(g) for g in a.streams.gens}) == 4
-    assert a._staged.gens.count(None) == 3  # (the streams handed over are not kept)
-    # A pickle leaves the prepared worlds out; the copy restarts as the original does.
-    c = pickle.loads(pickle.dumps(a))
-    assert c._staged is None and a._staged is not None
-    a.replace([2], [60])
-    c.replace([2], [60])
-    np.testing.assert_array_equal(a.state.wealth, c.state.wealth)
-    np.testing.assert_array_equal(a.view, c.view)
-    assert a.streams.gens[2].random() == c.streams.gens[2].random()
 
 
 def test_ranked_factory_slots_alone_in_a_batch_and_through_the_parallel_env():
