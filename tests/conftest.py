@@ -64,6 +64,19 @@ def sample_factored(obs: dict, spec: Any, rng: np.random.Generator,
     return acts
 
 
+def assert_same_actions(got: Any, want: Any, where: str) -> None:
+    """Two ``ActionBatch``es hold the same actions bit for bit (floats compared as bits), the
+    same flags in the same order and the same messages."""
+    for name in ("primary", "factory", "secondary", "target", "amount"):
+        x, y = getattr(got, name), getattr(want, name)
+        assert x.dtype == y.dtype, name
+        np.testing.assert_array_equal(x.view(np.uint64) if x.dtype.kind == "f" else x,
+                                      y.view(np.uint64) if y.dtype.kind == "f" else y,
+                                      err_msg=f"{where}: {name}")
+    assert list(got.invalid.items()) == list(want.invalid.items()), where
+    assert got.messages == want.messages, where
+
+
 def build_world(cfg: Config, seed: int = 0, **arrays: Any) -> WorldState:
     """The state of ``world.reset(cfg, seed)``, then arrays set by hand (``wealth=[...]``
     sets the first entries)."""

@@ -33,7 +33,8 @@ same rule as an LLM resident's. The texts are chosen so that the keyword classif
 the friendly kinds (friendly, proposes an alliance, asks for help) as friendly and the others
 (warning, threat, a factory's worth) as not; a test checks it.
 
-Decoding is vectorised (no per-resident Python except for the messages sent).
+Decoding is one compiled pass (``kernels.decode_actions``; no per-resident Python except
+for the messages sent).
 """
 
 from __future__ import annotations
@@ -232,6 +233,19 @@ def decode(batch: ActionBatch, rows: np.ndarray, acts: np.ndarray, state: WorldS
             flagged = (reasons & (1 << bit)).nonzero()[0]
             if len(flagged):
                 batch.flag_many(rows[flagged], reason)
+    decode_messages(batch, rows, acts, state, view, cfg, day)
+
+
+def decode_messages(batch: ActionBatch, rows: np.ndarray, acts: np.ndarray,
+                    state: WorldState, view: np.ndarray, cfg: Config,
+                    day: int | np.ndarray) -> None:
+    """``decode``'s last step: the cheap-talk messages of residents ``rows``' factored
+    actions ``acts`` (K, C) (columns ``message``, ``message_to``), rendered and appended to
+    ``batch.messages``; out-of-range or undeliverable ones flagged and dropped. Reads the
+    batch's decoded ``factory`` (a factory's-worth message speaks of it)."""
+    spec = FactoredSpec.of(cfg)
+    nvec = spec.nvec
+    rows = np.asarray(rows, np.int64)
     message, message_to = acts[:, 4], acts[:, 5]
     out_of_range = (acts[:, 4:] < 0) | (acts[:, 4:] >= nvec[4:])
     talk = message != 0

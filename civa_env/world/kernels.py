@@ -5,17 +5,22 @@
 * ``strength``: a resident's fighting strength, the one formula (``rules.strength`` calls it).
 * ``ally_csr``: the alliance pairs as a CSR adjacency (neighbours ascending), the form the
   kernel reads.
-* ``fill_view``: who each living resident sees (``perception.compute_view``): its priority
-  pairs, then a window of its community's shuffled order.
+* ``priority_pairs``, ``fill_view``: who each living resident sees (``perception.compute_view``):
+  its priority pairs (allies, then recent dealings, as CSR), then a window of its
+  community's shuffled order.
 * ``segment_sums``: the sum of each contiguous segment of an array, bit for bit what
   ``ndarray.sum`` gives on the segment alone (numpy's pairwise summation).
 * ``fill_streams``: one draw of E communities' generators at once (``batch.StreamBatch``),
-  the numbers each generator's own ``random`` / ``standard_normal`` would give.
+  the numbers each generator's own ``random`` / ``standard_normal`` would give (PCG64
+  stepped inline, ``_pcg64_next``; other bit generators through their C functions).
 * ``fill_features``, ``fill_masks``: the feature vectors (``features.features``, the view
   slots' ally, dealing and friendly-message flags included) and the factored masks
   (``factored.masks``) of a set of residents, written in place.
 * ``primary_actions``: work, explore and upgrade (``rules._primary``).
+* ``decode_actions``: the arrays of ``factored.decode`` (primary, secondary, target,
+  amount; messages stay in Python).
 * ``validate_actions``: the checks of ``actions.validate``.
+* ``pay_upkeep``: the upkeep of ``rules.apply_upkeep``.
 * ``seed_sequence_states``: what ``numpy.random.SeedSequence.generate_state`` gives, for
   many seed sequences at once (``seeding``).
 """

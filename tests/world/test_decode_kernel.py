@@ -8,25 +8,22 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import assert_same_actions
 from test_social_kernels import _dense_social_life, _states
 
 from civa_env.world import factored
-from civa_env.world.actions import EVERYONE, ActionBatch, set_primary
+from civa_env.world.actions import ActionBatch, set_primary
 from civa_env.world.catalogue import Catalogue
 from civa_env.world.config import Config
-from civa_env.world.factored import FactoredSpec, _factory_worth, render_message
+from civa_env.world.factored import FactoredSpec
 from civa_env.world.kinds import S
-from civa_env.world.state import Message, WorldState
+from civa_env.world.state import WorldState
 
 
-def reference_decode(batch: ActionBatch, rows: np.ndarray, acts: np.ndarray, state: WorldState,
-           view: np.ndarray, cfg: Config, catalogue: Catalogue, day: int | np.ndarray) -> None:
-    """Write residents ``rows``' factored actions ``acts`` (K, C) into ``batch``.
-
-    A component value outside its range is unknown content: flagged, and the component
-    takes its "nothing" meaning (idle, no secondary, no message). Validation of what is left
-    (factories known, targets alive, gifts affordable...) is the world's, as for any action.
-    """
+def reference_decode(batch: ActionBatch, rows: np.ndarray, acts: np.ndarray,
+                     state: WorldState, view: np.ndarray, cfg: Config, catalogue: Catalogue,
+                     day: int | np.ndarray) -> None:
+    """``factored.decode`` as numpy code (its arrays; then its unchanged message step)."""
     spec = FactoredSpec.of(cfg)
     nvec = spec.nvec
     out_of_range = (acts < 0) | (acts >= nvec)
@@ -63,38 +60,7 @@ def reference_decode(batch: ActionBatch, rows: np.ndarray, acts: np.ndarray, sta
     amount = np.zeros(len(rows))
     amount[gift] = catalogue.gift_levels[level[gift]] * np.maximum(state.wealth[rows[gift]], 0.0)
     batch.amount[rows] = amount
-    talk = message != 0
-    if not np.count_nonzero(talk) or cfg.max_messages <= 0:
-        if np.count_nonzero(talk):
-            batch.flag_many(rows[talk], "messages are off (max_messages = 0): dropped")
-        return
-    bad_m = talk & (out_of_range[:, 4] | out_of_range[:, 5])
-    if np.count_nonzero(bad_m):
-        batch.flag_many(rows[bad_m], f"message kind outside [0, {spec.n_message}) or "
-                                     f"recipient outside [0, {spec.n_message_to}): dropped")
-    v = cfg.view_size
-    sending = (talk & ~bad_m).nonzero()[0]
-    # Yesterday's pay per worker of every factory row, and each sender's day (taken once, not
-    # per message: a batch holds every community's factories).
-    per_worker = state.output / np.maximum(state.workers, 1)
-    days = np.broadcast_to(state.per_row(day, rows[sending]), len(sending)).tolist()
-    m = state.m_per
-    for k, today in zip(sending.tolist(), days, strict=True):
-        i, to = int(rows[k]), int(message_to[k])
-        if to == v:
-            recipient = EVERYONE
-        else:
-            recipient = int(view[i, to])
-            if recipient < 0:
-                batch.flag(i, "message to an empty view slot: dropped")
-                continue
-        lo = i // state.n_per * m
-        factory, worth = _factory_worth(state, i, int(batch.factory[i]),
-                                        per_worker[lo:lo + m])
-        text = render_message(int(message[k]), factory, worth)
-        batch.messages.append(Message(int(today), i, recipient, text[: cfg.max_message_chars]))
-
-
+    factored.decode_messages(batch, rows, acts, state, view, cfg, day)  # (unchanged)
 
 
 def _messy_acts(state: WorldState, cfg: Config, rng: np.random.Generator) -> np.ndarray:
@@ -131,14 +97,7 @@ def test_the_kernel_decodes_as_the_numpy_decoding_did(num_envs, config):
         want, got = ActionBatch.idle(st.n_pool), ActionBatch.idle(st.n_pool)
         reference_decode(want, rows, acts, st, view, cfg, catalogue, st.day + 1)
         factored.decode(got, rows, acts, st, view, cfg, catalogue, st.day + 1)
-        for name in ("primary", "factory", "secondary", "target", "amount"):
-            x, y = getattr(got, name), getattr(want, name)
-            assert x.dtype == y.dtype, name
-            np.testing.assert_array_equal(x.view(np.uint64) if x.dtype.kind == "f" else x,
-                                          y.view(np.uint64) if y.dtype.kind == "f" else y,
-                                          err_msg=f"day {day}: {name}")
-        assert list(got.invalid.items()) == list(want.invalid.items())
-        assert got.messages == want.messages
+        assert_same_actions(got, want, f"day {day}")
         flagged |= {r for reasons in want.invalid.values() for r in reasons}
     # Every reason of the compiled pass was met, and messages were decoded.
     met = {r for r in flagged if r in factored.decode_reasons(FactoredSpec.of(cfg))}

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import assert_same_actions
 from test_social_kernels import _dense_social_life, _states
 
 from civa_env.world.actions import EVERYONE, ActionBatch, drop_undeliverable, validate
@@ -103,13 +104,6 @@ def test_the_kernel_mends_as_the_numpy_validation_did(num_envs):
         got = _messy_batch(st, np.random.default_rng(day))
         reference_validate(want, st, cfg)
         validate(got, st, cfg)
-        for name in ("primary", "factory", "secondary", "target", "amount"):
-            x, y = getattr(got, name), getattr(want, name)
-            assert x.dtype == y.dtype, name
-            np.testing.assert_array_equal(x.view(np.uint64) if x.dtype.kind == "f" else x,
-                                          y.view(np.uint64) if y.dtype.kind == "f" else y,
-                                          err_msg=f"day {day}: {name}")
-        assert list(got.invalid.items()) == list(want.invalid.items())
-        assert got.messages == want.messages
+        assert_same_actions(got, want, f"day {day}")
         flagged |= {r for reasons in want.invalid.values() for r in reasons}
     assert len(flagged) >= 9  # every reason was met
