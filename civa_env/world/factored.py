@@ -40,6 +40,7 @@ for the messages sent).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -90,8 +91,10 @@ class FactoredSpec:
     n_message_to: int
 
     @classmethod
+    @lru_cache(maxsize=32)
     def of(cls, cfg: Config) -> FactoredSpec:
-        """The spec of ``cfg`` (sizes depend on the config's shape fields only)."""
+        """The spec of ``cfg`` (sizes depend on the config's shape fields only; one per
+        config)."""
         m, v = cfg.factory_slot_count, cfg.view_size
         return cls(2 * m + 3, len(Secondary), v, len(cfg.gift_levels),
                    1 + len(MESSAGE_KINDS), v + 1)
@@ -228,11 +231,11 @@ def decode(batch: ActionBatch, rows: np.ndarray, acts: np.ndarray, state: WorldS
                              state.factory_slots, view, state.wealth, catalogue.gift_levels,
                              batch.primary, batch.factory, batch.secondary, batch.target,
                              batch.amount, P.IDLE, S.NONE, S.GIFT)
-    if np.count_nonzero(reasons):
+    present = int(np.bitwise_or.reduce(reasons)) if len(reasons) else 0
+    if present:
         for bit, reason in enumerate(decode_reasons(spec)):
-            flagged = (reasons & (1 << bit)).nonzero()[0]
-            if len(flagged):
-                batch.flag_many(rows[flagged], reason)
+            if present & (1 << bit):
+                batch.flag_many(rows[(reasons & (1 << bit)).nonzero()[0]], reason)
     decode_messages(batch, rows, acts, state, view, cfg, day)
 
 
@@ -243,16 +246,17 @@ def decode_messages(batch: ActionBatch, rows: np.ndarray, acts: np.ndarray,
     actions ``acts`` (K, C) (columns ``message``, ``message_to``), rendered and appended to
     ``batch.messages``; out-of-range or undeliverable ones flagged and dropped. Reads the
     batch's decoded ``factory`` (a factory's-worth message speaks of it)."""
+    message, message_to = acts[:, 4], acts[:, 5]
+    talk = message != 0
+    if not np.count_nonzero(talk):
+        return
+    rows = np.asarray(rows, np.int64)
+    if cfg.max_messages <= 0:
+        batch.flag_many(rows[talk], "messages are off (max_messages = 0): dropped")
+        return
     spec = FactoredSpec.of(cfg)
     nvec = spec.nvec
-    rows = np.asarray(rows, np.int64)
-    message, message_to = acts[:, 4], acts[:, 5]
     out_of_range = (acts[:, 4:] < 0) | (acts[:, 4:] >= nvec[4:])
-    talk = message != 0
-    if not np.count_nonzero(talk) or cfg.max_messages <= 0:
-        if np.count_nonzero(talk):
-            batch.flag_many(rows[talk], "messages are off (max_messages = 0): dropped")
-        return
     bad_m = talk & (out_of_range[:, 0] | out_of_range[:, 1])
     if np.count_nonzero(bad_m):
         batch.flag_many(rows[bad_m], f"message kind outside [0, {spec.n_message}) or "

@@ -139,14 +139,19 @@ def priority_pairs(allies, recent_src, recent_dst, recent_day, days, alive, n_pe
     k = 0
     for i in range(n):
         lo, hi = count[i], count[i + 1]
-        if hi > lo:
-            seg = np.sort(keys[lo:hi])
-            for q in range(hi - lo):
-                j = seg[q] % n
-                if mark[j] != i:  # each once, at its highest priority (sorted first)
-                    mark[j] = i
-                    pair_to[k] = j
-                    k += 1
+        for q in range(lo + 1, hi):  # insertion sort in place (a viewer has few pairs)
+            x = keys[q]
+            t = q
+            while t > lo and keys[t - 1] > x:
+                keys[t] = keys[t - 1]
+                t -= 1
+            keys[t] = x
+        for q in range(lo, hi):
+            j = keys[q] % n
+            if mark[j] != i:  # each once, at its highest priority (sorted first)
+                mark[j] = i
+                pair_to[k] = j
+                k += 1
         ptr[i + 1] = k
     return ptr, pair_to[:k]
 
