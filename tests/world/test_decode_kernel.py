@@ -113,3 +113,20 @@ def test_decode_of_no_rows_changes_nothing():
                     state, np.full((state.n_pool, cfg.view_size), -1, np.int32), cfg,
                     Catalogue(cfg), 1)
     assert not batch.invalid and (batch.primary == ActionBatch.idle(state.n_pool).primary).all()
+
+
+def test_messages_off_are_flagged_and_dropped():
+    state, cfg = next(iter(_states(2, 1, 0, n_agents=10)))
+    cfg = cfg.replace(max_messages=0)
+    rows = state.alive.nonzero()[0]
+    acts = np.zeros((len(rows), factored.N_COMPONENTS), np.int64)
+    acts[:, 0] = FactoredSpec.of(cfg).n_primary - 1  # idle
+    acts[::2, 4] = 1  # every other one says something friendly
+    view = np.zeros((state.n_pool, cfg.view_size), np.int32)
+    want, got = ActionBatch.idle(state.n_pool), ActionBatch.idle(state.n_pool)
+    reference_decode(want, rows, acts, state, view, cfg, Catalogue(cfg), 1)
+    factored.decode(got, rows, acts, state, view, cfg, Catalogue(cfg), 1)
+    assert_same_actions(got, want, "messages off")
+    assert not got.messages and sorted(got.invalid) == rows[::2].tolist()
+    assert {r for v in got.invalid.values() for r in v} == {
+        "messages are off (max_messages = 0): dropped"}
