@@ -419,8 +419,11 @@ def features(state: WorldState, view: np.ndarray, rows: np.ndarray, inbox_count:
     day = np.atleast_1d(np.asarray(state.day, np.int64))
     # The state's own arrays where they are float64 already (no copy of the pool's rows);
     # all writable, so that numba sees one array type (a read-only one is copied).
-    def as_float(x: np.ndarray) -> np.ndarray:
-        return np.require(x, np.float64, ["C", "W"])
+    def as_float(x: np.ndarray) -> np.ndarray:  # (np.require's checks, without its cost)
+        flags = x.flags
+        if x.dtype == np.float64 and flags.c_contiguous and flags.writeable:
+            return x
+        return np.array(x, np.float64, order="C")
 
     per_name = tuple(as_float(x) for x in (
         state.wealth, state.skill, np.bincount(state.allies.ravel(), minlength=state.n_pool),
@@ -429,8 +432,9 @@ def features(state: WorldState, view: np.ndarray, rows: np.ndarray, inbox_count:
     # Today is the day about to be played (state.day days are completed).
     upkeep = cfg.upkeep * np.atleast_1d(upkeep_factor(cfg, state.day + 1))
     outage = np.atleast_1d(outage_prob(cfg, state.day + 1))
-    per_community = np.stack([day, n_alive, mean_wealth, np.broadcast_to(upkeep, day.shape),
-                              np.broadcast_to(outage, day.shape)], dtype=np.float64)
+    per_community = np.empty((len(_COMMUNITY_SOURCES), len(day)))  # (rows in that order)
+    per_community[0], per_community[1], per_community[2] = day, n_alive, mean_wealth
+    per_community[3], per_community[4] = upkeep, outage
     # Each factory's report (capacity etc. are >= 0), shown for those the resident knows.
     report = np.ascontiguousarray(layout.encode("factory", {
         "known": 1.0, "capacity": state.capacity, "workers": state.workers,
