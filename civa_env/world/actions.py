@@ -218,6 +218,15 @@ class ActionBatch:
         for i in np.asarray(rows).tolist():
             self.invalid.setdefault(i, []).append(reason)
 
+    def flag_bits(self, rows: np.ndarray, bits: np.ndarray, reasons: tuple[str, ...]) -> None:
+        """Flag residents ``rows`` (K,) by a compiled pass's reason bits ``bits`` (K,): bit
+        b set means ``reasons[b]``; flagged reason by reason, in order (as the numpy code
+        flagged them, one reason's rows after another's)."""
+        present = int(np.bitwise_or.reduce(bits)) if len(bits) else 0
+        for b, reason in enumerate(reasons):
+            if present & (1 << b):
+                self.flag_many(rows[(bits & (1 << b)).nonzero()[0]], reason)
+
 
 def pack_actions(actions: Mapping[str, Any], state: WorldState, view: np.ndarray,
                  catalogue: Catalogue, cfg: Config, day: int,
@@ -487,11 +496,7 @@ def validate(batch: ActionBatch, state: WorldState, cfg: Config) -> None:
         batch.target, batch.amount, ally_keys(state), cfg.n_factories,
         float(cfg.upgrade_cost), P.WORK, P.UPGRADE_SELF, P.UPGRADE_FACTORY, _IDLE, S.NONE,
         S.GIFT, S.MERGE)
-    if np.count_nonzero(reasons):
-        for bit, reason in enumerate(validation_reasons(cfg)):
-            flagged = (reasons & (1 << bit)).nonzero()[0]
-            if len(flagged):
-                batch.flag_many(flagged, reason)
+    batch.flag_bits(np.arange(state.n_pool), reasons, validation_reasons(cfg))
     drop_undeliverable(batch, state)
 
 

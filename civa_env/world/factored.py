@@ -231,11 +231,7 @@ def decode(batch: ActionBatch, rows: np.ndarray, acts: np.ndarray, state: WorldS
                              state.factory_slots, view, state.wealth, catalogue.gift_levels,
                              batch.primary, batch.factory, batch.secondary, batch.target,
                              batch.amount, P.IDLE, S.NONE, S.GIFT)
-    present = int(np.bitwise_or.reduce(reasons)) if len(reasons) else 0
-    if present:
-        for bit, reason in enumerate(decode_reasons(spec)):
-            if present & (1 << bit):
-                batch.flag_many(rows[(reasons & (1 << bit)).nonzero()[0]], reason)
+    batch.flag_bits(rows, reasons, decode_reasons(spec))
     decode_messages(batch, rows, acts, state, view, cfg, day)
 
 
