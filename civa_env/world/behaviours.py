@@ -26,6 +26,7 @@ from typing import Protocol
 
 import numpy as np
 
+from civa_env.world.arrays import in_sorted
 from civa_env.world.kinds import ATTACK_ON_ALLY, K
 
 BEHAVIOURS = ("cooperation", "betrayal", "deception", "power_seeking", "free_riding")
@@ -159,8 +160,7 @@ def _in_window(query_a: np.ndarray, query_b: np.ndarray, query_day: np.ndarray,
     keys = np.sort(_pair_day_keys(have_a, have_b, have_day + window, n, max_day))
     base = _pair_day_keys(query_a, query_b, query_day + window, n, max_day)
     query = (base[None, :] - np.arange(window)[:, None]).ravel()  # day - offset
-    pos = np.minimum(np.searchsorted(keys, query), len(keys) - 1)
-    return (keys[pos] == query).reshape(window, -1).any(axis=0)
+    return in_sorted(keys, query).reshape(window, -1).any(axis=0)
 
 
 def detect(cols: dict[str, np.ndarray], texts: dict[int, str], census: list[dict],

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from civa_env.world.arrays import in_sorted
 from civa_env.world.config import Config
 from civa_env.world.kinds import Primary, Secondary
 from civa_env.world.state import WorldState
@@ -186,6 +187,4 @@ def is_allied(state: WorldState, i: np.ndarray, j: np.ndarray) -> np.ndarray:
     n = state.n_pool
     keys = ally_keys(state)
     lo, hi = np.minimum(i, j).astype(np.int64), np.maximum(i, j).astype(np.int64)
-    query = lo * n + hi
-    pos = np.minimum(np.searchsorted(keys, query), len(keys) - 1)
-    return (keys[pos] == query) & (i >= 0) & (j >= 0)
+    return in_sorted(keys, lo * n + hi) & (i >= 0) & (j >= 0)

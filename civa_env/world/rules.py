@@ -27,7 +27,7 @@ import numpy as np
 
 from civa_env.world import behaviours, slots
 from civa_env.world.actions import EVERYONE, ActionBatch
-from civa_env.world.arrays import filled
+from civa_env.world.arrays import filled, in_sorted
 from civa_env.world.catalogue import is_allied
 from civa_env.world.config import Config
 from civa_env.world.events import DayEvents
@@ -184,9 +184,7 @@ def _has_recent(state: WorldState, kind: int, src: np.ndarray, dst: np.ndarray,
         return np.zeros(len(src), bool)
     n = state.n_pool
     keys = np.sort(state.recent_src[sel].astype(np.int64) * n + state.recent_dst[sel])
-    query = src.astype(np.int64) * n + dst
-    pos = np.minimum(np.searchsorted(keys, query), len(keys) - 1)
-    return keys[pos] == query
+    return in_sorted(keys, src.astype(np.int64) * n + dst)
 
 
 def merge(state: WorldState, batch: ActionBatch, cfg: Config, ev: DayEvents, day: DayNumber,
@@ -297,9 +295,7 @@ def attack(state: WorldState, batch: ActionBatch, rng: np.random.Generator, cfg:
 def _drop_alliances(state: WorldState, keys: np.ndarray) -> None:
     n = state.n_pool
     have = state.allies[:, 0].astype(np.int64) * n + state.allies[:, 1]
-    keys = np.sort(keys)  # (membership by binary search: np.isin costs more on few keys)
-    pos = np.minimum(np.searchsorted(keys, have), len(keys) - 1)
-    state.allies = state.allies[keys[pos] != have]
+    state.allies = state.allies[~in_sorted(np.sort(keys), have)]
 
 
 def send_messages(state: WorldState, batch: ActionBatch, ev: DayEvents, day: DayNumber) -> None:

@@ -561,3 +561,12 @@ def test_step_day_leaves_its_input_alone(exact_cfg):
                  "recent_friendly"):
         np.testing.assert_array_equal(getattr(state, name), getattr(snapshot, name))
     assert state.day == snapshot.day and state.n_used == snapshot.n_used
+
+
+def test_in_sorted_is_membership():
+    from civa_env.world.arrays import in_sorted
+
+    keys = np.array([2, 5, 9])
+    query = np.array([[9, 1], [5, 10]])
+    assert in_sorted(keys, query).tolist() == [[True, False], [True, False]]
+    assert in_sorted(np.array([], np.int64), query).tolist() == [[False, False]] * 2
