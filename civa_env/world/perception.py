@@ -47,7 +47,7 @@ def compute_view(state: WorldState, cfg: Config, rng: np.random.Generator) -> np
     communities (``state.communities``) each community's residents are permuted among
     themselves, so each sees only its own community, as it would alone.
     """
-    from civa_env.world.kernels import fill_view, priority_pairs  # (numba: first use)
+    from civa_env.world.kernels import fill_view  # (numba loads on first use)
 
     n, v = state.n_pool, cfg.view_size
     view = filled((n, v), -1, np.int32)
@@ -57,11 +57,19 @@ def compute_view(state: WorldState, cfg: Config, rng: np.random.Generator) -> np
     living = state.alive.nonzero()[0].astype(np.int64)
     if len(living) <= 1:
         return view
-    ptr, pair_to = priority_pairs(state.allies, state.recent_src, state.recent_dst,
-                                  state.recent_day, np.atleast_1d(state.day).astype(np.int64),
-                                  state.alive, state.n_per, cfg.recent_days)
-    fill_view(order_key, living, state.n_per, ptr, pair_to, view)
+    fill_view(order_key, living, state.n_per, *priority_csr(state, cfg.recent_days), view)
     return view
+
+
+def priority_csr(state: WorldState, recent_days: int) -> tuple[np.ndarray, np.ndarray]:
+    """Whom each resident sees first (allies, then direct dealings of the last
+    ``recent_days`` days, each by name) as CSR: ``ptr`` (N + 1,), ``pair_to`` (P,) int64
+    (``kernels.priority_pairs``)."""
+    from civa_env.world.kernels import priority_pairs  # (numba loads on first use)
+
+    return priority_pairs(state.allies, state.recent_src, state.recent_dst, state.recent_day,
+                          np.atleast_1d(state.day).astype(np.int64), state.alive, state.n_per,
+                          recent_days)
 
 
 def inboxes(state: WorldState) -> tuple[dict[int, list[Message]], list[Message]]:

@@ -248,4 +248,3 @@ def _know_smallest(known: np.ndarray, founders: np.ndarray, keys: np.ndarray,
     picks = np.argpartition(keys, k - 1, axis=1)[:, :k] if 0 < k < m else \
         np.argsort(keys, axis=1)[:, :k]
     known[(founders // n0 * n + founders % n0)[:, None], picks] = True
-

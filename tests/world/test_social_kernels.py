@@ -17,8 +17,7 @@ import civa_env
 from civa_env.world.arrays import filled, index
 from civa_env.world.config import Config
 from civa_env.world.features import FeatureLayout, _dealing_offsets, features
-from civa_env.world.kernels import priority_pairs
-from civa_env.world.perception import compute_view
+from civa_env.world.perception import compute_view, priority_csr
 from civa_env.world.state import WorldState
 
 
@@ -215,9 +214,7 @@ def test_the_kernel_sees_what_the_numpy_view_saw(num_envs, n_agents, view_size):
             np.testing.assert_array_equal(got, want, err_msg=f"day {day}, {allies} allies")
             compared += 1
             ii, jj, _ = reference_priority_pairs(st, st.n_pool, cfg.recent_days)
-            ptr, pair_to = priority_pairs(st.allies, st.recent_src, st.recent_dst,
-                                          st.recent_day, np.atleast_1d(st.day).astype(np.int64),
-                                          st.alive, st.n_per, cfg.recent_days)
+            ptr, pair_to = priority_csr(st, cfg.recent_days)
             np.testing.assert_array_equal(np.diff(ptr), np.bincount(ii, minlength=st.n_pool))
             np.testing.assert_array_equal(pair_to, jj)
             with_pairs += bool(len(ii))
