@@ -168,7 +168,9 @@ def fill_view(order_key, living, n_per, ptr, pair_to, out):
     Each community's living residents are ordered by key (ties: lower row first, a stable
     sort); the resident at position p of that order samples the next ``min(V, size - 1)``
     of it (cyclically). Its row is its pairs in order, then its sample less its pairs by
-    name ascending, the first V of them.
+    name ascending, the first V of them. (Where the sample is at least half the community,
+    it is read off the members in name order, each kept if its place in the order is in
+    the window; else its V names are sorted: the same rows either way.)
     """
     n_alive = living.shape[0]
     v = out.shape[1]
@@ -182,8 +184,13 @@ def fill_view(order_key, living, n_per, ptr, pair_to, out):
             hi += 1
         size = hi - lo
         members = living[lo:hi]
-        perm = members[np.argsort(order_key[members], kind="mergesort")]
+        order = np.argsort(order_key[members], kind="mergesort")
+        perm = members[order]
+        place = np.empty(size, np.int64)  # place[t]: members[t]'s position in perm
+        for q in range(size):
+            place[order[q]] = q
         width = min(v, size - 1)
+        by_name = 2 * width >= size
         for p in range(size):
             i = perm[p]
             k = 0
@@ -193,6 +200,19 @@ def fill_view(order_key, living, n_per, ptr, pair_to, out):
                 if k < v:
                     out[i, k] = j
                     k += 1
+            if k == v:
+                continue
+            if by_name:  # members by name, those whose place is in (p, p + width]
+                for t in range(size):
+                    d = place[t] - p - 1
+                    if d < 0:
+                        d += size
+                    if d < width and mark[members[t]] != i:
+                        out[i, k] = members[t]
+                        k += 1
+                        if k == v:
+                            break
+                continue
             m = 0
             for col in range(width):
                 j = perm[(p + 1 + col) % size]
@@ -340,8 +360,9 @@ def _mark(feats, view, row_of, i, j, slot_start, slot_width, at):
     if r < 0 or at < 0:
         return
     for s in range(view.shape[1]):
-        if view[i, s] == j:
+        if view[i, s] == j:  # (a row holds each name once)
             feats[r, slot_start + s * slot_width + at] = 1.0
+            return
 
 
 @njit(cache=True)
