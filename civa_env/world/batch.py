@@ -122,7 +122,7 @@ def _inline(gen: np.random.Generator) -> bool:
 
 
 def _pcg64_layout_is_native(gen: np.random.Generator, bitgen: int) -> bool:
-    """Whether ``gen``'s PCG64 state lies where and as ``kernels._pcg64_next`` reads it: the
+    """Whether ``gen``'s PCG64 state lies where and as ``kernels._pcg64_load`` reads it: the
     ``pcg64_state``'s first field points to the 128-bit state then the 128-bit increment,
     each a native little-endian ``__uint128_t`` (read here, not written)."""
     import ctypes

@@ -12,7 +12,7 @@
   ``ndarray.sum`` gives on the segment alone (numpy's pairwise summation).
 * ``fill_streams``: one draw of E communities' generators at once (``batch.StreamBatch``),
   the numbers each generator's own ``random`` / ``standard_normal`` would give (PCG64
-  stepped inline, ``_pcg64_next``; other bit generators through their C functions).
+  stepped inline in registers, ``_pcg64_step``; other bit generators through their C functions).
 * ``fill_features``, ``fill_masks``: the feature vectors (``features.features``, the view
   slots' ally, dealing and friendly-message flags included) and the factored masks
   (``factored.masks``) of a set of residents, written in place.
@@ -969,77 +969,113 @@ _PCG64_MULT = (2549297995355413924 << 64) + 4865540595714422341
 
 
 @intrinsic
-def _pcg64_next(typingctx, addr):
-    """numpy's ``pcg64_next64`` of the PCG64 state at address ``addr`` (its
-    ``pcg_state_setseq_128``: the 128-bit state, then the 128-bit increment, each a native
-    ``__uint128_t``), compiled inline: the state steps (state * multiplier + increment) and
-    the output is the XSL-RR of the new state. ``batch.StreamBatch`` uses it only once it
-    has checked that it draws what numpy draws here (the layout of numpy's build)."""
-    sig = types.uint64(types.int64)
+def _store_word(typingctx, addr, value):
+    """Store the 64-bit word ``value`` (a uint64) at address ``addr`` (an int64)."""
+    sig = types.void(types.int64, types.uint64)
+
+    def codegen(context, builder, signature, args):
+        builder.store(args[1], builder.inttoptr(args[0], ir.IntType(64).as_pointer()))
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@intrinsic
+def _pcg64_step(typingctx, s_lo, s_hi, i_lo, i_hi):
+    """numpy's ``pcg64_next64`` of a PCG64 held in registers: the 128-bit state ``(s_hi,
+    s_lo)`` steps (state * multiplier + increment ``(i_hi, i_lo)``) and the output is the
+    XSL-RR of the new state; returns (new s_lo, new s_hi, output)."""
+    u64 = types.uint64
+    sig = types.UniTuple(u64, 3)(u64, u64, u64, u64)
 
     def codegen(context, builder, signature, args):
         i64, i128 = ir.IntType(64), ir.IntType(128)
-        ptr = builder.inttoptr(args[0], i128.as_pointer())
-        inc_ptr = builder.gep(ptr, [ir.Constant(ir.IntType(32), 1)])
-        state = builder.load(ptr, align=8)
-        inc = builder.load(inc_ptr, align=8)
-        state = builder.add(builder.mul(state, ir.Constant(i128, _PCG64_MULT)), inc)
-        builder.store(state, ptr, align=8)
+
+        def joined(lo, hi):
+            return builder.or_(builder.shl(builder.zext(hi, i128), ir.Constant(i128, 64)),
+                               builder.zext(lo, i128))
+
+        state = builder.add(builder.mul(joined(args[0], args[1]), ir.Constant(i128, _PCG64_MULT)),
+                            joined(args[2], args[3]))
         hi = builder.trunc(builder.lshr(state, ir.Constant(i128, 64)), i64)
         lo = builder.trunc(state, i64)
         x = builder.xor(hi, lo)
         rot = builder.lshr(hi, ir.Constant(i64, 58))
         back = builder.and_(builder.sub(ir.Constant(i64, 64), rot), ir.Constant(i64, 63))
-        return builder.or_(builder.lshr(x, rot), builder.shl(x, back))
+        out = builder.or_(builder.lshr(x, rot), builder.shl(x, back))
+        return context.make_tuple(builder, signature.return_type, [lo, hi, out])
 
     return sig, codegen
 
 
 @njit(cache=True, inline='always')
-def _next_u64(pcg, next_u64, st):
-    """The next 64 bits: inline PCG64 at ``pcg`` if non-zero, else the bit generator's own
-    ``next_uint64``."""
-    if pcg != 0:
-        return _pcg64_next(pcg)
-    return _call_u64(next_u64, st)
+def _pcg64_load(bitgen):
+    """The address of a PCG64's ``pcg_state_setseq_128`` (``pcg64_state``'s first field, behind
+    ``bitgen_t.state``: the 128-bit state, then the 128-bit increment, each a native
+    ``__uint128_t``) and its four words (state lo, hi, increment lo, hi)."""
+    pcg = _load_word(_load_word(bitgen))
+    return pcg, (np.uint64(_load_word(pcg)), np.uint64(_load_word(pcg + 8)),
+                 np.uint64(_load_word(pcg + 16)), np.uint64(_load_word(pcg + 24)))
 
 
 @njit(cache=True, inline='always')
-def _next_double(pcg, next_double, st):
-    """The next uniform in [0, 1): PCG64's ``next_double`` ((next64 >> 11) / 2**53) inline at
-    ``pcg`` if non-zero, else the bit generator's own."""
-    if pcg != 0:
-        return np.float64(_pcg64_next(pcg) >> np.uint64(11)) * (1.0 / 9007199254740992.0)
-    return _call_double(next_double, st)
+def _pcg64_store(pcg, s):
+    """Write the state words of ``s`` back to the PCG64 at ``pcg`` (the increment is fixed)."""
+    _store_word(pcg, s[0])
+    _store_word(pcg + 8, s[1])
 
 
 @njit(cache=True, inline='always')
-def _normal(pcg, next_u64, next_double, st, ki, wi, fi):
-    """One ``random_standard_normal`` (numpy's ziggurat, distributions.c) of bit generator
-    state ``st`` (or of the PCG64 state ``pcg``, inline)."""
+def _next_u64(pcg, next_u64, st, s):
+    """(the stream after, the next 64 bits): the PCG64 held in ``s`` stepped inline if
+    ``pcg``, else the bit generator's own ``next_uint64`` of ``st`` (``s`` unchanged)."""
+    if pcg:
+        lo, hi, r = _pcg64_step(s[0], s[1], s[2], s[3])
+        return (lo, hi, s[2], s[3]), r
+    return s, _call_u64(next_u64, st)
+
+
+@njit(cache=True, inline='always')
+def _next_double(pcg, next_double, st, s):
+    """(the stream after, the next uniform in [0, 1)): PCG64's ``next_double`` ((next64 >>
+    11) / 2**53, exact through int64) inline if ``pcg``, else the bit generator's own."""
+    if pcg:
+        s, r = _next_u64(pcg, 0, 0, s)
+        return s, np.float64(np.int64(r >> np.uint64(11))) * (1.0 / 9007199254740992.0)
+    return s, _call_double(next_double, st)
+
+
+@njit(cache=True, inline='always')
+def _normal(pcg, next_u64, next_double, st, s, ki, wi, fi):
+    """(the stream after, one ``random_standard_normal``): numpy's ziggurat
+    (distributions.c) of the stream (``_next_u64``). The sign is applied by a product with
+    +-1.0 (the same bits as numpy's negation, without a branch taken half the time)."""
     while True:
-        r = _next_u64(pcg, next_u64, st)
+        s, r = _next_u64(pcg, next_u64, st, s)
         idx = np.int64(r & np.uint64(0xFF))
         r = r >> np.uint64(8)
-        sign = r & np.uint64(1)
+        sign = np.float64(np.int64(r & np.uint64(1)))
         rabs = (r >> np.uint64(1)) & np.uint64(0x000FFFFFFFFFFFFF)
-        x = np.float64(rabs) * wi[idx]
-        if sign == np.uint64(1):
-            x = -x
+        x = np.float64(np.int64(rabs)) * wi[idx] * (1.0 - 2.0 * sign)
         if rabs < ki[idx]:
-            return x
+            return s, x
         if idx == 0:
             while True:
-                xx = -ziggurat_nor_inv_r * np.log1p(-_next_double(pcg, next_double, st))
-                yy = -np.log1p(-_next_double(pcg, next_double, st))
+                s, u = _next_double(pcg, next_double, st, s)
+                xx = -ziggurat_nor_inv_r * np.log1p(-u)
+                s, u = _next_double(pcg, next_double, st, s)
+                yy = -np.log1p(-u)
                 if yy + yy > xx * xx:
                     if (rabs >> np.uint64(8)) & np.uint64(1):
-                        return -(ziggurat_nor_r + xx)
-                    return ziggurat_nor_r + xx
+                        return s, -(ziggurat_nor_r + xx)
+                    return s, ziggurat_nor_r + xx
         else:
-            if ((fi[idx - 1] - fi[idx]) * _next_double(pcg, next_double, st) + fi[idx]
-                    < np.exp(-0.5 * x * x)):
-                return x
+            s, u = _next_double(pcg, next_double, st, s)
+            if (fi[idx - 1] - fi[idx]) * u + fi[idx] < np.exp(-0.5 * x * x):
+                return s, x
+
+
+_NO_STREAM = (np.uint64(0), np.uint64(0), np.uint64(0), np.uint64(0))
 
 
 @njit(cache=True)
@@ -1047,20 +1083,41 @@ def _fill(bitgens, inline, out, normal, ki, wi, fi):
     e_n = bitgens.shape[0]
     rows, width = out.shape
     k = width // e_n
-    for e in range(e_n):
+    e = 0
+    while e < e_n:
+        if not normal and inline[e] and e + 1 < e_n and inline[e + 1]:
+            # Uniforms of two PCG64s at once: each step waits on its own last one, so two
+            # streams interleaved keep the multiplier busy.
+            pa, sa = _pcg64_load(bitgens[e])
+            pb, sb = _pcg64_load(bitgens[e + 1])
+            la, lb = e * k, (e + 1) * k
+            for p in range(rows):
+                for q in range(k):
+                    sa, xa = _next_double(True, 0, 0, sa)
+                    sb, xb = _next_double(True, 0, 0, sb)
+                    out[p, la + q] = xa
+                    out[p, lb + q] = xb
+            _pcg64_store(pa, sa)
+            _pcg64_store(pb, sb)
+            e += 2
+            continue
         bg = bitgens[e]
         st = _load_word(bg)
         next_u64 = _load_word(bg + 8)
         next_double = _load_word(bg + 24)
-        # PCG64's state (pcg64_state's first field points to it), drawn inline.
-        pcg = _load_word(st) if inline[e] else 0
+        pcg = inline[e]
+        at, s = _pcg64_load(bg) if pcg else (0, _NO_STREAM)
         lo = e * k
         for p in range(rows):
             for q in range(lo, lo + k):
                 if normal:
-                    out[p, q] = _normal(pcg, next_u64, next_double, st, ki, wi, fi)
+                    s, x = _normal(pcg, next_u64, next_double, st, s, ki, wi, fi)
                 else:
-                    out[p, q] = _next_double(pcg, next_double, st)
+                    s, x = _next_double(pcg, next_double, st, s)
+                out[p, q] = x
+        if pcg:
+            _pcg64_store(at, s)
+        e += 1
 
 
 def fill_streams(bitgens: np.ndarray, out: np.ndarray, normal: bool,

@@ -292,16 +292,19 @@ def test_pcg64_is_stepped_inline_and_other_bit_generators_through_their_function
         # (numpy's builds there keep PCG64's state as a native __uint128_t)
         assert batch_mod._FILLS_INLINE and batch_mod._fills_agree(True)
 
-    def gens():
-        return [np.random.default_rng(3), np.random.Generator(np.random.Philox(4)),
-                np.random.default_rng(5), np.random.Generator(np.random.MT19937(6))]
+    def gens():  # (uniforms of two PCG64s side by side are drawn two at a time: pairs,
+        # a PCG64 whose neighbour is not one, and the others, in one batch)
+        return [np.random.default_rng(3), np.random.default_rng(4),
+                np.random.Generator(np.random.Philox(4)), np.random.default_rng(5),
+                np.random.Generator(np.random.MT19937(6)), np.random.default_rng(7),
+                np.random.default_rng(8), np.random.default_rng(9)]
 
     mine, ref = batch_mod.StreamBatch(gens()), gens()
-    assert mine._bitgens()[1].tolist() == [True, False, True, False]
-    for method, shape in (("random", (2, 4 * 9)), ("standard_normal", 4 * 30_000),
-                          ("random", 4 * 3)):
+    assert mine._bitgens()[1].tolist() == [True, True, False, True, False, True, True, True]
+    for method, shape in (("random", (2, 8 * 9)), ("standard_normal", 8 * 30_000),
+                          ("random", 8 * 3)):
         got = getattr(mine, method)(shape)
-        k = (shape[-1] if isinstance(shape, tuple) else shape) // 4
+        k = (shape[-1] if isinstance(shape, tuple) else shape) // 8
         lead = shape[:-1] if isinstance(shape, tuple) else ()
         want = np.concatenate([getattr(g, method)(lead + (k,)) for g in ref], axis=-1)
         np.testing.assert_array_equal(got.view(np.uint64), want.view(np.uint64))
