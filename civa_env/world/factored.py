@@ -40,7 +40,7 @@ for the messages sent).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 
 import numpy as np
 
@@ -79,6 +79,11 @@ def render_message(kind: int, factory: int = -1, worth: float = 0.0) -> str:
     return _TEMPLATES[name].format(factory=factory, worth=worth)
 
 
+def _read_only(a: np.ndarray) -> np.ndarray:
+    a.flags.writeable = False
+    return a
+
+
 @dataclass(frozen=True)
 class FactoredSpec:
     """Component sizes of a config's factored action, and their offsets in the mask."""
@@ -99,21 +104,21 @@ class FactoredSpec:
         return cls(2 * m + 3, len(Secondary), v, len(cfg.gift_levels),
                    1 + len(MESSAGE_KINDS), v + 1)
 
-    @property
+    @cached_property
     def nvec(self) -> np.ndarray:
-        """(C,) int64 component sizes (``gymnasium.spaces.MultiDiscrete(nvec)``)."""
-        return np.array([self.n_primary, self.n_secondary, self.n_target, self.n_amount,
-                         self.n_message, self.n_message_to], np.int64)
+        """(C,) int64 component sizes (``gymnasium.spaces.MultiDiscrete(nvec)``; read-only)."""
+        return _read_only(np.array([self.n_primary, self.n_secondary, self.n_target,
+                                    self.n_amount, self.n_message, self.n_message_to], np.int64))
 
     @property
     def mask_size(self) -> int:
         """Length of the concatenated component masks (the sum of ``nvec``)."""
         return int(self.nvec.sum())
 
-    @property
+    @cached_property
     def offsets(self) -> np.ndarray:
-        """(C + 1,) where each component's mask starts in the concatenated mask."""
-        return np.concatenate([[0], np.cumsum(self.nvec)])
+        """(C + 1,) where each component's mask starts in the concatenated mask (read-only)."""
+        return _read_only(np.concatenate([[0], np.cumsum(self.nvec)]))
 
     def nothing_mask(self) -> np.ndarray:
         """(sum of nvec,) int8: the mask of a slot that holds no resident, allowing only the

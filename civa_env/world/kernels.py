@@ -313,7 +313,7 @@ def fill_features(rows, out_rows, feats, n_per, bound,
                 x = slog[i]
             else:
                 x = per_name[q][i]
-                if own_log[q]:
+                if own_log[q] and x != 0.0:  # (signed_log(+-0.0) is x itself)
                     x = _signed_log(x)
             feats[r, own_col[q]] = _clip(x / own_div[q], bound)
         for q in range(n_sources, n_own):

@@ -31,7 +31,9 @@ CHUNK = 65_536
 
 def identity(n_pool: int, n_slots: int) -> np.ndarray:
     """The table of a world whose slot m is factory m: (N, S) int32."""
-    return np.broadcast_to(np.arange(n_slots, dtype=np.int32), (n_pool, n_slots)).copy()
+    out = np.empty((n_pool, n_slots), np.int32)
+    out[:] = np.arange(n_slots, dtype=np.int32)
+    return out
 
 
 def ranked(known: np.ndarray, capacity: np.ndarray, communities: int, n_slots: int,
