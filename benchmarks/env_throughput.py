@@ -16,6 +16,9 @@ so compare such a row with care). With
 magent2 importable (``pip install magent2``; ``--peer-python`` runs it with another
 interpreter, e.g. a venv of its own), a last row gives its ``battle_v4`` (C++ core, random
 actions, map 45) in agent-steps per CPU-second of ``env.step``, measured in the same run.
+``--rounds 5`` then measures the first ``--vector`` batch, the ParallelEnv and the peer
+side by side five times, interleaved, and prints the medians (the figures of one round
+move by more than 10% on a shared machine).
 
 For each size and observation mode it plays whole episodes with uniformly random valid flat
 actions (vectorised over the action masks) and reports resident-steps per second of
@@ -183,7 +186,13 @@ def main() -> None:
                         help="vector API batches ExN to measure ('' for none)")
     parser.add_argument("--peer-python", default=sys.executable,
                         help="interpreter that imports magent2, for the peer row")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="with more than 1: then measure the first --vector batch, the "
+                             "ParallelEnv and the peer this many times, interleaved, and "
+                             "print each round and the medians")
     args = parser.parse_args()
+    if args.rounds < 1:
+        parser.error(f"--rounds must be >= 1, got {args.rounds}")
     warm_up()
     print("| residents | obs mode | steps | mean living | env.step resident-steps/s "
           "| loop resident-steps/s | text us/resident | step bytes/resident |")
@@ -213,6 +222,31 @@ def main() -> None:
         else:
             print(f"| magent2 battle_v4 (peer, C++ core) | | {peer[1]:.0f} | | "
                   f"{peer[0]:,.0f} agent-steps per CPU-s (its env.step) | |", flush=True)
+    if args.rounds > 1 and args.vector:
+        interleaved(args)
+
+
+def interleaved(args: argparse.Namespace) -> None:
+    """The first --vector batch, the ParallelEnv at its community size and the peer, one
+    after the other, ``--rounds`` times; each round's figures, then the medians and the
+    ratios of the medians."""
+    e, n = (int(x) for x in args.vector.split(",")[0].lower().split("x"))
+    print()
+    print(f"| round | vector_env {e} x {n} | ParallelEnv {n} (numeric) "
+          "| magent2 battle_v4 (peer) | vector / parallel | vector / peer |")
+    print("|---:|---:|---:|---:|---:|---:|")
+    rows = []
+    for k in range(args.rounds):
+        r = measure_vector(e, n, args.seconds, seed=k, min_steps=args.min_steps)
+        peer = measure_peer(args.peer_python, args.seconds)
+        vec, par = r["vector_rs_per_cpu_s"], r["parallel_rs_per_cpu_s"]
+        other = peer[0] if peer is not None else float("nan")
+        rows.append((vec, par, other))
+        print(f"| {k + 1} | {vec:,.0f} | {par:,.0f} | {other:,.0f} | {vec / par:.2f} "
+              f"| {vec / other:.2f} |", flush=True)
+    vec, par, other = (float(np.median(c)) for c in np.array(rows).T)
+    print(f"| median | {vec:,.0f} | {par:,.0f} | {other:,.0f} | {vec / par:.2f} "
+          f"| {vec / other:.2f} |", flush=True)
 
 
 if __name__ == "__main__":
