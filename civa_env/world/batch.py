@@ -520,7 +520,11 @@ class Communities:
                 getattr(state, name)[frows] = getattr(fresh, name)
             state.day[comms] = fresh.day
             state.n_used[comms] = fresh.n_used
-            self.view[rows] = _shift(view, ((comms - np.arange(g)) * n).repeat(n)[:, None])
+            # (the fresh view is this call's own: its pool rows moved to the batch's in place)
+            by = ((comms - np.arange(g)) * n).astype(view.dtype)[:, None, None]
+            rows3 = view.reshape(g, n, -1)
+            np.add(rows3, by, out=rows3, where=rows3 >= 0)
+            self.view[rows] = view
             for e, gen in zip(comms.tolist(), gens, strict=True):
                 self.streams.gens[e] = gen
 

@@ -389,8 +389,9 @@ def fill_masks(rows, out_rows, masks, wealth, upgrade_cost, factory_slots, known
             k = row_of[i]
             if k >= 0:
                 for s in range(v):
-                    if view[i, s] == j:
+                    if view[i, s] == j:  # (a row holds each name once)
                         allied[k, s] = True
+                        break
     for k in range(rows.shape[0]):
         i = rows[k]
         r = out_rows[k]

@@ -49,18 +49,40 @@ def _assembled(entropy: int | Sequence[int], spawn_key: Sequence[int]) -> list[i
     return run
 
 
+def _int_entropy(entropies: Sequence[Any], spawn_keys: Sequence[Sequence[int]]
+                 ) -> tuple[np.ndarray, np.ndarray] | None:
+    """``states``' assembled entropy table, in a few array operations, where every entropy
+    is an int in [0, 2**64) and every spawn key one int in [0, 2**32) (how fresh worlds'
+    generators are made); None otherwise (``_assembled``, row by row, then)."""
+    if not entropies or len(entropies) != len(spawn_keys) or not all(
+            type(e) is int and 0 <= e < 1 << 64 for e in entropies) or not all(
+            len(k) == 1 and type(k[0]) is int and 0 <= k[0] <= _MASK32 for k in spawn_keys):
+        return None
+    x = np.array(entropies, np.uint64)
+    # [lo word, hi word (0 where the int has one word: the padding), 0, 0, spawn key]
+    entropy = np.zeros((len(x), _POOL + 1), np.uint32)
+    entropy[:, 0] = x & np.uint64(_MASK32)
+    entropy[:, 1] = x >> np.uint64(32)
+    entropy[:, _POOL] = [k[0] for k in spawn_keys]
+    return entropy, np.full(len(x), _POOL + 1, np.int64)
+
+
 def states(entropies: Sequence[int | Sequence[int]], spawn_keys: Sequence[Sequence[int]],
            n_words: int) -> np.ndarray:
     """``SeedSequence(entropies[g], spawn_key=spawn_keys[g]).generate_state(n_words,
     np.uint64)`` for every g: (G, n_words) uint64."""
     from civa_env.world.kernels import seed_sequence_states  # (numba loads on first use)
 
-    rows = [_assembled(e, k) for e, k in zip(entropies, spawn_keys, strict=True)]
-    width = max([_POOL] + [len(r) for r in rows])
-    entropy = np.zeros((len(rows), width), np.uint32)
-    for g, r in enumerate(rows):
-        entropy[g, :len(r)] = r
-    n_entropy = np.array([len(r) for r in rows], np.int64)
+    table = _int_entropy(entropies, spawn_keys)
+    if table is not None:
+        entropy, n_entropy = table
+    else:
+        rows = [_assembled(e, k) for e, k in zip(entropies, spawn_keys, strict=True)]
+        width = max([_POOL] + [len(r) for r in rows])
+        entropy = np.zeros((len(rows), width), np.uint32)
+        for g, r in enumerate(rows):
+            entropy[g, :len(r)] = r
+        n_entropy = np.array([len(r) for r in rows], np.int64)
     out = seed_sequence_states(entropy, n_entropy, 2 * n_words)
     return out.view("<u8").astype(np.uint64, copy=False)
 

@@ -42,6 +42,23 @@ def test_states_match_generate_state_for_any_entropy_and_spawn_key():
         np.testing.assert_array_equal(row, want)
 
 
+def test_int_seeds_with_one_word_keys_take_the_table_path_and_match_numpy():
+    """Ints in [0, 2**64) with one-int spawn keys (fresh worlds' generators) are assembled
+    as one table; anything else (numpy ints, a key of two words, no key) row by row: the
+    same states either way."""
+    entropies = SEEDS[:50] + [2**64 - 1, 2**33 + 5]
+    keys = [(k % 4 if k % 5 else 2**32 - 1,) for k in range(len(entropies))]
+    assert seeding._int_entropy(entropies, keys) is not None
+    assert seeding._int_entropy([np.int64(5)], [(1,)]) is None
+    assert seeding._int_entropy([5], [(1, 2)]) is None and seeding._int_entropy([5], [()]) is None
+    assert seeding._int_entropy([2**64], [(1,)]) is None
+    for e_list in (entropies, [np.uint64(e) for e in entropies]):
+        got = seeding.states(e_list, keys, 4)
+        for e, k, row in zip(entropies, keys, got, strict=True):
+            want = np.random.SeedSequence(e, spawn_key=k).generate_state(4, np.uint64)
+            np.testing.assert_array_equal(row, want)
+
+
 def test_derived_seeds_are_derived_seed():
     pairs = [(s, k) for s in SEEDS for k in (1, 2, 9)]
     assert seeding.derived_seeds(pairs) == [day.derived_seed(s, k) for s, k in pairs]
