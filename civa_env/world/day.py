@@ -40,7 +40,7 @@ from civa_env.world.events import EventLog, agent_name
 from civa_env.world.features import feature_size, features
 from civa_env.world.perception import Briefer, LegalBook, compute_view, inbox_count
 from civa_env.world.rules import step_day
-from civa_env.world.state import WorldState, initial_states
+from civa_env.world.state import WorldState, seeded_states
 
 STREAMS = ("world", "values", "dynamics", "assignment", "policies")
 
@@ -260,10 +260,13 @@ def first_days(cfg: Config, seeds: Sequence[int]
     what ``first_day`` draws alone (tests check it), and its view is the one it would have
     alone (the batch view keeps each community apart)."""
     # The children of ``seed_streams(seed)`` (what SeedSequence.spawn makes), only the three
-    # used here.
-    # (seeding.generators: numpy's generators, their seed sequences hashed in one pass.)
-    world_rngs, values_rngs, dynamics = seeding.generators(seeds, (_WORLD, _VALUES, _DYNAMICS))
-    state = initial_states(cfg, world_rngs, values_rngs)
+    # used here, their seed sequences hashed in one pass (``seeding``). The world and values
+    # streams are drawn once, for the founders, straight from their PCG64 seed words
+    # (``state.seeded_states``: what ``initial_states`` draws from numpy's generators);
+    # the daily stream is a numpy generator.
+    words = seeding.seed_words(seeds, (_WORLD, _VALUES, _DYNAMICS))  # (3, G, 4)
+    state = seeded_states(cfg, np.stack([words[0], words[1]], axis=1))
+    dynamics = seeding.generators_of(seeds, _DYNAMICS, words[2])
     if len(seeds) == 1:
         return state, compute_view(state, cfg, dynamics[0]), dynamics
     from civa_env.world.batch import StreamBatch

@@ -1134,3 +1134,99 @@ def fill_streams(bitgens: np.ndarray, out: np.ndarray, normal: bool,
     if inline is None:
         inline = np.zeros(len(bitgens), np.bool_)
     _fill(bitgens, inline, out, normal, _KI, _WI, _FI)
+
+
+# ---- fresh worlds from their seed words -------------------------------------------------------
+# A fresh world's world and values streams are used once, for its founders: they are drawn
+# here from their seed sequences' words (what PCG64 is seeded with), in registers, with no
+# numpy generator made for them; the same numbers in the same order as
+# ``state.initial_states`` draws from numpy's generators (tests compare the two).
+
+_U1 = np.uint64(1)
+
+
+@njit(cache=True, inline='always')
+def _pcg64_seeded(w0, w1, w2, w3):
+    """numpy's PCG64 seeded with ``generate_state(4, np.uint64)`` of its seed sequence,
+    ``w0 .. w3`` (``pcg64_set_seed``: the state seed is ``w0 << 64 | w1``, the stream ``w2 << 64
+    | w3``; ``pcg_setseq_128_srandom_r``: inc = stream << 1 | 1, step, add the seed, step), as
+    ``_pcg64_step``'s words (state lo, hi, increment lo, hi)."""
+    inc_lo = (w3 << _U1) | _U1
+    inc_hi = (w2 << _U1) | (w3 >> np.uint64(63))
+    lo, hi, _ = _pcg64_step(np.uint64(0), np.uint64(0), inc_lo, inc_hi)
+    added = lo + w1
+    hi = hi + w0 + (_U1 if added < lo else np.uint64(0))
+    lo, hi, _ = _pcg64_step(added, hi, inc_lo, inc_hi)
+    return (lo, hi, inc_lo, inc_hi)
+
+
+@njit(cache=True, inline='always')
+def _next_u32(s, has, held):
+    """numpy's buffered ``pcg64_next32``: (stream, has a half left, the half left, the next
+    32 bits): the low half of a fresh 64-bit draw, its high half kept for the next call."""
+    if has:
+        return s, False, held, held
+    s, r = _next_u64(True, 0, 0, s)
+    return s, True, r >> np.uint64(32), r & np.uint64(0xFFFFFFFF)
+
+
+@njit(cache=True)
+def fresh_draws(words, n0, m, known_at_start, w_lo, w_span, s_lo, s_span, c_lo, c_span,
+                holders, code, wealth, skill, known, capacity, condition, value_draw):
+    """The founders' draws of G fresh worlds (``state.initial_states``) from their streams'
+    seed words ``words`` (G, 2, 4) uint64 (the world stream's, then the values stream's).
+
+    World stream, in order: wealth and skill of the ``n0`` founders (``lo + span u``), each
+    founder's ``m`` factory keys (it knows the ``known_at_start`` of smallest key; keys are
+    53-bit uniforms, so ties, where numpy's partition and this stable sort could pick
+    differently, do not happen in practice), the ``m`` capacities. Values stream: the
+    founders' order (``Generator.permutation(n0)``: Fisher-Yates from the top, each index
+    ``random_interval`` of 32-bit draws under a bit mask, rejected above the bound); the
+    first ``holders`` of it get ``code``; then a ``value_draw`` uniform for each of the N
+    names. Writes rows of ``wealth``, ``skill``, ``condition``, ``value_draw`` (G, N),
+    ``known`` (G N, M) (set only, for the founders) and ``capacity`` (G, M)."""
+    n = wealth.shape[1]
+    keys = np.empty(m)
+    order = np.empty(n0, np.int64)
+    for g in range(words.shape[0]):
+        s = _pcg64_seeded(words[g, 0, 0], words[g, 0, 1], words[g, 0, 2], words[g, 0, 3])
+        for i in range(n0):
+            s, u = _next_double(True, 0, 0, s)
+            wealth[g, i] = w_lo + w_span * u
+        for i in range(n0):
+            s, u = _next_double(True, 0, 0, s)
+            skill[g, i] = s_lo + s_span * u
+        for i in range(n0):
+            for f in range(m):
+                s, keys[f] = _next_double(True, 0, 0, s)
+            if known_at_start >= m:
+                for f in range(m):
+                    known[g * n + i, f] = True
+            elif known_at_start > 0:
+                picks = np.argsort(keys, kind="mergesort")
+                for q in range(known_at_start):
+                    known[g * n + i, picks[q]] = True
+        for f in range(m):
+            s, u = _next_double(True, 0, 0, s)
+            capacity[g, f] = c_lo + c_span * u
+        v = _pcg64_seeded(words[g, 1, 0], words[g, 1, 1], words[g, 1, 2], words[g, 1, 3])
+        has, held = False, np.uint64(0)
+        for i in range(n0):
+            order[i] = i
+        for i in range(n0 - 1, 0, -1):
+            bound = np.uint64(i)
+            mask = bound
+            for shift in (1, 2, 4, 8, 16, 32):
+                mask |= mask >> np.uint64(shift)
+            while True:
+                v, has, held, r = _next_u32(v, has, held)
+                j = r & mask
+                if j <= bound:
+                    break
+            t = order[i]
+            order[i] = order[np.int64(j)]
+            order[np.int64(j)] = t
+        for q in range(holders):
+            condition[g, order[q]] = code
+        for i in range(n):
+            v, value_draw[g, i] = _next_double(True, 0, 0, v)

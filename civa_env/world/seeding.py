@@ -128,12 +128,27 @@ def generators(entropies: Sequence[int], spawn_keys: Sequence[int]
     """For each key k of ``spawn_keys``, the generators
     ``np.random.default_rng(np.random.SeedSequence(x, spawn_key=(k,)))`` of every x of
     ``entropies`` (the child k of ``SeedSequence(x)``): one list per key."""
+    words = seed_words(entropies, spawn_keys)
+    return [generators_of(entropies, k, w) for k, w in zip(spawn_keys, words, strict=True)]
+
+
+def seed_words(entropies: Sequence[int], spawn_keys: Sequence[int]) -> np.ndarray:
+    """(K, G, 4) uint64: ``SeedSequence(x, spawn_key=(k,)).generate_state(4, np.uint64)``
+    (what PCG64 is seeded with) for each key k of ``spawn_keys`` and x of ``entropies``."""
     keys = [(int(k),) for k in spawn_keys]
     xs = [int(x) for x in entropies]
     table = states([x for _ in keys for x in xs], [k for k in keys for _ in xs], 4)
-    rows = iter(table)
-    return [[np.random.Generator(np.random.PCG64(_Precomputed(x, k, next(rows)))) for x in xs]
-            for k in keys]
+    return table.reshape(len(keys), len(xs), 4)
+
+
+def generators_of(entropies: Sequence[int], spawn_key: int, words: np.ndarray
+                  ) -> list[np.random.Generator]:
+    """The generators ``np.random.default_rng(np.random.SeedSequence(x,
+    spawn_key=(spawn_key,)))`` of every x of ``entropies``, seeded from their ``words``
+    (G, 4) (``seed_words``)."""
+    key = (int(spawn_key),)
+    return [np.random.Generator(np.random.PCG64(_Precomputed(int(x), key, w)))
+            for x, w in zip(entropies, words, strict=True)]
 
 
 def derived_seeds(entropies: Sequence[Sequence[int]]) -> list[int]:

@@ -18,7 +18,7 @@ import numpy as np
 
 from civa_env.world import slots
 from civa_env.world.config import Config
-from civa_env.world.values import assign_conditions
+from civa_env.world.values import Direction, assign_conditions, holder_count
 
 
 @dataclass(frozen=True)
@@ -174,13 +174,51 @@ def initial_states(cfg: Config, world_rngs: Sequence[np.random.Generator],
         capacity[:] = c_lo + (c_hi - c_lo) * u[:, per_world - m:]
     else:
         _draw_worlds(cfg, world_rngs, wealth, skill, known, capacity)
-    capacity = capacity.reshape(-1)
     condition = np.zeros((g, n), dtype=np.int8)
     value_draw = np.empty((g, n))
     value_condition = cfg.value_condition
     for rng, cond, draw in zip(values_rngs, condition, value_draw, strict=True):
         cond[:n0] = assign_conditions(value_condition, cfg.prevalence, n0, rng)
         rng.random(out=draw)
+    return _fresh_state(cfg, alive, wealth, skill, known, capacity, condition, value_draw)
+
+
+def seeded_states(cfg: Config, words: np.ndarray) -> WorldState:
+    """``initial_states`` of G fresh worlds whose world and values streams are numpy's
+    PCG64 generators seeded with ``words`` (G, 2, 4) uint64 (each stream's
+    ``SeedSequence.generate_state(4, np.uint64)``): the same state, drawn in one compiled
+    pass from the words (``kernels.fresh_draws``), with no generator made."""
+    from civa_env.world.kernels import fresh_draws  # (numba loads on first use)
+
+    g = len(words)
+    n, m, n0 = cfg.max_agents, cfg.n_factories, cfg.n_agents
+    alive = np.zeros((g, n), dtype=bool)
+    alive[:, :n0] = True
+    wealth, skill = np.zeros((g, n)), np.zeros((g, n))
+    known = np.zeros((g * n, m), dtype=bool)
+    capacity = np.empty((g, m))
+    condition = np.zeros((g, n), dtype=np.int8)
+    value_draw = np.empty((g, n))
+    vc = cfg.value_condition
+    holders = holder_count(cfg.prevalence, n0) if vc.direction != Direction.BASELINE else 0
+    (w_lo, w_hi), (s_lo, s_hi), (c_lo, c_hi) = (cfg.start_wealth, cfg.start_skill,
+                                                 cfg.capacity_range)
+    # (lo + (hi - lo) u, as initial_states and Generator.uniform compute it)
+    fresh_draws(np.ascontiguousarray(words, np.uint64), n0, m, cfg.known_at_start,
+                float(w_lo), float(w_hi - w_lo), float(s_lo), float(s_hi - s_lo),
+                float(c_lo), float(c_hi - c_lo), holders, np.int8(vc.code if holders else 0),
+                wealth, skill, known, capacity, condition, value_draw)
+    return _fresh_state(cfg, alive, wealth, skill, known, capacity, condition, value_draw)
+
+
+def _fresh_state(cfg: Config, alive: np.ndarray, wealth: np.ndarray, skill: np.ndarray,
+                 known: np.ndarray, capacity: np.ndarray, condition: np.ndarray,
+                 value_draw: np.ndarray) -> WorldState:
+    """The state of G fresh worlds from their founders' draws ((G, N) rows, ``known``
+    (G N, M), ``capacity`` (G, M)); everything else starts empty."""
+    g, n = alive.shape
+    n0, m = cfg.n_agents, cfg.n_factories
+    capacity = capacity.reshape(-1)
     pool = g * n
     zeros_n = np.zeros(pool)
     empty = np.empty(0, dtype=np.int32)

@@ -9,11 +9,12 @@ from conftest import sample_factored
 
 import civa_env
 from civa_env import world
+from civa_env.world import seeding
 from civa_env.world import state as state_mod
 from civa_env.world.batch import Communities, community
 from civa_env.world.config import Config
 from civa_env.world.day import STREAMS, first_day, first_days, seed_streams
-from civa_env.world.state import _ARRAY_FIELDS, initial_state, initial_states
+from civa_env.world.state import _ARRAY_FIELDS, initial_state, initial_states, seeded_states
 
 IDENTITY = {"n_agents": 9, "max_days": 10}
 RANKED = {"n_agents": 9, "max_days": 10, "n_factories": 12, "factory_slots": 4,
@@ -62,6 +63,36 @@ def test_the_streams_are_the_children_of_seed_streams():
         want.random(cfg.max_agents)  # the first view's draw
         assert gen.bit_generator.state == want.bit_generator.state
         assert list(seed_streams(seed)) == list(STREAMS)
+
+
+@pytest.mark.parametrize("kw", WORLDS + [
+    {"n_agents": 300, "max_days": 5, "n_factories": 40, "known_at_start": 39},
+    {**IDENTITY, "condition": "without:power", "prevalence": 1.0},
+    {**IDENTITY, "n_agents": 2, "condition": "with:tradition", "prevalence": 0.5}])
+@pytest.mark.parametrize("seeds", [[11], [0, 7, 2**40 + 3, 2**63 - 1]])
+def test_seeded_states_are_initial_states_of_numpys_generators(kw, seeds):
+    """Fresh worlds drawn in the compiled pass from their streams' seed words are the ones
+    ``initial_states`` draws from numpy's PCG64 generators of those streams (300 founders:
+    the founders' shuffle under every bit mask up to 9 bits)."""
+    cfg = Config(**kw)
+    w, v = STREAMS.index("world"), STREAMS.index("values")
+    words = seeding.seed_words(seeds, (w, v))
+    got = seeded_states(cfg, np.stack([words[0], words[1]], axis=1))
+
+    def rngs(key):
+        return [np.random.default_rng(np.random.SeedSequence(s, spawn_key=(key,)))
+                for s in seeds]
+
+    want = initial_states(cfg, rngs(w), rngs(v))
+    assert got.communities == want.communities == len(seeds)
+    for name in _ARRAY_FIELDS:
+        a, b = getattr(got, name), getattr(want, name)
+        assert a.dtype == b.dtype and a.shape == b.shape, name
+        np.testing.assert_array_equal(a, b, err_msg=name)
+    np.testing.assert_array_equal(got.day, want.day)
+    np.testing.assert_array_equal(got.n_used, want.n_used)
+    if kw.get("prevalence"):
+        assert (got.condition != 0).any()
 
 
 @pytest.mark.parametrize("kw", [IDENTITY, RANKED])
