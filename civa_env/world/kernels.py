@@ -59,16 +59,42 @@ def ally_csr(allies: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
     ``rules.attack``). ``allies`` is (A, 2) pairs, one per alliance; both directions are entered.
 
     Returns ``(ally_ptr (n + 1,) int64, ally_idx (2E or fewer,) int64)``."""
-    pairs = np.asarray(allies, np.int64).reshape(-1, 2)
-    src = np.concatenate((pairs[:, 0], pairs[:, 1]))
-    dst = np.concatenate((pairs[:, 1], pairs[:, 0]))
-    keys = np.sort(src * n + dst)  # by (src, dst); np.unique is slower here
-    if len(keys) > 1:
-        keys = keys[np.concatenate(([True], keys[1:] != keys[:-1]))]  # repeats gone
-    src, dst = keys // n, keys % n
-    ally_ptr = np.zeros(n + 1, np.int64)
-    np.cumsum(np.bincount(src, minlength=n), out=ally_ptr[1:])
-    return ally_ptr, dst.astype(np.int64)
+    return _ally_csr(np.ascontiguousarray(allies, np.int64).reshape(-1, 2), n)
+
+
+@njit(cache=True)
+def _ally_csr(pairs, n):
+    count = np.zeros(n + 1, np.int64)
+    for p in range(pairs.shape[0]):
+        count[pairs[p, 0] + 1] += 1
+        count[pairs[p, 1] + 1] += 1
+    for i in range(n):
+        count[i + 1] += count[i]
+    both = np.empty(count[n], np.int64)
+    at = count[:n].copy()
+    for p in range(pairs.shape[0]):
+        i, j = pairs[p, 0], pairs[p, 1]
+        both[at[i]] = j
+        at[i] += 1
+        both[at[j]] = i
+        at[j] += 1
+    ptr = np.zeros(n + 1, np.int64)
+    k = 0
+    for i in range(n):
+        lo, hi = count[i], count[i + 1]
+        for q in range(lo + 1, hi):  # insertion sort in place (a resident has few allies)
+            x = both[q]
+            t = q
+            while t > lo and both[t - 1] > x:
+                both[t] = both[t - 1]
+                t -= 1
+            both[t] = x
+        for q in range(lo, hi):
+            if q == lo or both[q] != both[q - 1]:  # repeats gone
+                both[k] = both[q]
+                k += 1
+        ptr[i + 1] = k
+    return ptr, both[:k].copy()
 
 
 @njit(cache=True)
