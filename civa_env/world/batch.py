@@ -419,7 +419,7 @@ class Communities:
         batch = world_fn.factored_batch(old, self.view, acts, cfg, self.catalogue, "the batch")
         rows = old.alive.nonzero()[0]
         rng = self.streams if self.num > 1 else self.streams.gens[0]
-        new, events = step_day(old, batch, rng, cfg)
+        new, events = step_day(old, batch, rng, cfg, events=self.logs is not None)
         n = old.n_per
         population = np.bincount(new.alive.nonzero()[0] // n, minlength=self.num)
         if self.logs is not None:

@@ -81,6 +81,8 @@ _UNSET: Any = object()  # marks a column an ``add`` call leaves at its fill valu
 class DayEvents:
     """Collects one day's events into preallocated column arrays (grown when full)."""
 
+    kept = True  # (``NoEvents`` keeps none: the rules skip what only the events need)
+
     def __init__(self, day: int, capacity: int = 256) -> None:
         self.day = day
         self._capacity = max(int(capacity), 1)
@@ -128,6 +130,20 @@ class DayEvents:
         cols = {key: col[:size].copy() for key, col in self._cols.items()}
         cols["day"][:] = self.day
         return cols, dict(self._texts)
+
+
+class NoEvents:
+    """Where a day's events go when nobody keeps them (a batch without logs): ``add`` takes
+    them and keeps nothing (the rules check ``kept`` before gathering what only events
+    hold: the wealth at the start of the day, the outages' rows)."""
+
+    kept = False
+
+    def add(self, kind: EventKind, actor: Any, target: Any = _UNSET, **columns: Any) -> None:
+        """Take the events (``DayEvents.add``'s arguments) and keep nothing."""
+
+    def freeze(self) -> tuple[dict[str, np.ndarray], dict[int, str]]:
+        raise ValueError("this day's events were not kept (a batch without logs)")
 
 
 class EventLog:

@@ -30,7 +30,7 @@ from civa_env.world.actions import EVERYONE, ActionBatch
 from civa_env.world.arrays import filled, in_sorted
 from civa_env.world.catalogue import is_allied
 from civa_env.world.config import Config
-from civa_env.world.events import DayEvents
+from civa_env.world.events import DayEvents, NoEvents
 from civa_env.world.kinds import (
     EXPLORE_FOUND,
     EXPLORE_REVEALED,
@@ -43,6 +43,8 @@ from civa_env.world.state import WorldState
 
 # The day being played: an int for a lone community, (E,) for a batch of E (one day each).
 DayNumber = int | np.ndarray
+
+_NO_EVENTS = NoEvents()  # (step_day's sink when the day's events are not kept)
 
 
 def production(capacity: np.ndarray, workers: np.ndarray, cfg: Config) -> np.ndarray:
@@ -150,6 +152,8 @@ def _primary(state: WorldState, batch: ActionBatch, rng: np.random.Generator | N
         cfg.explore_reveal_prob, cfg.explore_find_prob, float(cfg.upgrade_cost),
         cfg.skill_gain, cfg.capacity_gain, P.WORK, P.EXPLORE, P.UPGRADE_SELF,
         P.UPGRADE_FACTORY, P.IDLE, EXPLORE_REVEALED, EXPLORE_FOUND, parts)
+    if not ev.kept:
+        return
     ev.add(K.OUTAGE, filled(len(off), -1, np.int32), factory=off)
     ev.add(K.WORK, workers, factory=w_fac, amount=share, wealth=w0[workers])
     ev.add(K.EXPLORE, explorers, factory=e_fac, amount=found, flag=flag, wealth=w0[explorers])
@@ -209,7 +213,8 @@ def _propose(state: WorldState, batch: ActionBatch, rows: np.ndarray, cfg: Confi
              ev: DayEvents, day: DayNumber, w0: np.ndarray) -> int:
     """Record the merge proposals of ``rows``; form the mutual ones. Returns those formed."""
     tgt = batch.target[rows]
-    ev.add(K.MERGE_PROPOSAL, rows, tgt, wealth=w0[rows], target_wealth=w0[tgt])
+    if ev.kept:
+        ev.add(K.MERGE_PROPOSAL, rows, tgt, wealth=w0[rows], target_wealth=w0[tgt])
     _remember(state, day, rows, tgt, D.MERGE)
     mutual = _has_recent(state, D.MERGE, tgt, rows, day - cfg.merge_window + 1)
     formed = 0
@@ -225,8 +230,9 @@ def _propose(state: WorldState, batch: ActionBatch, rows: np.ndarray, cfg: Confi
         formed = len(pairs)
         if formed:
             state.allies = np.concatenate([state.allies, pairs])
-            ev.add(K.ALLIANCE_FORMED, pairs[:, 0], pairs[:, 1],
-                   wealth=w0[pairs[:, 0]], target_wealth=w0[pairs[:, 1]])
+            if ev.kept:
+                ev.add(K.ALLIANCE_FORMED, pairs[:, 0], pairs[:, 1],
+                       wealth=w0[pairs[:, 0]], target_wealth=w0[pairs[:, 1]])
     return formed
 
 
@@ -248,7 +254,8 @@ def give(state: WorldState, batch: ActionBatch, ev: DayEvents, day: DayNumber,
     state.given[rows] = amount
     state.ever_gave[rows] = True
     state.received[:] = received
-    ev.add(K.GIFT, rows, tgt, amount=amount, wealth=w0[rows], target_wealth=w0[tgt])
+    if ev.kept:
+        ev.add(K.GIFT, rows, tgt, amount=amount, wealth=w0[rows], target_wealth=w0[tgt])
     _remember(state, day, rows, tgt, D.GIFT)
     return rows
 
@@ -283,8 +290,9 @@ def attack(state: WorldState, batch: ActionBatch, rng: np.random.Generator, cfg:
         cfg.attack_wealth_weight, cfg.attack_wealth_cap, cfg.ally_defence, cfg.loot_fraction,
         cfg.fight_cost, cfg.failed_attack_cost, state.looted, state.lost, hits)
     state.attacked_by[:] = hits
-    ev.add(K.ATTACK, order, tgt, amount=loot, flag=flags,
-           wealth=w0[order], target_wealth=w0[tgt])
+    if ev.kept:
+        ev.add(K.ATTACK, order, tgt, amount=loot, flag=flags,
+               wealth=w0[order], target_wealth=w0[tgt])
     _remember(state, day, order, tgt, D.ATTACK)
     if len(dissolved):
         gone = dissolved.astype(np.int32)
@@ -400,15 +408,17 @@ def _names_for(state: WorldState, parents: np.ndarray,
 
 
 def step_day(state: WorldState, batch: ActionBatch, rng: np.random.Generator,
-             cfg: Config) -> tuple[WorldState, DayEvents]:
-    """Play one day; returns the new state (the input is not changed) and its events."""
+             cfg: Config, *, events: bool = True) -> tuple[WorldState, DayEvents | NoEvents]:
+    """Play one day; returns the new state (the input is not changed) and its events
+    (``events=False``: none are kept, for a batch without logs; the day is the same)."""
     before, state = state, state.copy()
     day = state.day + 1
     # (A batch's events get their communities' days when split: ``batch``.)
     ev = DayEvents(day if state.communities == 1 else 0,
                    capacity=np.count_nonzero(state.alive) * (5 + cfg.max_messages)
-                   + state.capacity.shape[0] + 8)
-    w0 = state.wealth.copy()
+                   + state.capacity.shape[0] + 8) if events else _NO_EVENTS
+    # The wealth at the start of the day, for the events only (None when none are kept).
+    w0 = state.wealth.copy() if ev.kept else None
     for i, reasons in sorted(batch.invalid.items()):
         ev.add(K.INVALID, [i], texts=["; ".join(reasons)])
     income = np.zeros(state.n_pool)

@@ -170,6 +170,32 @@ def test_cheap_talk_in_a_batch_matches_alone():
     assert log_text(log) == log_text(alone.log)
 
 
+def test_a_batch_without_logs_plays_the_days_a_batch_with_logs_plays():
+    """Without logs the rules keep no events (and skip what only events need): the states,
+    observations and rewards are those of the same batch keeping its logs, restarts and
+    cheap talk included."""
+    kw = {**KW, "max_days": 6}
+    logged = civa_env.vector_env(num_envs=5, keep_logs=True, **kw)
+    bare = civa_env.vector_env(num_envs=5, **kw)
+    obs_a, _ = logged.reset(seed=8)
+    obs_b, _ = bare.reset(seed=8)
+    rng = np.random.default_rng(5)
+    restarts = 0
+    for _ in range(15):
+        acts = sample_factored(obs_a, logged.spec, rng)
+        obs_a, rew_a, term_a, trunc_a, info_a = logged.step(acts)
+        obs_b, rew_b, term_b, trunc_b, info_b = bare.step(acts)
+        for key in obs_a:
+            np.testing.assert_array_equal(obs_a[key], obs_b[key])
+        for a, b in ((rew_a, rew_b), (term_a, term_b), (trunc_a, trunc_b)):
+            np.testing.assert_array_equal(a, b)
+        for e in range(5):
+            assert_same_state(community(logged.batch.state, e), bare.batch.state, e)
+        restarts += int(info_a["ended"].sum())
+    assert restarts >= 5 and bare.batch.logs is None
+    assert any("message" in log_text(log) for log in logged.batch.logs)
+
+
 def test_communities_reset_in_the_same_step_with_their_final_observation():
     venv = civa_env.vector_env(num_envs=2, n_agents=6, max_days=4)
     obs, _ = venv.reset(seed=0)
