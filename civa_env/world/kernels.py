@@ -134,10 +134,12 @@ def priority_pairs(allies, recent_src, recent_dst, recent_day, days, alive, n_pe
         if _sees(alive, i, j):
             count[i + 1] += 1
             count[j + 1] += 1
+    counted = np.empty(recent_src.shape[0], np.bool_)  # the dealings entered (both passes)
     for d in range(recent_src.shape[0]):
         i, j = recent_src[d], recent_dst[d]
-        if _direct(recent_dst, recent_day, days, n_per, recent_days, i, d) \
-                and _sees(alive, i, j):
+        counted[d] = _direct(recent_dst, recent_day, days, n_per, recent_days, i, d) \
+            and _sees(alive, i, j)
+        if counted[d]:
             count[i + 1] += 1
             count[j + 1] += 1
     for i in range(n):
@@ -153,8 +155,7 @@ def priority_pairs(allies, recent_src, recent_dst, recent_day, days, alive, n_pe
             at[j] += 1
     for d in range(recent_src.shape[0]):
         i, j = recent_src[d], recent_dst[d]
-        if _direct(recent_dst, recent_day, days, n_per, recent_days, i, d) \
-                and _sees(alive, i, j):
+        if counted[d]:
             keys[at[i]] = n + j
             at[i] += 1
             keys[at[j]] = n + i

@@ -60,6 +60,8 @@ def upkeep_factor(cfg: Config, day: int | np.ndarray) -> float | np.ndarray:
     ``stress_upkeep`` from ``stress_day`` on, times ``shock_upkeep`` on ``shock_day``.
     ``day`` may be an array (one day per community of a batch): then one factor each."""
     if np.ndim(day):
+        if cfg.stress_upkeep == 1.0 and cfg.shock_upkeep == 1.0:  # (no stress: every day 1)
+            return np.ones(np.shape(day))
         return (np.where(day >= cfg.stress_day, cfg.stress_upkeep, 1.0)
                 * np.where(day == cfg.shock_day, cfg.shock_upkeep, 1.0))
     factor = cfg.stress_upkeep if day >= cfg.stress_day else 1.0
@@ -73,6 +75,8 @@ def outage_prob(cfg: Config, day: int | np.ndarray) -> float | np.ndarray:
     ``stress_outage`` from ``stress_day`` on, capped at 1 (one per community for an array
     of days)."""
     if np.ndim(day):
+        if cfg.stress_outage == 1.0 and cfg.outage_prob <= 1.0:  # (no stress: every day the same)
+            return np.full(np.shape(day), float(cfg.outage_prob))
         return np.where(day < cfg.stress_day, cfg.outage_prob,
                         min(cfg.outage_prob * cfg.stress_outage, 1.0))
     if day < cfg.stress_day:

@@ -570,3 +570,19 @@ def test_in_sorted_is_membership():
     query = np.array([[9, 1], [5, 10]])
     assert in_sorted(keys, query).tolist() == [[True, False], [True, False]]
     assert in_sorted(np.array([], np.int64), query).tolist() == [[False, False]] * 2
+
+
+@pytest.mark.parametrize("kw", [{}, {"stress_upkeep": 1.3, "stress_day": 5},
+                                {"shock_day": 3, "shock_upkeep": 2.0},
+                                {"stress_outage": 3.0, "stress_day": 2}, {"outage_prob": 0.3}])
+def test_a_batchs_daily_factors_are_each_days_own(kw):
+    """upkeep_factor and outage_prob of an array of days (a batch's, one per community;
+    without stress a shortcut) are, day by day, the lone day's figures."""
+    from civa_env.world.config import Config
+    from civa_env.world.rules import outage_prob, upkeep_factor
+
+    cfg, days = Config(**kw), np.array([1, 2, 3, 4, 5, 6, 9, 1, 12])
+    for fn in (upkeep_factor, outage_prob):
+        got = fn(cfg, days)
+        assert got.dtype == np.float64 and got.shape == days.shape
+        np.testing.assert_array_equal(got, [fn(cfg, int(d)) for d in days])
