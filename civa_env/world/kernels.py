@@ -23,6 +23,8 @@
 * ``pay_upkeep``: the upkeep of ``rules.apply_upkeep``.
 * ``seed_sequence_states``: what ``numpy.random.SeedSequence.generate_state`` gives, for
   many seed sequences at once (``seeding``).
+* ``fresh_draws``: the founders' draws of fresh worlds (``state.seeded_states``), their world
+  and values streams PCG64s seeded from their seed words in registers (no generator made).
 """
 
 from __future__ import annotations

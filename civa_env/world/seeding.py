@@ -1,11 +1,13 @@
 """Many numpy seed sequences at once: the generators of fresh worlds and derived seeds.
 
-A batch restarts a few communities every step, and each fresh world needs three generators
+A batch restarts a few communities every step, and each fresh world needs three streams
 (``day.first_days``) and its next seed (``day.derived_seed``). numpy makes each from a
 ``SeedSequence``, some 30 us of Python-level hashing per generator. Here the hashing is one
-compiled pass for all of them (``kernels.seed_sequence_states``, numpy's uint32 arithmetic),
-and each generator is seeded from its precomputed state: the same generators, draw for draw
-(tests compare them with numpy's for thousands of seeds), at a tenth of the cost.
+compiled pass for all of them (``kernels.seed_sequence_states``, numpy's uint32 arithmetic):
+``seed_words`` gives the words PCG64 is seeded with (the world and values streams are drawn
+from them directly, ``state.seeded_states``), and ``generators_of`` / ``generators`` seed
+numpy generators from them: the same generators, draw for draw (tests compare them with
+numpy's for thousands of seeds), at a tenth of the cost.
 """
 
 from __future__ import annotations
