@@ -255,10 +255,11 @@ class CivaVectorEnv:
         obs, filled = out.arrays, out.filled
         filled[rows] = False
         stale = filled.nonzero()[0]
-        if len(stale):
-            obs["features"][stale] = 0.0
-            obs["action_mask"][stale] = self._idle_mask
-            obs["alive"][stale] = False
+        if len(stale):  # (one compiled pass: numpy's row-by-row fancy assignment is slower)
+            from civa_env.world.kernels import blank_rows  # (numba loads on first use)
+
+            blank_rows(obs["features"], obs["action_mask"], obs["alive"], stale,
+                       self._idle_mask)
             filled[stale] = False
         filled[rows] = True
         self._observe_into(obs, rows)

@@ -13,6 +13,7 @@
 * ``fill_streams``: one draw of E communities' generators at once (``batch.StreamBatch``),
   the numbers each generator's own ``random`` / ``standard_normal`` would give (PCG64
   stepped inline in registers, ``_pcg64_step``; other bit generators through their C functions).
+* ``blank_rows``: rows of a vector env's observation back to the "not alive" row.
 * ``fill_features``, ``fill_masks``: the feature vectors (``features.features``, the view
   slots' ally, dealing and friendly-message flags included) and the factored masks
   (``factored.masks``) of a set of residents, written in place.
@@ -392,6 +393,17 @@ def _mark(feats, view, row_of, i, j, slot_start, slot_width, at):
         if view[i, s] == j:  # (a row holds each name once)
             feats[r, slot_start + s * slot_width + at] = 1.0
             return
+
+
+@njit(cache=True)
+def blank_rows(feats, masks, alive, rows, idle_mask):
+    """Rows ``rows`` of a vector env's observation back to the "not alive" row: zero
+    features, the mask ``idle_mask``, not alive."""
+    for k in range(rows.shape[0]):
+        r = rows[k]
+        feats[r, :] = 0.0
+        masks[r, :] = idle_mask
+        alive[r] = False
 
 
 @njit(cache=True)

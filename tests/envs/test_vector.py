@@ -49,11 +49,22 @@ def test_spaces_and_observations():
     obs, rew, term, trunc, infos = venv.step(acts)
     assert venv.observation_space.contains(obs)
     assert rew.shape == term.shape == trunc.shape == (3 * n,)
-    # dead and unborn slots read zeros and allow only the "nothing" values
+    # dead and unborn slots read zeros and allow only the "nothing" values, also once the
+    # env reuses observation arrays whose rows were alive when last written
     off = ~obs["alive"]
     assert not obs["features"][off].any()
     assert (obs["action_mask"][off] == venv._idle_mask).all()
     assert (obs["action_mask"][off].reshape(off.sum(), -1) >= 0).all()
+    died = 0
+    for _ in range(12):
+        was = obs["alive"]
+        obs, *_ = venv.step(sample_factored(obs, venv.spec, rng))
+        off = ~obs["alive"]
+        died += int((was & off).sum())
+        assert not obs["features"][off].any()
+        assert (obs["action_mask"][off] == venv._idle_mask).all()
+        assert obs["features"][obs["alive"]].any(axis=1).all()
+    assert died > 0
 
 
 def assert_same_state(lone, batch_state, e: int) -> None:
