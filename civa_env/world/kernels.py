@@ -1218,9 +1218,9 @@ def fresh_draws(words, n0, m, known_at_start, w_lo, w_span, s_lo, s_span, c_lo, 
     seed words ``words`` (G, 2, 4) uint64 (the world stream's, then the values stream's).
 
     World stream, in order: wealth and skill of the ``n0`` founders (``lo + span u``), each
-    founder's ``m`` factory keys (it knows the ``known_at_start`` of smallest key; keys are
-    53-bit uniforms, so ties, where numpy's partition and this stable sort could pick
-    differently, do not happen in practice), the ``m`` capacities. Values stream: the
+    founder's ``m`` factory keys (it knows the ``known_at_start`` of smallest key, equal keys
+    taken in factory order; keys are 53-bit uniforms, so ties, where numpy's partition could
+    pick differently, do not happen in practice), the ``m`` capacities. Values stream: the
     founders' order (``Generator.permutation(n0)``: Fisher-Yates from the top, each index
     ``random_interval`` of 32-bit draws under a bit mask, rejected above the bound); the
     first ``holders`` of it get ``code``; then a ``value_draw`` uniform for each of the N
@@ -1228,6 +1228,8 @@ def fresh_draws(words, n0, m, known_at_start, w_lo, w_span, s_lo, s_span, c_lo, 
     ``known`` (G N, M) (set only, for the founders) and ``capacity`` (G, M)."""
     n = wealth.shape[1]
     keys = np.empty(m)
+    best_key = np.empty(max(known_at_start, 1))  # the smallest keys so far, ascending
+    best_at = np.empty(max(known_at_start, 1), np.int64)
     order = np.empty(n0, np.int64)
     for g in range(words.shape[0]):
         s = _pcg64_seeded(words[g, 0, 0], words[g, 0, 1], words[g, 0, 2], words[g, 0, 3])
@@ -1243,6 +1245,23 @@ def fresh_draws(words, n0, m, known_at_start, w_lo, w_span, s_lo, s_span, c_lo, 
             if known_at_start >= m:
                 for f in range(m):
                     known[g * n + i, f] = True
+            elif 4 * known_at_start < m:  # a few of many: kept in order as the keys pass
+                held = 0
+                for f in range(m):
+                    x = keys[f]
+                    if held == known_at_start and not x < best_key[held - 1]:
+                        continue
+                    t = held if held < known_at_start else held - 1
+                    while t > 0 and best_key[t - 1] > x:  # (equal keys: the earlier first)
+                        best_key[t] = best_key[t - 1]
+                        best_at[t] = best_at[t - 1]
+                        t -= 1
+                    best_key[t] = x
+                    best_at[t] = f
+                    if held < known_at_start:
+                        held += 1
+                for q in range(known_at_start):
+                    known[g * n + i, best_at[q]] = True
             elif known_at_start > 0:
                 picks = np.argsort(keys, kind="mergesort")
                 for q in range(known_at_start):

@@ -67,13 +67,17 @@ def test_the_streams_are_the_children_of_seed_streams():
 
 @pytest.mark.parametrize("kw", WORLDS + [
     {"n_agents": 300, "max_days": 5, "n_factories": 40, "known_at_start": 39},
+    {"n_agents": 60, "max_days": 5, "n_factories": 40, "known_at_start": 3},
+    {"n_agents": 60, "max_days": 5, "n_factories": 9, "known_at_start": 1},
+    {"n_agents": 1000, "max_days": 3},  # (200 factories, 2 known: the few-of-many path)
     {**IDENTITY, "condition": "without:power", "prevalence": 1.0},
     {**IDENTITY, "n_agents": 2, "condition": "with:tradition", "prevalence": 0.5}])
 @pytest.mark.parametrize("seeds", [[11], [0, 7, 2**40 + 3, 2**63 - 1]])
 def test_seeded_states_are_initial_states_of_numpys_generators(kw, seeds):
     """Fresh worlds drawn in the compiled pass from their streams' seed words are the ones
     ``initial_states`` draws from numpy's PCG64 generators of those streams (300 founders:
-    the founders' shuffle under every bit mask up to 9 bits)."""
+    the founders' shuffle under every bit mask up to 9 bits; the smallest keys picked by
+    sorting and, a few of many, as the keys pass)."""
     cfg = Config(**kw)
     w, v = STREAMS.index("world"), STREAMS.index("values")
     words = seeding.seed_words(seeds, (w, v))
