@@ -65,6 +65,18 @@ def ally_csr(allies: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
     return _ally_csr(np.ascontiguousarray(allies, np.int64).reshape(-1, 2), n)
 
 
+@njit(cache=True, inline="always")
+def _sort_segment(a, lo, hi):
+    """Sort ``a[lo:hi]`` ascending in place (insertion sort: segments here are short)."""
+    for q in range(lo + 1, hi):
+        x = a[q]
+        t = q
+        while t > lo and a[t - 1] > x:
+            a[t] = a[t - 1]
+            t -= 1
+        a[t] = x
+
+
 @njit(cache=True)
 def _ally_csr(pairs, n):
     count = np.zeros(n + 1, np.int64)
@@ -85,13 +97,7 @@ def _ally_csr(pairs, n):
     k = 0
     for i in range(n):
         lo, hi = count[i], count[i + 1]
-        for q in range(lo + 1, hi):  # insertion sort in place (a resident has few allies)
-            x = both[q]
-            t = q
-            while t > lo and both[t - 1] > x:
-                both[t] = both[t - 1]
-                t -= 1
-            both[t] = x
+        _sort_segment(both, lo, hi)  # (a resident has few allies)
         for q in range(lo, hi):
             if q == lo or both[q] != both[q - 1]:  # repeats gone
                 both[k] = both[q]
@@ -169,13 +175,7 @@ def priority_pairs(allies, recent_src, recent_dst, recent_day, days, alive, n_pe
     k = 0
     for i in range(n):
         lo, hi = count[i], count[i + 1]
-        for q in range(lo + 1, hi):  # insertion sort in place (a viewer has few pairs)
-            x = keys[q]
-            t = q
-            while t > lo and keys[t - 1] > x:
-                keys[t] = keys[t - 1]
-                t -= 1
-            keys[t] = x
+        _sort_segment(keys, lo, hi)  # (a viewer has few pairs)
         for q in range(lo, hi):
             j = keys[q] % n
             if mark[j] != i:  # each once, at its highest priority (sorted first)
