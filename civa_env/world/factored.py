@@ -135,7 +135,8 @@ def masks(state: WorldState, view: np.ndarray, rows: np.ndarray, cfg: Config,
           out_rows: np.ndarray | None = None) -> np.ndarray:
     """Concatenated component masks of residents ``rows``: (K, sum of nvec) int8; or, given
     ``out`` (R, sum of nvec) int8 and ``out_rows`` (K,), written into rows ``out_rows`` of
-    ``out`` (every column), which is returned.
+    ``out`` (every column), which is returned. ``view`` is ``perception.compute_view``'s (a
+    row holds each name once).
 
     primary: as the catalogue's primary part (known factories in the factory slots,
     upgrades affordable);

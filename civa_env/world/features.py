@@ -395,7 +395,8 @@ def features(state: WorldState, view: np.ndarray, rows: np.ndarray, inbox_count:
              out_rows: np.ndarray | None = None) -> np.ndarray:
     """Feature vectors of residents ``rows``: (K, F) float32 in [-10, 10]; or, given
     ``out`` (R, F) float32 and ``out_rows`` (K,), written into rows ``out_rows`` of ``out``
-    (every column), which is returned.
+    (every column), which is returned. ``view`` is ``perception.compute_view``'s (a row
+    holds each name once: a dealing's flag goes to the first slot holding the name).
 
     Written by channel name (``CHANNELS``, placed by ``FeatureLayout.of(cfg)``) in one
     compiled pass (``kernels.fill_features``) with numpy's float64 arithmetic, clipped, then

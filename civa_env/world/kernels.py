@@ -385,7 +385,8 @@ def fill_features(rows, out_rows, feats, n_per, bound,
 @njit(cache=True)
 def _mark(feats, view, row_of, i, j, slot_start, slot_width, at):
     """Set channel ``at`` (an offset in the slot block; -1: none) of the slot of viewer
-    ``i``'s row that holds ``j``, if ``i`` is observed and sees ``j``."""
+    ``i``'s row that holds ``j``, if ``i`` is observed and sees ``j`` (the first such slot: a
+    view row holds each name once, as ``perception.compute_view`` makes it)."""
     r = row_of[i]
     if r < 0 or at < 0:
         return
@@ -414,7 +415,9 @@ def fill_masks(rows, out_rows, masks, wealth, upgrade_cost, factory_slots, known
 
     ``offsets`` (C + 1,) where each component starts; the primary part is work per factory
     slot, explore, upgrade self, upgrade factory per slot, idle; ``*_at`` the secondary
-    kinds' columns; ``can_talk`` whether message kinds other than "none" are allowed."""
+    kinds' columns; ``can_talk`` whether message kinds other than "none" are allowed. A
+    view row holds each name once (``perception.compute_view``): an ally's flag is set on
+    the first slot holding it."""
     n_pool = wealth.shape[0]
     n_slots = factory_slots.shape[1]
     v = view.shape[1]
@@ -1127,9 +1130,11 @@ def _fill(bitgens, inline, out, normal, ki, wi, fi):
     k = width // e_n
     e = 0
     while e < e_n:
-        if not normal and inline[e] and e + 1 < e_n and inline[e + 1]:
+        if (not normal and inline[e] and e + 1 < e_n and inline[e + 1]
+                and bitgens[e] != bitgens[e + 1]):
             # Uniforms of two PCG64s at once: each step waits on its own last one, so two
-            # streams interleaved keep the multiplier busy.
+            # streams interleaved keep the multiplier busy. (One generator in two columns
+            # side by side is drawn column after column, as its own draws would be.)
             pa, sa = _pcg64_load(bitgens[e])
             pb, sb = _pcg64_load(bitgens[e + 1])
             la, lb = e * k, (e + 1) * k
@@ -1245,7 +1250,8 @@ def fresh_draws(words, n0, m, known_at_start, w_lo, w_span, s_lo, s_span, c_lo, 
             if known_at_start >= m:
                 for f in range(m):
                     known[g * n + i, f] = True
-            elif 4 * known_at_start < m:  # a few of many: kept in order as the keys pass
+            elif 0 < known_at_start and 4 * known_at_start < m:  # a few of many: kept in
+                # order as the keys pass
                 held = 0
                 for f in range(m):
                     x = keys[f]

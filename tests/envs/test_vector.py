@@ -338,6 +338,12 @@ def test_pcg64_is_stepped_inline_and_other_bit_generators_through_their_function
 
     mine, ref = batch_mod.StreamBatch(gens()), gens()
     assert mine._bitgens()[1].tolist() == [True, True, False, True, False, True, True, True]
+    # One generator in two neighbouring columns (as a batch starts, before its restarts)
+    # draws column after column, as its own draws would.
+    one, alone = np.random.default_rng(11), np.random.default_rng(11)
+    twice = batch_mod.StreamBatch([one, one, np.random.default_rng(12)])
+    np.testing.assert_array_equal(twice.random(3 * 4)[:8], alone.random(8))
+    assert one.bit_generator.state == alone.bit_generator.state
     for method, shape in (("random", (2, 8 * 9)), ("standard_normal", 8 * 30_000),
                           ("random", 8 * 3)):
         got = getattr(mine, method)(shape)
