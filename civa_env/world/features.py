@@ -460,16 +460,10 @@ def _community_wealth(state: WorldState) -> tuple[np.ndarray, np.ndarray]:
     if state.communities == 1:
         n_alive = max(np.count_nonzero(alive), 1)
         return np.array([n_alive]), np.array([wealth[alive].sum() / n_alive])
-    from civa_env.world.kernels import segment_sums  # (numba loads on first use)
+    from civa_env.world.kernels import community_wealth  # (numba loads on first use)
 
-    n, e = state.n_per, state.communities
-    living = alive.nonzero()[0]
-    counts = np.bincount(living // n, minlength=e)
-    bounds = np.zeros(e + 1, np.int64)
-    np.cumsum(counts, out=bounds[1:])
-    sums = segment_sums(np.ascontiguousarray(wealth[living], np.float64), bounds)
-    counts = np.maximum(counts, 1)
-    return counts, sums / counts
+    return community_wealth(alive, np.ascontiguousarray(wealth, np.float64), state.n_per,
+                            state.communities)
 
 
 # Slot channels filled from dealings, by Deal kind (gift, attack, merge, message): what the

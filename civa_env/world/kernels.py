@@ -869,6 +869,31 @@ def segment_sums(values, bounds):
 
 
 @njit(cache=True)
+def community_wealth(alive, wealth, n_per, communities):
+    """Each community's living count (at least 1) and mean wealth: (E,) int64, (E,) float64,
+    the sum of its living residents' wealth in name order taken as ``segment_sums`` takes
+    it (``ndarray.sum`` of that community's alone)."""
+    living = np.empty(alive.shape[0])
+    bounds = np.zeros(communities + 1, np.int64)
+    k = 0
+    for i in range(alive.shape[0]):
+        if alive[i]:
+            living[k] = wealth[i]
+            k += 1
+            bounds[i // n_per + 1] += 1
+    for c in range(communities):
+        bounds[c + 1] += bounds[c]
+    counts = np.empty(communities, np.int64)
+    means = np.empty(communities)
+    for c in range(communities):
+        count = bounds[c + 1] - bounds[c]
+        total = 0.0 + _pairwise_sum(living, bounds[c], count)
+        counts[c] = max(count, 1)
+        means[c] = total / counts[c]
+    return counts, means
+
+
+@njit(cache=True)
 def _find(ally_ptr, ally_idx, i, j):
     """Position of ``j`` in row ``i`` of the CSR (binary search), or -1."""
     lo = ally_ptr[i]

@@ -31,3 +31,25 @@ def test_signed_zeros_and_empty_segments():
     got = segment_sums(values, np.array([0, 0, 1, 3, 4], np.int64))
     want = np.array([values[:0].sum(), values[:1].sum(), values[1:3].sum(), values[3:].sum()])
     assert got.view(np.uint64).tolist() == want.view(np.uint64).tolist()
+
+
+def test_community_wealth_is_each_communitys_own_count_and_mean():
+    """``kernels.community_wealth`` (the features' population and mean wealth of a batch)
+    is, community by community, the living count (at least 1) and ``wealth[living].sum() /
+    count`` of that community alone, bit for bit (empty and full communities included)."""
+    from civa_env.world.kernels import community_wealth
+
+    rng = np.random.default_rng(3)
+    e, n = 40, 300
+    alive = rng.random(e * n) < rng.uniform(0, 1, e).repeat(n)
+    alive[:n] = False  # one community died out
+    alive[n:2 * n] = True  # one all alive
+    wealth = rng.standard_normal(e * n) * 10.0 ** rng.uniform(-3, 6, e * n)
+    wealth[rng.integers(0, e * n, 100)] = -0.0
+    counts, means = community_wealth(alive, wealth, n, e)
+    assert counts.dtype == np.int64 and means.dtype == np.float64
+    for c in range(e):
+        a, w = alive[c * n:(c + 1) * n], wealth[c * n:(c + 1) * n]
+        k = max(int(a.sum()), 1)
+        assert counts[c] == k
+        assert np.float64(means[c]).view(np.uint64) == np.float64(w[a].sum() / k).view(np.uint64)
