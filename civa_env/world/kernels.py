@@ -883,14 +883,9 @@ def community_wealth(alive, wealth, n_per, communities):
             bounds[i // n_per + 1] += 1
     for c in range(communities):
         bounds[c + 1] += bounds[c]
-    counts = np.empty(communities, np.int64)
-    means = np.empty(communities)
-    for c in range(communities):
-        count = bounds[c + 1] - bounds[c]
-        total = 0.0 + _pairwise_sum(living, bounds[c], count)
-        counts[c] = max(count, 1)
-        means[c] = total / counts[c]
-    return counts, means
+    sums = segment_sums(living, bounds)
+    counts = np.maximum(bounds[1:] - bounds[:-1], 1)
+    return counts, sums / counts
 
 
 @njit(cache=True)
@@ -1241,6 +1236,37 @@ def _next_u32(s, has, held):
     return s, True, r >> np.uint64(32), r & np.uint64(0xFFFFFFFF)
 
 
+@njit(cache=True, inline='always')
+def _know_smallest_keys(keys, k, known_row, best_key, best_at):
+    """Set ``known_row`` at the ``k`` smallest of ``keys`` (equal keys: the earlier first).
+    A few of many are kept in order as the keys pass (``best_key``, ``best_at``: room for
+    ``k``); else the keys are sorted."""
+    m = keys.shape[0]
+    if k >= m:
+        known_row[:] = True
+    elif 0 < k and 4 * k < m:
+        held = 0
+        for f in range(m):
+            x = keys[f]
+            if held == k and not x < best_key[held - 1]:
+                continue
+            t = held if held < k else held - 1
+            while t > 0 and best_key[t - 1] > x:
+                best_key[t] = best_key[t - 1]
+                best_at[t] = best_at[t - 1]
+                t -= 1
+            best_key[t] = x
+            best_at[t] = f
+            if held < k:
+                held += 1
+        for q in range(k):
+            known_row[best_at[q]] = True
+    elif k > 0:
+        picks = np.argsort(keys, kind="mergesort")
+        for q in range(k):
+            known_row[picks[q]] = True
+
+
 @njit(cache=True)
 def fresh_draws(words, n0, m, known_at_start, w_lo, w_span, s_lo, s_span, c_lo, c_span,
                 holders, code, wealth, skill, known, capacity, condition, value_draw):
@@ -1272,31 +1298,7 @@ def fresh_draws(words, n0, m, known_at_start, w_lo, w_span, s_lo, s_span, c_lo, 
         for i in range(n0):
             for f in range(m):
                 s, keys[f] = _next_double(True, 0, 0, s)
-            if known_at_start >= m:
-                for f in range(m):
-                    known[g * n + i, f] = True
-            elif 0 < known_at_start and 4 * known_at_start < m:  # a few of many: kept in
-                # order as the keys pass
-                held = 0
-                for f in range(m):
-                    x = keys[f]
-                    if held == known_at_start and not x < best_key[held - 1]:
-                        continue
-                    t = held if held < known_at_start else held - 1
-                    while t > 0 and best_key[t - 1] > x:  # (equal keys: the earlier first)
-                        best_key[t] = best_key[t - 1]
-                        best_at[t] = best_at[t - 1]
-                        t -= 1
-                    best_key[t] = x
-                    best_at[t] = f
-                    if held < known_at_start:
-                        held += 1
-                for q in range(known_at_start):
-                    known[g * n + i, best_at[q]] = True
-            elif known_at_start > 0:
-                picks = np.argsort(keys, kind="mergesort")
-                for q in range(known_at_start):
-                    known[g * n + i, picks[q]] = True
+            _know_smallest_keys(keys, known_at_start, known[g * n + i], best_key, best_at)
         for f in range(m):
             s, u = _next_double(True, 0, 0, s)
             capacity[g, f] = c_lo + c_span * u

@@ -18,7 +18,7 @@ import numpy as np
 
 from civa_env.world import slots
 from civa_env.world.config import Config
-from civa_env.world.values import Direction, assign_conditions, holder_count
+from civa_env.world.values import assign_conditions, holders_of
 
 
 @dataclass(frozen=True)
@@ -149,13 +149,8 @@ def initial_states(cfg: Config, world_rngs: Sequence[np.random.Generator],
     it), and every draw of the world streams comes before every draw of the value streams
     (so one generator may serve as both, as alone). The arrays are made once for all G."""
     g = len(world_rngs)
-    n, m, n0 = cfg.max_agents, cfg.n_factories, cfg.n_agents
-    alive = np.zeros((g, n), dtype=bool)
-    alive[:, :n0] = True
-    wealth = np.zeros((g, n))
-    skill = np.zeros((g, n))
-    known = np.zeros((g * n, m), dtype=bool)
-    capacity = np.empty((g, m))
+    m, n0 = cfg.n_factories, cfg.n_agents
+    alive, wealth, skill, known, capacity, condition, value_draw = _founder_arrays(cfg, g)
     # Each world's stream draws, in order: wealth (n0), skill (n0), the founders' factory
     # keys (n0 x m) and the capacities (m), every one a uniform double (``uniform(a, b)`` is
     # ``a + (b - a) u``). Small worlds draw them for all G at once (``StreamBatch``: each
@@ -174,8 +169,6 @@ def initial_states(cfg: Config, world_rngs: Sequence[np.random.Generator],
         capacity[:] = c_lo + (c_hi - c_lo) * u[:, per_world - m:]
     else:
         _draw_worlds(cfg, world_rngs, wealth, skill, known, capacity)
-    condition = np.zeros((g, n), dtype=np.int8)
-    value_draw = np.empty((g, n))
     value_condition = cfg.value_condition
     for rng, cond, draw in zip(values_rngs, condition, value_draw, strict=True):
         cond[:n0] = assign_conditions(value_condition, cfg.prevalence, n0, rng)
@@ -190,25 +183,30 @@ def seeded_states(cfg: Config, words: np.ndarray) -> WorldState:
     pass from the words (``kernels.fresh_draws``), with no generator made."""
     from civa_env.world.kernels import fresh_draws  # (numba loads on first use)
 
-    g = len(words)
-    n, m, n0 = cfg.max_agents, cfg.n_factories, cfg.n_agents
-    alive = np.zeros((g, n), dtype=bool)
-    alive[:, :n0] = True
-    wealth, skill = np.zeros((g, n)), np.zeros((g, n))
-    known = np.zeros((g * n, m), dtype=bool)
-    capacity = np.empty((g, m))
-    condition = np.zeros((g, n), dtype=np.int8)
-    value_draw = np.empty((g, n))
+    alive, wealth, skill, known, capacity, condition, value_draw = _founder_arrays(
+        cfg, len(words))
     vc = cfg.value_condition
-    holders = holder_count(cfg.prevalence, n0) if vc.direction != Direction.BASELINE else 0
+    holders = holders_of(vc, cfg.prevalence, cfg.n_agents)
     (w_lo, w_hi), (s_lo, s_hi), (c_lo, c_hi) = (cfg.start_wealth, cfg.start_skill,
                                                  cfg.capacity_range)
     # (lo + (hi - lo) u, as initial_states and Generator.uniform compute it)
-    fresh_draws(np.ascontiguousarray(words, np.uint64), n0, m, cfg.known_at_start,
+    fresh_draws(np.ascontiguousarray(words, np.uint64), cfg.n_agents, cfg.n_factories,
+                cfg.known_at_start,
                 float(w_lo), float(w_hi - w_lo), float(s_lo), float(s_hi - s_lo),
                 float(c_lo), float(c_hi - c_lo), holders, np.int8(vc.code if holders else 0),
                 wealth, skill, known, capacity, condition, value_draw)
     return _fresh_state(cfg, alive, wealth, skill, known, capacity, condition, value_draw)
+
+
+def _founder_arrays(cfg: Config, g: int) -> tuple[np.ndarray, ...]:
+    """The arrays a fresh world's founders are drawn into, for G worlds: alive (the
+    founders), wealth, skill (G, N), known (G N, M), capacity (G, M), condition and
+    value_draw (G, N)."""
+    n, m = cfg.max_agents, cfg.n_factories
+    alive = np.zeros((g, n), dtype=bool)
+    alive[:, :cfg.n_agents] = True
+    return (alive, np.zeros((g, n)), np.zeros((g, n)), np.zeros((g * n, m), dtype=bool),
+            np.empty((g, m)), np.zeros((g, n), dtype=np.int8), np.empty((g, n)))
 
 
 def _fresh_state(cfg: Config, alive: np.ndarray, wealth: np.ndarray, skill: np.ndarray,

@@ -218,7 +218,13 @@ def assign_conditions(condition: ValueCondition, prevalence: float, n: int,
     """
     order = rng.permutation(n)
     codes = np.zeros(n, dtype=np.int8)
-    k = holder_count(prevalence, n)
-    if condition.direction != Direction.BASELINE and k > 0:
+    k = holders_of(condition, prevalence, n)
+    if k > 0:
         codes[order[:k]] = condition.code
     return codes
+
+
+def holders_of(condition: ValueCondition, prevalence: float, n: int) -> int:
+    """How many of ``n`` founders hold ``condition``: ``holder_count`` (none in the baseline
+    world)."""
+    return holder_count(prevalence, n) if condition.direction != Direction.BASELINE else 0
