@@ -85,10 +85,12 @@ def pinned_digest(*args, **config) -> str:
         pytest.skip("the digests were recorded with numpy's X86_V3 (AVX2) kernels")
     if not pin:
         return episode_digest(*args, **config)
-    code = ("import json, sys; sys.path.insert(0, sys.argv[1]); "
+    # (this module imports conftest, which sits in tests/, beside this folder)
+    here = Path(__file__).parent
+    code = ("import json, sys; sys.path[:0] = [sys.argv[1], sys.argv[2]]; "
             "from test_speed_invariance import episode_digest; "
-            "a = json.loads(sys.argv[2]); print(episode_digest(*a[0], **a[1]))")
-    out = subprocess.run([sys.executable, "-c", code, str(Path(__file__).parent),
+            "a = json.loads(sys.argv[3]); print(episode_digest(*a[0], **a[1]))")
+    out = subprocess.run([sys.executable, "-c", code, str(here), str(here.parent),
                           json.dumps([args, config])], capture_output=True, text=True,
                          env={**os.environ, "NPY_DISABLE_CPU_FEATURES": pin}, check=True)
     return out.stdout.strip().splitlines()[-1]
