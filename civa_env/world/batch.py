@@ -36,15 +36,15 @@ from typing import Any
 
 import numpy as np
 
-from civa_env.world import behaviours
+from civa_env.world import behaviours, seeding
 from civa_env.world import day as world_fn
 from civa_env.world.actions import EVERYONE
 from civa_env.world.catalogue import Catalogue
 from civa_env.world.config import Config
 from civa_env.world.events import EventLog, agent_name
-from civa_env.world.perception import compute_view
+from civa_env.world.perception import compute_view, founders_view
 from civa_env.world.rules import step_day
-from civa_env.world.state import _ARRAY_FIELDS, Message, WorldState
+from civa_env.world.state import _ARRAY_FIELDS, Message, WorldState, write_fresh
 
 # Pool-row fields of one entry per name (the rest of _ARRAY_FIELDS are factory rows or
 # edge lists).
@@ -495,31 +495,31 @@ class Communities:
 
     def _write_fresh(self, which: Sequence[int], seeds: Sequence[int]) -> None:
         """Write a fresh community of each seed (``world.first_day``) over the name, factory
-        and view rows of communities ``which``, and give each its fresh daily stream: the
-        fresh worlds are drawn a group at a time as one batch (``world.first_days``: each
-        from its own streams, as alone) and written one assignment per array (groups of at
-        most ``_FRESH_ROWS`` names, so that a large batch's reset holds little more than
-        one set of arrays)."""
+        and view rows of communities ``which``, and give each its fresh daily stream, in
+        place: the founders' draws straight into the batch's arrays from their streams' seed
+        words (``state.write_fresh``, one compiled pass), the view from the daily streams
+        (``perception.founders_view``), a group of communities at a time (at most
+        ``_FRESH_ROWS`` names, so that a large batch's reset holds little more than one set
+        of arrays). Each is what ``world.first_day`` gives alone (tests compare them)."""
         cfg, state = self.cfg, self.state
         n, m = state.n_per, state.m_per
         group = max(1, _FRESH_ROWS // n)
         for lo in range(0, len(which), group):
             comms = np.asarray(which[lo:lo + group], np.int64)
-            fresh, view, gens = world_fn.first_days(cfg, seeds[lo:lo + group])
+            some = seeds[lo:lo + group]
             g = len(comms)
             # Fresh world k's rows [k N, (k + 1) N) go to community comms[k]'s.
-            if np.all(np.diff(comms) == 1):
+            if g == 1 or np.all(comms[1:] - comms[:-1] == 1):
                 rows = slice(int(comms[0]) * n, (int(comms[-1]) + 1) * n)  # one block: a view
                 frows = slice(int(comms[0]) * m, (int(comms[-1]) + 1) * m)
             else:
                 rows = (comms[:, None] * n + np.arange(n)).ravel()
                 frows = (comms[:, None] * m + np.arange(m)).ravel()
-            for name in _NAME_FIELDS:  # (a founder's parent is -1 wherever it is)
-                getattr(state, name)[rows] = getattr(fresh, name)
-            for name in _FACTORY_FIELDS:
-                getattr(state, name)[frows] = getattr(fresh, name)
-            state.day[comms] = fresh.day
-            state.n_used[comms] = fresh.n_used
+            words = seeding.seed_words(some, (world_fn.WORLD_STREAM, world_fn.VALUES_STREAM,
+                                              world_fn.DYNAMICS_STREAM))  # (3, G, 4)
+            write_fresh(state, cfg, comms, np.stack([words[0], words[1]], axis=1), rows, frows)
+            gens = seeding.generators_of(some, world_fn.DYNAMICS_STREAM, words[2])
+            view = founders_view(cfg, g, gens[0] if g == 1 else StreamBatch(gens))
             # (the fresh view is this call's own: its pool rows moved to the batch's in place)
             by = ((comms - np.arange(g)) * n).astype(view.dtype)[:, None, None]
             rows3 = view.reshape(g, n, -1)

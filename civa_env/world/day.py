@@ -248,8 +248,10 @@ def first_day(cfg: Config, seed: int) -> tuple[WorldState, np.ndarray, np.random
     return state, view, gens[0]
 
 
-# Where the streams first_days uses sit among a seed's children (``seed_streams``).
-_WORLD, _VALUES, _DYNAMICS = (STREAMS.index(s) for s in ("world", "values", "dynamics"))
+# Where the streams a fresh world is drawn from sit among a seed's children
+# (``seed_streams``): its founders' (world, values) and its days' (dynamics).
+WORLD_STREAM, VALUES_STREAM, DYNAMICS_STREAM = (
+    STREAMS.index(s) for s in ("world", "values", "dynamics"))
 
 
 def first_days(cfg: Config, seeds: Sequence[int]
@@ -264,9 +266,9 @@ def first_days(cfg: Config, seeds: Sequence[int]
     # streams are drawn once, for the founders, straight from their PCG64 seed words
     # (``state.seeded_states``: what ``initial_states`` draws from numpy's generators);
     # the daily stream is a numpy generator.
-    words = seeding.seed_words(seeds, (_WORLD, _VALUES, _DYNAMICS))  # (3, G, 4)
+    words = seeding.seed_words(seeds, (WORLD_STREAM, VALUES_STREAM, DYNAMICS_STREAM))  # (3, G, 4)
     state = seeded_states(cfg, np.stack([words[0], words[1]], axis=1))
-    dynamics = seeding.generators_of(seeds, _DYNAMICS, words[2])
+    dynamics = seeding.generators_of(seeds, DYNAMICS_STREAM, words[2])
     if len(seeds) == 1:
         return state, compute_view(state, cfg, dynamics[0]), dynamics
     from civa_env.world.batch import StreamBatch

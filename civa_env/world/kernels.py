@@ -373,7 +373,9 @@ def fill_features(rows, out_rows, feats, n_per, bound,
         _mark(feats, view, row_of, allies[p, 1], allies[p, 0], slot_start, slot_width, ally_at)
     for p in range(recent_day.shape[0]):
         src, dst = recent_src[p], recent_dst[p]
-        if dst < 0 or recent_day[p] < first_recent[src // n_per]:
+        # (neither end observed: nothing to mark; the cheap test first, for few rows)
+        if dst < 0 or (row_of[src] < 0 and row_of[dst] < 0) \
+                or recent_day[p] < first_recent[src // n_per]:
             continue
         kind = recent_kind[p]
         _mark(feats, view, row_of, dst, src, slot_start, slot_width, dealt_me[kind])
@@ -382,7 +384,7 @@ def fill_features(rows, out_rows, feats, n_per, bound,
             _mark(feats, view, row_of, dst, src, slot_start, slot_width, friendly_at)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _mark(feats, view, row_of, i, j, slot_start, slot_width, at):
     """Set channel ``at`` (an offset in the slot block; -1: none) of the slot of viewer
     ``i``'s row that holds ``j``, if ``i`` is observed and sees ``j`` (the first such slot: a
@@ -1268,7 +1270,7 @@ def _know_smallest_keys(keys, k, known_row, best_key, best_at):
 
 
 @njit(cache=True)
-def fresh_draws(words, n0, m, known_at_start, w_lo, w_span, s_lo, s_span, c_lo, c_span,
+def fresh_draws(words, at, n, n0, m, known_at_start, w_lo, w_span, s_lo, s_span, c_lo, c_span,
                 holders, code, wealth, skill, known, capacity, condition, value_draw):
     """The founders' draws of G fresh worlds (``state.initial_states``) from their streams'
     seed words ``words`` (G, 2, 4) uint64 (the world stream's, then the values stream's).
@@ -1280,28 +1282,35 @@ def fresh_draws(words, n0, m, known_at_start, w_lo, w_span, s_lo, s_span, c_lo, 
     founders' order (``Generator.permutation(n0)``: Fisher-Yates from the top, each index
     ``random_interval`` of 32-bit draws under a bit mask, rejected above the bound); the
     first ``holders`` of it get ``code``; then a ``value_draw`` uniform for each of the N
-    names. Writes rows of ``wealth``, ``skill``, ``condition``, ``value_draw`` (G, N),
-    ``known`` (G N, M) (set only, for the founders) and ``capacity`` (G, M)."""
-    n = wealth.shape[1]
+    names. World g is written over community ``at[g]``'s rows of the pool arrays (``n``
+    names, ``m`` factories each): its N rows of ``wealth``, ``skill``, ``condition``, ``value_draw``
+    (pool,) and ``known`` (pool, M) (the names past the founders hold 0 and know nothing),
+    and its M of ``capacity`` (E M,)."""
     keys = np.empty(m)
     best_key = np.empty(max(known_at_start, 1))  # the smallest keys so far, ascending
     best_at = np.empty(max(known_at_start, 1), np.int64)
     order = np.empty(n0, np.int64)
     for g in range(words.shape[0]):
+        lo, flo = at[g] * n, at[g] * m
+        for i in range(lo, lo + n):
+            wealth[i] = 0.0
+            skill[i] = 0.0
+            condition[i] = 0
+            known[i, :] = False
         s = _pcg64_seeded(words[g, 0, 0], words[g, 0, 1], words[g, 0, 2], words[g, 0, 3])
         for i in range(n0):
             s, u = _next_double(True, 0, 0, s)
-            wealth[g, i] = w_lo + w_span * u
+            wealth[lo + i] = w_lo + w_span * u
         for i in range(n0):
             s, u = _next_double(True, 0, 0, s)
-            skill[g, i] = s_lo + s_span * u
+            skill[lo + i] = s_lo + s_span * u
         for i in range(n0):
             for f in range(m):
                 s, keys[f] = _next_double(True, 0, 0, s)
-            _know_smallest_keys(keys, known_at_start, known[g * n + i], best_key, best_at)
+            _know_smallest_keys(keys, known_at_start, known[lo + i], best_key, best_at)
         for f in range(m):
             s, u = _next_double(True, 0, 0, s)
-            capacity[g, f] = c_lo + c_span * u
+            capacity[flo + f] = c_lo + c_span * u
         v = _pcg64_seeded(words[g, 1, 0], words[g, 1, 1], words[g, 1, 2], words[g, 1, 3])
         has, held = False, np.uint64(0)
         for i in range(n0):
@@ -1320,6 +1329,6 @@ def fresh_draws(words, n0, m, known_at_start, w_lo, w_span, s_lo, s_span, c_lo, 
             order[i] = order[np.int64(j)]
             order[np.int64(j)] = t
         for q in range(holders):
-            condition[g, order[q]] = code
+            condition[lo + order[q]] = code
         for i in range(n):
-            v, value_draw[g, i] = _next_double(True, 0, 0, v)
+            v, value_draw[lo + i] = _next_double(True, 0, 0, v)

@@ -61,6 +61,24 @@ def compute_view(state: WorldState, cfg: Config, rng: np.random.Generator) -> np
     return view
 
 
+def founders_view(cfg: Config, g: int, rng: np.random.Generator) -> np.ndarray:
+    """``compute_view`` of G fresh worlds (``state.seeded_states``: the founders alive, no
+    relations yet), drawn from ``rng`` (their streams, a ``batch.StreamBatch`` for G > 1),
+    without the state: (G N, V) int32, pool rows of those G worlds (a test compares the
+    two)."""
+    from civa_env.world.kernels import fill_view  # (numba loads on first use)
+
+    n, v = g * cfg.max_agents, cfg.view_size
+    view = filled((n, v), -1, np.int32)
+    order_key = rng.random(n)  # (compute_view's draw: one key per name)
+    living = (np.arange(g)[:, None] * cfg.max_agents + np.arange(cfg.n_agents)).ravel()
+    if len(living) <= 1:
+        return view
+    fill_view(order_key, living, cfg.max_agents, np.zeros(n + 1, np.int64),
+              np.empty(0, np.int64), view)
+    return view
+
+
 def priority_csr(state: WorldState, recent_days: int) -> tuple[np.ndarray, np.ndarray]:
     """Whom each resident sees first (allies, then direct dealings of the last
     ``recent_days`` days, each by name) as CSR: ``ptr`` (N + 1,), ``pair_to`` (P,) int64

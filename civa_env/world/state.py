@@ -181,21 +181,57 @@ def seeded_states(cfg: Config, words: np.ndarray) -> WorldState:
     PCG64 generators seeded with ``words`` (G, 2, 4) uint64 (each stream's
     ``SeedSequence.generate_state(4, np.uint64)``): the same state, drawn in one compiled
     pass from the words (``kernels.fresh_draws``), with no generator made."""
+    g = len(words)
+    alive, wealth, skill, known, capacity, condition, value_draw = _founder_arrays(cfg, g)
+    _seeded_draws(cfg, words, np.arange(g), wealth.reshape(-1), skill.reshape(-1), known,
+                  capacity.reshape(-1), condition.reshape(-1), value_draw.reshape(-1))
+    return _fresh_state(cfg, alive, wealth, skill, known, capacity, condition, value_draw)
+
+
+def _seeded_draws(cfg: Config, words: np.ndarray, at: np.ndarray, wealth: np.ndarray,
+                  skill: np.ndarray, known: np.ndarray, capacity: np.ndarray,
+                  condition: np.ndarray, value_draw: np.ndarray) -> None:
+    """The founders' draws of the fresh worlds of ``words`` (G, 2, 4) over communities
+    ``at`` (G,) of the pool arrays given (``kernels.fresh_draws``)."""
     from civa_env.world.kernels import fresh_draws  # (numba loads on first use)
 
-    alive, wealth, skill, known, capacity, condition, value_draw = _founder_arrays(
-        cfg, len(words))
     vc = cfg.value_condition
     holders = holders_of(vc, cfg.prevalence, cfg.n_agents)
     (w_lo, w_hi), (s_lo, s_hi), (c_lo, c_hi) = (cfg.start_wealth, cfg.start_skill,
                                                  cfg.capacity_range)
     # (lo + (hi - lo) u, as initial_states and Generator.uniform compute it)
-    fresh_draws(np.ascontiguousarray(words, np.uint64), cfg.n_agents, cfg.n_factories,
-                cfg.known_at_start,
+    fresh_draws(np.ascontiguousarray(words, np.uint64), np.asarray(at, np.int64),
+                cfg.max_agents, cfg.n_agents, cfg.n_factories, cfg.known_at_start,
                 float(w_lo), float(w_hi - w_lo), float(s_lo), float(s_hi - s_lo),
                 float(c_lo), float(c_hi - c_lo), holders, np.int8(vc.code if holders else 0),
                 wealth, skill, known, capacity, condition, value_draw)
-    return _fresh_state(cfg, alive, wealth, skill, known, capacity, condition, value_draw)
+
+
+def write_fresh(state: WorldState, cfg: Config, comms: np.ndarray, words: np.ndarray,
+                rows: slice | np.ndarray, frows: slice | np.ndarray) -> None:
+    """Write the fresh worlds of ``words`` (G, 2, 4) uint64 (``seeded_states``) over
+    communities ``comms`` (G,) of the batch ``state``, in place: their names (pool rows
+    ``rows``, community after community in ``comms`` order), factories (``frows``), days
+    and names used become what ``seeded_states`` gives each (its relations, which are
+    edge lists of the whole batch, are the caller's to drop)."""
+    n0 = cfg.n_agents
+    _seeded_draws(cfg, words, comms, state.wealth, state.skill, state.known, state.capacity,
+                  state.condition, state.value_draw)
+    for name, (value, _) in FRESH_NAMES.items():
+        getattr(state, name)[rows] = value
+    for name, (value, _) in FRESH_FACTORIES.items():
+        getattr(state, name)[frows] = value
+    n = state.n_per
+    state.alive[rows] = np.tile(np.arange(n) < n0, len(comms))
+    if cfg.ranks_factories:  # names not yet used hold no factory
+        founders = (np.asarray(comms, np.int64)[:, None] * n + np.arange(n0)).ravel()
+        state.factory_slots[rows] = -1
+        state.factory_slots[founders] = slots.ranked(
+            state.known, state.capacity, state.communities, cfg.factory_slot_count, founders)
+    else:
+        state.factory_slots[rows] = np.arange(cfg.factory_slot_count, dtype=np.int32)
+    state.day[comms] = 0
+    state.n_used[comms] = n0
 
 
 def _founder_arrays(cfg: Config, g: int) -> tuple[np.ndarray, ...]:
@@ -209,6 +245,18 @@ def _founder_arrays(cfg: Config, g: int) -> tuple[np.ndarray, ...]:
             np.empty((g, m)), np.zeros((g, n), dtype=np.int8), np.empty((g, n)))
 
 
+# What a fresh world's names and factories hold where nothing is drawn for them: (value,
+# dtype) by field (the drawn ones, ``alive`` and ``factory_slots`` are set apart). One
+# table for a reset (``_fresh_state``) and a batch's restart in place (``write_fresh``).
+FRESH_NAMES = {
+    "parent": (-1, np.int32), "born_day": (0, np.int32), "died_day": (-1, np.int32),
+    "income": (0.0, np.float64), "received": (0.0, np.float64), "given": (0.0, np.float64),
+    "looted": (0.0, np.float64), "lost": (0.0, np.float64), "attacked_by": (0, np.int16),
+    "ever_gave": (False, np.bool_)}
+FRESH_FACTORIES = {"workers": (0, np.int32), "output": (0.0, np.float64),
+                   "outage": (False, np.bool_)}
+
+
 def _fresh_state(cfg: Config, alive: np.ndarray, wealth: np.ndarray, skill: np.ndarray,
                  known: np.ndarray, capacity: np.ndarray, condition: np.ndarray,
                  value_draw: np.ndarray) -> WorldState:
@@ -218,7 +266,6 @@ def _fresh_state(cfg: Config, alive: np.ndarray, wealth: np.ndarray, skill: np.n
     n0, m = cfg.n_agents, cfg.n_factories
     capacity = capacity.reshape(-1)
     pool = g * n
-    zeros_n = np.zeros(pool)
     empty = np.empty(0, dtype=np.int32)
     if cfg.ranks_factories:  # names not yet used hold no factory
         table = np.full((pool, cfg.factory_slot_count), -1, np.int32)
@@ -231,20 +278,16 @@ def _fresh_state(cfg: Config, alive: np.ndarray, wealth: np.ndarray, skill: np.n
         n_used: int | np.ndarray = n0
     else:
         day, n_used = np.zeros(g, np.int64), np.full(g, n0, np.int64)
+    fresh = {name: np.full(pool, value, dtype) for name, (value, dtype) in FRESH_NAMES.items()}
+    fresh.update({name: np.full(g * m, value, dtype)
+                  for name, (value, dtype) in FRESH_FACTORIES.items()})
     return WorldState(
         day=day, n_used=n_used, alive=alive.reshape(-1), wealth=wealth.reshape(-1),
         skill=skill.reshape(-1), condition=condition.reshape(-1),
-        known=known, factory_slots=table, parent=np.full(pool, -1, np.int32),
-        born_day=np.zeros(pool, np.int32),
-        died_day=np.full(pool, -1, np.int32), capacity=capacity,
-        workers=np.zeros(g * m, np.int32), output=np.zeros(g * m),
-        outage=np.zeros(g * m, bool),
-        income=zeros_n.copy(), received=zeros_n.copy(), given=zeros_n.copy(),
-        looted=zeros_n.copy(), lost=zeros_n.copy(), attacked_by=np.zeros(pool, np.int16),
-        ever_gave=np.zeros(pool, bool), value_draw=value_draw.reshape(-1),
+        known=known, factory_slots=table, capacity=capacity, value_draw=value_draw.reshape(-1),
         allies=np.empty((0, 2), np.int32), recent_day=empty.copy(), recent_src=empty.copy(),
         recent_dst=empty.copy(), recent_kind=np.empty(0, np.int8),
-        recent_friendly=np.empty(0, bool), communities=g)
+        recent_friendly=np.empty(0, bool), communities=g, **fresh)
 
 
 def _draw_worlds(cfg: Config, world_rngs: Sequence[np.random.Generator], wealth: np.ndarray,
