@@ -177,3 +177,34 @@ def test_a_reset_is_each_seeds_world(kw, grouped, monkeypatch):
         np.testing.assert_array_equal(batch.view[e * n:(e + 1) * n],
                                       np.where(w.view >= 0, w.view + e * n, -1))
         assert_same_stream(batch.streams.gens[e], w.dynamics)
+
+
+@pytest.mark.parametrize("kw", WORLDS + [{**IDENTITY, "n_agents": 1},
+                                         {**IDENTITY, "n_agents": 2, "view_size": 5},
+                                         {"n_agents": 40, "max_days": 3, "view_size": 6}])
+@pytest.mark.parametrize("g", [1, 3])
+def test_founders_view_is_the_view_of_fresh_worlds(kw, g):
+    """``perception.founders_view`` (a restart's view, drawn without a state) is
+    ``compute_view`` of the fresh worlds' state, from the same streams, left where it
+    leaves them."""
+    from civa_env.world.batch import StreamBatch
+    from civa_env.world.perception import compute_view, founders_view
+
+    cfg = Config(**kw)
+    seeds = [4, 50, 2**40 + 1][:g]
+    words = seeding.seed_words(seeds, (0, 1, 2))
+    state = seeded_states(cfg, np.stack([words[0], words[1]], axis=1))
+
+    def streams():
+        gens = seeding.generators_of(seeds, 2, words[2])
+        return gens, (gens[0] if g == 1 else StreamBatch(gens))
+
+    gens_a, rng_a = streams()
+    gens_b, rng_b = streams()
+    want = compute_view(state, cfg, rng_a)
+    got = founders_view(cfg, g, rng_b)
+    assert got.dtype == want.dtype and got.shape == want.shape
+    np.testing.assert_array_equal(got, want)
+    assert (want >= 0).any() == (cfg.n_agents > 1)
+    for a, b in zip(gens_a, gens_b, strict=True):
+        assert a.bit_generator.state == b.bit_generator.state
