@@ -175,7 +175,7 @@ class CivaVectorEnv:
         if self.batch is None:
             raise ValueError("call reset() before step()")
         acts = factored.check_shape(actions, self.num_slots, self.cfg, "the vector env")
-        day = self.batch.step_factored(acts)
+        day = self.batch.step_factored(acts, in_place=True)  # (read before the next step)
         cfg, n = self.cfg, self.n_slots
         rewards = np.zeros(self.num_slots)
         rewards[day.acted] = world_fn.rewards(day, cfg)

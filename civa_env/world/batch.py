@@ -44,7 +44,7 @@ from civa_env.world.config import Config
 from civa_env.world.events import EventLog, agent_name
 from civa_env.world.perception import compute_view, founders_view
 from civa_env.world.rules import step_day
-from civa_env.world.state import _ARRAY_FIELDS, Message, WorldState, write_fresh
+from civa_env.world.state import _ARRAY_FIELDS, DayStart, Message, WorldState, write_fresh
 
 # Pool-row fields of one entry per name (the rest of _ARRAY_FIELDS are factory rows or
 # edge lists).
@@ -346,7 +346,7 @@ def split_events(cols: dict[str, np.ndarray], texts: dict[int, str], days: np.nd
 class BatchDay:
     """What one batch day produced."""
 
-    before: WorldState
+    before: WorldState | DayStart  # (a DayStart where the day was played in place)
     after: WorldState
     acted: np.ndarray  # (K,) int64 pool rows alive at the start of the day
     died: np.ndarray  # (D,) int64 pool rows that starved today
@@ -407,10 +407,14 @@ class Communities:
 
     # ---- a day -----------------------------------------------------------------------------
 
-    def step_factored(self, acts: np.ndarray) -> BatchDay:
+    def step_factored(self, acts: np.ndarray, *, in_place: bool = False) -> BatchDay:
         """Play one day in every community from factored actions (E N, C) (rows of names
         not alive are ignored). Communities whose episode is over must be ``replace``d
-        first."""
+        first. The day's state is a new one (the ``BatchDay``'s ``before`` and ``after``
+        stay as they are), unless ``in_place``: then it is played over the current state's
+        arrays (cheaper: the vector env, which reads a day before the next, does so), and
+        the ``BatchDay``'s ``after`` is the batch's state, which later days and restarts
+        write, and its ``before`` a ``state.DayStart``."""
         cfg, old = self.cfg, self.state
         over = (np.atleast_1d(old.day) >= cfg.max_days) | ~self._any_alive(old)
         if np.count_nonzero(over):
@@ -419,18 +423,21 @@ class Communities:
         batch = world_fn.factored_batch(old, self.view, acts, cfg, self.catalogue, "the batch")
         rows = old.alive.nonzero()[0]
         rng = self.streams if self.num > 1 else self.streams.gens[0]
-        new, events = step_day(old, batch, rng, cfg, events=self.logs is not None)
-        n = old.n_per
+        start = DayStart.of(old) if in_place else None
+        new, events = step_day(old, batch, rng, cfg, events=self.logs is not None,
+                               start=start)
+        n = new.n_per
         population = np.bincount(new.alive.nonzero()[0] // n, minlength=self.num)
+        before = old if start is None else start
         if self.logs is not None:
-            self._record(events.freeze(), old, new)
+            self._record(events.freeze(), before, new)
         self.population_sum += population
         n_aup = self.population_sum / (cfg.max_days * cfg.n_agents)
         self.state = new
         self.view = compute_view(new, cfg, rng)
         truncated = np.atleast_1d(new.day) >= cfg.max_days
         died = rows[~new.alive[rows]]
-        return BatchDay(before=old, after=new, acted=rows, died=died,
+        return BatchDay(before=before, after=new, acted=rows, died=died,
                         population=population, n_aup=n_aup,
                         ended=truncated | (population == 0), truncated=truncated,
                         invalid=batch.invalid)
@@ -440,7 +447,7 @@ class Communities:
                            minlength=self.num) > 0
 
     def _record(self, chunk: tuple[dict[str, np.ndarray], dict[int, str]],
-                old: WorldState, new: WorldState) -> None:
+                old: WorldState | DayStart, new: WorldState) -> None:
         """Each community's census, behaviours and log, as a lone world records them."""
         if self.num == 1:
             parts = [chunk]

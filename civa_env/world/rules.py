@@ -39,7 +39,7 @@ from civa_env.world.kinds import (
     P,
     S,
 )
-from civa_env.world.state import WorldState
+from civa_env.world.state import DayStart, WorldState
 
 # The day being played: an int for a lone community, (E,) for a batch of E (one day each).
 DayNumber = int | np.ndarray
@@ -412,10 +412,16 @@ def _names_for(state: WorldState, parents: np.ndarray,
 
 
 def step_day(state: WorldState, batch: ActionBatch, rng: np.random.Generator,
-             cfg: Config, *, events: bool = True) -> tuple[WorldState, DayEvents | NoEvents]:
+             cfg: Config, *, events: bool = True, start: DayStart | None = None
+             ) -> tuple[WorldState, DayEvents | NoEvents]:
     """Play one day; returns the new state (the input is not changed) and its events
-    (``events=False``: none are kept, for a batch without logs; the day is the same)."""
-    before, state = state, state.copy()
+    (``events=False``: none are kept, for a batch without logs; the day is the same).
+    Given ``start`` (``DayStart.of(state)``), the day is played over ``state`` itself, which
+    is returned (no copy of the state: what is read of the day's start is ``start``'s)."""
+    if start is None:
+        before, state = state, state.copy()
+    else:
+        before = start
     day = state.day + 1
     # (A batch's events get their communities' days when split: ``batch``.)
     ev = DayEvents(day if state.communities == 1 else 0,

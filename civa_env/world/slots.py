@@ -23,7 +23,7 @@ import numpy as np
 
 if TYPE_CHECKING:
     from civa_env.world.config import Config
-    from civa_env.world.state import WorldState
+    from civa_env.world.state import DayStart, WorldState
 
 # Rows ranked at a time (bounds the (rows, M) work arrays of a large batch).
 CHUNK = 65_536
@@ -92,7 +92,8 @@ def listed(state: WorldState, i: int) -> list[int]:
     return [f for f in table[table >= 0].tolist() if state.known[i, f]]
 
 
-def refresh(state: WorldState, cfg: Config, before: WorldState | None = None) -> None:
+def refresh(state: WorldState, cfg: Config, before: WorldState | DayStart | None = None
+            ) -> None:
     """Recompute ``state.factory_slots`` of the living residents after a day's rules (a
     no-op where slot m is factory m). Given the state ``before`` the day, only the rows
     whose order can have changed: those whose known factories changed (explore, alliances,

@@ -122,6 +122,24 @@ class WorldState:
         return out
 
 
+@dataclass(frozen=True)
+class DayStart:
+    """What is read of the state a day started from once the day is played over it, in
+    place (``rules.step_day(start=...)``): copies of its wealth (rewards, events), living
+    (census), known factories and capacities (factory slots)."""
+
+    wealth: np.ndarray
+    alive: np.ndarray
+    known: np.ndarray
+    capacity: np.ndarray
+
+    @classmethod
+    def of(cls, state: WorldState) -> DayStart:
+        """Copies of ``state``'s fields that are read after the day."""
+        return cls(state.wealth.copy(), state.alive.copy(), state.known.copy(),
+                   state.capacity.copy())
+
+
 # Fields copied by ``WorldState.copy`` (listed once: looking them up each day is slow).
 _ARRAY_FIELDS = tuple(f.name for f in dataclasses.fields(WorldState)
                       if f.type in ("np.ndarray", np.ndarray))

@@ -380,3 +380,56 @@ def test_observation_arrays_a_caller_keeps_are_never_overwritten():
             for k in kept:
                 np.testing.assert_array_equal(kept[k], values[k])
     assert len({id(o["features"]) for o, _ in held}) == len(held)
+
+
+@pytest.mark.parametrize("extra", [{}, RANKED])
+def test_a_batch_stepped_in_place_plays_the_days_of_one_stepped_on_copies(extra):
+    """``Communities.step_factored(in_place=True)`` (the vector env's) plays over the
+    batch's arrays the days a batch stepped on copies plays, logs and restarts included; a
+    day played on copies leaves the state it started from as it was."""
+    from civa_env.world import factored
+    from civa_env.world.batch import Communities
+    from civa_env.world.day import rewards
+    from civa_env.world.state import DayStart
+
+    cfg = Config(**{**KW, "max_days": 6}, **extra)
+    seeds = [4, 9, 2]
+    a = Communities.reset(cfg, seeds, keep_logs=True)
+    b = Communities.reset(cfg, seeds, keep_logs=True)
+    spec = factored.FactoredSpec.of(cfg)
+    rng = np.random.default_rng(1)
+    restarts = 0
+    for step in range(14):
+        rows = a.state.alive.nonzero()[0]
+        obs = {"action_mask": np.zeros((a.state.n_pool, spec.mask_size), np.int8),
+               "alive": a.state.alive.copy()}
+        factored.masks(a.state, a.view, rows, cfg, a.catalogue, out=obs["action_mask"],
+                       out_rows=rows)
+        acts = sample_factored(obs, spec, rng)
+        kept = a.state.copy()
+        day_a = a.step_factored(acts)
+        day_b = b.step_factored(acts, in_place=True)
+        assert day_a.before is not a.state and day_b.after is b.state
+        assert isinstance(day_b.before, DayStart)
+        for name in _ARRAY_FIELDS:  # on copies, the day's start is untouched
+            np.testing.assert_array_equal(getattr(day_a.before, name), getattr(kept, name))
+        for name in ("wealth", "alive", "known", "capacity"):
+            np.testing.assert_array_equal(getattr(day_b.before, name), getattr(kept, name))
+        for e in range(3):
+            assert_same_state(community(a.state, e), b.state, e)
+        np.testing.assert_array_equal(a.view, b.view)
+        np.testing.assert_array_equal(rewards(day_a, cfg), rewards(day_b, cfg))
+        ended = day_a.ended.nonzero()[0].tolist()
+        np.testing.assert_array_equal(day_a.ended, day_b.ended)
+        if ended:
+            restarts += len(ended)
+            a.replace(ended, [50 + step + e for e in ended])
+            b.replace(ended, [50 + step + e for e in ended], in_place=True)
+        for la, lb in zip(a.logs, b.logs, strict=True):
+            buf_a, buf_b = io.StringIO(), io.StringIO()
+            for i in range(la.n_days):
+                la.write_day(buf_a, i)
+            for i in range(lb.n_days):
+                lb.write_day(buf_b, i)
+            assert buf_a.getvalue() == buf_b.getvalue()
+    assert restarts >= 3
