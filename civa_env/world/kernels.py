@@ -5,6 +5,7 @@
 * ``strength``: a resident's fighting strength, the one formula (``rules.strength`` calls it).
 * ``ally_csr``: the alliance pairs as a CSR adjacency (neighbours ascending), the form the
   kernel reads.
+* ``mutual_merges``: the alliances a day's merge proposals form (``rules.merge``).
 * ``priority_pairs``, ``fill_view``: who each living resident sees (``perception.compute_view``):
   its priority pairs (allies, then recent dealings, as CSR), then a window of its
   community's shuffled order.
@@ -63,6 +64,54 @@ def ally_csr(allies: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
 
     Returns ``(ally_ptr (n + 1,) int64, ally_idx (2E or fewer,) int64)``."""
     return _ally_csr(np.ascontiguousarray(allies, np.int64).reshape(-1, 2), n)
+
+
+@njit(cache=True)
+def mutual_merges(rows, tgt, recent_src, recent_dst, recent_day, recent_kind, kind, since,
+                  n_per, allies):
+    """The alliances that today's merge proposals ``rows[k] -> tgt[k]`` (already among the
+    dealings) form: each proposal answered by a dealing ``tgt[k] -> rows[k]`` of ``kind``
+    of a day >= ``since`` of their community ((E,) int64), once per pair, not an alliance
+    already (``allies`` (A, 2) pairs i < j). Returns (P, 2) int64 pairs, lower name first,
+    in name order."""
+    n_pool = n_per * since.shape[0]
+    count = 0
+    for p in range(recent_src.shape[0]):
+        if recent_kind[p] == kind and recent_day[p] >= since[recent_src[p] // n_per]:
+            count += 1
+    keys = np.empty(count, np.int64)  # src * N + dst of those dealings, sorted
+    count = 0
+    for p in range(recent_src.shape[0]):
+        if recent_kind[p] == kind and recent_day[p] >= since[recent_src[p] // n_per]:
+            keys[count] = np.int64(recent_src[p]) * n_pool + recent_dst[p]
+            count += 1
+    keys.sort()
+    pairs = np.empty(rows.shape[0], np.int64)  # lo * N + hi of the mutual ones
+    found = 0
+    for k in range(rows.shape[0]):
+        r, t = np.int64(rows[k]), np.int64(tgt[k])
+        if t < 0 or count == 0:
+            continue
+        key = t * n_pool + r
+        at = np.searchsorted(keys, key)
+        if at < count and keys[at] == key:
+            pairs[found] = min(r, t) * n_pool + max(r, t)
+            found += 1
+    pairs = np.unique(pairs[:found])
+    allied = np.empty(allies.shape[0], np.int64)
+    for a in range(allies.shape[0]):
+        allied[a] = np.int64(allies[a, 0]) * n_pool + allies[a, 1]
+    allied.sort()
+    out = np.empty((pairs.shape[0], 2), np.int64)
+    kept = 0
+    for q in range(pairs.shape[0]):
+        at = np.searchsorted(allied, pairs[q])
+        if at < allied.shape[0] and allied[at] == pairs[q]:
+            continue
+        out[kept, 0] = pairs[q] // n_pool
+        out[kept, 1] = pairs[q] % n_pool
+        kept += 1
+    return out[:kept]
 
 
 @njit(cache=True, inline="always")

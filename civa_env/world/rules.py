@@ -28,7 +28,6 @@ import numpy as np
 from civa_env.world import behaviours, slots
 from civa_env.world.actions import EVERYONE, ActionBatch
 from civa_env.world.arrays import filled, in_sorted
-from civa_env.world.catalogue import is_allied
 from civa_env.world.config import Config
 from civa_env.world.events import DayEvents, NoEvents
 from civa_env.world.kinds import (
@@ -182,19 +181,6 @@ def _remember(state: WorldState, day: int | np.ndarray, src: np.ndarray, dst: np
     state.recent_kind = np.concatenate([state.recent_kind, filled(len(src), kind, np.int8)])
 
 
-def _has_recent(state: WorldState, kind: int, src: np.ndarray, dst: np.ndarray,
-                since_day: int | np.ndarray) -> np.ndarray:
-    """Whether a dealing ``src[k] -> dst[k]`` of ``kind`` happened on or after ``since_day``
-    (of the dealing's community, in a batch)."""
-    sel = (state.recent_kind == kind) & (
-        state.recent_day >= state.per_row(since_day, state.recent_src))
-    if not np.count_nonzero(sel) or len(src) == 0:
-        return np.zeros(len(src), bool)
-    n = state.n_pool
-    keys = np.sort(state.recent_src[sel].astype(np.int64) * n + state.recent_dst[sel])
-    return in_sorted(keys, src.astype(np.int64) * n + dst)
-
-
 def merge(state: WorldState, batch: ActionBatch, cfg: Config, ev: DayEvents, day: DayNumber,
           w0: np.ndarray) -> int:
     """Proposals; an alliance forms when both proposed within ``merge_window`` days.
@@ -220,23 +206,19 @@ def _propose(state: WorldState, batch: ActionBatch, rows: np.ndarray, cfg: Confi
     if ev.kept:
         ev.add(K.MERGE_PROPOSAL, rows, tgt, wealth=w0[rows], target_wealth=w0[tgt])
     _remember(state, day, rows, tgt, D.MERGE)
-    mutual = _has_recent(state, D.MERGE, tgt, rows, day - cfg.merge_window + 1)
-    formed = 0
-    if np.count_nonzero(mutual):
-        # The mutual pairs (lower name first), once each, in name order: unique keys
-        # lo * N + hi sort as the pairs' rows do (np.unique's axis=0 is slower).
-        n = state.n_pool
-        lo = np.minimum(rows[mutual], tgt[mutual]).astype(np.int64)
-        keys = np.unique(lo * n + np.maximum(rows[mutual], tgt[mutual]))
-        pairs = np.stack([keys // n, keys % n], axis=1)
-        new = ~is_allied(state, pairs[:, 0], pairs[:, 1])
-        pairs = pairs[new].astype(np.int32)
-        formed = len(pairs)
-        if formed:
-            state.allies = np.concatenate([state.allies, pairs])
-            if ev.kept:
-                ev.add(K.ALLIANCE_FORMED, pairs[:, 0], pairs[:, 1],
-                       wealth=w0[pairs[:, 0]], target_wealth=w0[pairs[:, 1]])
+    # (one compiled pass: the day's proposals answered within the window, new pairs only)
+    from civa_env.world.kernels import mutual_merges  # (numba loads on first use)
+
+    since = np.atleast_1d(np.asarray(day - cfg.merge_window + 1, np.int64))
+    pairs = mutual_merges(rows, tgt, state.recent_src, state.recent_dst, state.recent_day,
+                          state.recent_kind, D.MERGE, since, state.n_per, state.allies)
+    formed = len(pairs)
+    if formed:
+        pairs = pairs.astype(np.int32)
+        state.allies = np.concatenate([state.allies, pairs])
+        if ev.kept:
+            ev.add(K.ALLIANCE_FORMED, pairs[:, 0], pairs[:, 1],
+                   wealth=w0[pairs[:, 0]], target_wealth=w0[pairs[:, 1]])
     return formed
 
 

@@ -191,3 +191,74 @@ def test_kernel_equals_reference_on_random_cases(seed):
         assert_same(got, want)
         n_allied += len(want[6])
     assert n_allied > 0  # the cases do attack allies
+
+
+def _mutual_merges_by_numpy(rows, tgt, src, dst, day, kind, merge, since, n_per, allies):
+    """What ``rules._propose`` computed with numpy before ``kernels.mutual_merges``."""
+    n = n_per * len(since)
+    sel = (kind == merge) & (day >= since[src // n_per])
+    keys = np.sort(src[sel].astype(np.int64) * n + dst[sel])
+    if len(keys) == 0 or len(rows) == 0:
+        return np.empty((0, 2), np.int64)
+    q = tgt.astype(np.int64) * n + rows
+    pos = np.minimum(np.searchsorted(keys, q), len(keys) - 1)
+    mutual = (keys[pos] == q) & (tgt >= 0)
+    lo = np.minimum(rows[mutual], tgt[mutual]).astype(np.int64)
+    pairs = np.unique(lo * n + np.maximum(rows[mutual], tgt[mutual]))
+    allied = np.sort(allies[:, 0].astype(np.int64) * n + allies[:, 1])
+    new = ~np.isin(pairs, allied)
+    return np.stack([pairs[new] // n, pairs[new] % n], axis=1)
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_mutual_merges_are_the_numpy_rule(seed):
+    """The alliances a day's proposals form, against the numpy code they replaced: one
+    community or several, dealings of every kind and day, proposals answered or not, repeated,
+    to oneself's allies already, and none at all."""
+    from civa_env.world.kernels import mutual_merges
+
+    rng = np.random.default_rng(seed)
+    e = int(rng.integers(1, 4))
+    n_per = int(rng.integers(2, 12))
+    n = e * n_per
+    today = rng.integers(1, 9, e)
+    since = (today - rng.integers(0, 3, e)).astype(np.int64)
+    d = int(rng.integers(0, 60))
+    comm = rng.integers(0, e, d)
+    src = (comm * n_per + rng.integers(0, n_per, d)).astype(np.int32)
+    dst = (comm * n_per + rng.integers(0, n_per, d)).astype(np.int32)
+    kind = rng.integers(0, 4, d).astype(np.int8)
+    dst[(kind == 3) & (rng.random(d) < 0.3)] = -1  # messages to everyone
+    day = (today[comm] - rng.integers(0, 4, d)).astype(np.int32)
+    k = int(rng.integers(0, 15))
+    pc = rng.integers(0, e, k)
+    rows = np.sort(pc * n_per + rng.integers(0, n_per, k)).astype(np.int64)
+    tgt = (rows // n_per) * n_per + rng.integers(0, n_per, k)
+    # today's proposals are among the dealings (as rules._remember makes them)
+    src = np.concatenate([src, rows.astype(np.int32)])
+    dst = np.concatenate([dst, tgt.astype(np.int32)])
+    kind = np.concatenate([kind, np.full(k, 2, np.int8)])
+    day = np.concatenate([day, today[rows // n_per].astype(np.int32)])
+    a = rng.integers(0, n, (int(rng.integers(0, 6)), 2))
+    a = a[a[:, 0] // n_per == a[:, 1] // n_per]
+    a = np.unique(np.sort(a, axis=1)[a[:, 0] != a[:, 1]], axis=0).astype(np.int32).reshape(-1, 2)
+    got = mutual_merges(rows, tgt, src, dst, day, kind, 2, since, n_per, a)
+    want = _mutual_merges_by_numpy(rows, tgt, src, dst, day, kind, 2, since, n_per, a)
+    assert got.dtype == np.int64
+    np.testing.assert_array_equal(got.reshape(-1, 2), want.reshape(-1, 2))
+
+
+def test_mutual_merges_form_answered_proposals_once():
+    from civa_env.world.kernels import mutual_merges
+
+    # 0 -> 1 today, 1 -> 0 yesterday (in the window), 2 -> 3 unanswered, 4 <-> 5 allied
+    rows, tgt = np.array([0, 2, 4, 5]), np.array([1, 3, 5, 4])
+    src = np.array([1, 0, 2, 4, 5], np.int32)
+    dst = np.array([0, 1, 3, 5, 4], np.int32)
+    kind = np.full(5, 2, np.int8)
+    day = np.array([4, 5, 5, 5, 5], np.int32)
+    allies = np.array([[4, 5]], np.int32)
+    got = mutual_merges(rows, tgt, src, dst, day, kind, 2, np.array([4]), 8, allies)
+    np.testing.assert_array_equal(got, [[0, 1]])
+    late = mutual_merges(rows, tgt, src, dst, day, kind, 2, np.array([5]), 8, allies)
+    assert late.shape == (0, 2)  # yesterday's answer is out of the window
