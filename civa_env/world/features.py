@@ -416,7 +416,6 @@ def features(state: WorldState, view: np.ndarray, rows: np.ndarray, inbox_count:
         raise ValueError("features: out needs out_rows, one row of out per row of rows")
     if len(rows) == 0:
         return out
-    n_alive, mean_wealth = _community_wealth(state)
     day = np.atleast_1d(np.asarray(state.day, np.int64))
     # The state's own arrays where they are float64 already (no copy of the pool's rows);
     # all writable, so that numba sees one array type (a read-only one is copied).
@@ -433,15 +432,16 @@ def features(state: WorldState, view: np.ndarray, rows: np.ndarray, inbox_count:
     # Today is the day about to be played (state.day days are completed).
     upkeep = cfg.upkeep * np.atleast_1d(upkeep_factor(cfg, state.day + 1))
     outage = np.atleast_1d(outage_prob(cfg, state.day + 1))
-    per_community = np.empty((len(_COMMUNITY_SOURCES), len(day)))  # (rows in that order)
-    per_community[0], per_community[1], per_community[2] = day, n_alive, mean_wealth
-    per_community[3], per_community[4] = upkeep, outage
+    # (rows in that order; the population and mean wealth are the kernel's to write:
+    # ``kernels.community_wealth``, each community's sum as ``ndarray.sum`` takes it alone)
+    per_community = np.empty((len(_COMMUNITY_SOURCES), len(day)))
+    per_community[0], per_community[3], per_community[4] = day, upkeep, outage
     # Each factory's report (capacity etc. are >= 0), shown for those the resident knows.
     report = np.ascontiguousarray(layout.encode("factory", {
         "known": 1.0, "capacity": state.capacity, "workers": state.workers,
         "output": state.output, "outage": state.outage}, (len(state.capacity),)))  # (E M, C)
     fill_features(
-        rows, np.asarray(out_rows, np.int64), out, state.n_per, FEATURE_CLIP,
+        rows, np.asarray(out_rows, np.int64), out, state.n_per, FEATURE_CLIP, state.alive,
         per_name, per_community, plan["own_col"], plan["own_log"], plan["own_div"],
         state.condition, _DIRECTION, _VALUE, plan["direction_start"], plan["value_start"],
         state.factory_slots, state.known, state.m_per, report, layout.factory_start,
@@ -450,20 +450,6 @@ def features(state: WorldState, view: np.ndarray, rows: np.ndarray, inbox_count:
         state.recent_src, state.recent_dst, state.recent_kind, state.recent_friendly,
         day - cfg.recent_days + 1, plan["dealt_me"], plan["i_dealt"], plan["friendly_at"])
     return out
-
-
-def _community_wealth(state: WorldState) -> tuple[np.ndarray, np.ndarray]:
-    """The living count (at least 1) and mean wealth of each community: (E,) each (each
-    community's sum taken as ``ndarray.sum`` takes it alone, by ``kernels.segment_sums``
-    in a batch, so that its value is the same bit for bit as alone)."""
-    alive, wealth = state.alive, state.wealth
-    if state.communities == 1:
-        n_alive = max(np.count_nonzero(alive), 1)
-        return np.array([n_alive]), np.array([wealth[alive].sum() / n_alive])
-    from civa_env.world.kernels import community_wealth  # (numba loads on first use)
-
-    return community_wealth(alive, np.ascontiguousarray(wealth, np.float64), state.n_per,
-                            state.communities)
 
 
 # Slot channels filled from dealings, by Deal kind (gift, attack, merge, message): what the

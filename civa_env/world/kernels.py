@@ -330,7 +330,7 @@ def _clip(x, bound):
 
 
 @njit(cache=True)
-def fill_features(rows, out_rows, feats, n_per, bound,
+def fill_features(rows, out_rows, feats, n_per, bound, alive,
                   per_name, per_community, own_col, own_log, own_div,
                   condition, direction_of, value_of, direction_start, value_start,
                   factory_slots, known, m_per, report, factory_start,
@@ -342,7 +342,9 @@ def fill_features(rows, out_rows, feats, n_per, bound,
 
     Own channels: ``per_name`` (P arrays (N,) float64) and ``per_community`` (Q, E) float64 hold
     the sources in a fixed order (``features._NAME_SOURCES``, whose first is the wealth,
-    then ``_COMMUNITY_SOURCES``); source ``q`` goes to column
+    then ``_COMMUNITY_SOURCES``: its rows 1 and 2, each community's population (at least 1)
+    and mean wealth, are written here from ``alive``, by ``community_wealth``); source ``q``
+    goes to column
     ``own_col[q]``, signed-logged where ``own_log[q]``, divided by ``own_div[q]``, clipped to
     ``bound``. The condition one-hots: ``direction_of`` / ``value_of`` map a condition code to
     its column offset (-1: none). Factory slots: ``report`` (E M, C) the encoded report of
@@ -372,6 +374,10 @@ def fill_features(rows, out_rows, feats, n_per, bound,
                 have[j] = True
                 slog[j] = _signed_log(wealth[j])
     # The community sources, encoded once per community.
+    counts, means = community_wealth(alive, wealth, n_per, per_community.shape[1])
+    for c in range(per_community.shape[1]):
+        per_community[1, c] = counts[c]
+        per_community[2, c] = means[c]
     n_own = own_col.shape[0]
     shared = np.empty((per_community.shape[1], n_own - n_sources))
     for c in range(per_community.shape[1]):
