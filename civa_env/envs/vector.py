@@ -198,9 +198,10 @@ class CivaVectorEnv:
             # Every living slot is observed at once after the restarts (the continuing
             # communities' today, the restarted ones' first day).
             self._episodes[which] += 1
-            self.batch.replace(which, seeding.derived_seeds(
-                [(self._seeds[e], int(self._episodes[e])) for e in which.tolist()]),
-                in_place=True)
+            seeds, words = seeding.episode_seeds([self._seeds[e] for e in which.tolist()],
+                                                 self._episodes[which].tolist(),
+                                                 world_fn.FRESH_STREAMS)
+            self.batch.replace(which, seeds, in_place=True, words=words)
             obs = self._observation("obs", self.batch.state.alive.nonzero()[0])
         infos["day"] = self._days()
         return obs, rewards, terminated, truncated, infos

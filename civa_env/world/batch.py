@@ -463,11 +463,13 @@ class Communities:
     # ---- episodes --------------------------------------------------------------------------
 
     def replace(self, which: Sequence[int], seeds: Sequence[int], *,
-                in_place: bool = False) -> None:
+                in_place: bool = False, words: np.ndarray | None = None) -> None:
         """Start communities ``which`` afresh with ``seeds`` (each as ``world.reset`` would);
         the others are untouched. The state is a new one (a ``BatchDay`` returned before
         keeps its ``after``), unless ``in_place``: then the current state's arrays are
-        written (cheaper: the vector env, which has read the day, does so)."""
+        written (cheaper: the vector env, which has read the day, does so). ``words``:
+        the seeds' ``seeding.seed_words`` for ``day.FRESH_STREAMS``, (3, G, 4), if made
+        already (``seeding.episode_seeds``)."""
         which = [int(e) for e in which]
         if not which:
             return
@@ -477,7 +479,7 @@ class Communities:
         else:
             if not in_place:
                 self.state = self.state.copy()
-            self._write_fresh(which, seeds)
+            self._write_fresh(which, seeds, words)
             # A fresh community has no alliances, dealings or messages: drop the old ones.
             state, n = self.state, self.state.n_per
             gone = np.zeros(self.num, bool)
@@ -500,7 +502,8 @@ class Communities:
                 self.logs[e] = EventLog()
                 self.counts[e] = self._new_counts(self.cfg)
 
-    def _write_fresh(self, which: Sequence[int], seeds: Sequence[int]) -> None:
+    def _write_fresh(self, which: Sequence[int], seeds: Sequence[int],
+                     words: np.ndarray | None = None) -> None:
         """Write a fresh community of each seed (``world.first_day``) over the name, factory
         and view rows of communities ``which``, and give each its fresh daily stream, in
         place: the founders' draws straight into the batch's arrays from their streams' seed
@@ -522,10 +525,10 @@ class Communities:
             else:
                 rows = (comms[:, None] * n + np.arange(n)).ravel()
                 frows = (comms[:, None] * m + np.arange(m)).ravel()
-            words = seeding.seed_words(some, (world_fn.WORLD_STREAM, world_fn.VALUES_STREAM,
-                                              world_fn.DYNAMICS_STREAM))  # (3, G, 4)
-            write_fresh(state, cfg, comms, np.stack([words[0], words[1]], axis=1), rows, frows)
-            gens = seeding.generators_of(some, world_fn.DYNAMICS_STREAM, words[2])
+            mine = (seeding.seed_words(some, world_fn.FRESH_STREAMS) if words is None
+                    else words[:, lo:lo + group])  # (3, G, 4)
+            write_fresh(state, cfg, comms, np.stack([mine[0], mine[1]], axis=1), rows, frows)
+            gens = seeding.generators_of(some, world_fn.DYNAMICS_STREAM, mine[2])
             view = founders_view(cfg, g, gens[0] if g == 1 else StreamBatch(gens))
             # (the fresh view is this call's own: its pool rows moved to the batch's in place)
             by = ((comms - np.arange(g)) * n).astype(view.dtype)[:, None, None]

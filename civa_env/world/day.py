@@ -250,7 +250,7 @@ def first_day(cfg: Config, seed: int) -> tuple[WorldState, np.ndarray, np.random
 
 # Where the streams a fresh world is drawn from sit among a seed's children
 # (``seed_streams``): its founders' (world, values) and its days' (dynamics).
-WORLD_STREAM, VALUES_STREAM, DYNAMICS_STREAM = (
+WORLD_STREAM, VALUES_STREAM, DYNAMICS_STREAM = FRESH_STREAMS = tuple(
     STREAMS.index(s) for s in ("world", "values", "dynamics"))
 
 
@@ -266,7 +266,7 @@ def first_days(cfg: Config, seeds: Sequence[int]
     # streams are drawn once, for the founders, straight from their PCG64 seed words
     # (``state.seeded_states``: what ``initial_states`` draws from numpy's generators);
     # the daily stream is a numpy generator.
-    words = seeding.seed_words(seeds, (WORLD_STREAM, VALUES_STREAM, DYNAMICS_STREAM))  # (3, G, 4)
+    words = seeding.seed_words(seeds, FRESH_STREAMS)  # (3, G, 4)
     state = seeded_states(cfg, np.stack([words[0], words[1]], axis=1))
     dynamics = seeding.generators_of(seeds, DYNAMICS_STREAM, words[2])
     if len(seeds) == 1:

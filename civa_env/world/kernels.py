@@ -24,7 +24,8 @@
 * ``validate_actions``: the checks of ``actions.validate``.
 * ``pay_upkeep``: the upkeep of ``rules.apply_upkeep``.
 * ``seed_sequence_states``: what ``numpy.random.SeedSequence.generate_state`` gives, for
-  many seed sequences at once (``seeding``).
+  many seed sequences at once (``seeding``); ``episode_seed_words``: the next episodes'
+  seeds and their streams' seed words in one pass.
 * ``fresh_draws``: the founders' draws of fresh worlds (``state.seeded_states``), their world
   and values streams PCG64s seeded from their seed words in registers (no generator made).
 """
@@ -876,6 +877,51 @@ def seed_sequence_states(entropy, n_entropy, n_words32):
             d = np.uint32(d * hb)
             out[g, i] = d ^ (d >> _SHIFT)
     return out
+
+
+@njit(cache=True)
+def episode_seed_words(seeds, episodes, keys):
+    """The seeds of episodes ``episodes[g]`` of seeds ``seeds[g]`` (< 2**64; episodes <
+    2**32): ``SeedSequence([seed, episode]).generate_state(2, np.uint64)[0] % 2**63``
+    (``day.derived_seed``), (G,) uint64; and the words each of those seeds' child ``k``
+    of ``keys`` (< 2**32) is seeded with: ``SeedSequence(x, spawn_key=(k,))
+    .generate_state(4, np.uint64)``, (K, G, 4) uint64 (``seeding.seed_words``)."""
+    g = seeds.shape[0]
+    mask32 = np.uint64(0xFFFFFFFF)
+    # [seed's words (one, or two from 2**32 on), episode]: a list's assembled entropy
+    entropy = np.zeros((g, 4), np.uint32)
+    n_entropy = np.empty(g, np.int64)
+    for q in range(g):
+        x = seeds[q]
+        entropy[q, 0] = np.uint32(x & mask32)
+        if x > mask32:
+            entropy[q, 1] = np.uint32(x >> np.uint64(32))
+            entropy[q, 2] = np.uint32(episodes[q])
+            n_entropy[q] = 3
+        else:
+            entropy[q, 1] = np.uint32(episodes[q])
+            n_entropy[q] = 2
+    first = seed_sequence_states(entropy, n_entropy, 4)
+    derived = np.empty(g, np.uint64)
+    for q in range(g):
+        derived[q] = (np.uint64(first[q, 0]) | (np.uint64(first[q, 1]) << np.uint64(32))) \
+            & np.uint64(0x7FFFFFFFFFFFFFFF)
+    # [x's words, padded with zeros to the pool's 4, the key]: an int with a spawn key
+    k = keys.shape[0]
+    child = np.zeros((k * g, 5), np.uint32)
+    for a in range(k):
+        for q in range(g):
+            child[a * g + q, 0] = np.uint32(derived[q] & mask32)
+            child[a * g + q, 1] = np.uint32(derived[q] >> np.uint64(32))
+            child[a * g + q, 4] = np.uint32(keys[a])
+    states = seed_sequence_states(child, np.full(k * g, 5, np.int64), 8)
+    words = np.empty((k, g, 4), np.uint64)
+    for a in range(k):
+        for q in range(g):
+            for w in range(4):
+                words[a, q, w] = np.uint64(states[a * g + q, 2 * w]) \
+                    | (np.uint64(states[a * g + q, 2 * w + 1]) << np.uint64(32))
+    return derived, words
 
 
 @njit(cache=True)

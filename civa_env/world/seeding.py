@@ -158,3 +158,21 @@ def derived_seeds(entropies: Sequence[Sequence[int]]) -> list[int]:
     ``SeedSequence([seed, *keys]).generate_state(2, np.uint64)[0] % 2**63``."""
     table = states([[int(x) for x in e] for e in entropies], [()] * len(entropies), 2)
     return [int(x) % 2**63 for x in table[:, 0]]
+
+
+def episode_seeds(seeds: Sequence[int], episodes: Sequence[int], spawn_keys: Sequence[int]
+                  ) -> tuple[list[int], np.ndarray]:
+    """The seeds of episodes ``episodes[g]`` of ``seeds[g]`` (``derived_seeds`` of the
+    pairs) and ``seed_words(those, spawn_keys)`` (K, G, 4), in one compiled pass where the
+    seeds are below 2**64 and the episodes and keys below 2**32 (else the two calls)."""
+    from civa_env.world.kernels import episode_seed_words  # (numba loads on first use)
+
+    if seeds and max(seeds) <= (1 << 64) - 1 and min(seeds) >= 0 and min(episodes) >= 0 \
+            and max(episodes) <= _MASK32 and min(spawn_keys) >= 0 \
+            and max(spawn_keys) <= _MASK32:
+        derived, words = episode_seed_words(np.array(seeds, np.uint64),
+                                            np.array(episodes, np.uint64),
+                                            np.array(spawn_keys, np.uint64))
+        return derived.tolist(), words
+    out = derived_seeds([(s, e) for s, e in zip(seeds, episodes, strict=True)])
+    return out, seed_words(out, spawn_keys)

@@ -82,3 +82,22 @@ def test_a_generator_spawns_pickles_and_reads_as_numpys():
 def test_negative_entropy_is_refused():
     with pytest.raises(ValueError, match="must be >= 0"):
         seeding.states([-1], [()], 2)
+
+
+@pytest.mark.parametrize("seeds,episodes", [
+    ([0, 1, 5, 2**32 - 1, 2**32, 2**40 + 3, 2**63 - 1, 2**64 - 1],
+     [1, 2, 0, 7, 2**32 - 1, 3, 1, 9]),  # the compiled pass: seeds of one word and of two
+    ([2**64, 3], [1, 1]),  # a seed of three words, an episode of two: the two calls
+    ([4], [2**32])])
+def test_episode_seeds_are_derived_seeds_and_their_seed_words(seeds, episodes):
+    """A restart's seeds and their streams' words at once: ``derived_seeds`` of the pairs,
+    then ``seed_words`` of those (each numpy's ``SeedSequence``, as the tests above show)."""
+    keys = (0, 1, 2, 4)
+    got, words = seeding.episode_seeds(seeds, episodes, keys)
+    want = seeding.derived_seeds(list(zip(seeds, episodes)))
+    assert got == want and all(type(x) is int for x in got)
+    assert words.dtype == np.uint64 and words.shape == (len(keys), len(seeds), 4)
+    np.testing.assert_array_equal(words, seeding.seed_words(want, keys))
+    x, k = want[-1], keys[-1]
+    np.testing.assert_array_equal(
+        words[-1, -1], np.random.SeedSequence(x, spawn_key=(k,)).generate_state(4, np.uint64))
