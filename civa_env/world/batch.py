@@ -434,7 +434,8 @@ class Communities:
         self.population_sum += population
         n_aup = self.population_sum / (cfg.max_days * cfg.n_agents)
         self.state = new
-        self.view = compute_view(new, cfg, rng)
+        # (the view's own array, written again: rows not alive are -1, as a fresh one's)
+        self.view = compute_view(new, cfg, rng, out=self.view, stale=rows)
         truncated = np.atleast_1d(new.day) >= cfg.max_days
         died = rows[~new.alive[rows]]
         return BatchDay(before=before, after=new, acted=rows, died=died,

@@ -38,8 +38,13 @@ def fold_text(text: str, max_chars: int | None = None) -> str:
     return text if max_chars is None else text[:max_chars]
 
 
-def compute_view(state: WorldState, cfg: Config, rng: np.random.Generator) -> np.ndarray:
+def compute_view(state: WorldState, cfg: Config, rng: np.random.Generator,
+                 out: np.ndarray | None = None, stale: np.ndarray | None = None
+                 ) -> np.ndarray:
     """Who each living resident sees: (N, V) int32 resident indices, -1 for empty slots.
+    Given ``out`` (N, V) int32, whose rows are all -1 but those of pool rows ``stale``, it
+    is written in place and returned (a batch's view, day after day: ``stale`` the rows
+    of those alive the day before).
 
     Allies first, then residents who dealt with it in the last ``recent_days`` days, then a
     seeded random sample of the rest (a window of a random permutation, so the work is
@@ -50,7 +55,11 @@ def compute_view(state: WorldState, cfg: Config, rng: np.random.Generator) -> np
     from civa_env.world.kernels import fill_view  # (numba loads on first use)
 
     n, v = state.n_pool, cfg.view_size
-    view = filled((n, v), -1, np.int32)
+    if out is None:
+        view = filled((n, v), -1, np.int32)
+    else:
+        view = out
+        view[stale] = -1
     # One key per name, drawn whatever the population (common random numbers: the stream
     # stays in step between conditions); sorting the living residents' keys shuffles them.
     order_key = rng.random(n)
