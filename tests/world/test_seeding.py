@@ -94,7 +94,7 @@ def test_episode_seeds_are_derived_seeds_and_their_seed_words(seeds, episodes):
     then ``seed_words`` of those (each numpy's ``SeedSequence``, as the tests above show)."""
     keys = (0, 1, 2, 4)
     got, words = seeding.episode_seeds(seeds, episodes, keys)
-    want = seeding.derived_seeds(list(zip(seeds, episodes)))
+    want = seeding.derived_seeds(list(zip(seeds, episodes, strict=True)))
     assert got == want and all(type(x) is int for x in got)
     assert words.dtype == np.uint64 and words.shape == (len(keys), len(seeds), 4)
     np.testing.assert_array_equal(words, seeding.seed_words(want, keys))
