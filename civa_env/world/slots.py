@@ -29,13 +29,6 @@ if TYPE_CHECKING:
 CHUNK = 65_536
 
 
-def identity(n_pool: int, n_slots: int) -> np.ndarray:
-    """The table of a world whose slot m is factory m: (N, S) int32."""
-    out = np.empty((n_pool, n_slots), np.int32)
-    out[:] = np.arange(n_slots, dtype=np.int32)
-    return out
-
-
 def ranked(known: np.ndarray, capacity: np.ndarray, communities: int, n_slots: int,
            rows: np.ndarray | None = None) -> np.ndarray:
     """Each resident's known factories, largest capacity first, in ``n_slots`` slots:

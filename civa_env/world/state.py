@@ -241,15 +241,26 @@ def write_fresh(state: WorldState, cfg: Config, comms: np.ndarray, words: np.nda
         getattr(state, name)[frows] = value
     n = state.n_per
     state.alive[rows] = np.tile(np.arange(n) < n0, len(comms))
-    if cfg.ranks_factories:  # names not yet used hold no factory
-        founders = (np.asarray(comms, np.int64)[:, None] * n + np.arange(n0)).ravel()
-        state.factory_slots[rows] = -1
-        state.factory_slots[founders] = slots.ranked(
-            state.known, state.capacity, state.communities, cfg.factory_slot_count, founders)
-    else:
-        state.factory_slots[rows] = np.arange(cfg.factory_slot_count, dtype=np.int32)
+    _founder_slots(cfg, state.factory_slots, rows,
+                   (np.asarray(comms, np.int64)[:, None] * n + np.arange(n0)).ravel(),
+                   state.known, state.capacity, state.communities)
     state.day[comms] = 0
     state.n_used[comms] = n0
+
+
+def _founder_slots(cfg: Config, table: np.ndarray, rows: slice | np.ndarray,
+                   founders: np.ndarray, known: np.ndarray, capacity: np.ndarray,
+                   communities: int) -> None:
+    """Write the factory slots of fresh worlds' names ``rows`` of ``table`` (founders
+    ``founders``, by the ``known`` factories and ``capacity`` of the ``communities``):
+    slot m is factory m, or where the slots rank the known factories, the founders' ranked
+    and the names not yet used none."""
+    if cfg.ranks_factories:
+        table[rows] = -1
+        table[founders] = slots.ranked(known, capacity, communities, cfg.factory_slot_count,
+                                       founders)
+    else:
+        table[rows] = np.arange(cfg.factory_slot_count, dtype=np.int32)
 
 
 def _founder_arrays(cfg: Config, g: int) -> tuple[np.ndarray, ...]:
@@ -285,12 +296,8 @@ def _fresh_state(cfg: Config, alive: np.ndarray, wealth: np.ndarray, skill: np.n
     capacity = capacity.reshape(-1)
     pool = g * n
     empty = np.empty(0, dtype=np.int32)
-    if cfg.ranks_factories:  # names not yet used hold no factory
-        table = np.full((pool, cfg.factory_slot_count), -1, np.int32)
-        founders = alive.reshape(-1).nonzero()[0]
-        table[founders] = slots.ranked(known, capacity, g, cfg.factory_slot_count, founders)
-    else:
-        table = slots.identity(pool, cfg.factory_slot_count)
+    table = np.empty((pool, cfg.factory_slot_count), np.int32)
+    _founder_slots(cfg, table, slice(None), alive.reshape(-1).nonzero()[0], known, capacity, g)
     if g == 1:
         day: int | np.ndarray = 0
         n_used: int | np.ndarray = n0
