@@ -18,7 +18,15 @@ interpreter, e.g. a venv of its own), a last row gives its ``battle_v4`` (C++ co
 actions, map 45) in agent-steps per CPU-second of ``env.step``, measured in the same run.
 ``--rounds 5`` then measures the first ``--vector`` batch, the ParallelEnv and the peer
 side by side five times, interleaved, and prints the medians (the figures of one round
-move by more than 10% on a shared machine).
+move by more than 10% on a shared machine). ``--baseline DIR`` adds, in every round, the
+ParallelEnv of another checkout of CIVA (DIR: its root, e.g. a git worktree of an older
+revision; measured in a subprocess that imports ``civa_env`` from there, same loop, numeric,
+at the batch's community size), so that a speed-up is stated against older code measured on
+the same machine in the same run:
+
+    git worktree add /tmp/civa-2e66c9f 2e66c9f   # the core when the speed issue was filed
+    python benchmarks/env_throughput.py --sizes 25 --modes numeric --vector 64x25 \
+        --rounds 5 --baseline /tmp/civa-2e66c9f
 
 For each size and observation mode it plays whole episodes with uniformly random valid flat
 actions (vectorised over the action masks) and reports resident-steps per second of
@@ -147,6 +155,61 @@ print(agents / cpu, agents / max(steps, 1))
 """
 
 
+BASELINE = """
+import sys, time, numpy as np
+import civa_env
+n_agents, seconds, seed = int(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3])
+env = civa_env.parallel_env(n_agents=n_agents, obs_mode="numeric", seed=seed)
+rng = np.random.default_rng(seed)
+steps = 0
+cpu = 0.0
+while cpu < seconds:
+    obs, infos = env.reset()
+    while env.agents and cpu < seconds:
+        mask = np.stack([obs[a]["action_mask"] for a in env.agents]).astype(bool)
+        ids = np.where(mask, rng.random(mask.shape), -1.0).argmax(axis=1)
+        t = time.process_time()
+        obs, *_ = env.step(dict(zip(env.agents, ids.tolist())))
+        cpu += time.process_time() - t
+        steps += len(ids)
+print(civa_env.__file__)
+print(steps / cpu)
+"""
+
+
+def checkout_root(root: str) -> str:
+    """The absolute path of ``root``; ``SystemExit`` naming it when it holds no CIVA."""
+    import os
+
+    root = os.path.abspath(root)
+    if not os.path.isfile(os.path.join(root, "civa_env", "__init__.py")):
+        raise SystemExit(f"--baseline {root}: no civa_env package there (give the root of a "
+                         "CIVA checkout, e.g. a git worktree)")
+    return root
+
+
+def measure_baseline(root: str, n_agents: int, seconds: float, seed: int = 0) -> float:
+    """Resident-steps per CPU-second of the ParallelEnv (numeric, random valid flat ids) of
+    the CIVA checkout at ``root``, in a subprocess that imports ``civa_env`` from there.
+
+    Raises ``SystemExit`` naming the checkout when it does not import from ``root`` or the
+    loop fails there."""
+    import os
+    import subprocess
+
+    root = checkout_root(root)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        filter(None, [root, os.environ.get("PYTHONPATH", "")])))
+    out = subprocess.run([sys.executable, "-c", BASELINE, str(n_agents), str(seconds),
+                          str(seed)], capture_output=True, text=True, env=env, cwd=root)
+    if out.returncode != 0:
+        raise SystemExit(f"--baseline {root}: its ParallelEnv loop failed:\n{out.stderr}")
+    where, rate = out.stdout.split()
+    if not os.path.abspath(where).startswith(root + os.sep):
+        raise SystemExit(f"--baseline {root}: civa_env imported from {where}, not from there")
+    return float(rate)
+
+
 def measure_peer(python: str, seconds: float) -> tuple[float, float] | None:
     """magent2 battle: (agent-steps per CPU-second, mean agents a step), or None when it does
     not import with ``python``."""
@@ -190,9 +253,16 @@ def main() -> None:
                         help="with more than 1: then measure the first --vector batch, the "
                              "ParallelEnv and the peer this many times, interleaved, and "
                              "print each round and the medians")
+    parser.add_argument("--baseline", default=None, metavar="DIR",
+                        help="root of another CIVA checkout (e.g. a git worktree of an older "
+                             "revision) whose ParallelEnv each round also measures")
     args = parser.parse_args()
     if args.rounds < 1:
         parser.error(f"--rounds must be >= 1, got {args.rounds}")
+    if args.baseline is not None:
+        if not args.vector:
+            parser.error("--baseline compares with the first --vector batch; give --vector")
+        checkout_root(args.baseline)  # before anything is measured
     warm_up()
     print("| residents | obs mode | steps | mean living | env.step resident-steps/s "
           "| loop resident-steps/s | text us/resident | step bytes/resident |")
@@ -222,7 +292,7 @@ def main() -> None:
         else:
             print(f"| magent2 battle_v4 (peer, C++ core) | | {peer[1]:.0f} | | "
                   f"{peer[0]:,.0f} agent-steps per CPU-s (its env.step) | |", flush=True)
-    if args.rounds > 1 and args.vector:
+    if (args.rounds > 1 or args.baseline is not None) and args.vector:
         interleaved(args)
 
 
@@ -231,22 +301,30 @@ def interleaved(args: argparse.Namespace) -> None:
     after the other, ``--rounds`` times; each round's figures, then the medians and the
     ratios of the medians."""
     e, n = (int(x) for x in args.vector.split(",")[0].lower().split("x"))
+    base = args.baseline is not None
     print()
     print(f"| round | vector_env {e} x {n} | ParallelEnv {n} (numeric) "
-          "| magent2 battle_v4 (peer) | vector / parallel | vector / peer |")
-    print("|---:|---:|---:|---:|---:|---:|")
+          + ("| ParallelEnv of the baseline " if base else "")
+          + "| magent2 battle_v4 (peer) | vector / parallel "
+          + ("| vector / baseline " if base else "") + "| vector / peer |")
+    print("|---:" * (8 if base else 6) + "|")
     rows = []
+
+    def line(label: str, vec: float, par: float, old: float, other: float) -> str:
+        cells = [label, f"{vec:,.0f}", f"{par:,.0f}"] + ([f"{old:,.0f}"] if base else [])
+        cells += [f"{other:,.0f}", f"{vec / par:.2f}"] + ([f"{vec / old:.2f}"] if base else [])
+        return "| " + " | ".join(cells + [f"{vec / other:.2f}"]) + " |"
+
     for k in range(args.rounds):
         r = measure_vector(e, n, args.seconds, seed=k, min_steps=args.min_steps)
+        old = (measure_baseline(args.baseline, n, args.seconds, seed=k) if base
+               else float("nan"))
         peer = measure_peer(args.peer_python, args.seconds)
         vec, par = r["vector_rs_per_cpu_s"], r["parallel_rs_per_cpu_s"]
         other = peer[0] if peer is not None else float("nan")
-        rows.append((vec, par, other))
-        print(f"| {k + 1} | {vec:,.0f} | {par:,.0f} | {other:,.0f} | {vec / par:.2f} "
-              f"| {vec / other:.2f} |", flush=True)
-    vec, par, other = (float(np.median(c)) for c in np.array(rows).T)
-    print(f"| median | {vec:,.0f} | {par:,.0f} | {other:,.0f} | {vec / par:.2f} "
-          f"| {vec / other:.2f} |", flush=True)
+        rows.append((vec, par, old, other))
+        print(line(str(k + 1), vec, par, old, other), flush=True)
+    print(line("median", *(float(np.median(c)) for c in np.array(rows).T)), flush=True)
 
 
 if __name__ == "__main__":
