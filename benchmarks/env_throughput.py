@@ -116,22 +116,36 @@ def measure_vector(num_envs: int, n_agents: int, seconds: float, seed: int = 0,
         obs, *_ = venv.step(acts)
         cpu += time.process_time() - t
         steps += 1
+    return {"num_envs": num_envs, "residents": n_agents, "steps": steps,
+            "mean_living": resident_steps / max(steps, 1),
+            "vector_rs_per_cpu_s": resident_steps / cpu,
+            "parallel_rs_per_cpu_s": parallel_rate(n_agents, seconds, seed)}
+
+
+def parallel_rate(n_agents: int, seconds: float, seed: int = 0) -> float:
+    """Resident-steps per CPU-second of the ParallelEnv's ``env.step`` (numeric, random valid
+    flat ids) of the ``civa_env`` that imports. Self-contained: ``--baseline`` runs its
+    source in a subprocess that imports another checkout's ``civa_env``."""
+    import time
+
+    import numpy as np
+
+    import civa_env
+
     env = civa_env.parallel_env(n_agents=n_agents, obs_mode="numeric", seed=seed)
-    env_steps = 0
-    env_cpu = 0.0
-    while env_cpu < seconds:
+    rng = np.random.default_rng(seed)
+    steps = 0
+    cpu = 0.0
+    while cpu < seconds:
         obs, infos = env.reset()
-        while env.agents and env_cpu < seconds:
+        while env.agents and cpu < seconds:
             mask = np.stack([obs[a]["action_mask"] for a in env.agents]).astype(bool)
             ids = np.where(mask, rng.random(mask.shape), -1.0).argmax(axis=1)
             t = time.process_time()
             obs, *_ = env.step(dict(zip(env.agents, ids.tolist(), strict=True)))
-            env_cpu += time.process_time() - t
-            env_steps += len(ids)
-    return {"num_envs": num_envs, "residents": n_agents, "steps": steps,
-            "mean_living": resident_steps / max(steps, 1),
-            "vector_rs_per_cpu_s": resident_steps / cpu,
-            "parallel_rs_per_cpu_s": env_steps / env_cpu}
+            cpu += time.process_time() - t
+            steps += len(ids)
+    return steps / cpu
 
 
 PEER = """
@@ -156,24 +170,10 @@ print(agents / cpu, agents / max(steps, 1))
 
 
 BASELINE = """
-import sys, time, numpy as np
+import sys
 import civa_env
-n_agents, seconds, seed = int(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3])
-env = civa_env.parallel_env(n_agents=n_agents, obs_mode="numeric", seed=seed)
-rng = np.random.default_rng(seed)
-steps = 0
-cpu = 0.0
-while cpu < seconds:
-    obs, infos = env.reset()
-    while env.agents and cpu < seconds:
-        mask = np.stack([obs[a]["action_mask"] for a in env.agents]).astype(bool)
-        ids = np.where(mask, rng.random(mask.shape), -1.0).argmax(axis=1)
-        t = time.process_time()
-        obs, *_ = env.step(dict(zip(env.agents, ids.tolist())))
-        cpu += time.process_time() - t
-        steps += len(ids)
 print(civa_env.__file__)
-print(steps / cpu)
+print(parallel_rate(int(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3])))
 """
 
 
@@ -194,13 +194,15 @@ def measure_baseline(root: str, n_agents: int, seconds: float, seed: int = 0) ->
 
     Raises ``SystemExit`` naming the checkout when it does not import from ``root`` or the
     loop fails there."""
+    import inspect
     import os
     import subprocess
 
     root = checkout_root(root)
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(
         filter(None, [root, os.environ.get("PYTHONPATH", "")])))
-    out = subprocess.run([sys.executable, "-c", BASELINE, str(n_agents), str(seconds),
+    script = inspect.getsource(parallel_rate) + BASELINE
+    out = subprocess.run([sys.executable, "-c", script, str(n_agents), str(seconds),
                           str(seed)], capture_output=True, text=True, env=env, cwd=root)
     if out.returncode != 0:
         raise SystemExit(f"--baseline {root}: its ParallelEnv loop failed:\n{out.stderr}")
