@@ -122,10 +122,11 @@ def measure_vector(num_envs: int, n_agents: int, seconds: float, seed: int = 0,
             "parallel_rs_per_cpu_s": parallel_rate(n_agents, seconds, seed)}
 
 
-def parallel_rate(n_agents: int, seconds: float, seed: int = 0) -> float:
+def parallel_rate(n_agents: int, seconds: float, seed: int = 0, episodes: int = 0) -> float:
     """Resident-steps per CPU-second of the ParallelEnv's ``env.step`` (numeric, random valid
-    flat ids) of the ``civa_env`` that imports. Self-contained: ``--baseline`` runs its
-    source in a subprocess that imports another checkout's ``civa_env``."""
+    flat ids) of the ``civa_env`` that imports, over ``seconds`` of step time and at least
+    ``episodes`` whole episodes. Self-contained: ``--baseline`` runs its source in a
+    subprocess that imports another checkout's ``civa_env``."""
     import time
 
     import numpy as np
@@ -134,11 +135,12 @@ def parallel_rate(n_agents: int, seconds: float, seed: int = 0) -> float:
 
     env = civa_env.parallel_env(n_agents=n_agents, obs_mode="numeric", seed=seed)
     rng = np.random.default_rng(seed)
-    steps = 0
+    steps = played = 0
     cpu = 0.0
-    while cpu < seconds:
+    while cpu < seconds or played < episodes:
         obs, infos = env.reset()
-        while env.agents and cpu < seconds:
+        played += 1
+        while env.agents and (cpu < seconds or played <= episodes):
             mask = np.stack([obs[a]["action_mask"] for a in env.agents]).astype(bool)
             ids = np.where(mask, rng.random(mask.shape), -1.0).argmax(axis=1)
             t = time.process_time()
@@ -173,6 +175,7 @@ BASELINE = """
 import sys
 import civa_env
 print(civa_env.__file__)
+parallel_rate(5, 0.0, episodes=3)  # (warm: compiled kernels compile or load here)
 print(parallel_rate(int(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3])))
 """
 
@@ -181,7 +184,7 @@ def checkout_root(root: str) -> str:
     """The absolute path of ``root``; ``SystemExit`` naming it when it holds no CIVA."""
     import os
 
-    root = os.path.abspath(root)
+    root = os.path.realpath(root)
     if not os.path.isfile(os.path.join(root, "civa_env", "__init__.py")):
         raise SystemExit(f"--baseline {root}: no civa_env package there (give the root of a "
                          "CIVA checkout, e.g. a git worktree)")
@@ -207,7 +210,7 @@ def measure_baseline(root: str, n_agents: int, seconds: float, seed: int = 0) ->
     if out.returncode != 0:
         raise SystemExit(f"--baseline {root}: its ParallelEnv loop failed:\n{out.stderr}")
     where, rate = out.stdout.split()
-    if not os.path.abspath(where).startswith(root + os.sep):
+    if not os.path.realpath(where).startswith(root + os.sep):
         raise SystemExit(f"--baseline {root}: civa_env imported from {where}, not from there")
     return float(rate)
 
