@@ -76,16 +76,13 @@ def mutual_merges(rows, tgt, recent_src, recent_dst, recent_day, recent_kind, ki
     already (``allies`` (A, 2) pairs i < j). Returns (P, 2) int64 pairs, lower name first,
     in name order."""
     n_pool = n_per * since.shape[0]
-    count = 0
-    for p in range(recent_src.shape[0]):
-        if recent_kind[p] == kind and recent_day[p] >= since[recent_src[p] // n_per]:
-            count += 1
-    keys = np.empty(count, np.int64)  # src * N + dst of those dealings, sorted
+    keys = np.empty(recent_src.shape[0], np.int64)  # src * N + dst of those dealings, sorted
     count = 0
     for p in range(recent_src.shape[0]):
         if recent_kind[p] == kind and recent_day[p] >= since[recent_src[p] // n_per]:
             keys[count] = np.int64(recent_src[p]) * n_pool + recent_dst[p]
             count += 1
+    keys = keys[:count]
     keys.sort()
     pairs = np.empty(rows.shape[0], np.int64)  # lo * N + hi of the mutual ones
     found = 0
