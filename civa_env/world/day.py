@@ -250,8 +250,8 @@ def first_day(cfg: Config, seed: int) -> tuple[WorldState, np.ndarray, np.random
 
 # Where the streams a fresh world is drawn from sit among a seed's children
 # (``seed_streams``): its founders' (world, values) and its days' (dynamics).
-WORLD_STREAM, VALUES_STREAM, DYNAMICS_STREAM = FRESH_STREAMS = tuple(
-    STREAMS.index(s) for s in ("world", "values", "dynamics"))
+FRESH_STREAMS = tuple(STREAMS.index(s) for s in ("world", "values", "dynamics"))
+DYNAMICS_STREAM = FRESH_STREAMS[2]
 
 
 def first_days(cfg: Config, seeds: Sequence[int]
